@@ -1,0 +1,68 @@
+//! The `trustfs` command line. Each subcommand lives in its own file with an `Args` struct whose
+//! doc comments are the `--help` text, and a `run()` returning the process exit code.
+//!
+//! Exit codes: 0 success; 1 content failed verification (or a usage-level failure of a command);
+//! 2 the metadata cannot be trusted or the input is malformed.
+
+use clap::{Parser, Subcommand};
+
+pub mod key;
+pub mod mount;
+pub mod repo;
+pub mod verify;
+
+/// Exit code: everything verified / the command succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: content failed verification, or the command failed for an operational reason.
+pub const EXIT_CONTENT: i32 = 1;
+/// Exit code: the metadata itself cannot be trusted (signature, threshold, expiry, rollback, malformed).
+pub const EXIT_METADATA: i32 = 2;
+
+/// trustfs: expose only content that signed TUF targets metadata vouches for.
+#[derive(Parser, Debug)]
+#[command(name = "trustfs", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Publisher commands: create and sign a TUF repository.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Check a directory against signed metadata, offline.
+    Verify(verify::Args),
+    /// Mount a verified, read-only view of a backing directory.
+    Mount(mount::Args),
+}
+
+/// Parse the command line and run it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Key(cmd) => key::run(cmd),
+        Command::Repo(cmd) => repo::run(cmd),
+        Command::Verify(args) => verify::run(args),
+        Command::Mount(args) => mount::run(args),
+    }
+}
+
+/// Print an error in the one format all subcommands use.
+pub fn report_error(context: &str, err: &dyn std::fmt::Display) {
+    eprintln!("trustfs: {context}: {err}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

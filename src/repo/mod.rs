@@ -1,0 +1,1 @@
+//! Publisher side: keys, init, add, refresh.

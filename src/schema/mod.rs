@@ -1,0 +1,1 @@
+//! TUF 1.0 metadata types, canonical JSON, keys and signature thresholds.
