@@ -419,7 +419,8 @@ fn hostile_target_names_are_malformed_metadata() {
 
 #[test]
 fn malformed_metadata_files_get_clear_errors() {
-    let cases: Vec<(&str, Box<dyn Fn(&TestRepo)>, &str)> = vec![
+    type Tamper = Box<dyn Fn(&TestRepo)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "invalid json",
             Box::new(|r: &TestRepo| r.write("timestamp.json", b"{not json")),
