@@ -111,7 +111,7 @@ impl Client {
                 }
             }
         }
-        let mut client = Client {
+        Ok(Client {
             fetcher,
             state,
             now,
@@ -122,29 +122,16 @@ impl Client {
             roles: HashMap::new(),
             failed_roles: HashMap::new(),
             refreshed: false,
-        };
-        client.load_local_state();
-        Ok(client)
+        })
     }
 
-    /// Load persisted timestamp and snapshot for rollback checks. They must verify with the current
-    /// root; expiry does not matter for that use. Anything that does not verify is discarded.
-    fn load_local_state(&mut self) {
-        let Some(state) = &self.state else { return };
-        if let Ok(Some(bytes)) = state.load("timestamp", self.limits.timestamp_max_bytes) {
-            if let Ok(md) = Metadata::<Timestamp>::from_slice("timestamp.json", &bytes) {
-                if self.verify_top_level("timestamp", &md).is_ok() {
-                    self.timestamp = Some(md);
-                }
-            }
-        }
-        if let Ok(Some(bytes)) = state.load("snapshot", self.limits.snapshot_max_bytes) {
-            if let Ok(md) = Metadata::<Snapshot>::from_slice("snapshot.json", &bytes) {
-                if self.verify_top_level("snapshot", &md).is_ok() {
-                    self.snapshot = Some(md);
-                }
-            }
-        }
+    /// Local (persisted) metadata of `role`, if it parses as `T` and verifies with the current
+    /// root's keys. Its expiry is not checked: an expired local copy still guards against rollback.
+    fn local_top_level<T: Signed>(&self, role: &str, limit: u64) -> Option<(Metadata<T>, Vec<u8>)> {
+        let bytes = self.state.as_ref()?.load(role, limit).ok()??;
+        let md = Metadata::<T>::from_slice(&format!("{role}.json"), &bytes).ok()?;
+        self.verify_top_level(role, &md).ok()?;
+        Some((md, bytes))
     }
 
     pub fn root(&self) -> &Metadata<Root> {
@@ -222,6 +209,11 @@ impl Client {
             return Ok(());
         }
         self.update_root()?;
+        // Persisted timestamp and snapshot are loaded only now, verified with the newest root:
+        // if their keys were rotated they no longer verify and are dropped, which is the
+        // fast-forward attack recovery of §5.3.11.
+        self.timestamp = self.local_top_level("timestamp", self.limits.timestamp_max_bytes).map(|(m, _)| m);
+        self.snapshot = self.local_top_level("snapshot", self.limits.snapshot_max_bytes).map(|(m, _)| m);
         self.update_timestamp()?;
         self.update_snapshot()?;
         self.load_targets_role("targets", "root")?;
@@ -231,18 +223,6 @@ impl Client {
 
     /// §5.3: follow `N+1.root.json` while it exists.
     fn update_root(&mut self) -> Result<(), TrustError> {
-        let old_ts_keys = self
-            .root
-            .signed
-            .roles
-            .get("timestamp")
-            .map(|r| (r.keyids.clone(), r.threshold));
-        let old_snap_keys = self
-            .root
-            .signed
-            .roles
-            .get("snapshot")
-            .map(|r| (r.keyids.clone(), r.threshold));
         for _ in 0..self.limits.max_root_rotations {
             let next = self.root.version() + 1;
             let name = format!("{next}.root.json");
@@ -291,34 +271,6 @@ impl Client {
             self.persist("root", &bytes)?;
         }
         self.check_expiry("root", &self.root.clone())?;
-        // Fast-forward recovery (§5.3.11): rotated timestamp or snapshot keys void the trusted
-        // versions, so a repository recovering from a key compromise can start over.
-        let new_ts_keys = self
-            .root
-            .signed
-            .roles
-            .get("timestamp")
-            .map(|r| (r.keyids.clone(), r.threshold));
-        let new_snap_keys = self
-            .root
-            .signed
-            .roles
-            .get("snapshot")
-            .map(|r| (r.keyids.clone(), r.threshold));
-        if old_ts_keys != new_ts_keys {
-            self.timestamp = None;
-            if let Some(s) = &self.state {
-                s.remove("timestamp")?;
-            }
-        }
-        if old_snap_keys != new_snap_keys {
-            self.timestamp = None;
-            self.snapshot = None;
-            if let Some(s) = &self.state {
-                s.remove("timestamp")?;
-                s.remove("snapshot")?;
-            }
-        }
         Ok(())
     }
 
@@ -379,6 +331,13 @@ impl Client {
         } else {
             "snapshot.json".to_owned()
         };
+        // The persisted snapshot is used as is when it is exactly the version the new timestamp
+        // names and has not expired; otherwise it only serves the rollback checks below.
+        if let Some(local) = &self.snapshot {
+            if local.version() == meta.version && self.check_expiry("snapshot", local).is_ok() {
+                return Ok(());
+            }
+        }
         let limit = meta.length.unwrap_or(self.limits.snapshot_max_bytes);
         let bytes = self.fetcher.fetch(&name, limit)?.ok_or_else(|| {
             err(
