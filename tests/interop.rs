@@ -276,6 +276,10 @@ fn python_tuf_repo_missing_file() {
     assert_status(&statuses, &json, "hello.txt", "missing");
 }
 
+/// Words one of which a signature failure's reason must contain. python-tuf itself says
+/// "targets was signed by 0/1 keys".
+const SIGNATURE_WORDS: &[&str] = &["signature", "threshold", "signed by"];
+
 #[test]
 fn python_tuf_repo_corrupted_signature() {
     for (role, file) in [
@@ -301,7 +305,7 @@ fn python_tuf_repo_corrupted_signature() {
             )
         });
         assert!(
-            contains_any(error, &["signature", "threshold"]) && error.contains(role),
+            contains_any(error, SIGNATURE_WORDS) && error.contains(role),
             "the error must say that the {role} signature/threshold failed, got {error:?}\n{}",
             json.describe()
         );
@@ -312,7 +316,7 @@ fn python_tuf_repo_corrupted_signature() {
             &format!("human-readable verify, bad {role} signature"),
         );
         assert!(
-            contains_any(&human.stderr, &["signature", "threshold"]),
+            contains_any(&human.stderr, SIGNATURE_WORDS),
             "stderr must give the reason (signature/threshold)\n{}",
             human.describe()
         );
@@ -321,6 +325,49 @@ fn python_tuf_repo_corrupted_signature() {
 
 // ---------------------------------------------------------------------------------------------
 // trustfs repository → python-tuf ngclient
+
+/// Checks the harness, not trustfs: python-tuf's client downloads a python-tuf repository through
+/// `HttpServer`. When this fails, the other tests' failures say nothing about trustfs.
+#[test]
+fn interop_harness_python_tuf_round_trip() {
+    let repo = python_tuf_repo("harness");
+    let served = repo.metadata.parent().expect("repo dir").to_path_buf();
+    let server = HttpServer::serve(&served, &served.with_file_name("http.log"));
+    let out = served.with_file_name("downloaded");
+    let download = download_all(&server, &repo.root, &out);
+    assert_eq!(
+        download.code,
+        Some(EXIT_OK),
+        "python-tuf could not download from its own repository\n{}\n{}",
+        download.describe(),
+        server.log()
+    );
+    assert_eq!(
+        regular_files(&out),
+        PY_REPO_TARGETS,
+        "{}",
+        download.describe()
+    );
+    for target in PY_REPO_TARGETS {
+        let got = std::fs::read(out.join(target)).expect("read downloaded target");
+        let want = std::fs::read(repo.content.join(target)).expect("read content");
+        assert!(got == want, "{target}: downloaded bytes differ");
+    }
+}
+
+/// `download.py --all` from `server`, trusting `root`, into `out`.
+fn download_all(server: &HttpServer, root: &Path, out: &Path) -> Run {
+    run(python_script("download.py")
+        .arg("--metadata-url")
+        .arg(server.url("metadata/"))
+        .arg("--targets-url")
+        .arg(server.url("targets/"))
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .arg("--all"))
+}
 
 #[test]
 fn trustfs_repo_downloads_with_python_tuf() {
@@ -443,16 +490,7 @@ fn trustfs_repo_downloads_with_python_tuf() {
     // python-tuf downloads everything over HTTP, starting from the pinned 1.root.json.
     let server = HttpServer::serve(&repo, &dir.join("http.log"));
     let out = dir.join("downloaded");
-    let download = run(python_script("download.py")
-        .arg("--metadata-url")
-        .arg(server.url("metadata/"))
-        .arg("--targets-url")
-        .arg(server.url("targets/"))
-        .arg("--root")
-        .arg(repo.join("metadata/1.root.json"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--all"));
+    let download = download_all(&server, &repo.join("metadata/1.root.json"), &out);
     assert_eq!(
         download.code,
         Some(EXIT_OK),
