@@ -71,7 +71,8 @@ fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Cmd::Init { trusted_root } => {
             fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            fs::copy(trusted_root, dir.join("root.json")).map_err(|e| format!("{}: {e}", trusted_root.display()))?;
+            fs::copy(trusted_root, dir.join("root.json"))
+                .map_err(|e| format!("{}: {e}", trusted_root.display()))?;
             Ok(())
         }
         Cmd::Refresh => {
@@ -87,7 +88,8 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             client.refresh().map_err(|e| e.to_string())?;
             for name in &cli.target_name {
-                download(&mut client, &base, target_dir, name).map_err(|e| format!("{name}: {e}"))?;
+                download(&mut client, &base, target_dir, name)
+                    .map_err(|e| format!("{name}: {e}"))?;
             }
             Ok(())
         }
@@ -98,14 +100,26 @@ fn client(dir: &Path, url: &str) -> Result<Client, String> {
     let root_path = dir.join("root.json");
     let root = fs::read(&root_path).map_err(|e| format!("{}: {e}", root_path.display()))?;
     let fetcher = HttpFetcher::new(url)?;
-    Client::new(&root, "root.json", Box::new(fetcher), Some(dir), UtcTime::now(), Limits::default())
-        .map_err(|e| e.to_string())
+    Client::new(
+        &root,
+        "root.json",
+        Box::new(fetcher),
+        Some(dir),
+        UtcTime::now(),
+        Limits::default(),
+    )
+    .map_err(|e| e.to_string())
 }
 
-fn download(client: &mut Client, base: &HttpFetcher, target_dir: &Path, name: &str) -> Result<(), TrustError> {
-    let found = client
-        .find_target(name)?
-        .ok_or_else(|| TrustError::new(TrustErrorKind::Missing, "no trusted role lists this target"))?;
+fn download(
+    client: &mut Client,
+    base: &HttpFetcher,
+    target_dir: &Path,
+    name: &str,
+) -> Result<(), TrustError> {
+    let found = client.find_target(name)?.ok_or_else(|| {
+        TrustError::new(TrustErrorKind::Missing, "no trusted role lists this target")
+    })?;
     let dest = target_dir.join(quote(name));
     // Artifact cache: a file already downloaded that still matches the trusted hashes is kept.
     if let Ok(f) = fs::File::open(&dest) {
@@ -118,21 +132,23 @@ fn download(client: &mut Client, base: &HttpFetcher, target_dir: &Path, name: &s
             Some((d, b)) => (format!("{d}/"), b),
             None => (String::new(), name),
         };
-        let hash = found
-            .file
-            .hashes
-            .values()
-            .next()
-            .ok_or_else(|| TrustError::new(TrustErrorKind::Malformed, "target lists no hashes"))?;
+        let hash =
+            found.file.hashes.values().next().ok_or_else(|| {
+                TrustError::new(TrustErrorKind::Malformed, "target lists no hashes")
+            })?;
         format!("{dir}{hash}.{base_name}")
     } else {
         name.to_owned()
     };
-    let bytes = base
-        .fetch(&remote, found.info.length)?
-        .ok_or_else(|| TrustError::new(TrustErrorKind::Missing, format!("{} not found", base.url(&remote))))?;
-    check_reader(&bytes[..], &found.info)
-        .map_err(|e| TrustError::new(TrustErrorKind::Mismatch, format!("downloaded content: {e}")))?;
+    let bytes = base.fetch(&remote, found.info.length)?.ok_or_else(|| {
+        TrustError::new(
+            TrustErrorKind::Missing,
+            format!("{} not found", base.url(&remote)),
+        )
+    })?;
+    check_reader(&bytes[..], &found.info).map_err(|e| {
+        TrustError::new(TrustErrorKind::Mismatch, format!("downloaded content: {e}"))
+    })?;
     let tmp = target_dir.join(format!(".{}.part", quote(name)));
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -140,6 +156,7 @@ fn download(client: &mut Client, base: &HttpFetcher, target_dir: &Path, name: &s
         f.sync_all()?;
         fs::rename(&tmp, &dest)
     };
-    write().map_err(|e| TrustError::new(TrustErrorKind::State, format!("{}: {e}", dest.display())))?;
+    write()
+        .map_err(|e| TrustError::new(TrustErrorKind::State, format!("{}: {e}", dest.display())))?;
     Ok(())
 }

@@ -239,13 +239,11 @@ impl Signed for Targets {
                 if ["root", "targets", "snapshot", "timestamp"].contains(&role.name.as_str()) {
                     return Err(format!("a delegated role may not be named {:?}", role.name));
                 }
-                if role.name.is_empty()
-                    || role.name.contains('/')
-                    || role.name.contains('\0')
-                    || role.name.starts_with('.')
-                {
+                // Role names become file names and URL components; they are always
+                // percent-encoded there (trust::quote), so only emptiness and NUL are refused.
+                if role.name.is_empty() || role.name.contains('\0') {
                     return Err(format!(
-                        "delegated role name {:?} is not a safe file name",
+                        "delegated role name {:?} is empty or contains NUL",
                         role.name
                     ));
                 }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::error::{TrustError, TrustErrorKind};
 use super::fetch::Fetcher;
-use super::state::StateDir;
+use super::state::{quote, StateDir};
 use crate::index::{TargetIndex, TargetInfo, TargetPath};
 use crate::schema::{
     verify_threshold, DelegatedRole, MetaFile, Metadata, Root, Signed, Snapshot, TargetFile,
@@ -212,8 +212,12 @@ impl Client {
         // Persisted timestamp and snapshot are loaded only now, verified with the newest root:
         // if their keys were rotated they no longer verify and are dropped, which is the
         // fast-forward attack recovery of §5.3.11.
-        self.timestamp = self.local_top_level("timestamp", self.limits.timestamp_max_bytes).map(|(m, _)| m);
-        self.snapshot = self.local_top_level("snapshot", self.limits.snapshot_max_bytes).map(|(m, _)| m);
+        self.timestamp = self
+            .local_top_level("timestamp", self.limits.timestamp_max_bytes)
+            .map(|(m, _)| m);
+        self.snapshot = self
+            .local_top_level("snapshot", self.limits.snapshot_max_bytes)
+            .map(|(m, _)| m);
         self.update_timestamp()?;
         self.update_snapshot()?;
         self.load_targets_role("targets", "root")?;
@@ -495,10 +499,12 @@ impl Client {
                 }
             }
         }
+        // Role names are percent-encoded in requests, as python-tuf does (a role named
+        // "../x" must not become a path).
         let name = if self.consistent_snapshot() {
-            format!("{}.{role}.json", meta.version)
+            format!("{}.{}.json", meta.version, quote(role))
         } else {
-            meta_name.clone()
+            format!("{}.json", quote(role))
         };
         let bytes = self.fetcher.fetch(&name, limit)?.ok_or_else(|| {
             err(

@@ -154,15 +154,20 @@ impl HttpFetcher {
         Ok(HttpFetcher { base, agent })
     }
 
-    /// The full URL of `name`, with each path component percent-encoded.
+    /// The full URL of `name`, with each path component percent-encoded. A `%` that starts a
+    /// valid escape is kept: metadata names arrive already encoded (see `trust::quote`).
     pub fn url(&self, name: &str) -> String {
         let mut url = self.base.clone();
         for (i, component) in name.split('/').enumerate() {
             if i > 0 {
                 url.push('/');
             }
-            for b in component.bytes() {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            let bytes = component.as_bytes();
+            for (j, &b) in bytes.iter().enumerate() {
+                let escape = b == b'%'
+                    && bytes.get(j + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(j + 2).is_some_and(u8::is_ascii_hexdigit);
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || escape {
                     url.push(b as char);
                 } else {
                     url.push_str(&format!("%{b:02X}"));
