@@ -801,4 +801,91 @@ mod tests {
         assert_eq!(meta_name(true, "snapshot", 3), "3.snapshot.json");
         assert_eq!(meta_name(false, "snapshot", 3), "snapshot.json");
     }
+
+    /// A targets file as python-tuf's JSONSerializer writes it (indent 1, sorted keys, non-ASCII
+    /// escaped as `\uXXXX`), with fields trustfs does not know at every level.
+    const PYTHON_TUF_TARGETS: &str = r#"{
+ "signatures": [
+  {
+   "keyid": "aa",
+   "sig": "00"
+  }
+ ],
+ "signed": {
+  "_type": "targets",
+  "delegations": {
+   "keys": {},
+   "roles": [
+    {
+     "keyids": [],
+     "name": "team",
+     "paths": [
+      "team/*"
+     ],
+     "terminating": false,
+     "threshold": 1,
+     "x-role": 1
+    }
+   ],
+   "x-delegations": "d"
+  },
+  "expires": "2030-01-01T00:00:00Z",
+  "spec_version": "1.0.31",
+  "targets": {
+   "caf\u00e9/a\"b.txt": {
+    "custom": {
+     "pem": "-----BEGIN-----\nAB\\C\n-----END-----\n"
+    },
+    "hashes": {
+     "sha256": "ab"
+    },
+    "length": 3,
+    "x-target": [
+     true,
+     null
+    ]
+   }
+  },
+  "version": 7,
+  "x-unrecognized": {
+   "nested": {
+    "z": 1,
+    "a": -2
+   }
+  }
+ }
+}"#;
+
+    /// What securesystemslib's `encode_canonical` yields for the `signed` object above.
+    const PYTHON_TUF_CANONICAL: &str = "{\"_type\":\"targets\",\"delegations\":{\"keys\":{},\"roles\":[{\"keyids\":[],\"name\":\"team\",\"paths\":[\"team/*\"],\"terminating\":false,\"threshold\":1,\"x-role\":1}],\"x-delegations\":\"d\"},\"expires\":\"2030-01-01T00:00:00Z\",\"spec_version\":\"1.0.31\",\"targets\":{\"caf\u{e9}/a\\\"b.txt\":{\"custom\":{\"pem\":\"-----BEGIN-----\nAB\\\\C\n-----END-----\n\"},\"hashes\":{\"sha256\":\"ab\"},\"length\":3,\"x-target\":[true,null]}},\"version\":7,\"x-unrecognized\":{\"nested\":{\"a\":-2,\"z\":1}}}";
+
+    #[test]
+    fn python_tuf_file_round_trips_through_re_signing() {
+        let md = Metadata::<Targets>::from_slice("t", PYTHON_TUF_TARGETS.as_bytes()).unwrap();
+        let canonical = md.canonical_signed().unwrap();
+        assert_eq!(
+            String::from_utf8(canonical.clone()).unwrap(),
+            PYTHON_TUF_CANONICAL
+        );
+
+        let key = SigningKey::generate();
+        let keyid = key.public_key().compute_keyid();
+        let (signed, bytes) = sign::<Targets>(md.signed_value.clone(), &key, &keyid).unwrap();
+        // Same signed bytes: every unknown field survived, and the signature covers them.
+        assert_eq!(signed.canonical_signed().unwrap(), canonical);
+        let reread = Metadata::<Targets>::from_slice("t", &bytes).unwrap();
+        assert_eq!(reread.canonical_signed().unwrap(), canonical);
+        let sig = hex::decode(&reread.signatures[0].sig).unwrap();
+        assert_eq!(key.public_key().verify(&canonical, &sig), Ok(true));
+
+        // An edit (what `add` and `refresh` do) changes only what it sets.
+        let mut v = md.signed_value.clone();
+        set_field(&mut v, "version", json!(8)).unwrap();
+        let (edited, _) = sign::<Targets>(v, &key, &keyid).unwrap();
+        let expected = PYTHON_TUF_CANONICAL.replace("\"version\":7", "\"version\":8");
+        assert_eq!(
+            String::from_utf8(edited.canonical_signed().unwrap()).unwrap(),
+            expected
+        );
+    }
 }
