@@ -703,3 +703,85 @@ fn bad_expires_argument_is_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown role"), "{}", stderr(&o));
 }
+
+// ---------------------------------------------------------------------------------------------
+// interop
+
+/// python-tuf's ngclient, reading the repository from disk through a fetcher that maps URLs to
+/// files (404 for missing ones, which ends its root-rotation probe).
+const NGCLIENT_SCRIPT: &str = r#"
+import os, sys
+from tuf.api.exceptions import DownloadHTTPError
+from tuf.ngclient import Updater
+from tuf.ngclient.fetcher import FetcherInterface
+
+repo, work = sys.argv[1], sys.argv[2]
+names = sys.argv[3:]
+
+class FileFetcher(FetcherInterface):
+    def _fetch(self, url):
+        path = os.path.join(repo, url.removeprefix("file:///"))
+        if not os.path.isfile(path):
+            raise DownloadHTTPError(f"{path} not found", 404)
+        with open(path, "rb") as f:
+            yield f.read()
+
+os.makedirs(os.path.join(work, "meta"), exist_ok=True)
+os.makedirs(os.path.join(work, "dl"), exist_ok=True)
+boot = open(os.path.join(repo, "metadata", "1.root.json"), "rb").read()
+u = Updater(os.path.join(work, "meta"), "file:///metadata/", os.path.join(work, "dl"),
+            "file:///targets/", fetcher=FileFetcher(), bootstrap=boot)
+u.refresh()
+for name in names:
+    info = u.get_targetinfo(name)
+    assert info is not None, name
+    path = u.download_target(info, os.path.join(work, "dl", name.replace("/", "_")))
+    sys.stdout.write(name + "=" + open(path).read() + ";")
+assert u.get_targetinfo("not-published") is None
+"#;
+
+/// python-tuf 7 (ngclient) reads what trustfs publishes: consistent-snapshot metadata and target
+/// names, both hash names with --sha512, signatures over canonical JSON. Skipped when python-tuf
+/// is not installed, unless TRUSTFS_REQUIRE_PYTHON_TUF=1.
+#[test]
+fn python_tuf_ngclient_reads_the_repository() {
+    let have = Command::new("python3")
+        .args(["-c", "import tuf.ngclient"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("TRUSTFS_REQUIRE_PYTHON_TUF").is_none(),
+            "python-tuf is required but not importable"
+        );
+        eprintln!("skipped: python-tuf (pip install tuf) is not installed");
+        return;
+    }
+    let base = scratch("ngclient");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    write(&content.join("a.txt"), b"alpha");
+    write(&content.join("sub/b.txt"), b"beta");
+    r.add(&content, true).unwrap();
+    repo::refresh(&RefreshOptions {
+        repo: r.dir.clone(),
+        keydir: r.keys.clone(),
+        expires: Expiries::default(),
+        resign_targets: true,
+    })
+    .unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(NGCLIENT_SCRIPT)
+        .arg(&r.dir)
+        .arg(base.join("client"))
+        .args(["a.txt", "sub/b.txt"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a.txt=alpha;sub/b.txt=beta;"
+    );
+}
