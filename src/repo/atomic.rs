@@ -86,7 +86,8 @@ impl TempFile {
     }
 
     /// Flush and give `dest` the content without replacing an existing `dest`: hard-link, which
-    /// fails with `AlreadyExists` atomically, then drop the temporary name.
+    /// fails with `AlreadyExists` atomically, then drop the temporary name. Used for key files, so
+    /// an existing `dest` is reported as [`RepoError::KeyExists`].
     pub(crate) fn persist_noclobber(mut self, dest: &Path) -> Result<(), RepoError> {
         self.sync_and_close()?;
         match fs::hard_link(&self.path, dest) {

@@ -61,6 +61,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), RepoError> {
 
 /// The `.pub` file content: the key's TUF JSON, pretty-printed, newline-terminated.
 fn public_json(key: &Key) -> Vec<u8> {
+    // Serializing a `Value` of strings cannot fail; an empty file would fail to load, not mislead.
     let mut out = serde_json::to_vec_pretty(&key.to_value()).unwrap_or_default();
     out.push(b'\n');
     out

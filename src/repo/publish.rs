@@ -246,7 +246,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
     });
     let (k, id) = signer("snapshot")?;
     let (_, snapshot_bytes) = sign::<Snapshot>(snapshot, k, id)?;
-    let timestamp = timestamp_value(None, 1, &snapshot_bytes, opts.expires.timestamp);
+    let timestamp = timestamp_value(None, 1, 1, &snapshot_bytes, opts.expires.timestamp);
     let (k, id) = signer("timestamp")?;
     let (_, timestamp_bytes) = sign::<Timestamp>(timestamp, k, id)?;
 
@@ -285,6 +285,8 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         &mut report.skipped,
     )?;
 
+    // `targets` parsed as a map when the file was loaded, so this is an object; an empty default
+    // could only drop entries that do not exist.
     let old_targets = state
         .targets
         .signed_value
@@ -417,6 +419,7 @@ fn publish_chain(
     let timestamp = timestamp_value(
         Some(&state.timestamp.signed_value),
         timestamp_version,
+        snapshot_version,
         &snapshot_bytes,
         expires.timestamp,
     );
@@ -437,13 +440,10 @@ fn publish_chain(
 fn timestamp_value(
     old: Option<&Value>,
     version: u64,
+    snapshot_version: u64,
     snapshot_bytes: &[u8],
     valid_for: Duration,
 ) -> Value {
-    let snapshot_version = serde_json::from_slice::<Value>(snapshot_bytes)
-        .ok()
-        .and_then(|v| v.get("signed")?.get("version")?.as_u64())
-        .unwrap_or(0);
     let meta = json!({"snapshot.json": {
         "version": snapshot_version,
         "length": snapshot_bytes.len(),
