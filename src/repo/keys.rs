@@ -34,7 +34,7 @@ pub fn generate(path: &Path, force: bool) -> Result<Key, RepoError> {
         }
     }
     let key = SigningKey::generate();
-    let pem = key.to_pkcs8_v1_pem().map_err(|reason| RepoError::KeyFile {
+    let pem = key.to_pkcs8_pem().map_err(|reason| RepoError::KeyFile {
         path: path.to_owned(),
         reason,
     })?;

@@ -183,17 +183,6 @@ impl SigningKey {
     }
 
     pub fn to_pkcs8_pem(&self) -> Result<String, String> {
-        self.0
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map(|pem| pem.to_string())
-            .map_err(|e| format!("cannot encode key: {e}"))
-    }
-
-    /// The key as PKCS#8 v1 PEM (`PrivateKeyInfo`, no embedded public key): the form OpenSSL,
-    /// python `cryptography` (so securesystemslib and python-tuf's `CryptoSigner`) and go-tuf read
-    /// and write. `to_pkcs8_pem` emits PKCS#8 v2 (`OneAsymmetricKey` with the public key), which
-    /// OpenSSL 3.0 and `cryptography` refuse ("extra data").
-    pub fn to_pkcs8_v1_pem(&self) -> Result<String, String> {
         let bytes = ed25519_dalek::pkcs8::KeypairBytes {
             secret_key: self.0.to_bytes(),
             public_key: None,
@@ -230,7 +219,7 @@ mod tests {
         let pem = sk.to_pkcs8_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let sk2 = SigningKey::from_pkcs8_pem(&pem).unwrap();
-        let v1 = sk.to_pkcs8_v1_pem().unwrap();
+        let v1 = sk.to_pkcs8_pem().unwrap();
         assert!(v1.starts_with("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI"));
         let sk3 = SigningKey::from_pkcs8_pem(&v1).unwrap();
         assert_eq!(sk3.public_key().public, sk.public_key().public);
