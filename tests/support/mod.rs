@@ -2,6 +2,7 @@
 //! can also produce hostile metadata (wrong keys, stale versions, past expiry, odd names).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod tufrepo;
 
 use std::path::{Path, PathBuf};

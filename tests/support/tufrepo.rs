@@ -7,9 +7,42 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trustfs::schema::{
-    Common, Key, MetaFile, Metadata, RoleKeys, Root, Signature, Signed, SigningKey, Snapshot,
-    TargetFile, Targets, Timestamp, UtcTime, SPEC_VERSION,
+    Common, DelegatedRole, Delegations, Key, MetaFile, Metadata, RoleKeys, Root, Signature, Signed,
+    SigningKey, Snapshot, TargetFile, Targets, Timestamp, UtcTime, SPEC_VERSION,
 };
+
+/// A delegated targets role in a [`TestRepo`].
+pub struct Deleg {
+    /// The delegating role ("targets" or another delegated role's name).
+    pub parent: String,
+    pub name: String,
+    pub paths: Option<Vec<String>>,
+    pub prefixes: Option<Vec<String>>,
+    pub terminating: bool,
+    pub threshold: u64,
+    pub keys: Vec<SigningKey>,
+    /// Sign with these instead of `keys` (to stage attacks).
+    pub signers: Option<Vec<SigningKey>>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub version: u64,
+}
+
+impl Deleg {
+    pub fn new(parent: &str, name: &str, paths: &[&str]) -> Deleg {
+        Deleg {
+            parent: parent.into(),
+            name: name.into(),
+            paths: Some(paths.iter().map(|p| p.to_string()).collect()),
+            prefixes: None,
+            terminating: false,
+            threshold: 1,
+            keys: vec![SigningKey::generate()],
+            signers: None,
+            files: BTreeMap::new(),
+            version: 1,
+        }
+    }
+}
 
 pub struct TestRepo {
     pub dir: PathBuf,
@@ -24,6 +57,10 @@ pub struct TestRepo {
     pub expires: BTreeMap<String, UtcTime>,
     /// Extra fields put into the targets `signed` object.
     pub targets_extra: BTreeMap<String, Value>,
+    /// Delegated roles, published with the top-level targets.
+    pub delegations: Vec<Deleg>,
+    /// Delegated roles left out of snapshot's meta (to stage attacks).
+    pub snapshot_omit: Vec<String>,
 }
 
 pub fn keyid(k: &SigningKey) -> String {
@@ -71,6 +108,8 @@ impl TestRepo {
             files: BTreeMap::new(),
             expires: BTreeMap::new(),
             targets_extra: BTreeMap::new(),
+            delegations: Vec::new(),
+            snapshot_omit: Vec::new(),
         };
         repo.write_root(&["root"]);
         repo
@@ -147,29 +186,57 @@ impl TestRepo {
     }
 
     pub fn targets(&self) -> Targets {
-        let targets = self
-            .files
-            .iter()
-            .map(|(p, d)| {
-                let mut hashes = BTreeMap::new();
-                hashes.insert("sha256".to_owned(), hex::encode(Sha256::digest(d)));
-                (
-                    p.clone(),
-                    TargetFile {
-                        length: d.len() as u64,
-                        hashes,
-                        custom: None,
-                        extra: BTreeMap::new(),
-                    },
-                )
-            })
-            .collect();
         Targets {
             common: common("targets", self.targets_version, self.expiry("targets")),
-            targets,
-            delegations: None,
+            targets: target_files(&self.files),
+            delegations: self.delegations_of("targets"),
             extra: self.targets_extra.clone(),
         }
+    }
+
+    /// The `delegations` object of role `parent`, if it delegates at all.
+    pub fn delegations_of(&self, parent: &str) -> Option<Delegations> {
+        let children: Vec<&Deleg> = self
+            .delegations
+            .iter()
+            .filter(|d| d.parent == parent)
+            .collect();
+        if children.is_empty() {
+            return None;
+        }
+        let mut keys = BTreeMap::new();
+        let roles = children
+            .iter()
+            .map(|d| {
+                for k in &d.keys {
+                    keys.insert(keyid(k), k.public_key().to_value());
+                }
+                DelegatedRole {
+                    name: d.name.clone(),
+                    keyids: d.keys.iter().map(keyid).collect(),
+                    threshold: d.threshold,
+                    terminating: d.terminating,
+                    paths: d.paths.clone(),
+                    path_hash_prefixes: d.prefixes.clone(),
+                    extra: BTreeMap::new(),
+                }
+            })
+            .collect();
+        Some(Delegations {
+            keys,
+            roles,
+            extra: BTreeMap::new(),
+        })
+    }
+
+    /// Add a file to delegated role number `i` (and to the content dir).
+    pub fn add_delegated_file(&mut self, i: usize, path: &str, data: &[u8]) {
+        let p = self.content_dir().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        self.delegations[i]
+            .files
+            .insert(path.to_owned(), data.to_vec());
     }
 
     fn role_keys(&self, role: &str) -> Vec<&SigningKey> {
@@ -197,6 +264,30 @@ impl TestRepo {
                 extra: BTreeMap::new(),
             },
         );
+        for d in &self.delegations {
+            let mut md = Metadata::new(Targets {
+                common: common("targets", d.version, self.expiry(&d.name)),
+                targets: target_files(&d.files),
+                delegations: self.delegations_of(&d.name),
+                extra: BTreeMap::new(),
+            })
+            .unwrap();
+            let signers: Vec<&SigningKey> = d.signers.as_ref().unwrap_or(&d.keys).iter().collect();
+            sign(&mut md, &signers);
+            self.write(&format!("{}.{}.json", d.version, d.name), &md.to_bytes());
+            if self.snapshot_omit.contains(&d.name) {
+                continue;
+            }
+            meta.insert(
+                format!("{}.json", d.name),
+                MetaFile {
+                    version: d.version,
+                    length: None,
+                    hashes: None,
+                    extra: BTreeMap::new(),
+                },
+            );
+        }
         let mut s = Metadata::new(Snapshot {
             common: common("snapshot", self.snapshot_version, self.expiry("snapshot")),
             meta,
@@ -239,6 +330,25 @@ impl TestRepo {
         self.timestamp_version += 1;
         self.publish();
     }
+}
+
+fn target_files(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, TargetFile> {
+    files
+        .iter()
+        .map(|(p, d)| {
+            let mut hashes = BTreeMap::new();
+            hashes.insert("sha256".to_owned(), hex::encode(Sha256::digest(d)));
+            (
+                p.clone(),
+                TargetFile {
+                    length: d.len() as u64,
+                    hashes,
+                    custom: None,
+                    extra: BTreeMap::new(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Rewrite a metadata file's JSON with `f` (signatures untouched).
