@@ -88,7 +88,7 @@ impl Drop for HttpServer {
 
 fn handle(
     mut stream: TcpStream,
-    root: &PathBuf,
+    root: &std::path::Path,
     requests: &Mutex<Vec<String>>,
     overrides: &Mutex<HashMap<String, Behaviour>>,
     stop: &AtomicBool,
