@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "deploying release 1.4.2"
