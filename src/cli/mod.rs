@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod completions;
 pub mod key;
 pub mod mount;
 pub mod repo;
@@ -41,6 +42,10 @@ pub enum Command {
     Verify(verify::Args),
     /// Mount a verified, read-only view of a backing directory.
     Mount(mount::Args),
+    /// Print shell completions.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page.
+    Man(completions::ManArgs),
 }
 
 /// Parse the command line and run it; returns the process exit code.
@@ -59,6 +64,8 @@ pub fn main() -> i32 {
         Command::Repo(cmd) => repo::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Mount(args) => mount::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 
