@@ -62,7 +62,7 @@ type DirEntry = (u64, FileType, OsString);
 struct Handle {
     object: String,
     /// Userspace reads (no passthrough).
-    file: Option<File>,
+    file: Option<Arc<File>>,
     /// Keeps the kernel's backing file registered while this handle is open.
     _backing: Option<Arc<BackingId>>,
 }
@@ -83,6 +83,11 @@ pub(super) struct TrustFs {
     /// One verification at a time per target (a second opener waits and then hits the record).
     verifying: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     backing_ids: Mutex<HashMap<String, Weak<BackingId>>>,
+    /// Objects open for userspace reads, shared by all handles of the same object.
+    object_files: Mutex<HashMap<String, Weak<File>>>,
+    /// Files shorter than this are served in userspace with FOPEN_KEEP_CACHE even when
+    /// passthrough is available (fewer syscalls per open; reads come from the page cache).
+    passthrough_min_size: u64,
     handles: Mutex<HashMap<u64, Handle>>,
     dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_fh: AtomicU64,
@@ -147,6 +152,8 @@ impl TrustFs {
             records: Mutex::new(HashMap::new()),
             verifying: Mutex::new(HashMap::new()),
             backing_ids: Mutex::new(HashMap::new()),
+            object_files: Mutex::new(HashMap::new()),
+            passthrough_min_size: options.passthrough_min_size,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -251,13 +258,16 @@ impl TrustFs {
             v.entry(name.clone()).or_default().clone()
         };
         let _serialized = lock(&gate);
-        let src = self.backing.open_file(path).map_err(Refusal::Source)?;
-        {
+        // Fast path: an O_PATH probe and fstat identify the backing file's version; if that
+        // version was verified into an object still in the store, nothing is read or hashed.
+        let probe = self.backing.stat(path).map_err(Refusal::Source)?;
+        if probe.kind == EntryKind::Regular {
             let records = lock(&self.records);
-            if records.get(&src.stat.key) == Some(&name) && self.store.acquire(&name) {
+            if records.get(&probe.key) == Some(&name) && self.store.acquire(&name) {
                 return Ok(name);
             }
         }
+        let src = self.backing.open_file(path).map_err(Refusal::Source)?;
         let started = Instant::now();
         let method = self
             .store
@@ -272,6 +282,20 @@ impl TrustFs {
             method
         );
         Ok(name)
+    }
+
+    /// The shared read-only `File` of a stored object.
+    fn object_file(&self, object: &str) -> std::io::Result<Arc<File>> {
+        let mut files = lock(&self.object_files);
+        if let Some(f) = files.get(object).and_then(Weak::upgrade) {
+            return Ok(f);
+        }
+        let f = Arc::new(self.store.open(object)?);
+        files.insert(object.to_owned(), Arc::downgrade(&f));
+        if files.len() > 4096 {
+            files.retain(|_, w| w.strong_count() > 0);
+        }
+        Ok(f)
     }
 
     fn backing_id(&self, reply: &ReplyOpen, object: &str, file: &File) -> Option<Arc<BackingId>> {
@@ -403,7 +427,8 @@ impl Filesystem for TrustFs {
                 return;
             }
         };
-        let file = match self.store.open(&object) {
+        let use_passthrough = self.passthrough && info.length >= self.passthrough_min_size;
+        let file = match self.object_file(&object) {
             Ok(f) => f,
             Err(e) => {
                 self.store.release(&object);
@@ -413,7 +438,7 @@ impl Filesystem for TrustFs {
             }
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let backing = if self.passthrough {
+        let backing = if use_passthrough {
             self.backing_id(&reply, &object, &file)
         } else {
             None
@@ -461,19 +486,12 @@ impl Filesystem for TrustFs {
     ) {
         let file = {
             let handles = lock(&self.handles);
-            match handles.get(&fh.0).and_then(|h| h.file.as_ref()) {
-                Some(f) => f.try_clone(),
+            match handles.get(&fh.0).and_then(|h| h.file.clone()) {
+                Some(f) => f,
                 None => {
                     reply.error(Errno::EBADF);
                     return;
                 }
-            }
-        };
-        let file = match file {
-            Ok(f) => f,
-            Err(_) => {
-                reply.error(Errno::EIO);
-                return;
             }
         };
         let mut buf = vec![0u8; size as usize];

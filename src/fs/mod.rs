@@ -50,6 +50,9 @@ pub struct MountOptions {
     pub copy_cache_max: u64,
     /// Serve reads with FUSE passthrough when the kernel offers it (else in userspace).
     pub passthrough: bool,
+    /// Files shorter than this are read in userspace with the page cache kept across opens even
+    /// when passthrough is on (cheaper per open for small files).
+    pub passthrough_min_size: u64,
     /// FUSE worker threads.
     pub threads: usize,
 }
@@ -65,10 +68,14 @@ impl MountOptions {
             unregistered: Unregistered::Deny,
             copy_cache_max: DEFAULT_COPY_CACHE_MAX,
             passthrough: true,
+            passthrough_min_size: DEFAULT_PASSTHROUGH_MIN_SIZE,
             threads: default_threads(),
         }
     }
 }
+
+/// Default size from which reads use passthrough: 256 KiB.
+pub const DEFAULT_PASSTHROUGH_MIN_SIZE: u64 = 256 << 10;
 
 /// Default bound of the copy cache: 2 GiB.
 pub const DEFAULT_COPY_CACHE_MAX: u64 = 2 << 30;
