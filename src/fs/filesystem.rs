@@ -298,25 +298,32 @@ impl TrustFs {
         Ok(f)
     }
 
-    fn backing_id(&self, reply: &ReplyOpen, object: &str, file: &File) -> Option<Arc<BackingId>> {
+    /// The shared `BackingId` of an object (registered on first use). `Ok(None)`: the kernel
+    /// refused it; serve this open in userspace.
+    fn backing_id(
+        &self,
+        reply: &ReplyOpen,
+        object: &str,
+    ) -> std::io::Result<Option<Arc<BackingId>>> {
         let mut ids = lock(&self.backing_ids);
         if let Some(id) = ids.get(object).and_then(Weak::upgrade) {
-            return Some(id);
+            return Ok(Some(id));
         }
-        match reply.open_backing(file) {
+        let file = self.store.open(object)?;
+        match reply.open_backing(&file) {
             Ok(id) => {
                 let id = Arc::new(id);
                 ids.insert(object.to_owned(), Arc::downgrade(&id));
                 if ids.len() > 4096 {
                     ids.retain(|_, w| w.strong_count() > 0);
                 }
-                Some(id)
+                Ok(Some(id))
             }
             Err(e) => {
                 log_event!(
                     "passthrough unavailable for object {object}: {e}; reading in userspace"
                 );
-                None
+                Ok(None)
             }
         }
     }
@@ -428,18 +435,19 @@ impl Filesystem for TrustFs {
             }
         };
         let use_passthrough = self.passthrough && info.length >= self.passthrough_min_size;
-        let file = match self.object_file(&object) {
-            Ok(f) => f,
-            Err(e) => {
-                self.store.release(&object);
-                log_event!("cannot open verified object for {path:?}: {e}");
-                reply.error(Errno::EIO);
-                return;
-            }
-        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        // Userspace mode opens the object lazily at the first read: with KEEP_CACHE most opens
+        // of a small file never see a read request.
         let backing = if use_passthrough {
-            self.backing_id(&reply, &object, &file)
+            match self.backing_id(&reply, &object) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.store.release(&object);
+                    log_event!("cannot open verified object for {path:?}: {e}");
+                    reply.error(Errno::EIO);
+                    return;
+                }
+            }
         } else {
             None
         };
@@ -464,7 +472,7 @@ impl Filesystem for TrustFs {
                     fh,
                     Handle {
                         object,
-                        file: Some(file),
+                        file: None,
                         _backing: None,
                     },
                 );
@@ -485,13 +493,24 @@ impl Filesystem for TrustFs {
         reply: ReplyData,
     ) {
         let file = {
-            let handles = lock(&self.handles);
-            match handles.get(&fh.0).and_then(|h| h.file.clone()) {
-                Some(f) => f,
-                None => {
-                    reply.error(Errno::EBADF);
-                    return;
-                }
+            let mut handles = lock(&self.handles);
+            let Some(h) = handles.get_mut(&fh.0) else {
+                reply.error(Errno::EBADF);
+                return;
+            };
+            match &h.file {
+                Some(f) => f.clone(),
+                None => match self.object_file(&h.object) {
+                    Ok(f) => {
+                        h.file = Some(f.clone());
+                        f
+                    }
+                    Err(e) => {
+                        log_event!("cannot open verified object {}: {e}", h.object);
+                        reply.error(Errno::EIO);
+                        return;
+                    }
+                },
             }
         };
         let mut buf = vec![0u8; size as usize];
