@@ -1,8 +1,8 @@
 //! The `trustfs` command line. Each subcommand lives in its own file with an `Args` struct whose
 //! doc comments are the `--help` text, and a `run()` returning the process exit code.
 //!
-//! Exit codes: 0 success; 1 content failed verification (or a usage-level failure of a command);
-//! 2 the metadata cannot be trusted or the input is malformed.
+//! Exit codes: 0 success; 1 content failed verification (or the command failed for an operational
+//! reason); 2 the metadata cannot be trusted or is malformed; 64 the command line is wrong.
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +17,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_CONTENT: i32 = 1;
 /// Exit code: the metadata itself cannot be trusted (signature, threshold, expiry, rollback, malformed).
 pub const EXIT_METADATA: i32 = 2;
+/// Exit code: the command line itself is wrong (sysexits' EX_USAGE), kept apart from 2 so a
+/// script can tell a typo from untrusted metadata.
+pub const EXIT_USAGE: i32 = 64;
 
 /// trustfs: expose only content that signed TUF targets metadata vouches for.
 #[derive(Parser, Debug)]
@@ -42,7 +45,15 @@ pub enum Command {
 
 /// Parse the command line and run it; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            // Printing help or a usage error to a closed pipe is not worth a panic.
+            let _ = e.print();
+            return code;
+        }
+    };
     match cli.command {
         Command::Key(cmd) => key::run(cmd),
         Command::Repo(cmd) => repo::run(cmd),

@@ -1,1 +1,28 @@
-//! Publisher side: keys, init, add, refresh.
+//! The publisher side: signing keys on disk, and creating, filling and refreshing a TUF 1.0
+//! repository that python-tuf, go-tuf and trustfs clients read.
+//!
+//! A repository is a directory with `metadata/` (`N.root.json`, `N.targets.json`,
+//! `N.snapshot.json`, `timestamp.json`: consistent snapshots) and `targets/` (content under
+//! `dir/<sha256>.<basename>`, python-tuf's convention), servable over HTTP as it is. Every file is
+//! replaced atomically and written in the order a concurrent client can rely on: content, targets,
+//! snapshot, timestamp last. Commands on one repository are serialised by a lock file
+//! (`REPO/.trustfs.lock`).
+//!
+//! Each role is signed by one ed25519 key from a key directory (`KEYDIR/{root,targets,snapshot,
+//! timestamp}`); roles with a threshold above 1 are refused rather than signed short.
+//! Not implemented yet: root rotation, delegated roles (existing delegations are kept as they are),
+//! removing old consistent-snapshot files.
+
+mod atomic;
+mod content;
+mod error;
+pub mod keys;
+mod publish;
+
+// The public API.
+pub use content::Skipped;
+pub use error::RepoError;
+pub use publish::{
+    add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,
+    InitReport, RefreshOptions, RefreshReport, Versions, TOP_LEVEL_ROLES,
+};

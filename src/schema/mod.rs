@@ -1,1 +1,24 @@
-//! TUF 1.0 metadata types, canonical JSON, keys and signature thresholds.
+//! TUF 1.0 metadata: types, canonical JSON, keys and the signature threshold check.
+//!
+//! Implements the file formats of the TUF specification 1.0 (`tuf-spec.md`): root, targets
+//! (with delegations), snapshot and timestamp; signing schemes ed25519, ecdsa-sha2-nistp256 and
+//! rsassa-pss-sha256 for verification, ed25519 for signing; hashes sha256 and sha512. Parsing is
+//! strict about structure and keeps unknown fields, which the signatures still cover.
+//! Not implemented: TAP extensions (succinct hash delegations, mirrors metadata).
+
+mod cjson;
+mod error;
+mod keys;
+mod metadata;
+mod threshold;
+mod time;
+
+pub use cjson::{to_canonical, CanonicalError};
+pub use error::SchemaError;
+pub use keys::{Key, PublicKey, SigningKey};
+pub use metadata::{
+    peek_type, Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, RoleType, Root,
+    Signature, Signed, Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION,
+};
+pub use threshold::verify_threshold;
+pub use time::{parse_duration, UtcTime};

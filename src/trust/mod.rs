@@ -1,18 +1,41 @@
 //! The TUF client workflow (spec §5): from a pinned root and a metadata source to a [`TargetIndex`].
 //!
-//! One implementation serves `trustfs verify`, the mounts and the conformance client.
+//! One implementation ([`Client`]) serves `trustfs verify`, the mounts and the conformance client.
 
-use std::fmt;
+mod client;
+mod error;
+mod fetch;
+mod state;
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+pub use client::{role_matches, target_info, Client, FoundTarget, Limits};
+pub use error::{TrustError, TrustErrorKind};
+pub use fetch::{read_limited, DirFetcher, FetchError, Fetcher, HttpFetcher};
+pub use state::{quote, StateDir};
+
 use crate::index::TargetIndex;
+use crate::schema::UtcTime;
 
 /// Where metadata comes from.
 #[derive(Clone, Debug)]
 pub enum MetadataSource {
     /// A local directory with `N.root.json`, `timestamp.json`, `N.snapshot.json`, ... files.
     Dir(PathBuf),
+    /// An HTTP(S) base URL with the same files.
+    Url(String),
+}
+
+impl MetadataSource {
+    pub fn fetcher(&self) -> Result<Box<dyn Fetcher>, TrustError> {
+        Ok(match self {
+            MetadataSource::Dir(d) => Box::new(DirFetcher::new(d)),
+            MetadataSource::Url(u) => Box::new(
+                HttpFetcher::new(u).map_err(|e| TrustError::new(TrustErrorKind::Fetch, e))?,
+            ),
+        })
+    }
 }
 
 /// What the caller pins and chooses.
@@ -28,12 +51,18 @@ pub struct TrustOptions {
 }
 
 /// Versions and expiry of the metadata that was trusted (for logs and status).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TrustSummary {
     pub root_version: u64,
+    pub root_expires: String,
     pub timestamp_version: u64,
+    pub timestamp_expires: String,
     pub snapshot_version: u64,
+    pub snapshot_expires: String,
     pub targets_version: u64,
+    pub targets_expires: String,
+    pub consistent_snapshot: bool,
+    pub source: String,
 }
 
 /// The outcome of a successful client workflow.
@@ -41,21 +70,56 @@ pub struct TrustSummary {
 pub struct Trusted {
     pub index: TargetIndex,
     pub summary: TrustSummary,
+    /// Delegated roles that could not be trusted; their targets are absent from the index.
+    pub problems: Vec<TrustError>,
 }
 
-/// Why the metadata cannot be trusted. `Display` gives a reason a person can read.
-#[derive(Debug)]
-pub struct TrustError(pub String);
-
-impl fmt::Display for TrustError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl TrustSummary {
+    pub fn of(client: &Client) -> TrustSummary {
+        let mut s = TrustSummary {
+            root_version: client.root().version(),
+            root_expires: client.root().expires().to_string(),
+            consistent_snapshot: client.consistent_snapshot(),
+            source: client.fetcher().describe(),
+            ..Default::default()
+        };
+        if let Some(t) = client.timestamp() {
+            s.timestamp_version = t.version();
+            s.timestamp_expires = t.expires().to_string();
+        }
+        if let Some(t) = client.snapshot() {
+            s.snapshot_version = t.version();
+            s.snapshot_expires = t.expires().to_string();
+        }
+        if let Some(t) = client.targets() {
+            s.targets_version = t.version();
+            s.targets_expires = t.expires().to_string();
+        }
+        s
     }
 }
 
-impl std::error::Error for TrustError {}
-
 /// Run the client workflow and return the verified target index.
-pub fn load(_opts: &TrustOptions) -> Result<Trusted, TrustError> {
-    Err(TrustError("the TUF client is not implemented yet".into()))
+pub fn load(opts: &TrustOptions) -> Result<Trusted, TrustError> {
+    let name = opts.trusted_root.display().to_string();
+    let bytes = std::fs::File::open(&opts.trusted_root)
+        .map_err(|e| TrustError::new(TrustErrorKind::Missing, format!("trusted root {name}: {e}")))
+        .and_then(|f| {
+            read_limited(f, &name, Limits::default().root_max_bytes).map_err(TrustError::from)
+        })?;
+    let mut client = Client::new(
+        &bytes,
+        &name,
+        opts.source.fetcher()?,
+        opts.state_dir.as_deref(),
+        UtcTime::from_system(opts.now),
+        Limits::default(),
+    )?;
+    client.refresh()?;
+    let (index, problems) = client.target_index()?;
+    Ok(Trusted {
+        index,
+        summary: TrustSummary::of(&client),
+        problems,
+    })
 }

@@ -1,0 +1,891 @@
+//! `init`, `add` and `refresh`: reading the current repository state, editing the signed values,
+//! signing and writing in the order clients can rely on.
+//!
+//! Edits are made on the parsed `signed` JSON value, not on re-serialized structs, so fields trustfs
+//! does not know (python-tuf's `unrecognized_fields`, a target's `custom`, delegations) survive a
+//! re-sign byte for byte in canonical form.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::schema::{
+    parse_duration, verify_threshold, MetaFile, Metadata, Root, SchemaError, Signature, Signed,
+    SigningKey, Snapshot, Targets, Timestamp, UtcTime, SPEC_VERSION,
+};
+
+use super::atomic::{write_atomic, RepoLock};
+use super::content::{self, Skipped};
+use super::error::RepoError;
+use super::keys;
+
+/// The top-level roles, in the order their key files are looked for in KEYDIR.
+pub const TOP_LEVEL_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
+/// How long newly signed metadata of each role stays valid, counted from the time of signing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiries {
+    pub root: Duration,
+    pub targets: Duration,
+    pub snapshot: Duration,
+    pub timestamp: Duration,
+}
+
+impl Default for Expiries {
+    /// root 365 days, targets 90 days, snapshot 7 days, timestamp 1 day.
+    fn default() -> Self {
+        const DAY: u64 = 86400;
+        Expiries {
+            root: Duration::from_secs(365 * DAY),
+            targets: Duration::from_secs(90 * DAY),
+            snapshot: Duration::from_secs(7 * DAY),
+            timestamp: Duration::from_secs(DAY),
+        }
+    }
+}
+
+impl Expiries {
+    /// The defaults, overridden by `ROLE=DURATION` specs such as `timestamp=2h`.
+    pub fn from_specs<S: AsRef<str>>(specs: &[S]) -> Result<Expiries, RepoError> {
+        let mut e = Expiries::default();
+        for spec in specs {
+            e.set(spec.as_ref())?;
+        }
+        Ok(e)
+    }
+
+    /// Apply one `ROLE=DURATION` spec.
+    pub fn set(&mut self, spec: &str) -> Result<(), RepoError> {
+        let bad = |why: String| RepoError::InvalidArgument(format!("--expires {spec:?}: {why}"));
+        let (role, dur) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected ROLE=DURATION, e.g. timestamp=2h".into()))?;
+        let d = parse_duration(dur).map_err(bad)?;
+        if d.is_zero() {
+            return Err(bad("the duration must be positive".into()));
+        }
+        match role.trim() {
+            "root" => self.root = d,
+            "targets" => self.targets = d,
+            "snapshot" => self.snapshot = d,
+            "timestamp" => self.timestamp = d,
+            other => {
+                return Err(bad(format!(
+                    "unknown role {other:?} (use root, targets, snapshot or timestamp)"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Options of [`init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// The repository directory; `metadata/` and `targets/` are created in it.
+    pub repo: PathBuf,
+    /// The role key directory: `root`, `targets`, `snapshot`, `timestamp` (generated if missing).
+    pub keydir: PathBuf,
+    pub expires: Expiries,
+}
+
+/// What [`init`] did.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    /// Key files that did not exist and were generated.
+    pub generated_keys: Vec<PathBuf>,
+    /// Metadata files written, in order.
+    pub written: Vec<PathBuf>,
+}
+
+/// Options of [`add`].
+#[derive(Clone, Debug)]
+pub struct AddOptions {
+    pub repo: PathBuf,
+    pub keydir: PathBuf,
+    /// The directory whose regular files become the complete target list.
+    pub content_dir: PathBuf,
+    /// Also list (and publish under) sha512 hashes.
+    pub sha512: bool,
+    pub expires: Expiries,
+}
+
+/// What [`add`] did. Target names are sorted.
+#[derive(Clone, Debug, Default)]
+pub struct AddReport {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    /// Files under CONTENT_DIR that were not published (symlinks, FIFOs, ...), with the reason.
+    pub skipped: Vec<Skipped>,
+    pub versions: Versions,
+    pub root_expires: Option<UtcTime>,
+}
+
+/// Options of [`refresh`].
+#[derive(Clone, Debug)]
+pub struct RefreshOptions {
+    pub repo: PathBuf,
+    pub keydir: PathBuf,
+    pub expires: Expiries,
+    /// Also re-sign targets (new version and expiry, same targets).
+    pub resign_targets: bool,
+}
+
+/// The versions a command wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Versions {
+    pub targets: u64,
+    pub snapshot: u64,
+    pub timestamp: u64,
+}
+
+/// What [`refresh`] did.
+#[derive(Clone, Debug)]
+pub struct RefreshReport {
+    pub versions: Versions,
+    pub root_expires: UtcTime,
+}
+
+/// The repository's metadata directory.
+pub fn metadata_dir(repo: &Path) -> PathBuf {
+    repo.join("metadata")
+}
+
+/// The repository's target content directory.
+pub fn targets_dir(repo: &Path) -> PathBuf {
+    repo.join("targets")
+}
+
+fn keyfile(keydir: &Path, role: &str) -> PathBuf {
+    keydir.join(role)
+}
+
+fn expiry(d: Duration) -> String {
+    UtcTime::now().plus(d).to_string()
+}
+
+/// Create a new repository: role keys (generated where missing), `1.root.json`,
+/// `1.targets.json` (no targets), `1.snapshot.json` and `timestamp.json`, consistent snapshots on.
+/// Only versioned roots are written (no `root.json`): clients pin `1.root.json` out of band and
+/// fetch `N.root.json` to rotate.
+pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
+    let mdir = metadata_dir(&opts.repo);
+    create_dir(&opts.repo, 0o755)?;
+    let _lock = RepoLock::acquire(&opts.repo)?;
+    create_dir(&mdir, 0o755)?;
+    create_dir(&targets_dir(&opts.repo), 0o755)?;
+    if latest_root(&mdir)?.is_some() || mdir.join("timestamp.json").exists() {
+        return Err(RepoError::AlreadyInitialised { path: mdir });
+    }
+    create_dir(&opts.keydir, 0o700)?;
+
+    let mut generated_keys = Vec::new();
+    let mut signers = BTreeMap::new();
+    for role in TOP_LEVEL_ROLES {
+        let path = keyfile(&opts.keydir, role);
+        let (key, generated) = keys::load_or_generate(&path)?;
+        if generated {
+            generated_keys.push(path);
+        }
+        signers.insert(role, key);
+    }
+    let mut key_objs = Map::new();
+    let mut roles = Map::new();
+    let mut keyids = BTreeMap::new();
+    for (role, key) in &signers {
+        let public = key.public_key();
+        let keyid = public.compute_keyid();
+        key_objs.insert(keyid.clone(), public.to_value());
+        roles.insert(
+            role.to_string(),
+            json!({"keyids": [keyid.clone()], "threshold": 1}),
+        );
+        keyids.insert(*role, keyid);
+    }
+    let signer = |role: &str| -> Result<(&SigningKey, &str), RepoError> {
+        match (signers.get(role), keyids.get(role)) {
+            (Some(k), Some(id)) => Ok((k, id.as_str())),
+            _ => Err(RepoError::Internal(format!("no {role} key loaded"))),
+        }
+    };
+
+    let root = json!({
+        "_type": "root",
+        "spec_version": SPEC_VERSION,
+        "version": 1,
+        "expires": expiry(opts.expires.root),
+        "consistent_snapshot": true,
+        "keys": key_objs,
+        "roles": roles,
+    });
+    let targets = json!({
+        "_type": "targets",
+        "spec_version": SPEC_VERSION,
+        "version": 1,
+        "expires": expiry(opts.expires.targets),
+        "targets": {},
+    });
+    let (k, id) = signer("root")?;
+    let (_, root_bytes) = sign::<Root>(root, k, id)?;
+    let (k, id) = signer("targets")?;
+    let (_, targets_bytes) = sign::<Targets>(targets, k, id)?;
+    let snapshot = json!({
+        "_type": "snapshot",
+        "spec_version": SPEC_VERSION,
+        "version": 1,
+        "expires": expiry(opts.expires.snapshot),
+        "meta": {"targets.json": {"version": 1}},
+    });
+    let (k, id) = signer("snapshot")?;
+    let (_, snapshot_bytes) = sign::<Snapshot>(snapshot, k, id)?;
+    let timestamp = timestamp_value(None, 1, 1, &snapshot_bytes, opts.expires.timestamp);
+    let (k, id) = signer("timestamp")?;
+    let (_, timestamp_bytes) = sign::<Timestamp>(timestamp, k, id)?;
+
+    let mut written = Vec::new();
+    for (name, bytes) in [
+        ("1.root.json", &root_bytes),
+        ("1.targets.json", &targets_bytes),
+        ("1.snapshot.json", &snapshot_bytes),
+        ("timestamp.json", &timestamp_bytes),
+    ] {
+        let path = mdir.join(name);
+        write_atomic(&path, bytes, 0o644)?;
+        written.push(path);
+    }
+    Ok(InitReport {
+        generated_keys,
+        written,
+    })
+}
+
+/// Make the target list equal to the regular files under `content_dir`: new and changed files are
+/// copied into `REPO/targets` under consistent-snapshot names and listed with length and sha256
+/// (and sha512); files no longer present leave the list; unchanged entries are kept as they were
+/// (`custom` and unknown fields included). Then targets, snapshot and timestamp are re-signed with
+/// bumped versions, even when nothing changed. Existing delegations are kept.
+pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
+    let _lock = RepoLock::acquire(&opts.repo)?;
+    let state = RepoState::load(&opts.repo)?;
+    let signers = Signers::load(&state, &opts.keydir, &["targets", "snapshot", "timestamp"])?;
+
+    let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
+    let mut report = AddReport::default();
+    let files = content::walk(
+        &opts.content_dir,
+        &[(repo_meta.dev(), repo_meta.ino())],
+        &mut report.skipped,
+    )?;
+
+    // `targets` parsed as a map when the file was loaded, so this is an object; an empty default
+    // could only drop entries that do not exist.
+    let old_targets = state
+        .targets
+        .signed_value
+        .get("targets")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let tdir = targets_dir(&opts.repo);
+    create_dir(&tdir, 0o755)?;
+    // 1. Content first: by the time metadata names a file, it is in place.
+    let mut new_targets = Map::new();
+    for f in &files {
+        let name = f.target.as_str();
+        let old = old_targets.get(name);
+        let old_hashes = old.and_then(|o| o.get("hashes")).and_then(Value::as_object);
+        let want_sha512 = opts.sha512 || old_hashes.is_some_and(|h| h.contains_key("sha512"));
+        let published =
+            content::publish_file(&f.path, &f.target, &tdir, want_sha512, state.consistent)?;
+        let entry = match old {
+            Some(old) if same_content(old, &published) => {
+                report.unchanged.push(name.to_owned());
+                let mut kept = old.clone();
+                if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
+                    for (alg, digest) in &published.hashes {
+                        h.insert(alg.clone(), Value::String(digest.clone()));
+                    }
+                }
+                kept
+            }
+            Some(_) => {
+                report.changed.push(name.to_owned());
+                json!({"length": published.length, "hashes": published.hashes})
+            }
+            None => {
+                report.added.push(name.to_owned());
+                json!({"length": published.length, "hashes": published.hashes})
+            }
+        };
+        new_targets.insert(name.to_owned(), entry);
+    }
+    report.removed = old_targets
+        .keys()
+        .filter(|k| !new_targets.contains_key(*k))
+        .cloned()
+        .collect();
+
+    let mut targets = state.targets.signed_value.clone();
+    set_field(&mut targets, "targets", Value::Object(new_targets))?;
+    report.versions = publish_chain(&state, &signers, Some(targets), &opts.expires)?;
+    report.root_expires = Some(state.root.expires());
+    Ok(report)
+}
+
+/// Re-sign snapshot and timestamp with bumped versions and fresh expiry (and targets too with
+/// `resign_targets`). For cron jobs and CI that keep a repository fresh.
+pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
+    let _lock = RepoLock::acquire(&opts.repo)?;
+    let state = RepoState::load(&opts.repo)?;
+    let roles: &[&str] = if opts.resign_targets {
+        &["targets", "snapshot", "timestamp"]
+    } else {
+        &["snapshot", "timestamp"]
+    };
+    let signers = Signers::load(&state, &opts.keydir, roles)?;
+    let targets = opts
+        .resign_targets
+        .then(|| state.targets.signed_value.clone());
+    let versions = publish_chain(&state, &signers, targets, &opts.expires)?;
+    Ok(RefreshReport {
+        versions,
+        root_expires: state.root.expires(),
+    })
+}
+
+/// Sign and write (new targets,) snapshot and timestamp, in that order. `targets` is the new
+/// targets `signed` value (version and expiry are set here), or `None` to keep the current one.
+fn publish_chain(
+    state: &RepoState,
+    signers: &Signers,
+    targets: Option<Value>,
+    expires: &Expiries,
+) -> Result<Versions, RepoError> {
+    let mdir = &state.metadata_dir;
+    let mut targets_version = state.targets.version();
+    let mut targets_entry: Option<Value> = None;
+    if let Some(mut targets) = targets {
+        targets_version = bump(&state.targets_path, targets_version)?;
+        set_field(&mut targets, "version", json!(targets_version))?;
+        set_field(&mut targets, "expires", json!(expiry(expires.targets)))?;
+        let (key, keyid) = signers.get("targets")?;
+        let (_, bytes) = sign::<Targets>(targets, key, keyid)?;
+        write_atomic(
+            &mdir.join(state.meta_name("targets", targets_version)),
+            &bytes,
+            0o644,
+        )?;
+        // Keep the form the snapshot already uses: version only (python-tuf's default), or
+        // version, length and sha256 when the existing entry lists length or hashes.
+        let old = state.snapshot.signed.meta.get("targets.json");
+        targets_entry = Some(
+            if old.is_some_and(|m| m.length.is_some() || m.hashes.is_some()) {
+                json!({"version": targets_version, "length": bytes.len(),
+                   "hashes": {"sha256": hex::encode(Sha256::digest(&bytes))}})
+            } else {
+                json!({"version": targets_version})
+            },
+        );
+    }
+
+    let snapshot_version = bump(&state.snapshot_path, state.snapshot.version())?;
+    let mut snapshot = state.snapshot.signed_value.clone();
+    if let Some(entry) = targets_entry {
+        let meta = snapshot
+            .get_mut("meta")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| RepoError::Internal("snapshot without meta".into()))?;
+        meta.insert("targets.json".into(), entry);
+    }
+    set_field(&mut snapshot, "version", json!(snapshot_version))?;
+    set_field(&mut snapshot, "expires", json!(expiry(expires.snapshot)))?;
+    let (key, keyid) = signers.get("snapshot")?;
+    let (_, snapshot_bytes) = sign::<Snapshot>(snapshot, key, keyid)?;
+    write_atomic(
+        &mdir.join(state.meta_name("snapshot", snapshot_version)),
+        &snapshot_bytes,
+        0o644,
+    )?;
+
+    let timestamp_version = bump(&state.timestamp_path, state.timestamp.version())?;
+    let timestamp = timestamp_value(
+        Some(&state.timestamp.signed_value),
+        timestamp_version,
+        snapshot_version,
+        &snapshot_bytes,
+        expires.timestamp,
+    );
+    let (key, keyid) = signers.get("timestamp")?;
+    let (_, timestamp_bytes) = sign::<Timestamp>(timestamp, key, keyid)?;
+    // Last: only now does any client see the new snapshot and targets.
+    write_atomic(&mdir.join("timestamp.json"), &timestamp_bytes, 0o644)?;
+    Ok(Versions {
+        targets: targets_version,
+        snapshot: snapshot_version,
+        timestamp: timestamp_version,
+    })
+}
+
+/// A timestamp `signed` value pointing at `snapshot_bytes` (version, length and sha256; the
+/// length and hash are optional in TUF and make a substituted snapshot detectable before parsing).
+/// Unknown fields of `old` are kept.
+fn timestamp_value(
+    old: Option<&Value>,
+    version: u64,
+    snapshot_version: u64,
+    snapshot_bytes: &[u8],
+    valid_for: Duration,
+) -> Value {
+    let meta = json!({"snapshot.json": {
+        "version": snapshot_version,
+        "length": snapshot_bytes.len(),
+        "hashes": {"sha256": hex::encode(Sha256::digest(snapshot_bytes))},
+    }});
+    let mut v = match old {
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        _ => json!({"_type": "timestamp", "spec_version": SPEC_VERSION}),
+    };
+    if let Value::Object(o) = &mut v {
+        o.insert("version".into(), json!(version));
+        o.insert("expires".into(), json!(expiry(valid_for)));
+        o.insert("meta".into(), meta);
+    }
+    v
+}
+
+fn set_field(v: &mut Value, field: &str, value: Value) -> Result<(), RepoError> {
+    v.as_object_mut()
+        .ok_or_else(|| RepoError::Internal("signed value is not an object".into()))?
+        .insert(field.to_owned(), value);
+    Ok(())
+}
+
+fn bump(file: &Path, version: u64) -> Result<u64, RepoError> {
+    version.checked_add(1).ok_or_else(|| RepoError::Malformed {
+        file: file.to_owned(),
+        reason: "version cannot be incremented".into(),
+    })
+}
+
+/// Whether an existing target entry describes the content just published: same length and, for
+/// every hash algorithm both list, the same digest (at least one in common).
+fn same_content(old: &Value, published: &content::Published) -> bool {
+    if old.get("length").and_then(Value::as_u64) != Some(published.length) {
+        return false;
+    }
+    let Some(hashes) = old.get("hashes").and_then(Value::as_object) else {
+        return false;
+    };
+    let mut common = 0;
+    for (alg, digest) in &published.hashes {
+        if let Some(old_digest) = hashes.get(alg) {
+            if old_digest.as_str().map(str::to_ascii_lowercase).as_deref() != Some(digest.as_str())
+            {
+                return false;
+            }
+            common += 1;
+        }
+    }
+    common > 0
+}
+
+/// Sign a `signed` value with one key: returns the metadata and the bytes to write. The bytes are
+/// parsed back before they are returned, so trustfs never writes metadata it would not read.
+pub(crate) fn sign<T: Signed>(
+    value: Value,
+    key: &SigningKey,
+    keyid: &str,
+) -> Result<(Metadata<T>, Vec<u8>), RepoError> {
+    let role = T::TYPE.as_str();
+    let internal = |e: String| RepoError::Internal(format!("signing {role}: {e}"));
+    let signed: T = serde_json::from_value(value.clone()).map_err(|e| internal(e.to_string()))?;
+    let mut md = Metadata {
+        signed,
+        signed_value: value,
+        signatures: Vec::new(),
+    };
+    let msg = md.canonical_signed().map_err(|e| internal(e.to_string()))?;
+    md.signatures.push(Signature {
+        keyid: keyid.to_owned(),
+        sig: hex::encode(key.sign(&msg)),
+    });
+    let bytes = md.to_bytes();
+    Metadata::<T>::from_slice(role, &bytes).map_err(|e| internal(e.to_string()))?;
+    Ok((md, bytes))
+}
+
+/// The signing keys of some roles, each matched to its key id in the current root.
+struct Signers {
+    keys: BTreeMap<String, (SigningKey, String)>,
+}
+
+impl Signers {
+    fn load(state: &RepoState, keydir: &Path, roles: &[&str]) -> Result<Signers, RepoError> {
+        let mut out = BTreeMap::new();
+        for role in roles {
+            let path = keyfile(keydir, role);
+            let key = keys::load(&path)?;
+            let keyid = role_keyid(&state.root.signed, role, &key, &path)?;
+            out.insert(role.to_string(), (key, keyid));
+        }
+        Ok(Signers { keys: out })
+    }
+
+    fn get(&self, role: &str) -> Result<(&SigningKey, &str), RepoError> {
+        self.keys
+            .get(role)
+            .map(|(k, id)| (k, id.as_str()))
+            .ok_or_else(|| RepoError::Internal(format!("no {role} key loaded")))
+    }
+}
+
+/// The key id under which root lists `key` for `role`. Key ids are labels, so the key is found by
+/// its public key material, not by recomputing its id.
+fn role_keyid(root: &Root, role: &str, key: &SigningKey, path: &Path) -> Result<String, RepoError> {
+    let ours = key.public_key();
+    let role_keys = root
+        .roles
+        .get(role)
+        .ok_or_else(|| RepoError::Internal(format!("root lists no {role} role")))?;
+    let found = role_keys.keyids.iter().find(|id| {
+        root.keys
+            .get(*id)
+            .and_then(|v| crate::schema::Key::from_value(v).ok())
+            .is_some_and(|k| {
+                k.keytype == ours.keytype
+                    && k.scheme == ours.scheme
+                    && k.public.eq_ignore_ascii_case(&ours.public)
+            })
+    });
+    let Some(keyid) = found else {
+        return Err(RepoError::WrongKey {
+            role: role.to_owned(),
+            path: path.to_owned(),
+            keyid: ours.compute_keyid(),
+        });
+    };
+    if role_keys.threshold > 1 {
+        return Err(RepoError::ThresholdTooHigh {
+            role: role.to_owned(),
+            threshold: role_keys.threshold,
+        });
+    }
+    Ok(keyid.clone())
+}
+
+/// The current, verified state of a repository.
+pub(crate) struct RepoState {
+    metadata_dir: PathBuf,
+    root: Metadata<Root>,
+    consistent: bool,
+    timestamp: Metadata<Timestamp>,
+    timestamp_path: PathBuf,
+    snapshot: Metadata<Snapshot>,
+    snapshot_path: PathBuf,
+    targets: Metadata<Targets>,
+    targets_path: PathBuf,
+}
+
+impl RepoState {
+    /// Load the newest `N.root.json`, `timestamp.json`, and the snapshot and targets they name;
+    /// check each against root's keys and thresholds and against the length, hashes and version
+    /// the referring file lists.
+    pub(crate) fn load(repo: &Path) -> Result<RepoState, RepoError> {
+        let mdir = metadata_dir(repo);
+        let (n, root_path) =
+            latest_root(&mdir)?.ok_or_else(|| RepoError::NotARepository { path: mdir.clone() })?;
+        let root_bytes = read(&root_path)?;
+        let root: Metadata<Root> = parse(&root_path, &root_bytes)?;
+        if root.version() != n {
+            return Err(RepoError::Malformed {
+                file: root_path,
+                reason: format!(
+                    "file name says version {n}, content says {}",
+                    root.version()
+                ),
+            });
+        }
+        check_signed(&root_path, &root, &root.signed, "root")?;
+        let consistent = root.signed.consistent_snapshot == Some(true);
+
+        let timestamp_path = mdir.join("timestamp.json");
+        let ts_bytes = read(&timestamp_path)?;
+        let timestamp: Metadata<Timestamp> = parse(&timestamp_path, &ts_bytes)?;
+        check_signed(&timestamp_path, &timestamp, &root.signed, "timestamp")?;
+
+        let snap_meta =
+            timestamp
+                .signed
+                .meta
+                .get("snapshot.json")
+                .ok_or_else(|| RepoError::Malformed {
+                    file: timestamp_path.clone(),
+                    reason: "meta lists no snapshot.json".into(),
+                })?;
+        let snapshot_path = mdir.join(meta_name(consistent, "snapshot", snap_meta.version));
+        let snapshot: Metadata<Snapshot> =
+            read_referenced(&snapshot_path, snap_meta, &timestamp_path)?;
+        check_signed(&snapshot_path, &snapshot, &root.signed, "snapshot")?;
+
+        let targets_meta =
+            snapshot
+                .signed
+                .meta
+                .get("targets.json")
+                .ok_or_else(|| RepoError::Malformed {
+                    file: snapshot_path.clone(),
+                    reason: "meta lists no targets.json".into(),
+                })?;
+        let targets_path = mdir.join(meta_name(consistent, "targets", targets_meta.version));
+        let targets: Metadata<Targets> =
+            read_referenced(&targets_path, targets_meta, &snapshot_path)?;
+        check_signed(&targets_path, &targets, &root.signed, "targets")?;
+
+        Ok(RepoState {
+            metadata_dir: mdir,
+            root,
+            consistent,
+            timestamp,
+            timestamp_path,
+            snapshot,
+            snapshot_path,
+            targets,
+            targets_path,
+        })
+    }
+
+    fn meta_name(&self, role: &str, version: u64) -> String {
+        meta_name(self.consistent, role, version)
+    }
+}
+
+fn meta_name(consistent: bool, role: &str, version: u64) -> String {
+    if consistent {
+        format!("{version}.{role}.json")
+    } else {
+        format!("{role}.json")
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, RepoError> {
+    fs::read(path).map_err(|e| RepoError::io("read", path, e))
+}
+
+fn parse<T: Signed>(path: &Path, bytes: &[u8]) -> Result<Metadata<T>, RepoError> {
+    Metadata::<T>::from_slice(&path.display().to_string(), bytes).map_err(|e| match e {
+        SchemaError::Malformed { rule, .. } => RepoError::Malformed {
+            file: path.to_owned(),
+            reason: rule,
+        },
+        other => RepoError::Untrusted {
+            file: path.to_owned(),
+            source: other,
+        },
+    })
+}
+
+/// Read a file another file's `meta` names and check its length, hashes and version.
+fn read_referenced<T: Signed>(
+    path: &Path,
+    expected: &MetaFile,
+    referrer: &Path,
+) -> Result<Metadata<T>, RepoError> {
+    let bytes = read(path)?;
+    let mismatch = |what: String| RepoError::Malformed {
+        file: path.to_owned(),
+        reason: format!("{what} does not match what {} lists", referrer.display()),
+    };
+    if let Some(len) = expected.length {
+        if bytes.len() as u64 != len {
+            return Err(mismatch(format!("length {}", bytes.len())));
+        }
+    }
+    for (alg, digest) in expected.hashes.iter().flatten() {
+        let actual = match alg.as_str() {
+            "sha256" => hex::encode(Sha256::digest(&bytes)),
+            "sha512" => hex::encode(Sha512::digest(&bytes)),
+            _ => continue,
+        };
+        if !actual.eq_ignore_ascii_case(digest) {
+            return Err(mismatch(format!("{alg} {actual}")));
+        }
+    }
+    let md: Metadata<T> = parse(path, &bytes)?;
+    if md.version() != expected.version {
+        return Err(mismatch(format!("version {}", md.version())));
+    }
+    Ok(md)
+}
+
+fn check_signed<T: Signed>(
+    path: &Path,
+    md: &Metadata<T>,
+    root: &Root,
+    role: &str,
+) -> Result<(), RepoError> {
+    let role_keys = root
+        .roles
+        .get(role)
+        .ok_or_else(|| RepoError::Internal(format!("root lists no {role} role")))?;
+    verify_threshold(role, md, &role_keys.keyids, role_keys.threshold, &root.keys).map_err(
+        |source| RepoError::Untrusted {
+            file: path.to_owned(),
+            source,
+        },
+    )
+}
+
+/// The highest `N.root.json` in `mdir`, if any.
+fn latest_root(mdir: &Path) -> Result<Option<(u64, PathBuf)>, RepoError> {
+    let entries = match fs::read_dir(mdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RepoError::io("list", mdir, e)),
+    };
+    let mut best: Option<u64> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| RepoError::io("list", mdir, e))?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_suffix(".root.json"))
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        best = best.max(Some(n));
+    }
+    Ok(best.map(|n| (n, mdir.join(format!("{n}.root.json")))))
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), RepoError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| RepoError::io("create directory", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_parse_role_specs() {
+        let e = Expiries::from_specs(&["timestamp=2h", "root=2y"]).unwrap();
+        assert_eq!(e.timestamp, Duration::from_secs(7200));
+        assert_eq!(e.root, Duration::from_secs(2 * 365 * 86400));
+        assert_eq!(e.targets, Expiries::default().targets);
+        for bad in ["timestamp", "mirror=1d", "timestamp=0s", "timestamp=1x"] {
+            assert!(
+                matches!(
+                    Expiries::from_specs(&[bad]),
+                    Err(RepoError::InvalidArgument(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_names_follow_consistent_snapshot() {
+        assert_eq!(meta_name(true, "snapshot", 3), "3.snapshot.json");
+        assert_eq!(meta_name(false, "snapshot", 3), "snapshot.json");
+    }
+
+    /// A targets file as python-tuf's JSONSerializer writes it (indent 1, sorted keys, non-ASCII
+    /// escaped as `\uXXXX`), with fields trustfs does not know at every level.
+    const PYTHON_TUF_TARGETS: &str = r#"{
+ "signatures": [
+  {
+   "keyid": "aa",
+   "sig": "00"
+  }
+ ],
+ "signed": {
+  "_type": "targets",
+  "delegations": {
+   "keys": {},
+   "roles": [
+    {
+     "keyids": [],
+     "name": "team",
+     "paths": [
+      "team/*"
+     ],
+     "terminating": false,
+     "threshold": 1,
+     "x-role": 1
+    }
+   ],
+   "x-delegations": "d"
+  },
+  "expires": "2030-01-01T00:00:00Z",
+  "spec_version": "1.0.31",
+  "targets": {
+   "caf\u00e9/a\"b.txt": {
+    "custom": {
+     "pem": "-----BEGIN-----\nAB\\C\n-----END-----\n"
+    },
+    "hashes": {
+     "sha256": "ab"
+    },
+    "length": 3,
+    "x-target": [
+     true,
+     null
+    ]
+   }
+  },
+  "version": 7,
+  "x-unrecognized": {
+   "nested": {
+    "z": 1,
+    "a": -2
+   }
+  }
+ }
+}"#;
+
+    /// What securesystemslib's `encode_canonical` yields for the `signed` object above.
+    const PYTHON_TUF_CANONICAL: &str = "{\"_type\":\"targets\",\"delegations\":{\"keys\":{},\"roles\":[{\"keyids\":[],\"name\":\"team\",\"paths\":[\"team/*\"],\"terminating\":false,\"threshold\":1,\"x-role\":1}],\"x-delegations\":\"d\"},\"expires\":\"2030-01-01T00:00:00Z\",\"spec_version\":\"1.0.31\",\"targets\":{\"caf\u{e9}/a\\\"b.txt\":{\"custom\":{\"pem\":\"-----BEGIN-----\nAB\\\\C\n-----END-----\n\"},\"hashes\":{\"sha256\":\"ab\"},\"length\":3,\"x-target\":[true,null]}},\"version\":7,\"x-unrecognized\":{\"nested\":{\"a\":-2,\"z\":1}}}";
+
+    #[test]
+    fn python_tuf_file_round_trips_through_re_signing() {
+        let md = Metadata::<Targets>::from_slice("t", PYTHON_TUF_TARGETS.as_bytes()).unwrap();
+        let canonical = md.canonical_signed().unwrap();
+        assert_eq!(
+            String::from_utf8(canonical.clone()).unwrap(),
+            PYTHON_TUF_CANONICAL
+        );
+
+        let key = SigningKey::generate();
+        let keyid = key.public_key().compute_keyid();
+        let (signed, bytes) = sign::<Targets>(md.signed_value.clone(), &key, &keyid).unwrap();
+        // Same signed bytes: every unknown field survived, and the signature covers them.
+        assert_eq!(signed.canonical_signed().unwrap(), canonical);
+        let reread = Metadata::<Targets>::from_slice("t", &bytes).unwrap();
+        assert_eq!(reread.canonical_signed().unwrap(), canonical);
+        let sig = hex::decode(&reread.signatures[0].sig).unwrap();
+        assert_eq!(key.public_key().verify(&canonical, &sig), Ok(true));
+
+        // An edit (what `add` and `refresh` do) changes only what it sets.
+        let mut v = md.signed_value.clone();
+        set_field(&mut v, "version", json!(8)).unwrap();
+        let (edited, _) = sign::<Targets>(v, &key, &keyid).unwrap();
+        let expected = PYTHON_TUF_CANONICAL.replace("\"version\":7", "\"version\":8");
+        assert_eq!(
+            String::from_utf8(edited.canonical_signed().unwrap()).unwrap(),
+            expected
+        );
+    }
+}

@@ -1,0 +1,845 @@
+//! The client workflow of tuf-spec §5.
+//!
+//! [`Client::new`] loads the trusted root (the operator's pin, or the newer root persisted by an
+//! earlier run) and whatever trusted metadata the state directory holds; [`Client::refresh`] runs
+//! §5.3–§5.6 (root rotation, timestamp, snapshot, top-level targets) against one fixed start time;
+//! [`Client::find_target`] runs the delegation search of §5.6.7 for one path, loading delegated
+//! roles lazily; [`Client::target_index`] resolves every target any reachable role lists.
+//!
+//! Rules enforced here, each with a named error kind: threshold signatures from distinct keys;
+//! root N+1 signed by the old and the new root's threshold and numbered exactly N+1; versions that
+//! never go back (timestamp, snapshot, each targets role listed in snapshot); snapshot and targets
+//! versions, lengths and hashes exactly as the referring role names them; expiry of every role
+//! against the start time; byte limits on every fetch; a cap on root rotations and on delegated
+//! roles visited.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use sha2::{Digest, Sha256, Sha512};
+
+use super::error::{TrustError, TrustErrorKind};
+use super::fetch::Fetcher;
+use super::state::{quote, StateDir};
+use crate::index::{TargetIndex, TargetInfo, TargetPath};
+use crate::schema::{
+    verify_threshold, DelegatedRole, MetaFile, Metadata, Root, Signed, Snapshot, TargetFile,
+    Targets, Timestamp, UtcTime,
+};
+
+/// Bounds on what a repository can make the client do.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub root_max_bytes: u64,
+    pub timestamp_max_bytes: u64,
+    pub snapshot_max_bytes: u64,
+    pub targets_max_bytes: u64,
+    /// Most `N.root.json` files fetched in one refresh.
+    pub max_root_rotations: u64,
+    /// Most delegated roles visited in one target search.
+    pub max_delegations: usize,
+    /// Most roles loaded in total when indexing every target.
+    pub max_roles: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // The byte limits are python-tuf's defaults, so repositories that work there work here.
+        Limits {
+            root_max_bytes: 512_000,
+            timestamp_max_bytes: 16_384,
+            snapshot_max_bytes: 2_000_000,
+            targets_max_bytes: 5_000_000,
+            max_root_rotations: 256,
+            max_delegations: 32,
+            max_roles: 10_000,
+        }
+    }
+}
+
+/// A target found by the delegation search.
+#[derive(Clone, Debug)]
+pub struct FoundTarget {
+    pub info: TargetInfo,
+    pub file: TargetFile,
+    /// The role that listed it.
+    pub role: String,
+}
+
+/// The TUF client: trusted metadata plus the source of new metadata.
+pub struct Client {
+    fetcher: Box<dyn Fetcher>,
+    state: Option<StateDir>,
+    now: UtcTime,
+    limits: Limits,
+    root: Metadata<Root>,
+    timestamp: Option<Metadata<Timestamp>>,
+    snapshot: Option<Metadata<Snapshot>>,
+    /// Verified targets roles, keyed by (role name, delegator name): a role is verified against the
+    /// delegator that led to it, so the same name reached from another delegator is checked anew.
+    roles: HashMap<(String, String), Metadata<Targets>>,
+    /// Roles that failed to load, with the reason (so a search does not retry them).
+    failed_roles: HashMap<(String, String), TrustError>,
+    refreshed: bool,
+}
+
+fn err(kind: TrustErrorKind, msg: impl Into<String>) -> TrustError {
+    TrustError::new(kind, msg)
+}
+
+impl Client {
+    /// Start from `pinned_root` (bytes of a root the operator trusts). With a state directory, a
+    /// newer root persisted there by an earlier run is used instead, and the trusted timestamp,
+    /// snapshot and targets persisted there provide rollback protection.
+    pub fn new(
+        pinned_root: &[u8],
+        pinned_name: &str,
+        fetcher: Box<dyn Fetcher>,
+        state_dir: Option<&Path>,
+        now: UtcTime,
+        limits: Limits,
+    ) -> Result<Client, TrustError> {
+        let pinned = load_self_signed_root(pinned_name, pinned_root)?;
+        let state = state_dir.map(StateDir::open).transpose()?;
+        let mut root = pinned;
+        if let Some(state) = &state {
+            if let Some(bytes) = state.load("root", limits.root_max_bytes)? {
+                let name = format!("{}/root.json", state.path().display());
+                let stored = load_self_signed_root(&name, &bytes)?;
+                if stored.version() > root.version() {
+                    root = stored;
+                }
+            }
+        }
+        Ok(Client {
+            fetcher,
+            state,
+            now,
+            limits,
+            root,
+            timestamp: None,
+            snapshot: None,
+            roles: HashMap::new(),
+            failed_roles: HashMap::new(),
+            refreshed: false,
+        })
+    }
+
+    /// Local (persisted) metadata of `role`, if it parses as `T` and verifies with the current
+    /// root's keys. Its expiry is not checked: an expired local copy still guards against rollback.
+    fn local_top_level<T: Signed>(&self, role: &str, limit: u64) -> Option<(Metadata<T>, Vec<u8>)> {
+        let bytes = self.state.as_ref()?.load(role, limit).ok()??;
+        let md = Metadata::<T>::from_slice(&format!("{role}.json"), &bytes).ok()?;
+        self.verify_top_level(role, &md).ok()?;
+        Some((md, bytes))
+    }
+
+    pub fn root(&self) -> &Metadata<Root> {
+        &self.root
+    }
+
+    pub fn timestamp(&self) -> Option<&Metadata<Timestamp>> {
+        self.timestamp.as_ref()
+    }
+
+    pub fn snapshot(&self) -> Option<&Metadata<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// The verified top-level targets metadata (after [`Client::refresh`]).
+    pub fn targets(&self) -> Option<&Metadata<Targets>> {
+        self.roles.get(&("targets".to_owned(), "root".to_owned()))
+    }
+
+    pub fn consistent_snapshot(&self) -> bool {
+        self.root.signed.consistent_snapshot.unwrap_or(false)
+    }
+
+    pub fn fetcher(&self) -> &dyn Fetcher {
+        self.fetcher.as_ref()
+    }
+
+    /// The start time all expiry checks use.
+    pub fn now(&self) -> UtcTime {
+        self.now
+    }
+
+    fn verify_top_level<T: Signed>(&self, role: &str, md: &Metadata<T>) -> Result<(), TrustError> {
+        let keys = self.root.signed.roles.get(role).ok_or_else(|| {
+            err(
+                TrustErrorKind::Malformed,
+                format!("root lists no {role} role"),
+            )
+        })?;
+        verify_threshold(
+            role,
+            md,
+            &keys.keyids,
+            keys.threshold,
+            &self.root.signed.keys,
+        )?;
+        Ok(())
+    }
+
+    fn check_expiry<T: Signed>(&self, role: &str, md: &Metadata<T>) -> Result<(), TrustError> {
+        let expires = md.expires();
+        if expires <= self.now {
+            return Err(err(
+                TrustErrorKind::Expired,
+                format!(
+                    "{role} metadata (version {}) expired at {expires} (now {})",
+                    md.version(),
+                    self.now
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn persist(&self, role: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        match &self.state {
+            Some(s) => s.store(role, bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Run the whole update: root rotation, timestamp, snapshot, top-level targets.
+    pub fn refresh(&mut self) -> Result<(), TrustError> {
+        if self.refreshed {
+            return Ok(());
+        }
+        self.update_root()?;
+        // Persisted timestamp and snapshot are loaded only now, verified with the newest root:
+        // if their keys were rotated they no longer verify and are dropped, which is the
+        // fast-forward attack recovery of §5.3.11.
+        self.timestamp = self
+            .local_top_level("timestamp", self.limits.timestamp_max_bytes)
+            .map(|(m, _)| m);
+        self.snapshot = self
+            .local_top_level("snapshot", self.limits.snapshot_max_bytes)
+            .map(|(m, _)| m);
+        self.update_timestamp()?;
+        self.update_snapshot()?;
+        self.load_targets_role("targets", "root")?;
+        self.refreshed = true;
+        Ok(())
+    }
+
+    /// §5.3: follow `N+1.root.json` while it exists.
+    fn update_root(&mut self) -> Result<(), TrustError> {
+        for _ in 0..self.limits.max_root_rotations {
+            let next = self.root.version() + 1;
+            let name = format!("{next}.root.json");
+            let Some(bytes) = self.fetcher.fetch(&name, self.limits.root_max_bytes)? else {
+                break;
+            };
+            let new = Metadata::<Root>::from_slice(&name, &bytes)?;
+            let old_keys = &self.root.signed.roles["root"];
+            verify_threshold(
+                "root",
+                &new,
+                &old_keys.keyids,
+                old_keys.threshold,
+                &self.root.signed.keys,
+            )
+            .map_err(|e| {
+                err(
+                    TrustErrorKind::Signature,
+                    format!("{name}: not signed by the previous root's keys: {e}"),
+                )
+            })?;
+            let new_keys = &new.signed.roles["root"];
+            verify_threshold(
+                "root",
+                &new,
+                &new_keys.keyids,
+                new_keys.threshold,
+                &new.signed.keys,
+            )
+            .map_err(|e| {
+                err(
+                    TrustErrorKind::Signature,
+                    format!("{name}: not signed by its own keys: {e}"),
+                )
+            })?;
+            if new.version() != next {
+                return Err(err(
+                    TrustErrorKind::Rollback,
+                    format!(
+                        "{name} has version {}, expected exactly {next}",
+                        new.version()
+                    ),
+                ));
+            }
+            self.root = new;
+            self.persist("root", &bytes)?;
+        }
+        self.check_expiry("root", &self.root.clone())?;
+        Ok(())
+    }
+
+    /// §5.4: the timestamp role.
+    fn update_timestamp(&mut self) -> Result<(), TrustError> {
+        let name = "timestamp.json";
+        let bytes = self
+            .fetcher
+            .fetch(name, self.limits.timestamp_max_bytes)?
+            .ok_or_else(|| {
+                err(
+                    TrustErrorKind::Missing,
+                    format!("{name} not found at {}", self.fetcher.describe()),
+                )
+            })?;
+        let new = Metadata::<Timestamp>::from_slice(name, &bytes)?;
+        self.verify_top_level("timestamp", &new)?;
+        if let Some(old) = &self.timestamp {
+            if new.version() < old.version() {
+                return Err(err(
+                    TrustErrorKind::Rollback,
+                    format!(
+                        "timestamp version went back from {} to {} (rollback attack or stale mirror)",
+                        old.version(),
+                        new.version()
+                    ),
+                ));
+            }
+            let old_snap = old.signed.meta["snapshot.json"].version;
+            let new_snap = new.signed.meta["snapshot.json"].version;
+            if new_snap < old_snap {
+                return Err(err(
+                    TrustErrorKind::Rollback,
+                    format!("timestamp names snapshot version {new_snap}, older than the trusted {old_snap}"),
+                ));
+            }
+            if new.version() == old.version() {
+                // Same version: keep what we have (it verified), but it must not have expired.
+                self.check_expiry("timestamp", &new)?;
+                return Ok(());
+            }
+        }
+        self.check_expiry("timestamp", &new)?;
+        self.persist("timestamp", &bytes)?;
+        self.timestamp = Some(new);
+        Ok(())
+    }
+
+    /// §5.5: the snapshot role.
+    fn update_snapshot(&mut self) -> Result<(), TrustError> {
+        let ts = self
+            .timestamp
+            .as_ref()
+            .ok_or_else(|| err(TrustErrorKind::Missing, "no trusted timestamp"))?;
+        let meta = ts.signed.meta["snapshot.json"].clone();
+        let name = if self.consistent_snapshot() {
+            format!("{}.snapshot.json", meta.version)
+        } else {
+            "snapshot.json".to_owned()
+        };
+        // The persisted snapshot is used as is when it is exactly the version the new timestamp
+        // names and has not expired; otherwise it only serves the rollback checks below.
+        if let Some(local) = &self.snapshot {
+            if local.version() == meta.version && self.check_expiry("snapshot", local).is_ok() {
+                return Ok(());
+            }
+        }
+        let limit = meta.length.unwrap_or(self.limits.snapshot_max_bytes);
+        let bytes = self.fetcher.fetch(&name, limit)?.ok_or_else(|| {
+            err(
+                TrustErrorKind::Missing,
+                format!("{name} not found at {}", self.fetcher.describe()),
+            )
+        })?;
+        check_meta_file(&name, &meta, &bytes)?;
+        let new = Metadata::<Snapshot>::from_slice(&name, &bytes)?;
+        self.verify_top_level("snapshot", &new)?;
+        if new.version() != meta.version {
+            return Err(err(
+                TrustErrorKind::Rollback,
+                format!(
+                    "{name} has version {}, but timestamp names version {}",
+                    new.version(),
+                    meta.version
+                ),
+            ));
+        }
+        if let Some(old) = &self.snapshot {
+            for (file, old_meta) in &old.signed.meta {
+                match new.signed.meta.get(file) {
+                    None => {
+                        return Err(err(
+                            TrustErrorKind::Rollback,
+                            format!(
+                                "{name} no longer lists {file}, which the trusted snapshot lists"
+                            ),
+                        ))
+                    }
+                    Some(m) if m.version < old_meta.version => {
+                        return Err(err(
+                            TrustErrorKind::Rollback,
+                            format!(
+                                "{name} names {file} version {}, older than the trusted {}",
+                                m.version, old_meta.version
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.check_expiry("snapshot", &new)?;
+        self.persist("snapshot", &bytes)?;
+        self.snapshot = Some(new);
+        Ok(())
+    }
+
+    /// Load and verify targets role `role` as delegated by `delegator` ("root" for top-level
+    /// targets): §5.6 for the top-level role, §5.6.7.2 for delegated ones.
+    fn load_targets_role(&mut self, role: &str, delegator: &str) -> Result<(), TrustError> {
+        let key = (role.to_owned(), delegator.to_owned());
+        if self.roles.contains_key(&key) {
+            return Ok(());
+        }
+        if let Some(e) = self.failed_roles.get(&key) {
+            return Err(e.clone());
+        }
+        let result = self.fetch_targets_role(role, delegator);
+        match result {
+            Ok(md) => {
+                self.roles.insert(key, md);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed_roles.insert(key, e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn fetch_targets_role(
+        &self,
+        role: &str,
+        delegator: &str,
+    ) -> Result<Metadata<Targets>, TrustError> {
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| err(TrustErrorKind::Missing, "no trusted snapshot"))?;
+        let meta_name = format!("{role}.json");
+        let meta = snapshot
+            .signed
+            .meta
+            .get(&meta_name)
+            .cloned()
+            .ok_or_else(|| {
+                err(
+                    TrustErrorKind::Missing,
+                    format!(
+                        "snapshot does not list {meta_name}, so role {role:?} cannot be trusted"
+                    ),
+                )
+            })?;
+        // Keys and threshold come from the delegator.
+        let (keyids, threshold, keys) =
+            if delegator == "root" {
+                let r =
+                    self.root.signed.roles.get("targets").ok_or_else(|| {
+                        err(TrustErrorKind::Malformed, "root lists no targets role")
+                    })?;
+                (r.keyids.clone(), r.threshold, self.root.signed.keys.clone())
+            } else {
+                let parent = self
+                    .roles
+                    .iter()
+                    .find(|((name, _), _)| name == delegator)
+                    .map(|(_, md)| md)
+                    .ok_or_else(|| {
+                        err(
+                            TrustErrorKind::Delegation,
+                            format!("delegator {delegator:?} is not loaded"),
+                        )
+                    })?;
+                let d = parent.signed.delegations.as_ref().ok_or_else(|| {
+                    err(
+                        TrustErrorKind::Delegation,
+                        format!("{delegator:?} has no delegations"),
+                    )
+                })?;
+                let r = d.roles.iter().find(|r| r.name == role).ok_or_else(|| {
+                    err(
+                        TrustErrorKind::Delegation,
+                        format!("{delegator:?} does not delegate to {role:?}"),
+                    )
+                })?;
+                (r.keyids.clone(), r.threshold, d.keys.clone())
+            };
+        let verify = |name: &str, bytes: &[u8]| -> Result<Metadata<Targets>, TrustError> {
+            check_meta_file(name, &meta, bytes)?;
+            let md = Metadata::<Targets>::from_slice(name, bytes)?;
+            verify_threshold(role, &md, &keyids, threshold, &keys)?;
+            if md.version() != meta.version {
+                return Err(err(
+                    TrustErrorKind::Rollback,
+                    format!(
+                        "{name} has version {}, but snapshot names version {}",
+                        md.version(),
+                        meta.version
+                    ),
+                ));
+            }
+            self.check_expiry(role, &md)?;
+            Ok(md)
+        };
+        // A locally persisted copy of exactly the named version is used if it verifies against the
+        // current delegator; otherwise fetch.
+        let limit = meta.length.unwrap_or(self.limits.targets_max_bytes);
+        if let Some(state) = &self.state {
+            if let Ok(Some(bytes)) = state.load(role, limit) {
+                if let Ok(md) = verify(&format!("{role}.json"), &bytes) {
+                    return Ok(md);
+                }
+            }
+        }
+        // Role names are percent-encoded in requests, as python-tuf does (a role named
+        // "../x" must not become a path).
+        let name = if self.consistent_snapshot() {
+            format!("{}.{}.json", meta.version, quote(role))
+        } else {
+            format!("{}.json", quote(role))
+        };
+        let bytes = self.fetcher.fetch(&name, limit)?.ok_or_else(|| {
+            err(
+                TrustErrorKind::Missing,
+                format!("{name} not found at {}", self.fetcher.describe()),
+            )
+        })?;
+        let md = verify(&name, &bytes)?;
+        self.persist(role, &bytes)?;
+        Ok(md)
+    }
+
+    fn role(&self, role: &str, delegator: &str) -> Option<&Metadata<Targets>> {
+        self.roles.get(&(role.to_owned(), delegator.to_owned()))
+    }
+
+    /// §5.6.7: pre-order depth-first search for `path` through the delegation graph, in listed
+    /// order, honouring terminating delegations, with a visited set and a cap on roles visited.
+    pub fn find_target(&mut self, path: &str) -> Result<Option<FoundTarget>, TrustError> {
+        self.refresh()?;
+        let mut stack: Vec<(String, String)> = vec![("targets".to_owned(), "root".to_owned())];
+        let mut visited = BTreeSet::new();
+        let mut count = 0usize;
+        while let Some((role, delegator)) = stack.pop() {
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            count += 1;
+            if count > self.limits.max_delegations {
+                return Err(err(
+                    TrustErrorKind::Delegation,
+                    format!(
+                        "searching for {path:?} visited more than {} roles",
+                        self.limits.max_delegations
+                    ),
+                ));
+            }
+            self.load_targets_role(&role, &delegator)?;
+            let md = self
+                .role(&role, &delegator)
+                .ok_or_else(|| err(TrustErrorKind::Delegation, "role vanished"))?;
+            if let Some(file) = md.signed.targets.get(path) {
+                let info = target_info(&role, path, file)?;
+                return Ok(Some(FoundTarget {
+                    info,
+                    file: file.clone(),
+                    role,
+                }));
+            }
+            if let Some(d) = &md.signed.delegations {
+                let mut children = Vec::new();
+                let mut terminate = false;
+                for child in &d.roles {
+                    if role_matches(child, path) {
+                        children.push((child.name.clone(), role.clone()));
+                        if child.terminating {
+                            terminate = true;
+                            break;
+                        }
+                    }
+                }
+                if terminate {
+                    stack.clear();
+                }
+                stack.extend(children.into_iter().rev());
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolve every target that any reachable role lists, each by the same search as
+    /// [`Client::find_target`] (so an index answer always equals a search answer). Roles that fail
+    /// to load are reported in the returned list of problems; their targets are left out unless
+    /// the search finds them elsewhere first.
+    pub fn target_index(&mut self) -> Result<(TargetIndex, Vec<TrustError>), TrustError> {
+        self.refresh()?;
+        // Walk every reachable role to collect candidate paths.
+        let mut candidates = BTreeSet::new();
+        let mut problems = Vec::new();
+        let mut queue: Vec<(String, String)> = vec![("targets".to_owned(), "root".to_owned())];
+        let mut seen = BTreeSet::new();
+        while let Some((role, delegator)) = queue.pop() {
+            if !seen.insert((role.clone(), delegator.clone())) {
+                continue;
+            }
+            if seen.len() > self.limits.max_roles {
+                return Err(err(
+                    TrustErrorKind::Delegation,
+                    format!(
+                        "the delegation graph has more than {} roles",
+                        self.limits.max_roles
+                    ),
+                ));
+            }
+            if let Err(e) = self.load_targets_role(&role, &delegator) {
+                problems.push(e);
+                continue;
+            }
+            let Some(md) = self.role(&role, &delegator) else {
+                continue;
+            };
+            candidates.extend(md.signed.targets.keys().cloned());
+            if let Some(d) = &md.signed.delegations {
+                for child in &d.roles {
+                    queue.push((child.name.clone(), role.clone()));
+                }
+            }
+        }
+        let mut index = TargetIndex::new();
+        for path in candidates {
+            match self.find_target(&path) {
+                Ok(Some(found)) => {
+                    let tp = TargetPath::parse(&path).map_err(|e| {
+                        err(
+                            TrustErrorKind::Malformed,
+                            format!("{}: target {path:?}: {e}", found.role),
+                        )
+                    })?;
+                    index.insert(tp, found.info);
+                }
+                Ok(None) => {}
+                Err(e) => problems.push(err(e.kind, format!("target {path:?}: {e}"))),
+            }
+        }
+        Ok((index, problems))
+    }
+}
+
+fn load_self_signed_root(name: &str, bytes: &[u8]) -> Result<Metadata<Root>, TrustError> {
+    let root = Metadata::<Root>::from_slice(name, bytes)?;
+    let keys = &root.signed.roles["root"];
+    verify_threshold(
+        "root",
+        &root,
+        &keys.keyids,
+        keys.threshold,
+        &root.signed.keys,
+    )
+    .map_err(|e| err(TrustErrorKind::Signature, format!("{name}: {e}")))?;
+    Ok(root)
+}
+
+/// Check length and hashes of a metadata file against the referring role's `meta` entry.
+fn check_meta_file(name: &str, meta: &MetaFile, bytes: &[u8]) -> Result<(), TrustError> {
+    if let Some(len) = meta.length {
+        if bytes.len() as u64 != len {
+            return Err(err(
+                TrustErrorKind::Mismatch,
+                format!(
+                    "{name} is {} bytes, but the referring role says {len}",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    if let Some(hashes) = &meta.hashes {
+        for (alg, expected) in hashes {
+            let actual = match alg.as_str() {
+                "sha256" => hex::encode(Sha256::digest(bytes)),
+                "sha512" => hex::encode(Sha512::digest(bytes)),
+                other => {
+                    return Err(err(
+                        TrustErrorKind::Mismatch,
+                        format!("{name}: referring role uses hash algorithm {other:?}, which trustfs cannot check"),
+                    ))
+                }
+            };
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(err(
+                    TrustErrorKind::Mismatch,
+                    format!("{name}: {alg} is {actual}, but the referring role says {expected}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Convert a listed target to the index form (hex digests decoded).
+pub fn target_info(role: &str, path: &str, file: &TargetFile) -> Result<TargetInfo, TrustError> {
+    let mut hashes = BTreeMap::new();
+    for (alg, h) in &file.hashes {
+        let bytes = hex::decode(h).map_err(|_| {
+            err(
+                TrustErrorKind::Malformed,
+                format!("{role}: target {path:?}: {alg} hash is not hex"),
+            )
+        })?;
+        hashes.insert(alg.clone(), bytes);
+    }
+    Ok(TargetInfo {
+        length: file.length,
+        hashes,
+        custom: file.custom.clone(),
+    })
+}
+
+/// Does delegation `role` cover `path`? `paths` patterns match component by component with `*`
+/// and `?` never crossing `/`; `path_hash_prefixes` match the hex sha256 of the path.
+pub fn role_matches(role: &DelegatedRole, path: &str) -> bool {
+    if let Some(patterns) = &role.paths {
+        return patterns.iter().any(|p| glob_path(p, path));
+    }
+    if let Some(prefixes) = &role.path_hash_prefixes {
+        let digest = hex::encode(Sha256::digest(path.as_bytes()));
+        return prefixes
+            .iter()
+            .any(|p| digest.starts_with(&p.to_ascii_lowercase()));
+    }
+    false
+}
+
+fn glob_path(pattern: &str, path: &str) -> bool {
+    let pc: Vec<&str> = pattern.split('/').collect();
+    let tc: Vec<&str> = path.split('/').collect();
+    pc.len() == tc.len()
+        && pc
+            .iter()
+            .zip(&tc)
+            .all(|(p, t)| fnmatch(p.as_bytes(), t.as_bytes()))
+}
+
+/// fnmatch for one path component: `*`, `?`, `[seq]`, `[!seq]`; iterative, linear backtracking.
+fn fnmatch(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                b'*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
+                }
+                b'?' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = match_class(&p[pi..], t[ti]) {
+                        if matched {
+                            pi += next;
+                            ti += 1;
+                            continue;
+                        }
+                    } else if t[ti] == b'[' {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                c if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Match `c` against a `[...]` class at the start of `p`; returns (matched, class length), or
+/// None when the `[` does not open a well-formed class (then it is a literal).
+fn match_class(p: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = p.get(i) == Some(&b'!');
+    if negate {
+        i += 1;
+    }
+    let start = i;
+    let mut matched = false;
+    while i < p.len() {
+        if p[i] == b']' && i > start {
+            return Some((matched != negate, i + 1));
+        }
+        if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
+            if p[i] <= c && c <= p[i + 2] {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if p[i] == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_do_not_cross_slashes() {
+        assert!(glob_path("*.txt", "a.txt"));
+        assert!(!glob_path("*.txt", "dir/a.txt"));
+        assert!(glob_path("dir/*", "dir/a.txt"));
+        assert!(!glob_path("dir/*", "dir/sub/a.txt"));
+        assert!(glob_path("dir/*/a.tx?", "dir/sub/a.txt"));
+        assert!(!glob_path("a?c", "a/c"));
+        assert!(glob_path("file[0-9].bin", "file7.bin"));
+        assert!(!glob_path("file[!0-9].bin", "file7.bin"));
+        assert!(glob_path("*", "anything"));
+        assert!(glob_path("**", "x"));
+        assert!(glob_path("*", "")); // as fnmatch; target paths are never empty anyway
+        assert!(glob_path("a*b*c", "aXXbYYc"));
+        assert!(!glob_path("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn hash_prefixes() {
+        let role = DelegatedRole {
+            name: "bin".into(),
+            keyids: vec![],
+            threshold: 1,
+            terminating: false,
+            paths: None,
+            path_hash_prefixes: Some(vec![
+                hex::encode(Sha256::digest(b"file.txt"))[..2].to_owned()
+            ]),
+            extra: Default::default(),
+        };
+        assert!(role_matches(&role, "file.txt"));
+    }
+}

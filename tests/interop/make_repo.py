@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Create a small TUF repository with python-tuf's Metadata API.
+
+Usage: make_repo.py OUT_DIR [--meta-hashes]
+
+Writes:
+  OUT_DIR/metadata/{1.root.json,root.json,1.targets.json,1.snapshot.json,timestamp.json}
+  OUT_DIR/content/   the targets under their plain names (hello.txt, sub/dir/data.bin, ...)
+  OUT_DIR/targets/   the same bytes under consistent-snapshot names, python-tuf style:
+                     the sha256 is prefixed to the basename, e.g. sub/dir/<sha256>.data.bin
+  OUT_DIR/keys/      the four ed25519 private keys (PKCS#8 PEM) and public keys (TUF JSON),
+                     so tests can re-sign metadata if they need to.
+
+One fresh ed25519 key per top-level role, threshold 1, consistent snapshots on, 30 day expiry,
+sha256 target hashes. With --meta-hashes, snapshot and timestamp also record length and sha256
+of the metadata they point to (optional in the spec; off by default like python-tuf's examples).
+Touches no network.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import (
+    MetaFile,
+    Metadata,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+
+# Target path -> bytes. A subdirectory target and an empty file are the interesting cases.
+CONTENT = {
+    "hello.txt": b"hello from python-tuf\n",
+    "sub/dir/data.bin": bytes(range(256)) * 16,
+    "empty.txt": b"",
+}
+
+
+def meta_file(version: int, path: Path, with_hashes: bool) -> MetaFile:
+    if not with_hashes:
+        return MetaFile(version=version)
+    data = path.read_bytes()
+    return MetaFile(
+        version=version,
+        length=len(data),
+        hashes={"sha256": hashlib.sha256(data).hexdigest()},
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--meta-hashes", action="store_true")
+    args = parser.parse_args()
+
+    out: Path = args.out_dir
+    metadata_dir, content_dir, targets_dir, keys_dir = (
+        out / "metadata",
+        out / "content",
+        out / "targets",
+        out / "keys",
+    )
+    for d in (metadata_dir, content_dir, targets_dir, keys_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=30)
+    signers = {role: CryptoSigner.generate_ed25519() for role in ROLES}
+    for role, signer in signers.items():
+        key_path = keys_dir / role
+        key_path.write_bytes(signer.private_bytes)
+        os.chmod(key_path, 0o600)
+        (keys_dir / f"{role}.pub").write_text(
+            json.dumps(signer.public_key.to_dict(), indent=1, sort_keys=True) + "\n"
+        )
+
+    pretty = JSONSerializer(compact=False)
+
+    def write(md: Metadata, name: str) -> Path:
+        md.sign(signers[md.signed.type])
+        path = metadata_dir / name
+        md.to_file(str(path), serializer=pretty)
+        return path
+
+    # root
+    root = Root(expires=expires, consistent_snapshot=True)
+    for role in ROLES:
+        root.add_key(signers[role].public_key, role)
+    root_path = write(Metadata(root), "1.root.json")
+    (metadata_dir / "root.json").write_bytes(root_path.read_bytes())
+
+    # content and targets
+    targets = Targets(version=1, expires=expires)
+    for target_path, data in CONTENT.items():
+        plain = content_dir / target_path
+        plain.parent.mkdir(parents=True, exist_ok=True)
+        plain.write_bytes(data)
+        info = TargetFile.from_file(target_path, str(plain), ["sha256"])
+        targets.targets[target_path] = info
+        dirname, sep, basename = target_path.rpartition("/")
+        served = targets_dir / f"{dirname}{sep}{info.hashes['sha256']}.{basename}"
+        served.parent.mkdir(parents=True, exist_ok=True)
+        served.write_bytes(data)
+    targets_path = write(Metadata(targets), "1.targets.json")
+
+    # snapshot and timestamp
+    snapshot = Snapshot(version=1, expires=expires)
+    snapshot.meta["targets.json"] = meta_file(1, targets_path, args.meta_hashes)
+    snapshot_path = write(Metadata(snapshot), "1.snapshot.json")
+
+    timestamp = Timestamp(version=1, expires=expires)
+    timestamp.snapshot_meta = meta_file(1, snapshot_path, args.meta_hashes)
+    write(Metadata(timestamp), "timestamp.json")
+
+    for target_path in CONTENT:
+        print(target_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
