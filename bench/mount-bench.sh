@@ -34,7 +34,7 @@ start_trustfs() {
     rm -f "$W/ctl"; mkfifo "$W/ctl"
     "$B" mount "$BACK" "$MNT" "$STATE" "$@" < "$W/ctl" 2>>"$W/trustfs.log" &
     exec 9>"$W/ctl"
-    for _ in $(seq 100); do mountpoint -q "$MNT" && return; sleep 0.1; done
+    for _ in $(seq 1200); do mountpoint -q "$MNT" && return; sleep 0.1; done
     echo "mount did not appear" >&2; exit 1
 }
 stop_trustfs() { exec 9>&-; wait; }
