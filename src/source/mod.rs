@@ -1,1 +1,372 @@
-//! Where bytes come from: the local backing directory (opened beneath its root only).
+//! Where bytes come from: the local backing directory, opened beneath its root only.
+//!
+//! Every path is resolved with `openat2(2)` relative to a directory fd of the backing root, with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: no `..` escape, no symlink (in
+//! any component), no `/proc` magic link. A file is first opened `O_PATH | O_NOFOLLOW` and
+//! `fstat`ed; anything that is not a regular file (FIFO, socket, device, symlink, directory) is
+//! refused with a readable reason *before* it is opened for reading, so a FIFO can never block the
+//! daemon. The read open uses `O_NONBLOCK` as a second line of defence and must land on the same
+//! `(dev, ino)` as the `O_PATH` probe, or the file is refused as "replaced while opening".
+//!
+//! The `unsafe` of this module is in [`openat2`] and [`fstat`], each with its `// SAFETY:` note.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// `RESOLVE_NO_MAGICLINKS` (linux/openat2.h); spelled out in case the libc crate lacks it.
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+/// The identity and version of a backing file as `fstat` reports it. Any change of content, size or
+/// replacement changes at least one field (the kernel updates ctime on every write and truncate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+/// What kind of entry a backing path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Regular,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Unknown,
+}
+
+impl EntryKind {
+    fn from_mode(mode: u32) -> EntryKind {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::Regular,
+            libc::S_IFDIR => EntryKind::Directory,
+            libc::S_IFLNK => EntryKind::Symlink,
+            libc::S_IFIFO => EntryKind::Fifo,
+            libc::S_IFSOCK => EntryKind::Socket,
+            libc::S_IFCHR => EntryKind::CharDevice,
+            libc::S_IFBLK => EntryKind::BlockDevice,
+            _ => EntryKind::Unknown,
+        }
+    }
+
+    fn from_std(t: std::fs::FileType) -> EntryKind {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_file() {
+            EntryKind::Regular
+        } else if t.is_dir() {
+            EntryKind::Directory
+        } else if t.is_symlink() {
+            EntryKind::Symlink
+        } else if t.is_fifo() {
+            EntryKind::Fifo
+        } else if t.is_socket() {
+            EntryKind::Socket
+        } else if t.is_char_device() {
+            EntryKind::CharDevice
+        } else if t.is_block_device() {
+            EntryKind::BlockDevice
+        } else {
+            EntryKind::Unknown
+        }
+    }
+
+    /// A name for log lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular file",
+            EntryKind::Directory => "directory",
+            EntryKind::Symlink => "symbolic link",
+            EntryKind::Fifo => "FIFO (named pipe)",
+            EntryKind::Socket => "socket",
+            EntryKind::CharDevice => "character device",
+            EntryKind::BlockDevice => "block device",
+            EntryKind::Unknown => "file of unknown type",
+        }
+    }
+}
+
+/// `fstat` of a backing entry, reduced to what the mount uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    pub kind: EntryKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub key: FileKey,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// Why a backing path could not be used. `Display` is a reason a person can read.
+#[derive(Debug)]
+pub enum SourceError {
+    /// The path does not exist in the backing directory.
+    NotFound,
+    /// Resolution would leave the backing directory or cross a symlink (`EXDEV`/`ELOOP`).
+    Escapes,
+    /// The entry exists but is not a regular file.
+    NotRegular(EntryKind),
+    /// Between the `O_PATH` probe and the read open, the path started naming another file.
+    Replaced,
+    /// The name is not a plain component (contains `/` or NUL, or is `.`/`..`).
+    BadName,
+    /// Any other I/O error.
+    Io(io::Error),
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::NotFound => f.write_str("not present in the backing directory"),
+            SourceError::Escapes => f.write_str(
+                "path resolution in the backing directory crosses a symbolic link or leaves the directory",
+            ),
+            SourceError::NotRegular(k) => {
+                write!(f, "backing entry is a {}, not a regular file", k.describe())
+            }
+            SourceError::Replaced => f.write_str("backing file was replaced while being opened"),
+            SourceError::BadName => f.write_str("name is not a plain path component"),
+            SourceError::Io(e) => write!(f, "backing directory I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl SourceError {
+    fn from_open(e: io::Error) -> SourceError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => SourceError::NotFound,
+            Some(libc::EXDEV) | Some(libc::ELOOP) => SourceError::Escapes,
+            _ => SourceError::Io(e),
+        }
+    }
+
+    /// The errno a FUSE reply should carry for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SourceError::NotFound => libc::ENOENT,
+            SourceError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            _ => libc::EACCES,
+        }
+    }
+}
+
+/// Is `name` a single plain path component (not empty, no `/`, no NUL, not `.` or `..`)?
+pub fn is_plain_component(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
+}
+
+/// A backing directory; every open is resolved beneath it.
+#[derive(Debug)]
+pub struct BackingDir {
+    root: OwnedFd,
+    path: PathBuf,
+}
+
+/// A regular backing file opened for reading, with the `fstat` taken right after opening.
+#[derive(Debug)]
+pub struct BackingFile {
+    pub file: File,
+    pub stat: Stat,
+}
+
+impl BackingDir {
+    /// Open the backing root directory.
+    pub fn open(path: &Path) -> io::Result<BackingDir> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        let fd = openat2(
+            None,
+            &c,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        )?;
+        Ok(BackingDir {
+            root: fd,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn resolve(&self, rel: &OsStr, flags: i32) -> Result<OwnedFd, SourceError> {
+        let rel = if rel.is_empty() { b"." } else { rel.as_bytes() };
+        let c = CString::new(rel).map_err(|_| SourceError::BadName)?;
+        openat2(
+            Some(self.root.as_fd()),
+            &c,
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(SourceError::from_open)
+    }
+
+    /// `fstat` the entry at `rel` (a `/`-separated path relative to the root; "" is the root)
+    /// without opening it for reading.
+    pub fn stat(&self, rel: &OsStr) -> Result<Stat, SourceError> {
+        let fd = self.resolve(rel, libc::O_PATH)?;
+        fstat(fd.as_fd()).map_err(SourceError::Io)
+    }
+
+    /// Open the regular file at `rel` for reading, refusing anything else.
+    pub fn open_file(&self, rel: &OsStr) -> Result<BackingFile, SourceError> {
+        let probe = self.resolve(rel, libc::O_PATH)?;
+        let before = fstat(probe.as_fd()).map_err(SourceError::Io)?;
+        if before.kind != EntryKind::Regular {
+            return Err(SourceError::NotRegular(before.kind));
+        }
+        let fd = self.resolve(rel, libc::O_RDONLY | libc::O_NONBLOCK)?;
+        let stat = fstat(fd.as_fd()).map_err(SourceError::Io)?;
+        if stat.kind != EntryKind::Regular {
+            return Err(SourceError::NotRegular(stat.kind));
+        }
+        if (stat.key.dev, stat.key.ino) != (before.key.dev, before.key.ino) {
+            return Err(SourceError::Replaced);
+        }
+        Ok(BackingFile {
+            file: File::from(fd),
+            stat,
+        })
+    }
+
+    /// List the directory at `rel`: (name, kind) for each entry except `.` and `..`.
+    pub fn list(&self, rel: &OsStr) -> Result<Vec<(OsString, EntryKind)>, SourceError> {
+        let fd = self.resolve(rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        // Our own descriptor, named through /proc so std can iterate it; the fd already points
+        // beneath the root, so this opens nothing new outside it.
+        let dir = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(SourceError::Io)?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(SourceError::Io)?;
+            let kind = entry
+                .file_type()
+                .map(EntryKind::from_std)
+                .unwrap_or(EntryKind::Unknown);
+            out.push((entry.file_name(), kind));
+        }
+        drop(fd);
+        Ok(out)
+    }
+}
+
+/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`.
+fn openat2(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CString,
+    flags: i32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    // SAFETY: `open_how` is a plain C struct of integers; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = 0;
+    how.resolve = resolve;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    loop {
+        // SAFETY: `path` is a valid NUL-terminated string and `how` a valid `open_how` for the
+        // duration of the call; the size passed is the size of that struct. The kernel only reads
+        // both. `dirfd` is AT_FDCWD or a descriptor borrowed for the duration of the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: a non-negative return of openat2 is a new descriptor we exclusively own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) && err.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(err);
+        }
+    }
+}
+
+/// `fstat(2)` on a descriptor (works on `O_PATH` descriptors too).
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    // SAFETY: `stat` is a plain C struct; all-zero is valid and fstat overwrites it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a live descriptor for the call and `st` a valid, writable `stat`.
+    let ret = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Stat {
+        kind: EntryKind::from_mode(st.st_mode),
+        mode: st.st_mode & 0o7777,
+        key: FileKey {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+        },
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_components() {
+        for bad in ["", ".", "..", "a/b", "/", "a\0b"] {
+            assert!(!is_plain_component(OsStr::new(bad)), "{bad:?}");
+        }
+        for good in ["a", "..a", "a..", ".hidden"] {
+            assert!(is_plain_component(OsStr::new(good)), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_and_special_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("trustfs-src-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        std::fs::write(dir.join("d/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("d", dir.join("dirlink")).unwrap();
+        let b = BackingDir::open(&dir).unwrap();
+        let o = |p: &str| b.open_file(OsStr::new(p));
+        assert!(o("d/f").is_ok());
+        assert!(matches!(
+            o("link"),
+            Err(SourceError::NotRegular(EntryKind::Symlink))
+        ));
+        assert!(matches!(o("dirlink/f"), Err(SourceError::Escapes)));
+        assert!(matches!(o("../etc/passwd"), Err(SourceError::Escapes)));
+        assert!(matches!(o("missing"), Err(SourceError::NotFound)));
+        assert!(matches!(
+            o("d"),
+            Err(SourceError::NotRegular(EntryKind::Directory))
+        ));
+        let names: Vec<_> = b
+            .list(OsStr::new(""))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(names.len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark of the verified mount (see docs/mount.md for what each figure means).
+# Needs root, /dev/fuse and bindfs (apt-get install -y bindfs). Page caches are NOT dropped:
+# every figure is warm-cache (backing files are read once before timing), so the numbers compare
+# the filesystems, not the disk.
+#
+#   bench/mount-bench.sh [REPS]        (default 5 repetitions; medians are reported)
+set -euo pipefail
+REPS=${1:-5}
+cd "$(dirname "$0")/.."
+cargo build --release --example trustfs_bench >&2
+B=target/release/examples/trustfs_bench
+W=${BENCH_DIR:-/var/tmp/trustfs-bench}
+BACK=$W/backing MNT=$W/mnt STATE=$W/state BMNT=$W/bindfs
+NSMALL=10000
+
+cleanup() {
+    exec 9>&- 2>/dev/null || true
+    for m in "$MNT" "$BMNT"; do mountpoint -q "$m" && umount -l "$m"; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+mkdir -p "$BACK/small" "$MNT" "$STATE" "$BMNT"
+if [ ! -f "$BACK/big.bin" ]; then
+    head -c $((1 << 30)) /dev/urandom > "$BACK/big.bin"
+    for i in $(seq 0 $((NSMALL - 1))); do head -c 4096 /dev/urandom > "$BACK/small/$i"; done
+fi
+cat "$BACK/big.bin" > /dev/null; cat "$BACK"/small/* > /dev/null   # warm the page cache
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+start_trustfs() {
+    rm -f "$W/ctl"; mkfifo "$W/ctl"
+    "$B" mount "$BACK" "$MNT" "$STATE" "$@" < "$W/ctl" 2>>"$W/trustfs.log" &
+    exec 9>"$W/ctl"
+    for _ in $(seq 1200); do mountpoint -q "$MNT" && return; sleep 0.1; done
+    echo "mount did not appear" >&2; exit 1
+}
+stop_trustfs() { exec 9>&-; wait; }
+
+# (a) first open + sequential read of 1 GiB (fresh store each time) vs hashing the same file.
+hash_t=$(for _ in $(seq "$REPS"); do "$B" hash "$BACK/big.bin"; done | median)
+first=()
+for _ in $(seq "$REPS"); do
+    start_trustfs
+    first+=("$("$B" read "$MNT/big.bin")")
+    stop_trustfs
+done
+first_t=$(printf '%s\n' "${first[@]}" | median)
+
+# (b) the same file opened again (verified record + passthrough) vs native.
+start_trustfs
+"$B" read "$MNT/big.bin" > /dev/null
+again_t=$(for _ in $(seq "$REPS"); do "$B" read "$MNT/big.bin"; done | median)
+native_t=$(for _ in $(seq "$REPS"); do "$B" read "$BACK/big.bin"; done | median)
+
+# (c) 10,000 x 4 KiB open+read+close, second pass, vs bindfs -r --multithreaded.
+"$B" readsmall "$MNT/small" $NSMALL > /dev/null
+small_t=$(for _ in $(seq "$REPS"); do "$B" readsmall "$MNT/small" $NSMALL; done | median)
+small_native_t=$(for _ in $(seq "$REPS"); do "$B" readsmall "$BACK/small" $NSMALL; done | median)
+stop_trustfs
+bindfs -r --multithreaded "$BACK" "$BMNT"
+"$B" readsmall "$BMNT/small" $NSMALL > /dev/null
+bindfs_t=$(for _ in $(seq "$REPS"); do "$B" readsmall "$BMNT/small" $NSMALL; done | median)
+bindfs_big_t=$(for _ in $(seq "$REPS"); do "$B" read "$BMNT/big.bin"; done | median)
+umount "$BMNT"
+
+gib=1.073741824
+awk -v h="$hash_t" -v f="$first_t" -v a="$again_t" -v n="$native_t" -v s="$small_t" \
+    -v sn="$small_native_t" -v b="$bindfs_t" -v bb="$bindfs_big_t" -v g=$gib -v r="$REPS" -v k=$NSMALL 'BEGIN {
+  printf "medians of %d runs, warm page cache (caches not dropped)\n", r
+  printf "(a) sha256 of 1 GiB, one core (MultiHasher)   %.3f s  %.2f GB/s\n", h, g/h
+  printf "    first open + read via trustfs            %.3f s  %.2f GB/s   ratio hash/first = %.2f (target >= 0.8)\n", f, g/f, h/f
+  printf "(b) re-open + read via trustfs                %.3f s  %.2f GB/s\n", a, g/a
+  printf "    native read of the backing file           %.3f s  %.2f GB/s   ratio native/trustfs = %.2f (target >= 0.9)\n", n, g/n, n/a
+  printf "    bindfs read (for reference)               %.3f s  %.2f GB/s\n", bb, g/bb
+  printf "(c) %d x 4 KiB open+read+close, 2nd pass: trustfs %.3f s (%.1f us/file), bindfs %.3f s (%.1f us/file), native %.3f s (%.1f us/file)\n", k, s, s/k*1e6, b, b/k*1e6, sn, sn/k*1e6
+  printf "    ratio trustfs/bindfs = %.2f (target <= 0.5)\n", s/b
+}'

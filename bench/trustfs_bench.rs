@@ -1,0 +1,121 @@
+//! Helper for `bench/mount-bench.sh` (not a test): measures the hashing code on its own and mounts
+//! a backing directory with a hand-built index through the same library entry point as
+//! `trustfs mount`.
+//!
+//! - `hash FILE`: single-core throughput of `verify::MultiHasher` (sha256) over FILE, read in
+//!   1 MiB chunks; prints seconds.
+//! - `mount BACKING MNT STATE [--no-passthrough]`: register every regular file under BACKING with
+//!   its sha256, mount, serve until stdin closes or SIGTERM/SIGINT.
+//! - `readsmall DIR N`: open+read+close DIR/0 .. DIR/N-1; prints seconds.
+//! - `read FILE`: sequential read in 1 MiB chunks; prints seconds.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+use trustfs::fs::{spawn, MountOptions};
+use trustfs::verify::MultiHasher;
+use trustfs::{TargetIndex, TargetInfo, TargetPath};
+
+fn sha256_info(path: &Path) -> TargetInfo {
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut h = MultiHasher::sha256_only();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let (length, digests) = h.finish();
+    TargetInfo {
+        length,
+        hashes: digests
+            .into_iter()
+            .map(|(a, d)| (a.to_owned(), d))
+            .collect(),
+        custom: None,
+    }
+}
+
+fn walk(root: &Path, rel: &str, index: &mut TargetIndex) {
+    for e in std::fs::read_dir(root.join(rel)).expect("read_dir") {
+        let e = e.expect("entry");
+        let name = e.file_name().into_string().expect("utf-8 name");
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let t = e.file_type().expect("type");
+        if t.is_dir() {
+            walk(root, &r, index);
+        } else if t.is_file() {
+            index.insert(
+                TargetPath::parse(&r).expect("path"),
+                sha256_info(&root.join(&r)),
+            );
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("hash") => {
+            let mut f = std::fs::File::open(&args[2]).expect("open");
+            let mut buf = vec![0u8; 1 << 20];
+            let t = Instant::now();
+            let mut h = MultiHasher::sha256_only();
+            loop {
+                let n = f.read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            let _ = h.finish();
+            println!("{:.6}", t.elapsed().as_secs_f64());
+        }
+        Some("read") => {
+            let mut buf = vec![0u8; 1 << 20];
+            let t = Instant::now();
+            let mut f = std::fs::File::open(&args[2]).expect("open");
+            while f.read(&mut buf).expect("read") > 0 {}
+            println!("{:.6}", t.elapsed().as_secs_f64());
+        }
+        Some("readsmall") => {
+            let dir = Path::new(&args[2]);
+            let n: usize = args[3].parse().expect("N");
+            let mut buf = vec![0u8; 65536];
+            let t = Instant::now();
+            for i in 0..n {
+                let mut f = std::fs::File::open(dir.join(i.to_string())).expect("open");
+                while f.read(&mut buf).expect("read") > 0 {}
+            }
+            println!("{:.6}", t.elapsed().as_secs_f64());
+        }
+        Some("mount") => {
+            let (backing, mnt, state) = (
+                Path::new(&args[2]),
+                Path::new(&args[3]),
+                Path::new(&args[4]),
+            );
+            let mut index = TargetIndex::new();
+            walk(backing, "", &mut index);
+            let mut o = MountOptions::new(mnt, backing, state);
+            o.passthrough = !args.iter().any(|a| a == "--no-passthrough");
+            o.copy_cache_max = 4 << 30;
+            let h = spawn(o, index).expect("mount");
+            eprintln!("mounted (passthrough: {})", h.passthrough());
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            h.unmount().expect("unmount");
+        }
+        _ => {
+            eprintln!("usage: trustfs_bench hash FILE | read FILE | readsmall DIR N | mount BACKING MNT STATE [--no-passthrough]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Helpers for tests on real FUSE mounts: unique temp dirs, a hand-built target index, and a guard
+//! that always unmounts (lazily if it must) so a failing test never leaves a stale mount.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256, Sha512};
+use trustfs::fs::{MountHandle, MountOptions, Unregistered};
+use trustfs::{TargetIndex, TargetInfo, TargetPath};
+
+/// Fail (never skip) when the machine cannot run FUSE mounts.
+pub fn require_fuse() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "mount tests need root (mount(2) without fusermount); run them as root"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "mount tests need /dev/fuse (load the fuse module or pass the device into the container)"
+    );
+}
+
+pub fn info_for(data: &[u8]) -> TargetInfo {
+    let mut hashes = BTreeMap::new();
+    hashes.insert("sha256".to_owned(), Sha256::digest(data).to_vec());
+    hashes.insert("sha512".to_owned(), Sha512::digest(data).to_vec());
+    TargetInfo {
+        length: data.len() as u64,
+        hashes,
+        custom: None,
+    }
+}
+
+/// A scratch directory with `backing/`, `mnt/`, `state/` and `outside/`, removed on drop.
+pub struct Scratch {
+    pub root: PathBuf,
+    pub backing: PathBuf,
+    pub mnt: PathBuf,
+    pub state: PathBuf,
+    pub outside: PathBuf,
+    pub index: TargetIndex,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        require_fuse();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root =
+            std::env::temp_dir().join(format!("trustfs-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let s = Scratch {
+            backing: root.join("backing"),
+            mnt: root.join("mnt"),
+            state: root.join("state"),
+            outside: root.join("outside"),
+            root,
+            index: TargetIndex::new(),
+        };
+        for d in [&s.backing, &s.mnt, &s.state, &s.outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        s
+    }
+
+    /// Write `data` to `backing/<path>` and register it with its hashes.
+    pub fn add(&mut self, path: &str, data: &[u8]) {
+        self.write(path, data);
+        self.register(path, data);
+    }
+
+    /// Register `path` as having content `data` (without touching the backing dir).
+    pub fn register(&mut self, path: &str, data: &[u8]) {
+        self.index
+            .insert(TargetPath::parse(path).unwrap(), info_for(data));
+    }
+
+    /// Write `backing/<path>` without registering it.
+    pub fn write(&self, path: &str, data: &[u8]) {
+        let p = self.backing.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn options(&self) -> MountOptions {
+        let mut o = MountOptions::new(&self.mnt, &self.backing, &self.state);
+        o.threads = 4;
+        o
+    }
+
+    pub fn mount(&self) -> Mounted {
+        self.mount_with(self.options())
+    }
+
+    pub fn mount_hidden(&self) -> Mounted {
+        let mut o = self.options();
+        o.unregistered = Unregistered::Hide;
+        self.mount_with(o)
+    }
+
+    pub fn mount_with(&self, options: MountOptions) -> Mounted {
+        let handle = trustfs::fs::spawn(options, self.index.clone()).expect("mount failed");
+        Mounted {
+            handle: Some(handle),
+            mnt: self.mnt.clone(),
+        }
+    }
+
+    pub fn at(&self, path: &str) -> PathBuf {
+        self.mnt.join(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        lazy_umount(&self.mnt);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A live mount; unmounts on drop, lazily if a normal unmount fails.
+pub struct Mounted {
+    pub handle: Option<MountHandle>,
+    pub mnt: PathBuf,
+}
+
+impl Mounted {
+    pub fn handle(&self) -> &MountHandle {
+        self.handle.as_ref().unwrap()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if h.unmount().is_err() {
+                lazy_umount(&self.mnt);
+            }
+        }
+    }
+}
+
+pub fn lazy_umount(p: &Path) {
+    if is_mounted(p) {
+        let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Is `p` a mount point in /proc/self/mountinfo?
+pub fn is_mounted(p: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m == want))
+}
+
+/// errno of an io::Error (panics if it has none).
+pub fn errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().expect("an OS error")
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}

@@ -1,0 +1,230 @@
+//! `trustfs mount` as a process, on repositories made by `trustfs repo init` / `trustfs repo add`:
+//! clean shutdown on SIGTERM, and no mount at all for metadata that cannot be trusted (needs root
+//! and /dev/fuse; fails, never skips, without them).
+
+#[path = "common/mount.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::{is_mounted, lazy_umount, require_fuse};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+
+struct Setup {
+    dir: PathBuf,
+    repo: PathBuf,
+    content: PathBuf,
+    mnt: PathBuf,
+    state: PathBuf,
+}
+
+impl Setup {
+    fn new(tag: &str, expires: &[&str]) -> Setup {
+        require_fuse();
+        let dir = std::env::temp_dir().join(format!("trustfs-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Setup {
+            repo: dir.join("repo"),
+            content: dir.join("content"),
+            mnt: dir.join("mnt"),
+            state: dir.join("state"),
+            dir,
+        };
+        std::fs::create_dir_all(s.content.join("sub")).unwrap();
+        std::fs::create_dir_all(&s.mnt).unwrap();
+        std::fs::write(s.content.join("hello.txt"), b"hello, verified world\n").unwrap();
+        std::fs::write(s.content.join("sub/data.bin"), vec![7u8; 300_000]).unwrap();
+        let keys = s.dir.join("keys");
+        let mut exp = Vec::new();
+        for e in expires {
+            exp.push("--expires".to_owned());
+            exp.push((*e).to_owned());
+        }
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "init"])
+                .arg(&s.repo)
+                .arg("--keys")
+                .arg(&keys)
+                .args(&exp),
+        );
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "add"])
+                .arg(&s.repo)
+                .arg(&s.content)
+                .arg("--keys")
+                .arg(&keys)
+                .args(&exp),
+        );
+        s
+    }
+
+    fn metadata(&self) -> PathBuf {
+        self.repo.join("metadata")
+    }
+
+    fn mount(&self) -> Child {
+        Command::new(BIN)
+            .arg("mount")
+            .arg("--root")
+            .arg(self.metadata().join("1.root.json"))
+            .arg("--metadata")
+            .arg(self.metadata())
+            .arg("--backing")
+            .arg(&self.content)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg(&self.mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn trustfs mount")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        lazy_umount(&self.mnt);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run trustfs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Wait until `mnt` is mounted, or the child has exited (returns its exit code then).
+fn wait_mounted(child: &mut Child, mnt: &Path) -> Option<i32> {
+    loop {
+        if is_mounted(mnt) {
+            return None;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_exits_zero() {
+    let s = Setup::new("sigterm", &[]);
+    let mut child = s.mount();
+    assert_eq!(
+        wait_mounted(&mut child, &s.mnt),
+        None,
+        "mount did not come up"
+    );
+    assert_eq!(
+        std::fs::read(s.mnt.join("hello.txt")).unwrap(),
+        b"hello, verified world\n"
+    );
+    assert_eq!(
+        std::fs::read(s.mnt.join("sub/data.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+    // SAFETY: kill with a valid pid of our own child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!is_mounted(&s.mnt), "stale mount after SIGTERM");
+}
+
+#[test]
+fn external_umount_stops_the_daemon() {
+    let s = Setup::new("extumount", &[]);
+    let mut child = s.mount();
+    assert_eq!(
+        wait_mounted(&mut child, &s.mnt),
+        None,
+        "mount did not come up"
+    );
+    let st = Command::new("umount").arg(&s.mnt).status().unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn badly_signed_metadata_is_refused_and_nothing_is_mounted() {
+    let s = Setup::new("badsig", &[]);
+    let ts = s.metadata().join("timestamp.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ts).unwrap()).unwrap();
+    let sig = v["signatures"][0]["sig"].as_str().unwrap().to_owned();
+    let flipped: String = sig
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == '0' {
+                    '1'
+                } else {
+                    '0'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    v["signatures"][0]["sig"] = serde_json::Value::String(flipped);
+    std::fs::write(&ts, serde_json::to_vec(&v).unwrap()).unwrap();
+    let mut child = s.mount();
+    let code = wait_mounted(&mut child, &s.mnt);
+    let err = stderr_of(child);
+    assert_eq!(code, Some(2), "stderr: {err}");
+    assert!(err.contains("refusing to mount"), "stderr: {err}");
+    assert!(!is_mounted(&s.mnt));
+}
+
+#[test]
+fn expired_metadata_is_refused_and_nothing_is_mounted() {
+    let s = Setup::new("expired", &["timestamp=1s"]);
+    // Wait until the timestamp role has certainly expired (expiry has one-second resolution).
+    let until = SystemTime::now() + Duration::from_secs(2);
+    while SystemTime::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut child = s.mount();
+    let code = wait_mounted(&mut child, &s.mnt);
+    let err = stderr_of(child);
+    assert_eq!(code, Some(2), "stderr: {err}");
+    assert!(
+        err.contains("expired") || err.contains("expir"),
+        "stderr: {err}"
+    );
+    assert!(!is_mounted(&s.mnt));
+}
+
+#[test]
+fn mount_help_is_helpful() {
+    let out = Command::new(BIN)
+        .args(["mount", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--root",
+        "--metadata",
+        "--backing",
+        "--state-dir",
+        "--allow-other",
+        "--hide-unregistered",
+        "--copy-cache-max",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help:\n{help}");
+    }
+}
