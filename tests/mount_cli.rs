@@ -228,3 +228,65 @@ fn mount_help_is_helpful() {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
 }
+
+/// The README's first command: the shipped example mounts, its published files read, and the two
+/// planted ones (altered after signing, never registered) are refused with EACCES.
+#[test]
+fn shipped_example_mount_reads_verified_and_refuses_tampered() {
+    require_fuse();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = std::env::temp_dir().join(format!("trustfs-cli-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mnt = dir.join("mnt"); // does not exist yet: the mount creates it
+    struct Cleanup(PathBuf, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            lazy_umount(&self.1);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone(), mnt.clone());
+    let mut child = Command::new(BIN)
+        .arg("mount")
+        .arg("--root")
+        .arg(examples.join("repo/metadata/1.root.json"))
+        .arg("--metadata")
+        .arg(examples.join("repo/metadata"))
+        .arg("--backing")
+        .arg(examples.join("content"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg(&mnt)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn trustfs mount");
+    assert_eq!(
+        wait_mounted(&mut child, &mnt),
+        None,
+        "example mount did not come up"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("hello.txt")).unwrap(),
+        "Hello from a verified volume.\n"
+    );
+    assert!(std::fs::read_to_string(mnt.join("docs/guide.md"))
+        .unwrap()
+        .starts_with("# Guide"));
+    for refused in ["config.txt", "bin/backdoor.sh"] {
+        let err = std::fs::read(mnt.join(refused)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{refused}: {err}");
+    }
+    // SAFETY: kill with a valid pid of our own child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let err = stderr_of(child);
+    assert!(
+        err.contains("DENY open \"config.txt\": sha256 mismatch"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DENY open \"bin/backdoor.sh\": not listed"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mnt));
+}

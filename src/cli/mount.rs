@@ -98,6 +98,17 @@ pub fn state_name(mountpoint: &Path) -> String {
 }
 
 pub fn run(args: Args) -> i32 {
+    if !args.mountpoint.exists() {
+        // A missing mountpoint is created (as `mount` helpers and systemd do), not an error.
+        if let Err(e) = std::fs::create_dir_all(&args.mountpoint) {
+            super::report_error(
+                "mount",
+                &format!("mountpoint {}: {e}", args.mountpoint.display()),
+            );
+            return super::EXIT_CONTENT;
+        }
+        log_event!("created mountpoint {}", args.mountpoint.display());
+    }
     let mountpoint = std::fs::canonicalize(&args.mountpoint).unwrap_or(args.mountpoint.clone());
     let state_dir = args
         .state_dir
@@ -145,6 +156,9 @@ pub fn run(args: Args) -> i32 {
     options.passthrough = !args.no_passthrough;
     if let Some(n) = args.threads {
         options.threads = n;
+    }
+    for problem in &trusted.problems {
+        log_event!("warning: left out of the mount: {problem}");
     }
     let targets = trusted.index.len();
     let handle = match fs::spawn(options, trusted.index) {
