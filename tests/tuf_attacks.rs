@@ -473,3 +473,46 @@ fn delegated_role_missing_from_snapshot_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn offline_start_uses_trusted_state_only_while_unexpired() {
+    let tmp = TempDir::new("offline");
+    let state = TempDir::new("offline-state");
+    let mut repo = TestRepo::new(tmp.path());
+    repo.add_file("a", b"a");
+    repo.publish();
+    let server = HttpServer::serve(repo.metadata_dir());
+    let opts = trustfs::trust::TrustOptions {
+        trusted_root: repo.root_path(),
+        source: trustfs::trust::MetadataSource::Url(server.url("")),
+        state_dir: Some(state.path().to_owned()),
+        now: std::time::SystemTime::now(),
+    };
+    let (online, offline) = trustfs::trust::load_or_offline(&opts).unwrap();
+    assert!(!offline);
+    assert_eq!(online.index.len(), 1);
+    // Repository unreachable: the state directory stands in.
+    drop(server);
+    let (t, offline) = trustfs::trust::load_or_offline(&opts).unwrap();
+    assert!(offline);
+    assert!(t.index.get("a").is_some());
+    // ... but not after the trusted metadata expired.
+    let later = trustfs::trust::TrustOptions {
+        now: std::time::SystemTime::now() + Duration::from_secs(2 * 365 * 86400),
+        ..opts.clone()
+    };
+    let err = trustfs::trust::load_or_offline(&later).unwrap_err();
+    assert!(
+        err.message.contains("cannot stand in") && err.message.contains("expired"),
+        "{err}"
+    );
+    // A trust failure (not a fetch failure) never falls back to the state directory.
+    let server = HttpServer::serve(repo.metadata_dir());
+    server.set("timestamp.json", Behaviour::Status(200));
+    let opts = trustfs::trust::TrustOptions {
+        source: trustfs::trust::MetadataSource::Url(server.url("")),
+        ..opts
+    };
+    let err = trustfs::trust::load_or_offline(&opts).unwrap_err();
+    assert_eq!(err.kind, TrustErrorKind::Malformed, "{err}");
+}

@@ -225,6 +225,53 @@ impl Client {
         Ok(())
     }
 
+    /// Offline start: trust exactly what the state directory holds, without any request. Root,
+    /// timestamp, snapshot and top-level targets must all be there, verify against the trusted
+    /// root, agree with each other (versions, lengths, hashes) and be unexpired at the start time.
+    /// For a mount whose repository is unreachable: cached content stays readable while the
+    /// metadata last trusted has not expired.
+    pub fn load_trusted_state(&mut self) -> Result<(), TrustError> {
+        if self.state.is_none() {
+            return Err(err(
+                TrustErrorKind::State,
+                "no state directory to start offline from",
+            ));
+        }
+        self.check_expiry("root", &self.root.clone())?;
+        let missing = |role: &str| {
+            err(
+                TrustErrorKind::Missing,
+                format!("no trusted {role} metadata in the state directory"),
+            )
+        };
+        let (ts, _) = self
+            .local_top_level::<Timestamp>("timestamp", self.limits.timestamp_max_bytes)
+            .ok_or_else(|| missing("timestamp"))?;
+        self.check_expiry("timestamp", &ts)?;
+        let (snap, snap_bytes) = self
+            .local_top_level::<Snapshot>("snapshot", self.limits.snapshot_max_bytes)
+            .ok_or_else(|| missing("snapshot"))?;
+        let meta = &ts.signed.meta["snapshot.json"];
+        check_meta_file("snapshot.json", meta, &snap_bytes)?;
+        if snap.version() != meta.version {
+            return Err(err(
+                TrustErrorKind::Rollback,
+                format!(
+                    "stored snapshot is version {}, but the stored timestamp names {}",
+                    snap.version(),
+                    meta.version
+                ),
+            ));
+        }
+        self.check_expiry("snapshot", &snap)?;
+        self.timestamp = Some(ts);
+        self.snapshot = Some(snap);
+        // Reads the persisted copy first; with the repository unreachable that is the only way.
+        self.load_targets_role("targets", "root")?;
+        self.refreshed = true;
+        Ok(())
+    }
+
     /// §5.3: follow `N+1.root.json` while it exists.
     fn update_root(&mut self) -> Result<(), TrustError> {
         for _ in 0..self.limits.max_root_rotations {

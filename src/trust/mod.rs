@@ -101,25 +101,54 @@ impl TrustSummary {
 
 /// Run the client workflow and return the verified target index.
 pub fn load(opts: &TrustOptions) -> Result<Trusted, TrustError> {
-    let name = opts.trusted_root.display().to_string();
-    let bytes = std::fs::File::open(&opts.trusted_root)
-        .map_err(|e| TrustError::new(TrustErrorKind::Missing, format!("trusted root {name}: {e}")))
-        .and_then(|f| {
-            read_limited(f, &name, Limits::default().root_max_bytes).map_err(TrustError::from)
-        })?;
-    let mut client = Client::new(
-        &bytes,
-        &name,
-        opts.source.fetcher()?,
-        opts.state_dir.as_deref(),
-        UtcTime::from_system(opts.now),
-        Limits::default(),
-    )?;
+    let mut client = client(opts)?;
     client.refresh()?;
+    finish(client)
+}
+
+/// Like [`load`], but when the repository cannot be reached (a fetch failure, not a trust
+/// failure) start from the metadata trusted earlier and persisted in the state directory, if it
+/// is complete and unexpired. Returns whether it started offline.
+pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, bool), TrustError> {
+    let mut client = client(opts)?;
+    match client.refresh() {
+        Ok(()) => Ok((finish(client)?, false)),
+        Err(e) if e.kind == TrustErrorKind::Fetch => {
+            let mut offline = self::client(opts)?;
+            offline.load_trusted_state().map_err(|state_err| {
+                TrustError::new(
+                    e.kind,
+                    format!("{e}; and the state directory cannot stand in: {state_err}"),
+                )
+            })?;
+            Ok((finish(offline)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn finish(mut client: Client) -> Result<Trusted, TrustError> {
     let (index, problems) = client.target_index()?;
     Ok(Trusted {
         index,
         summary: TrustSummary::of(&client),
         problems,
     })
+}
+
+fn client(opts: &TrustOptions) -> Result<Client, TrustError> {
+    let name = opts.trusted_root.display().to_string();
+    let bytes = std::fs::File::open(&opts.trusted_root)
+        .map_err(|e| TrustError::new(TrustErrorKind::Missing, format!("trusted root {name}: {e}")))
+        .and_then(|f| {
+            read_limited(f, &name, Limits::default().root_max_bytes).map_err(TrustError::from)
+        })?;
+    Client::new(
+        &bytes,
+        &name,
+        opts.source.fetcher()?,
+        opts.state_dir.as_deref(),
+        UtcTime::from_system(opts.now),
+        Limits::default(),
+    )
 }
