@@ -77,13 +77,12 @@ impl Expiries {
         let mut e = Expiries::default();
         for spec in specs {
             let spec = spec.as_ref();
-            let bare = !spec.contains('=');
             match spec.split_once('=') {
                 Some((name, dur)) if name.trim() == role => {
                     e.delegated = Some(positive_duration(spec, dur)?)
                 }
-                None if bare => e.delegated = Some(positive_duration(spec, spec)?),
-                _ => e.set(spec)?,
+                None => e.delegated = Some(positive_duration(spec, spec)?),
+                Some(_) => e.set(spec)?,
             }
         }
         Ok(e)
@@ -959,6 +958,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn expiries_for_a_delegated_role() {
+        let e = Expiries::from_specs_for_role(&["team=2d", "timestamp=2h"], "team").unwrap();
+        assert_eq!(e.delegated(), Duration::from_secs(2 * 86400));
+        assert_eq!(e.timestamp, Duration::from_secs(7200));
+        let e = Expiries::from_specs_for_role(&["3d"], "team").unwrap();
+        assert_eq!(e.delegated(), Duration::from_secs(3 * 86400));
+        let e = Expiries::from_specs_for_role(&["targets=5d"], "team").unwrap();
+        assert_eq!(
+            e.delegated(),
+            Duration::from_secs(5 * 86400),
+            "default: as targets"
+        );
+        for bad in ["other=1d", "0s", "team=1x"] {
+            assert!(
+                Expiries::from_specs_for_role(&[bad], "team").is_err(),
+                "{bad}"
+            );
+        }
+        // Without a role, a bare duration is still an error.
+        assert!(Expiries::from_specs(&["3d"]).is_err());
     }
 
     #[test]
