@@ -106,6 +106,7 @@ impl Repo {
             content_dir: content.to_owned(),
             sha512,
             expires: Expiries::default(),
+            role: None,
         })
     }
 

@@ -2,9 +2,9 @@
 //! arguments and prints reports.
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
-use crate::repo::{self, Expiries, RepoError};
+use crate::repo::{self, DelegatedPaths, Expiries, RepoError};
 use crate::schema::UtcTime;
 
 #[derive(Subcommand, Debug)]
@@ -31,6 +31,11 @@ pub enum RepoCommand {
     /// stops the command before anything is written. Then targets, snapshot and timestamp are
     /// re-signed with new versions (even when nothing changed). Needs KEYDIR/targets,
     /// KEYDIR/snapshot and KEYDIR/timestamp.
+    ///
+    /// With --role NAME the files become the target list of the delegated role NAME instead
+    /// (signed with KEYDIR/NAME, KEYDIR/NAME@2, ...; KEYDIR/targets is not needed). Every file
+    /// must lie within the paths or hash prefixes NAME is delegated; if one does not, nothing is
+    /// written.
     Add {
         /// The repository directory.
         repo: PathBuf,
@@ -41,7 +46,22 @@ pub enum RepoCommand {
         /// Also list sha512 hashes (and publish under the sha512 name too).
         #[arg(long)]
         sha512: bool,
+        /// Publish into this delegated role (see `trustfs repo delegate`) instead of the
+        /// top-level targets role.
+        #[arg(long, value_name = "NAME")]
+        role: Option<String>,
     },
+    /// Delegate target paths to a role NAME: add (or replace) its entry in the delegator's
+    /// delegations, with its keys, threshold, terminating flag and --path globs or --hash-prefix
+    /// bins.
+    ///
+    /// The role's keys are the --key public key files, or else KEYDIR/NAME (generated when
+    /// missing). A new role gets metadata with no targets (1.NAME.json), signed by the keys of
+    /// the role that KEYDIR holds (KEYDIR/NAME, KEYDIR/NAME@2, ...), which must reach the
+    /// threshold; an existing role is re-signed with its new keys. Then the delegator, snapshot
+    /// and timestamp are re-signed with new versions. Role names: letters, digits, '-', '_', '.',
+    /// '~', not starting with '.', not a top-level role name.
+    Delegate(DelegateArgs),
     /// Re-sign snapshot and timestamp with new versions and expiry dates (for cron or CI).
     /// Needs KEYDIR/snapshot and KEYDIR/timestamp (and KEYDIR/targets with --role targets).
     Refresh {
@@ -59,13 +79,49 @@ pub enum RepoCommand {
 /// Options every repo command takes.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    /// Directory holding the role keys: root, targets, snapshot, timestamp (and .pub files).
+    /// Directory holding the role keys: root, targets, snapshot, timestamp, and delegated roles'
+    /// NAME, NAME@2, ... (and .pub files).
     #[arg(long, value_name = "KEYDIR")]
     pub keys: PathBuf,
     /// How long newly signed metadata of ROLE stays valid, e.g. timestamp=2h, targets=30d
-    /// (repeatable). Defaults: root=365d, targets=90d, snapshot=7d, timestamp=1d.
+    /// (repeatable). Defaults: root=365d, targets=90d, snapshot=7d, timestamp=1d. For the
+    /// delegated role of `delegate` and `add --role`: NAME=DURATION or a bare DURATION (default:
+    /// as targets).
     #[arg(long, value_name = "ROLE=DURATION")]
     pub expires: Vec<String>,
+}
+
+/// Arguments of `trustfs repo delegate`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("scope").required(true).args(["paths", "hash_prefixes"])))]
+pub struct DelegateArgs {
+    /// The repository directory.
+    pub repo: PathBuf,
+    #[command(flatten)]
+    pub common: KeyArgs,
+    /// The delegated role to create or update.
+    #[arg(long, value_name = "NAME")]
+    pub role: String,
+    /// The role that delegates: targets, or an existing delegated role.
+    #[arg(long, value_name = "ROLE", default_value = "targets")]
+    pub delegator: String,
+    /// A target path glob the role may list (repeatable); `*` and `?` do not match '/'.
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
+    /// A hex prefix of sha256(target path) the role may list (repeatable; hashed bins).
+    #[arg(long = "hash-prefix", value_name = "HEX")]
+    pub hash_prefixes: Vec<String>,
+    /// Signatures the role's metadata needs (at most the number of keys).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threshold: u64,
+    /// Make the delegation terminating: a client searching a path this role matches does not
+    /// look at roles after it.
+    #[arg(long)]
+    pub terminating: bool,
+    /// A public key file (TUF key JSON, e.g. KEYDIR/NAME.pub) of the role (repeatable).
+    /// Default: KEYDIR/NAME, generated when missing.
+    #[arg(long = "key", value_name = "PUBFILE")]
+    pub public_keys: Vec<PathBuf>,
 }
 
 pub fn run(cmd: RepoCommand) -> i32 {
@@ -76,7 +132,9 @@ pub fn run(cmd: RepoCommand) -> i32 {
             content_dir,
             common,
             sha512,
-        } => ("repo add", add(repo, content_dir, common, sha512)),
+            role,
+        } => ("repo add", add(repo, content_dir, common, sha512, role)),
+        RepoCommand::Delegate(args) => ("repo delegate", delegate(args)),
         RepoCommand::Refresh { repo, common, role } => {
             ("repo refresh", refresh(repo, common, role.is_some()))
         }
@@ -110,13 +168,19 @@ fn add(
     content_dir: PathBuf,
     common: KeyArgs,
     sha512: bool,
+    role: Option<String>,
 ) -> Result<(), RepoError> {
+    let expires = match &role {
+        Some(r) => Expiries::from_specs_for_role(&common.expires, r)?,
+        None => Expiries::from_specs(&common.expires)?,
+    };
     let report = repo::add(&repo::AddOptions {
         repo,
         keydir: common.keys,
         content_dir,
         sha512,
-        expires: Expiries::from_specs(&common.expires)?,
+        expires,
+        role,
     })?;
     for s in &report.skipped {
         eprintln!(
@@ -135,19 +199,61 @@ fn add(
         }
     }
     println!(
-        "{} targets ({} added, {} changed, {} unchanged, {} removed); targets version {}, snapshot version {}, timestamp version {}",
+        "{} targets ({} added, {} changed, {} unchanged, {} removed); {} version {}, snapshot version {}, timestamp version {}",
         report.added.len() + report.changed.len() + report.unchanged.len(),
         report.added.len(),
         report.changed.len(),
         report.unchanged.len(),
         report.removed.len(),
-        report.versions.targets,
+        report.role.as_deref().unwrap_or("targets"),
+        report.role_version,
         report.versions.snapshot,
         report.versions.timestamp
     );
     if let Some(t) = report.root_expires {
         warn_root_expiry(t);
     }
+    Ok(())
+}
+
+fn delegate(args: DelegateArgs) -> Result<(), RepoError> {
+    let paths = if args.hash_prefixes.is_empty() {
+        DelegatedPaths::Paths(args.paths)
+    } else if args.paths.is_empty() {
+        DelegatedPaths::HashPrefixes(args.hash_prefixes)
+    } else {
+        // The "scope" group already makes clap refuse both; kept so the library is never asked.
+        return Err(RepoError::InvalidArgument(
+            "give --path or --hash-prefix, not both".into(),
+        ));
+    };
+    let report = repo::delegate(&repo::DelegateOptions {
+        expires: Expiries::from_specs_for_role(&args.common.expires, &args.role)?,
+        repo: args.repo,
+        keydir: args.common.keys,
+        role: args.role.clone(),
+        delegator: args.delegator.clone(),
+        paths,
+        threshold: args.threshold,
+        terminating: args.terminating,
+        public_keys: args.public_keys,
+    })?;
+    for k in &report.generated_keys {
+        eprintln!("generated key {}", k.display());
+    }
+    println!(
+        "{} role {} (keys {}; threshold {}); {} version {}, {} version {}, snapshot version {}, timestamp version {}",
+        if report.created { "created" } else { "updated" },
+        args.role,
+        report.keyids.join(", "),
+        args.threshold,
+        args.role,
+        report.role_version,
+        args.delegator,
+        report.delegator_version,
+        report.versions.snapshot,
+        report.versions.timestamp
+    );
     Ok(())
 }
 

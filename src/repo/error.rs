@@ -41,6 +41,27 @@ pub enum RepoError {
     Untrusted { file: PathBuf, source: SchemaError },
     /// A file under CONTENT_DIR cannot become a target (name not UTF-8 or not a safe target path).
     ContentName { path: PathBuf, reason: String },
+    /// A delegated role name that cannot be used (a top-level name, empty, or unfit for the file
+    /// name `N.<NAME>.json`).
+    InvalidRoleName { name: String, reason: String },
+    /// No delegation names this role (`--role`, `--delegator`).
+    UnknownRole { role: String },
+    /// KEYDIR holds fewer of a delegated role's keys than its threshold.
+    NotEnoughKeys {
+        role: String,
+        threshold: u64,
+        held: usize,
+        /// The key files looked at (`KEYDIR/<NAME>`, `KEYDIR/<NAME>@2`, ...).
+        looked_at: String,
+    },
+    /// `add --role`: a file lies outside the paths or hash prefixes the role is delegated.
+    OutsideDelegation {
+        path: PathBuf,
+        target: String,
+        role: String,
+        delegator: String,
+        patterns: String,
+    },
     /// A command-line value is invalid (`--expires`).
     InvalidArgument(String),
     /// An internal invariant failed; a bug, reported instead of a panic.
@@ -112,6 +133,35 @@ impl fmt::Display for RepoError {
             RepoError::ContentName { path, reason } => {
                 write!(f, "{}: cannot be a target: {reason}", path.display())
             }
+            RepoError::InvalidRoleName { name, reason } => {
+                write!(f, "cannot use {name:?} as a delegated role name: {reason}")
+            }
+            RepoError::UnknownRole { role } => write!(
+                f,
+                "no delegated role {role:?} in this repository (create it with `trustfs repo delegate`)"
+            ),
+            RepoError::NotEnoughKeys {
+                role,
+                threshold,
+                held,
+                looked_at,
+            } => write!(
+                f,
+                "the {role} role has threshold {threshold}, but the key directory holds {held} of its keys \
+                 (looked at {looked_at}); refusing to sign it short"
+            ),
+            RepoError::OutsideDelegation {
+                path,
+                target,
+                role,
+                delegator,
+                patterns,
+            } => write!(
+                f,
+                "{}: target {target:?} is outside the role {role:?}, which {delegator} delegates only \
+                 {patterns}; nothing was written",
+                path.display()
+            ),
             RepoError::InvalidArgument(msg) => f.write_str(msg),
             RepoError::Internal(msg) => write!(f, "internal error (a bug): {msg}"),
         }

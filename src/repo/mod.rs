@@ -8,19 +8,24 @@
 //! snapshot, timestamp last. Commands on one repository are serialised by a lock file
 //! (`REPO/.trustfs.lock`).
 //!
-//! Each role is signed by one ed25519 key from a key directory (`KEYDIR/{root,targets,snapshot,
-//! timestamp}`); roles with a threshold above 1 are refused rather than signed short.
-//! Not implemented yet: root rotation, delegated roles (existing delegations are kept as they are),
-//! removing old consistent-snapshot files.
+//! Each top-level role is signed by one ed25519 key from a key directory (`KEYDIR/{root,targets,
+//! snapshot,timestamp}`); top-level roles with a threshold above 1 are refused rather than signed
+//! short. Delegated targets roles (`delegate`, `add` with a role) are signed with every key of
+//! theirs KEYDIR holds (`KEYDIR/<NAME>`, `KEYDIR/<NAME>@2`, ...), and refused when those are
+//! fewer than the role's threshold.
+//! Not implemented yet: root rotation, removing delegations, removing old consistent-snapshot
+//! files.
 
 mod atomic;
 mod content;
+mod delegate;
 mod error;
 pub mod keys;
 mod publish;
 
 // The public API.
 pub use content::Skipped;
+pub use delegate::{delegate, validate_role_name, DelegateOptions, DelegateReport, DelegatedPaths};
 pub use error::RepoError;
 pub use publish::{
     add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,

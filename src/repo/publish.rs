@@ -20,8 +20,11 @@ use crate::schema::{
     SigningKey, Snapshot, Targets, Timestamp, UtcTime, SPEC_VERSION,
 };
 
+use crate::trust::role_matches;
+
 use super::atomic::{write_atomic, RepoLock};
 use super::content::{self, Skipped};
+use super::delegate::{describe_patterns, RoleTree};
 use super::error::RepoError;
 use super::keys;
 
@@ -35,10 +38,13 @@ pub struct Expiries {
     pub targets: Duration,
     pub snapshot: Duration,
     pub timestamp: Duration,
+    /// The delegated role a command signs (`delegate`, `add --role`); `None`: as `targets`.
+    pub delegated: Option<Duration>,
 }
 
 impl Default for Expiries {
-    /// root 365 days, targets 90 days, snapshot 7 days, timestamp 1 day.
+    /// root 365 days, targets 90 days, snapshot 7 days, timestamp 1 day; delegated roles as
+    /// targets.
     fn default() -> Self {
         const DAY: u64 = 86400;
         Expiries {
@@ -46,6 +52,7 @@ impl Default for Expiries {
             targets: Duration::from_secs(90 * DAY),
             snapshot: Duration::from_secs(7 * DAY),
             timestamp: Duration::from_secs(DAY),
+            delegated: None,
         }
     }
 }
@@ -60,16 +67,39 @@ impl Expiries {
         Ok(e)
     }
 
+    /// The defaults, overridden by specs, for a command that signs the delegated role `role`:
+    /// besides `ROLE=DURATION` for the top-level roles, `NAME=DURATION` (with the delegated role's
+    /// name) or a bare `DURATION` set how long that role's new metadata stays valid.
+    pub fn from_specs_for_role<S: AsRef<str>>(
+        specs: &[S],
+        role: &str,
+    ) -> Result<Expiries, RepoError> {
+        let mut e = Expiries::default();
+        for spec in specs {
+            let spec = spec.as_ref();
+            match spec.split_once('=') {
+                Some((name, dur)) if name.trim() == role => {
+                    e.delegated = Some(positive_duration(spec, dur)?)
+                }
+                None => e.delegated = Some(positive_duration(spec, spec)?),
+                Some(_) => e.set(spec)?,
+            }
+        }
+        Ok(e)
+    }
+
+    /// How long a delegated role's new metadata stays valid.
+    pub(crate) fn delegated(&self) -> Duration {
+        self.delegated.unwrap_or(self.targets)
+    }
+
     /// Apply one `ROLE=DURATION` spec.
     pub fn set(&mut self, spec: &str) -> Result<(), RepoError> {
         let bad = |why: String| RepoError::InvalidArgument(format!("--expires {spec:?}: {why}"));
         let (role, dur) = spec
             .split_once('=')
             .ok_or_else(|| bad("expected ROLE=DURATION, e.g. timestamp=2h".into()))?;
-        let d = parse_duration(dur).map_err(bad)?;
-        if d.is_zero() {
-            return Err(bad("the duration must be positive".into()));
-        }
+        let d = positive_duration(spec, dur)?;
         match role.trim() {
             "root" => self.root = d,
             "targets" => self.targets = d,
@@ -83,6 +113,15 @@ impl Expiries {
         }
         Ok(())
     }
+}
+
+fn positive_duration(spec: &str, dur: &str) -> Result<Duration, RepoError> {
+    let bad = |why: String| RepoError::InvalidArgument(format!("--expires {spec:?}: {why}"));
+    let d = parse_duration(dur.trim()).map_err(bad)?;
+    if d.is_zero() {
+        return Err(bad("the duration must be positive".into()));
+    }
+    Ok(d)
 }
 
 /// Options of [`init`].
@@ -114,6 +153,9 @@ pub struct AddOptions {
     /// Also list (and publish under) sha512 hashes.
     pub sha512: bool,
     pub expires: Expiries,
+    /// The delegated role whose target list this is (signed with `KEYDIR/<role>`); `None` (or
+    /// `targets`): the top-level targets role.
+    pub role: Option<String>,
 }
 
 /// What [`add`] did. Target names are sorted.
@@ -125,6 +167,11 @@ pub struct AddReport {
     pub removed: Vec<String>,
     /// Files under CONTENT_DIR that were not published (symlinks, FIFOs, ...), with the reason.
     pub skipped: Vec<Skipped>,
+    /// The delegated role that was written, if any (`None`: top-level targets).
+    pub role: Option<String>,
+    /// The version written for the role whose list this is (top-level targets or `role`).
+    pub role_version: u64,
+    /// Versions of the top-level roles after the command (`targets` unchanged with `role`).
     pub versions: Versions,
     pub root_expires: Option<UtcTime>,
 }
@@ -164,11 +211,11 @@ pub fn targets_dir(repo: &Path) -> PathBuf {
     repo.join("targets")
 }
 
-fn keyfile(keydir: &Path, role: &str) -> PathBuf {
+pub(crate) fn keyfile(keydir: &Path, role: &str) -> PathBuf {
     keydir.join(role)
 }
 
-fn expiry(d: Duration) -> String {
+pub(crate) fn expiry(d: Duration) -> String {
     UtcTime::now().plus(d).to_string()
 }
 
@@ -267,29 +314,69 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
     })
 }
 
-/// Make the target list equal to the regular files under `content_dir`: new and changed files are
-/// copied into `REPO/targets` under consistent-snapshot names and listed with length and sha256
-/// (and sha512); files no longer present leave the list; unchanged entries are kept as they were
-/// (`custom` and unknown fields included). Then targets, snapshot and timestamp are re-signed with
-/// bumped versions, even when nothing changed. Existing delegations are kept.
+/// Make the target list of the top-level targets role (or, with `role`, of that delegated role)
+/// equal to the regular files under `content_dir`: new and changed files are copied into
+/// `REPO/targets` under consistent-snapshot names and listed with length and sha256 (and sha512);
+/// files no longer present leave the list; unchanged entries are kept as they were (`custom` and
+/// unknown fields included). Then that role, snapshot and timestamp are re-signed with bumped
+/// versions, even when nothing changed. Existing delegations are kept.
+///
+/// With `role`, every file must lie within the paths or hash prefixes the role is delegated (by
+/// its delegator, and by every delegation above it); a file outside is refused before anything
+/// is written ([`RepoError::OutsideDelegation`]).
 pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
-    let signers = Signers::load(&state, &opts.keydir, &["targets", "snapshot", "timestamp"])?;
+    let role = opts.role.as_deref().filter(|r| *r != "targets");
+    let (signers, tree) = match role {
+        None => (
+            Signers::load(&state, &opts.keydir, &["targets", "snapshot", "timestamp"])?,
+            None,
+        ),
+        Some(_) => (
+            Signers::load(&state, &opts.keydir, &["snapshot", "timestamp"])?,
+            Some(RoleTree::load(&state)?),
+        ),
+    };
+    // The role whose list is replaced: its current signed value, and what checks a path.
+    let (current, delegated) = match (role, &tree) {
+        (Some(name), Some(tree)) => {
+            let r = tree.get(name)?;
+            (&r.md.signed_value, Some((r, tree.chain(name)?)))
+        }
+        _ => (&state.targets.signed_value, None),
+    };
 
     let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
-    let mut report = AddReport::default();
+    let mut report = AddReport {
+        role: role.map(str::to_owned),
+        ..AddReport::default()
+    };
     let files = content::walk(
         &opts.content_dir,
         &[(repo_meta.dev(), repo_meta.ino())],
         &mut report.skipped,
     )?;
+    // Nothing is written unless every file may be listed by the role.
+    if let Some((_, chain)) = &delegated {
+        for f in &files {
+            for entry in chain {
+                if !role_matches(&entry.entry, f.target.as_str()) {
+                    return Err(RepoError::OutsideDelegation {
+                        path: f.path.clone(),
+                        target: f.target.as_str().to_owned(),
+                        role: entry.name.clone(),
+                        delegator: entry.delegator.clone(),
+                        patterns: describe_patterns(&entry.entry),
+                    });
+                }
+            }
+        }
+    }
 
-    // `targets` parsed as a map when the file was loaded, so this is an object; an empty default
+    // The list parsed as a map when the file was loaded, so this is an object; an empty default
     // could only drop entries that do not exist.
-    let old_targets = state
-        .targets
-        .signed_value
+    let old_targets = current
         .get("targets")
         .and_then(Value::as_object)
         .cloned()
@@ -333,15 +420,31 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         .cloned()
         .collect();
 
-    let mut targets = state.targets.signed_value.clone();
-    set_field(&mut targets, "targets", Value::Object(new_targets))?;
-    report.versions = publish_chain(&state, &signers, Some(targets), &opts.expires)?;
+    let mut value = current.clone();
+    set_field(&mut value, "targets", Value::Object(new_targets))?;
+    let role_keys = match (role, &tree) {
+        (Some(name), Some(tree)) => tree.signing_keys(&opts.keydir, name)?,
+        _ => Vec::new(),
+    };
+    let write = match (role, &delegated) {
+        (Some(name), Some((r, _))) => RoleWrite {
+            name: name.to_owned(),
+            value,
+            version: bump(&r.path, r.md.version())?,
+            valid_for: opts.expires.delegated(),
+            keys: role_keys.iter().map(|(k, id)| (k, id.clone())).collect(),
+        },
+        _ => RoleWrite::top_level(&state, &signers, value, &opts.expires)?,
+    };
+    report.role_version = write.version;
+    report.versions = publish_chain(&state, &signers, vec![write], &opts.expires)?;
     report.root_expires = Some(state.root.expires());
     Ok(report)
 }
 
 /// Re-sign snapshot and timestamp with bumped versions and fresh expiry (and targets too with
-/// `resign_targets`). For cron jobs and CI that keep a repository fresh.
+/// `resign_targets`). For cron jobs and CI that keep a repository fresh. Delegated roles are not
+/// re-signed; snapshot keeps listing them.
 pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
@@ -351,59 +454,103 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
         &["snapshot", "timestamp"]
     };
     let signers = Signers::load(&state, &opts.keydir, roles)?;
-    let targets = opts
-        .resign_targets
-        .then(|| state.targets.signed_value.clone());
-    let versions = publish_chain(&state, &signers, targets, &opts.expires)?;
+    let writes = if opts.resign_targets {
+        vec![RoleWrite::top_level(
+            &state,
+            &signers,
+            state.targets.signed_value.clone(),
+            &opts.expires,
+        )?]
+    } else {
+        Vec::new()
+    };
+    let versions = publish_chain(&state, &signers, writes, &opts.expires)?;
     Ok(RefreshReport {
         versions,
         root_expires: state.root.expires(),
     })
 }
 
-/// Sign and write (new targets,) snapshot and timestamp, in that order. `targets` is the new
-/// targets `signed` value (version and expiry are set here), or `None` to keep the current one.
-fn publish_chain(
+/// A targets-type role (top-level or delegated) to sign and write: its new `signed` value
+/// (`version` and `expires` are set from the fields here) and the keys to sign it with.
+pub(crate) struct RoleWrite<'k> {
+    pub(crate) name: String,
+    pub(crate) value: Value,
+    pub(crate) version: u64,
+    pub(crate) valid_for: Duration,
+    pub(crate) keys: Vec<(&'k SigningKey, String)>,
+}
+
+impl<'k> RoleWrite<'k> {
+    /// The top-level targets role, one version up, signed with the targets key.
+    pub(crate) fn top_level(
+        state: &RepoState,
+        signers: &'k Signers,
+        value: Value,
+        expires: &Expiries,
+    ) -> Result<RoleWrite<'k>, RepoError> {
+        let (key, keyid) = signers.get("targets")?;
+        Ok(RoleWrite {
+            name: "targets".into(),
+            value,
+            version: bump(&state.targets_path, state.targets.version())?,
+            valid_for: expires.targets,
+            keys: vec![(key, keyid.to_owned())],
+        })
+    }
+}
+
+/// Sign and write the given targets roles (in order), then snapshot and timestamp. Snapshot's
+/// `meta` gets an entry `<name>.json` per role written; every other entry is carried over.
+pub(crate) fn publish_chain(
     state: &RepoState,
     signers: &Signers,
-    targets: Option<Value>,
+    roles: Vec<RoleWrite>,
     expires: &Expiries,
 ) -> Result<Versions, RepoError> {
     let mdir = &state.metadata_dir;
     let mut targets_version = state.targets.version();
-    let mut targets_entry: Option<Value> = None;
-    if let Some(mut targets) = targets {
-        targets_version = bump(&state.targets_path, targets_version)?;
-        set_field(&mut targets, "version", json!(targets_version))?;
-        set_field(&mut targets, "expires", json!(expiry(expires.targets)))?;
-        let (key, keyid) = signers.get("targets")?;
-        let (_, bytes) = sign::<Targets>(targets, key, keyid)?;
+    let mut entries: Vec<(String, Value)> = Vec::new();
+    for role in roles {
+        let mut value = role.value;
+        set_field(&mut value, "version", json!(role.version))?;
+        set_field(&mut value, "expires", json!(expiry(role.valid_for)))?;
+        let keys: Vec<(&SigningKey, &str)> =
+            role.keys.iter().map(|(k, id)| (*k, id.as_str())).collect();
+        let (_, bytes) = sign_all::<Targets>(value, &keys)?;
         write_atomic(
-            &mdir.join(state.meta_name("targets", targets_version)),
+            &mdir.join(state.meta_name(&role.name, role.version)),
             &bytes,
             0o644,
         )?;
-        // Keep the form the snapshot already uses: version only (python-tuf's default), or
-        // version, length and sha256 when the existing entry lists length or hashes.
-        let old = state.snapshot.signed.meta.get("targets.json");
-        targets_entry = Some(
-            if old.is_some_and(|m| m.length.is_some() || m.hashes.is_some()) {
-                json!({"version": targets_version, "length": bytes.len(),
-                   "hashes": {"sha256": hex::encode(Sha256::digest(&bytes))}})
-            } else {
-                json!({"version": targets_version})
-            },
-        );
+        if role.name == "targets" {
+            targets_version = role.version;
+        }
+        // Keep the form the snapshot already uses for this role (for a new role: the form of
+        // targets.json): version only (python-tuf's default), or version, length and sha256 when
+        // the existing entry lists length or hashes.
+        let file = format!("{}.json", role.name);
+        let meta = &state.snapshot.signed.meta;
+        let old = meta.get(&file).or_else(|| meta.get("targets.json"));
+        let entry = if old.is_some_and(|m| m.length.is_some() || m.hashes.is_some()) {
+            json!({"version": role.version, "length": bytes.len(),
+               "hashes": {"sha256": hex::encode(Sha256::digest(&bytes))}})
+        } else {
+            json!({"version": role.version})
+        };
+        entries.push((file, entry));
     }
 
     let snapshot_version = bump(&state.snapshot_path, state.snapshot.version())?;
     let mut snapshot = state.snapshot.signed_value.clone();
-    if let Some(entry) = targets_entry {
+    if !entries.is_empty() {
         let meta = snapshot
             .get_mut("meta")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| RepoError::Internal("snapshot without meta".into()))?;
-        meta.insert("targets.json".into(), entry);
+        for (file, entry) in entries {
+            meta.insert(file, entry);
+        }
     }
     set_field(&mut snapshot, "version", json!(snapshot_version))?;
     set_field(&mut snapshot, "expires", json!(expiry(expires.snapshot)))?;
@@ -461,14 +608,14 @@ fn timestamp_value(
     v
 }
 
-fn set_field(v: &mut Value, field: &str, value: Value) -> Result<(), RepoError> {
+pub(crate) fn set_field(v: &mut Value, field: &str, value: Value) -> Result<(), RepoError> {
     v.as_object_mut()
         .ok_or_else(|| RepoError::Internal("signed value is not an object".into()))?
         .insert(field.to_owned(), value);
     Ok(())
 }
 
-fn bump(file: &Path, version: u64) -> Result<u64, RepoError> {
+pub(crate) fn bump(file: &Path, version: u64) -> Result<u64, RepoError> {
     version.checked_add(1).ok_or_else(|| RepoError::Malformed {
         file: file.to_owned(),
         reason: "version cannot be incremented".into(),
@@ -504,8 +651,19 @@ pub(crate) fn sign<T: Signed>(
     key: &SigningKey,
     keyid: &str,
 ) -> Result<(Metadata<T>, Vec<u8>), RepoError> {
+    sign_all(value, &[(key, keyid)])
+}
+
+/// Sign a `signed` value with every key given (one signature per key id).
+pub(crate) fn sign_all<T: Signed>(
+    value: Value,
+    keys: &[(&SigningKey, &str)],
+) -> Result<(Metadata<T>, Vec<u8>), RepoError> {
     let role = T::TYPE.as_str();
     let internal = |e: String| RepoError::Internal(format!("signing {role}: {e}"));
+    if keys.is_empty() {
+        return Err(internal("no signing key".into()));
+    }
     let signed: T = serde_json::from_value(value.clone()).map_err(|e| internal(e.to_string()))?;
     let mut md = Metadata {
         signed,
@@ -513,22 +671,28 @@ pub(crate) fn sign<T: Signed>(
         signatures: Vec::new(),
     };
     let msg = md.canonical_signed().map_err(|e| internal(e.to_string()))?;
-    md.signatures.push(Signature {
-        keyid: keyid.to_owned(),
-        sig: hex::encode(key.sign(&msg)),
-    });
+    for (key, keyid) in keys {
+        md.signatures.push(Signature {
+            keyid: (*keyid).to_owned(),
+            sig: hex::encode(key.sign(&msg)),
+        });
+    }
     let bytes = md.to_bytes();
     Metadata::<T>::from_slice(role, &bytes).map_err(|e| internal(e.to_string()))?;
     Ok((md, bytes))
 }
 
-/// The signing keys of some roles, each matched to its key id in the current root.
-struct Signers {
+/// The signing keys of some top-level roles, each matched to its key id in the current root.
+pub(crate) struct Signers {
     keys: BTreeMap<String, (SigningKey, String)>,
 }
 
 impl Signers {
-    fn load(state: &RepoState, keydir: &Path, roles: &[&str]) -> Result<Signers, RepoError> {
+    pub(crate) fn load(
+        state: &RepoState,
+        keydir: &Path,
+        roles: &[&str],
+    ) -> Result<Signers, RepoError> {
         let mut out = BTreeMap::new();
         for role in roles {
             let path = keyfile(keydir, role);
@@ -583,15 +747,15 @@ fn role_keyid(root: &Root, role: &str, key: &SigningKey, path: &Path) -> Result<
 
 /// The current, verified state of a repository.
 pub(crate) struct RepoState {
-    metadata_dir: PathBuf,
-    root: Metadata<Root>,
-    consistent: bool,
-    timestamp: Metadata<Timestamp>,
-    timestamp_path: PathBuf,
-    snapshot: Metadata<Snapshot>,
-    snapshot_path: PathBuf,
-    targets: Metadata<Targets>,
-    targets_path: PathBuf,
+    pub(crate) metadata_dir: PathBuf,
+    pub(crate) root: Metadata<Root>,
+    pub(crate) consistent: bool,
+    pub(crate) timestamp: Metadata<Timestamp>,
+    pub(crate) timestamp_path: PathBuf,
+    pub(crate) snapshot: Metadata<Snapshot>,
+    pub(crate) snapshot_path: PathBuf,
+    pub(crate) targets: Metadata<Targets>,
+    pub(crate) targets_path: PathBuf,
 }
 
 impl RepoState {
@@ -662,7 +826,7 @@ impl RepoState {
         })
     }
 
-    fn meta_name(&self, role: &str, version: u64) -> String {
+    pub(crate) fn meta_name(&self, role: &str, version: u64) -> String {
         meta_name(self.consistent, role, version)
     }
 }
@@ -693,7 +857,7 @@ fn parse<T: Signed>(path: &Path, bytes: &[u8]) -> Result<Metadata<T>, RepoError>
 }
 
 /// Read a file another file's `meta` names and check its length, hashes and version.
-fn read_referenced<T: Signed>(
+pub(crate) fn read_referenced<T: Signed>(
     path: &Path,
     expected: &MetaFile,
     referrer: &Path,
@@ -767,7 +931,7 @@ fn latest_root(mdir: &Path) -> Result<Option<(u64, PathBuf)>, RepoError> {
     Ok(best.map(|n| (n, mdir.join(format!("{n}.root.json")))))
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), RepoError> {
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RepoError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -794,6 +958,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn expiries_for_a_delegated_role() {
+        let e = Expiries::from_specs_for_role(&["team=2d", "timestamp=2h"], "team").unwrap();
+        assert_eq!(e.delegated(), Duration::from_secs(2 * 86400));
+        assert_eq!(e.timestamp, Duration::from_secs(7200));
+        let e = Expiries::from_specs_for_role(&["3d"], "team").unwrap();
+        assert_eq!(e.delegated(), Duration::from_secs(3 * 86400));
+        let e = Expiries::from_specs_for_role(&["targets=5d"], "team").unwrap();
+        assert_eq!(
+            e.delegated(),
+            Duration::from_secs(5 * 86400),
+            "default: as targets"
+        );
+        for bad in ["other=1d", "0s", "team=1x"] {
+            assert!(
+                Expiries::from_specs_for_role(&[bad], "team").is_err(),
+                "{bad}"
+            );
+        }
+        // Without a role, a bare duration is still an error.
+        assert!(Expiries::from_specs(&["3d"]).is_err());
     }
 
     #[test]
