@@ -88,10 +88,32 @@ impl DirFetcher {
     }
 }
 
+/// Decode `%XX` escapes (names arrive URL-encoded, as for HTTP; see `trust::quote`).
+fn percent_decode(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let v = u8::from_str_radix(name.get(i + 1..i + 3)?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl Fetcher for DirFetcher {
     fn fetch(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
         check_name(name)?;
-        let path = self.dir.join(name);
+        // A web server decodes %XX before looking up the file; so does this fetcher, and the
+        // decoded name must still be a safe relative path (a role named "../x" is never a path).
+        let decoded = percent_decode(name).ok_or_else(|| FetchError::BadName(name.to_owned()))?;
+        check_name(&decoded)?;
+        let path = self.dir.join(&decoded);
         let file = match open_regular(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -232,6 +254,17 @@ mod tests {
             );
         }
         assert!(matches!(f.fetch("missing.json", 10), Ok(None)));
+        // Encoded names are decoded, then checked again.
+        assert!(matches!(f.fetch("1.%2E%2E%2Fx.json", 10), Ok(None)));
+        assert!(matches!(f.fetch("%2E%2E", 10), Err(FetchError::BadName(_))));
+        assert!(matches!(
+            f.fetch("a%2F..%2Fb", 10),
+            Err(FetchError::BadName(_))
+        ));
+        assert_eq!(
+            percent_decode("1.a%20b.json").as_deref(),
+            Some("1.a b.json")
+        );
     }
 
     #[test]
