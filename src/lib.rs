@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod fs;
 pub mod index;
+pub mod ops;
 pub mod repo;
 pub mod schema;
 pub mod source;

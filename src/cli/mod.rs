@@ -10,6 +10,7 @@ pub mod completions;
 pub mod key;
 pub mod mount;
 pub mod repo;
+pub mod status;
 pub mod verify;
 
 /// Exit code: everything verified / the command succeeded.
@@ -42,6 +43,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Mount a verified, read-only view of a backing directory.
     Mount(mount::Args),
+    /// Show whether mounts are verified (✔) or not (✘).
+    Status(status::Args),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
     /// Print the man page.
@@ -64,6 +67,7 @@ pub fn main() -> i32 {
         Command::Repo(cmd) => repo::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Mount(args) => mount::run(args),
+        Command::Status(args) => status::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     }

@@ -50,8 +50,15 @@ pub struct TrustOptions {
     pub now: SystemTime,
 }
 
+/// Keys and threshold of one top-level role, as the trusted root lists them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoleKeysSummary {
+    pub threshold: u64,
+    pub keyids: Vec<String>,
+}
+
 /// Versions and expiry of the metadata that was trusted (for logs and status).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrustSummary {
     pub root_version: u64,
     pub root_expires: String,
@@ -63,6 +70,9 @@ pub struct TrustSummary {
     pub targets_expires: String,
     pub consistent_snapshot: bool,
     pub source: String,
+    /// The trusted keys: role → threshold and key ids (from the trusted root).
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, RoleKeysSummary>,
 }
 
 /// The outcome of a successful client workflow.
@@ -81,6 +91,19 @@ impl TrustSummary {
             root_expires: client.root().expires().to_string(),
             consistent_snapshot: client.consistent_snapshot(),
             source: client.fetcher().describe(),
+            keys: client
+                .root()
+                .signed
+                .roles
+                .iter()
+                .map(|(role, k)| {
+                    let summary = RoleKeysSummary {
+                        threshold: k.threshold,
+                        keyids: k.keyids.clone(),
+                    };
+                    (role.clone(), summary)
+                })
+                .collect(),
             ..Default::default()
         };
         if let Some(t) = client.timestamp() {

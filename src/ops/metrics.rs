@@ -1,0 +1,298 @@
+//! Prometheus metrics: text exposition format 0.0.4 on `GET /metrics` (`--metrics-addr HOST:PORT`).
+//!
+//! A small blocking HTTP/1.1 server on its own thread: one request per connection, bounded request
+//! size and timeouts, so a slow or hostile scraper cannot hold the daemon.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::status::{seconds_until, MountStatus};
+use super::{DenyReason, VERIFY_BUCKETS};
+use crate::schema::UtcTime;
+
+/// Produces the current status for each scrape.
+pub type StatusFn = Arc<dyn Fn() -> MountStatus + Send + Sync>;
+
+/// One metric family: HELP, TYPE and its samples (`labels` include the braces).
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP trustfs_{name} {help}");
+    let _ = writeln!(out, "# TYPE trustfs_{name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "trustfs_{name}{labels} {v}");
+    }
+}
+
+/// Render `s` in Prometheus text format.
+pub fn render(s: &MountStatus, now: UtcTime) -> String {
+    let c = &s.counters;
+    let mut out = String::new();
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    metric(
+        &mut out,
+        "up",
+        "gauge",
+        "1 when the mount serves trusted, unexpired metadata, else 0.",
+        &one(u64::from(s.verified)),
+    );
+    metric(
+        &mut out,
+        "opens_total",
+        "counter",
+        "Opens of files in the mount.",
+        &one(c.opens),
+    );
+    metric(
+        &mut out,
+        "served_total",
+        "counter",
+        "Opens that were allowed (verified content).",
+        &one(c.served),
+    );
+    let denials: Vec<(String, f64)> = DenyReason::ALL
+        .iter()
+        .map(|r| {
+            (
+                format!("{{reason=\"{}\"}}", r.label()),
+                *c.denied.get(r.label()).unwrap_or(&0) as f64,
+            )
+        })
+        .collect();
+    metric(
+        &mut out,
+        "denials_total",
+        "counter",
+        "Opens denied, by reason.",
+        &denials,
+    );
+    metric(
+        &mut out,
+        "read_bytes_total",
+        "counter",
+        "Bytes read through the daemon (FUSE passthrough reads bypass it and are not counted).",
+        &one(c.bytes_read),
+    );
+    metric(
+        &mut out,
+        "opened_bytes_total",
+        "counter",
+        "Bytes of verified files opened (every open counts the file's length).",
+        &one(c.bytes_opened),
+    );
+    // Histogram of verification time.
+    let _ = writeln!(
+        out,
+        "# HELP trustfs_verify_seconds Time to verify a file (hash pass or download)."
+    );
+    let _ = writeln!(out, "# TYPE trustfs_verify_seconds histogram");
+    let mut cumulative = 0u64;
+    for (i, le) in VERIFY_BUCKETS.iter().enumerate() {
+        cumulative += c.verify_buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "trustfs_verify_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "trustfs_verify_seconds_bucket{{le=\"+Inf\"}} {}",
+        c.verifications
+    );
+    let _ = writeln!(out, "trustfs_verify_seconds_sum {}", c.verify_seconds);
+    let _ = writeln!(out, "trustfs_verify_seconds_count {}", c.verifications);
+    metric(
+        &mut out,
+        "cache_hits_total",
+        "counter",
+        "Opens served from an already verified copy.",
+        &one(c.cache_hits),
+    );
+    metric(
+        &mut out,
+        "cache_misses_total",
+        "counter",
+        "Opens that needed a hash pass or a download.",
+        &one(c.cache_misses),
+    );
+    metric(
+        &mut out,
+        "cache_bytes",
+        "gauge",
+        "Bytes held in the verified copy store or download cache.",
+        &one(c.cache_bytes),
+    );
+    metric(
+        &mut out,
+        "targets",
+        "gauge",
+        "Targets the trusted metadata lists.",
+        &one(s.targets as u64),
+    );
+    let m = &s.metadata;
+    let roles = [
+        ("root", m.root_version, &m.root_expires),
+        ("timestamp", m.timestamp_version, &m.timestamp_expires),
+        ("snapshot", m.snapshot_version, &m.snapshot_expires),
+        ("targets", m.targets_version, &m.targets_expires),
+    ];
+    let versions: Vec<(String, f64)> = roles
+        .iter()
+        .map(|(r, v, _)| (format!("{{role=\"{r}\"}}"), *v as f64))
+        .collect();
+    metric(
+        &mut out,
+        "metadata_version",
+        "gauge",
+        "Version of the trusted metadata, by role.",
+        &versions,
+    );
+    let expiry: Vec<(String, f64)> = roles
+        .iter()
+        .filter_map(|(r, _, e)| {
+            seconds_until(e, now).map(|secs| (format!("{{role=\"{r}\"}}"), secs as f64))
+        })
+        .collect();
+    metric(
+        &mut out,
+        "metadata_expires_in_seconds",
+        "gauge",
+        "Seconds until the trusted metadata expires (negative: expired), by role.",
+        &expiry,
+    );
+    out
+}
+
+/// Serve `GET /metrics` on `addr` in a background thread. Returns the bound address.
+pub fn serve(addr: &str, status: StatusFn) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("trustfs-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                let status = status.clone();
+                // One short-lived thread per scrape; scrapes are rare and each is bounded by timeouts.
+                let _ = std::thread::Builder::new()
+                    .name("trustfs-scrape".into())
+                    .spawn(move || {
+                        let _ = answer(stream, &status);
+                    });
+            }
+        })?;
+    Ok(local)
+}
+
+fn answer(mut stream: TcpStream, status: &StatusFn) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?.take(8192));
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers (bounded by take()).
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, ctype, body) =
+        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(&status(), UtcTime::now()),
+            )
+        } else {
+            (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "see /metrics\n".to_owned(),
+            )
+        };
+    write!(stream, "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    stream.write_all(body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Counters;
+    use crate::trust::TrustSummary;
+
+    fn status() -> MountStatus {
+        let counters = Counters::default();
+        counters.deny(DenyReason::Altered, "x".into());
+        counters.verified(0.02);
+        MountStatus {
+            pid: 1,
+            mountpoint: "/mnt".into(),
+            repository: "r".into(),
+            content: "c".into(),
+            started: String::new(),
+            updated: String::new(),
+            updated_unix: 0,
+            verified: true,
+            problem: None,
+            metadata: TrustSummary {
+                targets_version: 4,
+                targets_expires: "2030-01-01T00:00:00Z".into(),
+                ..Default::default()
+            },
+            targets: 3,
+            counters: counters.snapshot(),
+        }
+    }
+
+    #[test]
+    fn renders_every_sample_with_help_and_type() {
+        let text = render(&status(), UtcTime(0));
+        assert!(
+            text.contains("trustfs_denials_total{reason=\"altered\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("trustfs_metadata_version{role=\"targets\"} 4\n"));
+        assert!(text.contains("trustfs_verify_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("trustfs_verify_seconds_count 1\n"));
+        assert!(text.contains("trustfs_metadata_expires_in_seconds{role=\"targets\"} 1893456000\n"));
+        // Every sample line belongs to a metric announced by # TYPE.
+        let mut typed = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = name
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_count");
+                assert!(
+                    typed.contains(name) || typed.contains(base),
+                    "untyped sample {line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn serves_metrics_over_http() {
+        let st = status();
+        let addr = serve("127.0.0.1:0", Arc::new(move || st.clone())).unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(body.contains("trustfs_up 1"));
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /other HTTP/1.1\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    }
+}

@@ -1,0 +1,226 @@
+//! The status record a running mount publishes, and how `trustfs status` finds and judges it.
+//!
+//! Every mount writes `<runtime dir>/<instance>.json` (atomically, every few seconds and on every
+//! metadata change), where the runtime directory is `/run/trustfs` (or `$TRUSTFS_RUNTIME_DIR`) and
+//! the instance is the mountpoint escaped like `systemd-escape --path`. `trustfs status` lists the
+//! `fuse.trustfs` mounts of `/proc/self/mountinfo` and judges each by its record: verified (✔) only
+//! if the daemon is alive, its record is fresh, and the metadata it serves is trusted and unexpired
+//! right now.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::CountersSnapshot;
+use crate::schema::UtcTime;
+use crate::trust::TrustSummary;
+
+/// Seconds between status writes; a record older than [`STALE_AFTER`] means a stuck daemon.
+pub const WRITE_INTERVAL_SECS: u64 = 5;
+pub const STALE_AFTER: i64 = 60;
+
+/// The published state of one mount.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MountStatus {
+    pub pid: u32,
+    pub mountpoint: String,
+    /// Where metadata comes from (directory or URL).
+    pub repository: String,
+    /// Where content comes from (backing directory or targets URLs).
+    pub content: String,
+    pub started: String,
+    pub updated: String,
+    pub updated_unix: i64,
+    /// The daemon's own judgement: metadata trusted and unexpired at its last check.
+    pub verified: bool,
+    /// Why not verified (or the last failed refresh, while still verified).
+    pub problem: Option<String>,
+    pub metadata: TrustSummary,
+    pub targets: usize,
+    pub counters: CountersSnapshot,
+}
+
+/// `/run/trustfs`, or `$TRUSTFS_RUNTIME_DIR`.
+pub fn runtime_dir() -> PathBuf {
+    std::env::var_os("TRUSTFS_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/trustfs"))
+}
+
+/// `/mnt/trusted` → `mnt-trusted` (like `systemd-escape --path`, without the `\x` escapes).
+pub fn instance_name(mountpoint: &Path) -> String {
+    let s = mountpoint.to_string_lossy();
+    let name: String = s
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "root".into()
+    } else {
+        name
+    }
+}
+
+pub fn status_path(mountpoint: &Path) -> PathBuf {
+    runtime_dir().join(format!("{}.json", instance_name(mountpoint)))
+}
+
+/// Write `status` atomically (temporary file + rename), world-readable: it holds no secrets.
+pub fn write(status: &MountStatus) -> std::io::Result<()> {
+    let path = status_path(Path::new(&status.mountpoint));
+    let dir = runtime_dir();
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        instance_name(Path::new(&status.mountpoint)),
+        status.pid
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
+    drop(f);
+    std::fs::rename(tmp, path)
+}
+
+/// Remove the record of a mount that is shutting down.
+pub fn remove(mountpoint: &Path) {
+    let _ = std::fs::remove_file(status_path(mountpoint));
+}
+
+/// Mountpoints of `fuse.trustfs` mounts in `/proc/self/mountinfo`.
+pub fn trustfs_mounts() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            if fstype != "fuse.trustfs" {
+                return None;
+            }
+            left.split(' ')
+                .nth(4)
+                .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The verdict on one mount.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub mountpoint: String,
+    pub verified: bool,
+    /// Reasons it is not verified (empty when verified).
+    pub problems: Vec<String>,
+    pub status: Option<MountStatus>,
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Judge the mount at `mountpoint` now.
+pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
+    let mut problems = Vec::new();
+    let status: Option<MountStatus> = std::fs::read(status_path(mountpoint))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint);
+    match &status {
+        None => problems.push(format!(
+            "no status record at {} (no trustfs daemon serves this mount)",
+            status_path(mountpoint).display()
+        )),
+        Some(s) => {
+            if !pid_alive(s.pid) {
+                problems.push(format!("daemon pid {} is not running (stale mount)", s.pid));
+            } else if now.0 - s.updated_unix > STALE_AFTER {
+                problems.push(format!(
+                    "daemon pid {} has not updated its status since {}",
+                    s.pid, s.updated
+                ));
+            }
+            if !s.verified {
+                problems.push(
+                    s.problem
+                        .clone()
+                        .unwrap_or_else(|| "metadata is not trusted".into()),
+                );
+            }
+            let m = &s.metadata;
+            for (role, expires) in [
+                ("root", &m.root_expires),
+                ("timestamp", &m.timestamp_expires),
+                ("snapshot", &m.snapshot_expires),
+                ("targets", &m.targets_expires),
+            ] {
+                match UtcTime::parse(expires) {
+                    Ok(t) if t <= now => {
+                        problems.push(format!("{role} metadata expired at {expires}"))
+                    }
+                    Ok(_) => {}
+                    Err(_) => problems.push(format!("{role} metadata has no valid expiry")),
+                }
+            }
+        }
+    }
+    problems.dedup();
+    Verdict {
+        mountpoint: mountpoint.display().to_string(),
+        verified: problems.is_empty(),
+        problems,
+        status,
+    }
+}
+
+/// Seconds from `now` until `expires` (negative when past).
+pub fn seconds_until(expires: &str, now: UtcTime) -> Option<i64> {
+    UtcTime::parse(expires).ok().map(|t| t.0 - now.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names() {
+        assert_eq!(instance_name(Path::new("/mnt/trusted")), "mnt-trusted");
+        assert_eq!(instance_name(Path::new("/")), "root");
+        assert_eq!(instance_name(Path::new("/srv/a b/c")), "srv-a-b-c");
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/mnt/a\040b\134c"), "/mnt/a b\\c");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
+    }
+}
