@@ -3,7 +3,7 @@
 //! Every mount writes `<runtime dir>/<instance>.json` (atomically, every few seconds and on every
 //! metadata change), where the runtime directory is `/run/trustfs` (or `$TRUSTFS_RUNTIME_DIR`) and
 //! the instance is the mountpoint escaped like `systemd-escape --path`. `trustfs status` lists the
-//! `fuse.trustfs` mounts of `/proc/self/mountinfo` and judges each by its record: verified (✔) only
+//! trustfs mounts of `/proc/self/mountinfo` and judges each by its record: verified (✔) only
 //! if the daemon is alive, its record is fresh, and the metadata it serves is trusted and unexpired
 //! right now.
 
@@ -94,7 +94,8 @@ pub fn remove(mountpoint: &Path) {
     let _ = std::fs::remove_file(status_path(mountpoint));
 }
 
-/// Mountpoints of `fuse.trustfs` mounts in `/proc/self/mountinfo`.
+/// Mountpoints of trustfs mounts in `/proc/self/mountinfo`: type `fuse` with source `trustfs`
+/// (how the daemon mounts through mount(2)), or type `fuse.trustfs`.
 pub fn trustfs_mounts() -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
@@ -102,8 +103,9 @@ pub fn trustfs_mounts() -> Vec<PathBuf> {
     info.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split(' ').next()?;
-            if fstype != "fuse.trustfs" {
+            let mut fields = right.split(' ');
+            let (fstype, source) = (fields.next()?, fields.next()?);
+            if !(fstype == "fuse.trustfs" || (fstype == "fuse" && source == "trustfs")) {
                 return None;
             }
             left.split(' ')
