@@ -68,10 +68,16 @@ struct PyRepo {
 }
 
 fn python_tuf_repo(name: &str) -> PyRepo {
+    python_tuf_repo_with_keys(name, "ed25519")
+}
+
+fn python_tuf_repo_with_keys(name: &str, key_type: &str) -> PyRepo {
     let dir = TempDir::new(name);
     let out = dir.join("repo");
-    run(python_script("make_repo.py").arg(&out))
-        .expect_code(EXIT_OK, "make_repo.py (python-tuf) failed");
+    run(python_script("make_repo.py")
+        .arg(&out)
+        .args(["--key-type", key_type]))
+    .expect_code(EXIT_OK, "make_repo.py (python-tuf) failed");
     PyRepo {
         root: out.join("metadata/1.root.json"),
         metadata: out.join("metadata"),
@@ -202,6 +208,33 @@ fn python_tuf_repo_verifies() {
         "the summary line must start with ✔\n{}",
         human.describe()
     );
+}
+
+/// Real repositories (sigstore's, tuf-on-ci's) sign with ecdsa-sha2-nistp256; others with RSA-PSS.
+/// python-tuf's signers for each must verify, and a corrupted signature of each must not.
+#[test]
+fn python_tuf_repo_with_ecdsa_rsa_and_mixed_keys_verifies() {
+    for key_type in ["ecdsa", "rsa", "mixed"] {
+        let repo = python_tuf_repo_with_keys(&format!("keys-{key_type}"), key_type);
+        let json = verify(&repo, true);
+        json.expect_code(EXIT_OK, &format!("{key_type} keys must verify"));
+        assert_counts(&json.json(), &json, [PY_REPO_TARGETS.len() as u64, 0, 0, 0]);
+        // Flip one hex digit of the targets signature: the threshold is no longer met.
+        let path = repo.metadata.join("1.targets.json");
+        let mut md = read_json(&path);
+        let sig = md["signatures"][0]["sig"].as_str().unwrap().to_owned();
+        let flipped = format!(
+            "{}{}",
+            if sig.starts_with('0') { '1' } else { '0' },
+            &sig[1..]
+        );
+        md["signatures"][0]["sig"] = Value::String(flipped);
+        std::fs::write(&path, serde_json::to_vec_pretty(&md).unwrap()).unwrap();
+        verify(&repo, false).expect_code(
+            2,
+            &format!("{key_type}: a corrupted signature must be refused"),
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Create a small TUF repository with python-tuf's Metadata API.
 
-Usage: make_repo.py OUT_DIR [--meta-hashes]
+Usage: make_repo.py OUT_DIR [--meta-hashes] [--key-type ed25519|ecdsa|rsa|mixed]
 
 Writes:
   OUT_DIR/metadata/{1.root.json,root.json,1.targets.json,1.snapshot.json,timestamp.json}
@@ -11,7 +11,9 @@ Writes:
   OUT_DIR/keys/      the four ed25519 private keys (PKCS#8 PEM) and public keys (TUF JSON),
                      so tests can re-sign metadata if they need to.
 
-One fresh ed25519 key per top-level role, threshold 1, consistent snapshots on, 30 day expiry,
+One fresh key per top-level role (ed25519 by default; --key-type ecdsa gives
+ecdsa-sha2-nistp256 keys, rsa gives rsassa-pss-sha256 keys, mixed gives each role another type),
+threshold 1, consistent snapshots on, 30 day expiry,
 sha256 target hashes. With --meta-hashes, snapshot and timestamp also record length and sha256
 of the metadata they point to (optional in the spec; off by default like python-tuf's examples).
 Touches no network.
@@ -62,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--meta-hashes", action="store_true")
+    parser.add_argument("--key-type", default="ed25519", choices=["ed25519", "ecdsa", "rsa", "mixed"])
     args = parser.parse_args()
 
     out: Path = args.out_dir
@@ -75,7 +78,16 @@ def main() -> int:
         d.mkdir(parents=True, exist_ok=True)
 
     expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=30)
-    signers = {role: CryptoSigner.generate_ed25519() for role in ROLES}
+    generate = {
+        "ed25519": CryptoSigner.generate_ed25519,
+        "ecdsa": CryptoSigner.generate_ecdsa,
+        "rsa": CryptoSigner.generate_rsa,
+    }
+    if args.key_type == "mixed":
+        kinds = dict(zip(ROLES, ["ecdsa", "rsa", "ed25519", "ecdsa"]))
+    else:
+        kinds = {role: args.key_type for role in ROLES}
+    signers = {role: generate[kinds[role]]() for role in ROLES}
     for role, signer in signers.items():
         key_path = keys_dir / role
         key_path.write_bytes(signer.private_bytes)
