@@ -118,7 +118,7 @@ impl World {
         p
     }
 
-    fn args(&self, targets: &[String], metadata_url: &str) -> Vec<String> {
+    fn args(&self, targets: &[String], metadata_url: &str, state: &Path) -> Vec<String> {
         let mut a = vec![
             "mount".to_owned(),
             "--root".to_owned(),
@@ -132,7 +132,7 @@ impl World {
             a.push("--mirror".into());
             a.push(m.clone());
         }
-        for (flag, p) in [("--cache", &self.cache), ("--state-dir", &self.state)] {
+        for (flag, p) in [("--cache", self.cache.as_path()), ("--state-dir", state)] {
             a.push(flag.into());
             a.push(p.display().to_string());
         }
@@ -151,12 +151,25 @@ impl World {
         metadata_url: &str,
         extra: &[&str],
     ) -> Result<Daemon, (i32, String)> {
+        self.mount_at(targets, metadata_url, extra, &self.mnt, &self.state)
+    }
+
+    /// A daemon on another mountpoint and state dir (sharing the cache).
+    fn mount_at(
+        &self,
+        targets: &[String],
+        metadata_url: &str,
+        extra: &[&str],
+        mnt: &Path,
+        state: &Path,
+    ) -> Result<Daemon, (i32, String)> {
+        std::fs::create_dir_all(mnt).unwrap();
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.join(format!("daemon-{n}.log"));
         let child = Command::new(BIN)
-            .args(self.args(targets, metadata_url))
+            .args(self.args(targets, metadata_url, state))
             .args(extra)
-            .arg(&self.mnt)
+            .arg(mnt)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -164,12 +177,12 @@ impl World {
             .expect("spawn trustfs mount");
         let mut d = Daemon {
             child: Some(child),
-            mnt: self.mnt.clone(),
+            mnt: mnt.to_owned(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if is_mounted(&self.mnt) {
+            if is_mounted(mnt) {
                 return Ok(d);
             }
             if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
@@ -237,6 +250,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         lazy_umount(&self.mnt);
+        lazy_umount(&self.dir.join("mnt2"));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -772,4 +786,68 @@ fn remote_and_local_options_are_exclusive_and_documented() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn two_mounts_share_one_cache_and_never_evict_each_others_open_files() {
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.bin"), pattern(1 << 20, 200 + i)))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let w = World::new("shared", &refs, &[]);
+    let server = Nginx::start(&w.repo);
+    let (targets, meta) = (vec![server.url("targets")], server.url("metadata"));
+    let a = w
+        .mount_from(&targets, &meta, &["--cache-max-size", "2M"])
+        .unwrap();
+    let mnt2 = w.dir.join("mnt2");
+    let b = w
+        .mount_at(
+            &targets,
+            &meta,
+            &["--cache-max-size", "2M"],
+            &mnt2,
+            &w.dir.join("state2"),
+        )
+        .unwrap();
+    // A downloads f0 and keeps it open; B finds it in the cache without a request.
+    let mut held = File::open(w.at("f0.bin")).unwrap();
+    assert_eq!(std::fs::read(mnt2.join("f0.bin")).unwrap(), files[0].1);
+    assert_eq!(server.gets(".f0.bin"), 1);
+    // B's workload is three times the bound: it evicts, but never A's open object.
+    let f0_object = w.objects()[0].0.clone();
+    for (name, data) in &files[1..] {
+        assert_eq!(&std::fs::read(mnt2.join(name)).unwrap(), data);
+        assert!(
+            w.objects().iter().any(|(n, _)| *n == f0_object),
+            "evicted while open in the other mount: {:?}",
+            w.objects()
+        );
+    }
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).unwrap();
+    assert_eq!(got, files[0].1);
+    drop(held);
+    let log_b = b.stop();
+    assert!(log_b.contains("evicted"), "{log_b}");
+    a.stop();
+}
+
+#[test]
+fn cached_files_are_refused_once_the_trusted_metadata_expires() {
+    let w = World::new(
+        "expiring",
+        &[("a.txt", b"soon stale".to_vec())],
+        &["timestamp=6s"],
+    );
+    let expires = SystemTime::now() + Duration::from_secs(6);
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"soon stale");
+    wait_for("the timestamp to expire", || {
+        SystemTime::now() >= expires + Duration::from_secs(1)
+    });
+    assert_eq!(errno_of(std::fs::read(w.at("a.txt"))), libc::EACCES);
+    let log = d.stop();
+    assert!(log.contains("the trusted metadata expired"), "{log}");
 }
