@@ -90,7 +90,8 @@ pub struct Args {
     /// Serve reads in userspace even if the kernel supports FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,
-    /// FUSE worker threads (default: two per CPU, at least 4).
+    /// FUSE worker threads (default: two per CPU, at least 4; at least 16 for a remote mount,
+    /// where an open waiting for a download holds a worker).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Where to mount.

@@ -101,9 +101,12 @@ impl MountOptions {
         )
     }
 
-    /// A mount fed by remote mirrors through the verified cache, defaults for the rest.
+    /// A mount fed by remote mirrors through the verified cache, defaults for the rest. It gets
+    /// at least [`REMOTE_MIN_THREADS`] workers: an open waiting for a download holds one.
     pub fn remote(mountpoint: &Path, remote: RemoteOptions, state_dir: &Path) -> MountOptions {
-        Self::with_source(mountpoint, ContentSource::Remote(remote), state_dir)
+        let mut o = Self::with_source(mountpoint, ContentSource::Remote(remote), state_dir);
+        o.threads = o.threads.max(REMOTE_MIN_THREADS);
+        o
     }
 
     fn with_source(mountpoint: &Path, source: ContentSource, state_dir: &Path) -> MountOptions {
@@ -127,6 +130,11 @@ pub const DEFAULT_PASSTHROUGH_MIN_SIZE: u64 = 256 << 10;
 
 /// Default bound of the copy cache: 2 GiB.
 pub const DEFAULT_COPY_CACHE_MAX: u64 = 2 << 30;
+
+/// Default worker threads of a remote mount: opens of uncached files block a worker for the
+/// length of the download (and openers of the same file wait on it), so keep enough for
+/// lookups, listings and cached files to be served meanwhile.
+pub const REMOTE_MIN_THREADS: usize = 16;
 
 /// Worker threads: two per CPU, at least four, so one long first-open verification (a copy and a
 /// hash of a large file) does not stall every other request.

@@ -763,4 +763,13 @@ mod tests {
         let n3 = object_name(&a);
         assert!(n1 != n2 && n2 != n3 && n1 != n3);
     }
+
+    #[test]
+    fn temp_names_carry_their_writer() {
+        assert_eq!(temp_owner("tmp.1234.7"), Some(1234));
+        for bad in ["tmp.x.1", "tmp.12", "t-abc", "tmp.12.x", "xtmp.1.2"] {
+            assert_eq!(temp_owner(bad), None, "{bad}");
+        }
+        assert!(pid_alive(std::process::id()));
+    }
 }
