@@ -1,35 +1,78 @@
 //! `trustfs mount`: verify the metadata, then serve a verified, read-only view of a backing
-//! directory in the foreground until SIGINT/SIGTERM or an external `umount`.
+//! directory, or of a remote repository through a verified cache, in the foreground until
+//! SIGINT/SIGTERM or an external `umount`.
 //!
 //! Exit codes: 0 clean unmount; 2 the metadata cannot be trusted (nothing is mounted); 1 the mount
-//! itself failed (bad backing directory, mountpoint, no /dev/fuse, ...).
+//! itself failed (bad backing directory, cache, mountpoint, no /dev/fuse, ...); 64 the command
+//! line is wrong (e.g. `--backing` together with `--metadata-url`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
-use crate::fs::{self, MountOptions, Unregistered};
+use crate::fs::{self, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
-use crate::trust::{self, MetadataSource, TrustOptions};
+use crate::schema::UtcTime;
+use crate::trust::{self, MetadataSource, TrustOptions, TrustSummary};
 
-/// Mount a verified, read-only view of a backing directory.
+/// Mount a verified, read-only view of a backing directory or of a remote repository.
 ///
 /// Only files listed in the signed targets metadata, with matching length and hashes, can be
 /// opened; everything else gets "Permission denied" (EACCES) and one log line on stderr. Reads are
 /// served from a private verified copy, so changing a backing file after it was verified never
 /// changes what readers see. Runs in the foreground; SIGINT or SIGTERM unmounts and exits.
+///
+/// Local: --metadata METADATA_DIR --backing CONTENT_DIR.
+///
+/// Remote: --metadata-url URL --targets-url URL [--mirror URL ...] --cache DIR. The whole target
+/// tree is shown from the metadata at once; the first open of a file downloads it into the cache,
+/// verifying the signed length and every listed hash while it streams, and only a complete,
+/// verified file is ever given its cache name. Later opens use the cache without a request. If
+/// the repository is unreachable at start, the mount starts offline from the trusted metadata in
+/// --state-dir if it has not expired; cached files stay readable, uncached ones fail with EIO
+/// until a mirror answers again.
 #[derive(Parser, Debug)]
 pub struct Args {
     /// The trusted root metadata (root.json) you pinned; never taken from the repository.
     #[arg(long, value_name = "ROOT.json")]
     pub root: PathBuf,
-    /// Directory holding the repository metadata (timestamp.json, N.root.json, ...).
-    #[arg(long, value_name = "METADATA_DIR")]
-    pub metadata: PathBuf,
-    /// Directory holding the content (target files under their target paths).
-    #[arg(long, value_name = "CONTENT_DIR")]
-    pub backing: PathBuf,
+    /// Local: directory holding the repository metadata (timestamp.json, N.root.json, ...).
+    #[arg(
+        long,
+        value_name = "METADATA_DIR",
+        required_unless_present = "metadata_url",
+        requires = "backing",
+        conflicts_with = "metadata_url"
+    )]
+    pub metadata: Option<PathBuf>,
+    /// Local: directory holding the content (target files under their target paths).
+    #[arg(long, value_name = "CONTENT_DIR", requires = "metadata",
+          conflicts_with_all = ["metadata_url", "targets_url", "mirror", "cache", "cache_max_size"])]
+    pub backing: Option<PathBuf>,
+    /// Remote: base URL of the repository metadata (e.g. https://example.org/metadata/).
+    #[arg(long, value_name = "URL", requires_all = ["targets_url", "cache"])]
+    pub metadata_url: Option<String>,
+    /// Remote: base URL of the targets (files under their consistent-snapshot names
+    /// dir/<sha256>.<basename> if the root says so, else under their target paths).
+    #[arg(long, value_name = "URL", requires = "metadata_url")]
+    pub targets_url: Option<String>,
+    /// Remote: another targets base URL, tried after --targets-url (repeat for more, tried in
+    /// the order given). A base that cannot deliver (connection error, timeout, HTTP error or
+    /// 404) or delivers bytes that fail verification (wrong length or hash) is skipped for that
+    /// download and the next is tried; nothing it sent is kept. The open fails with EACCES if
+    /// every base that delivered sent wrong content, with EIO if none could deliver. Each first
+    /// open starts again with --targets-url.
+    #[arg(long, value_name = "URL", requires = "targets_url")]
+    pub mirror: Vec<String>,
+    /// Remote: the download cache (created 0700; objects 0400, named by the signed length and
+    /// hashes). Kept across restarts and shareable by several mounts of the same repository.
+    #[arg(long, value_name = "DIR", requires = "metadata_url")]
+    pub cache: Option<PathBuf>,
+    /// Remote: disk bound of the cache, e.g. 512M, 20G (least recently used objects that no
+    /// reader holds open are evicted). Default: unbounded.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache")]
+    pub cache_max_size: Option<u64>,
     /// Private state: metadata versions seen (rollback protection across restarts) and verified
     /// copies (`objects/`, cleared at start). Default: /var/lib/trustfs/<escaped mountpoint>.
     #[arg(long, value_name = "DIR")]
@@ -37,16 +80,18 @@ pub struct Args {
     /// Let every user (e.g. containers running as other uids) use the mount (allow_other).
     #[arg(long)]
     pub allow_other: bool,
-    /// Hide files the metadata does not list (instead of listing them and refusing opens).
-    #[arg(long)]
+    /// Local: hide files the metadata does not list (instead of listing them and refusing opens).
+    #[arg(long, conflicts_with = "metadata_url")]
     pub hide_unregistered: bool,
-    /// Disk bound for verified copies that are not currently open, e.g. 512M, 2G, 1T (LRU).
-    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size)]
+    /// Local: disk bound for verified copies that are not currently open, e.g. 512M, 2G, 1T (LRU).
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size,
+          conflicts_with = "metadata_url")]
     pub copy_cache_max: u64,
     /// Serve reads in userspace even if the kernel supports FUSE passthrough.
     #[arg(long)]
     pub no_passthrough: bool,
-    /// FUSE worker threads (default: two per CPU, at least 4).
+    /// FUSE worker threads (default: two per CPU, at least 4; at least 16 for a remote mount,
+    /// where an open waiting for a download holds a worker).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Where to mount.
@@ -119,12 +164,27 @@ pub fn run(args: Args) -> i32 {
         return super::EXIT_CONTENT;
     }
 
-    let trusted = match trust::load(&TrustOptions {
+    let source = match (&args.metadata, &args.metadata_url) {
+        (Some(dir), _) => MetadataSource::Dir(dir.clone()),
+        (None, Some(url)) => MetadataSource::Url(url.clone()),
+        // clap requires one of the two.
+        (None, None) => {
+            super::report_error("mount", &"--metadata or --metadata-url is required");
+            return super::EXIT_USAGE;
+        }
+    };
+    let trust_options = TrustOptions {
         trusted_root: args.root.clone(),
-        source: MetadataSource::Dir(args.metadata.clone()),
+        source,
         state_dir: Some(state_dir.clone()),
         now: SystemTime::now(),
-    }) {
+    };
+    let loaded = if args.metadata_url.is_some() {
+        trust::load_or_offline(&trust_options)
+    } else {
+        trust::load(&trust_options).map(|t| (t, false))
+    };
+    let (trusted, offline) = match loaded {
         Ok(t) => t,
         Err(e) => {
             super::report_error(
@@ -134,6 +194,13 @@ pub fn run(args: Args) -> i32 {
             return super::EXIT_METADATA;
         }
     };
+    if offline {
+        log_event!(
+            "metadata repository unreachable; starting OFFLINE from the metadata trusted earlier in {} (valid until {})",
+            state_dir.display(),
+            earliest_expiry(&trusted.summary).map_or_else(|| "?".into(), |t| t.to_string())
+        );
+    }
 
     // Block SIGINT/SIGTERM before any thread exists, so every thread inherits the mask and the
     // signals stay pending for `wait_signal` below instead of killing the process mid-mount.
@@ -145,7 +212,34 @@ pub fn run(args: Args) -> i32 {
         }
     };
 
-    let mut options = MountOptions::new(&mountpoint, &args.backing, &state_dir);
+    let (mut options, from) = match (&args.backing, &args.targets_url, &args.cache) {
+        (Some(backing), _, _) => (
+            MountOptions::new(&mountpoint, backing, &state_dir),
+            backing.display().to_string(),
+        ),
+        (None, Some(targets_url), Some(cache)) => {
+            let mut urls = vec![targets_url.clone()];
+            urls.extend(args.mirror.iter().cloned());
+            let from = urls.join(", ");
+            let remote = RemoteOptions {
+                targets_urls: urls,
+                cache_dir: cache.clone(),
+                cache_max: args.cache_max_size.unwrap_or(u64::MAX),
+                consistent_snapshot: trusted.summary.consistent_snapshot,
+            };
+            let mut o = MountOptions::remote(&mountpoint, remote, &state_dir);
+            // No live refresh yet: once the metadata trusted at start expires, opens are refused.
+            o.metadata_expires = earliest_expiry(&trusted.summary).map(system_time);
+            (o, from)
+        }
+        _ => {
+            super::report_error(
+                "mount",
+                &"give --backing, or --targets-url and --cache with --metadata-url",
+            );
+            return super::EXIT_USAGE;
+        }
+    };
     options.allow_other = args.allow_other;
     options.unregistered = if args.hide_unregistered {
         Unregistered::Hide
@@ -170,8 +264,7 @@ pub fn run(args: Args) -> i32 {
     };
     let s = &trusted.summary;
     log_event!(
-        "serving {targets} targets from {} at {} (root v{}, timestamp v{}, snapshot v{}, targets v{}); state in {}",
-        args.backing.display(),
+        "serving {targets} targets from {from} at {} (root v{}, timestamp v{}, snapshot v{}, targets v{}); state in {}",
         mountpoint.display(),
         s.root_version,
         s.timestamp_version,
@@ -200,6 +293,25 @@ pub fn run(args: Args) -> i32 {
             return super::EXIT_OK;
         }
     }
+}
+
+/// The earliest `expires` of the top-level roles the mount trusts.
+fn earliest_expiry(s: &TrustSummary) -> Option<UtcTime> {
+    [
+        &s.root_expires,
+        &s.timestamp_expires,
+        &s.snapshot_expires,
+        &s.targets_expires,
+    ]
+    .into_iter()
+    .filter_map(|t| UtcTime::parse(t).ok())
+    .min()
+}
+
+fn system_time(t: UtcTime) -> SystemTime {
+    u64::try_from(t.0).map_or(SystemTime::UNIX_EPOCH, |s| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    })
 }
 
 /// Block SIGINT and SIGTERM in the calling thread (and every thread it spawns later).

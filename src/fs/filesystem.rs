@@ -1,6 +1,12 @@
-//! The `fuser::Filesystem`: namespace from the backing tree, policy from the target index.
+//! The `fuser::Filesystem`: namespace from the backing tree (or, for a remote mount, from the
+//! target index alone), policy from the target index.
 //!
-//! - Namespace: the backing tree as it is. Directories are 0555; every other entry is shown as a
+//! - Remote mount ([`Content::Remote`]): the tree is derived from the target paths (directories
+//!   0555, files 0444 with their signed length) and shown in full before any content is fetched.
+//!   The first open of a file downloads it into the shared cache through `fetch.rs` (one download
+//!   per object, however many openers wait on it); later opens use the cached object. A fetch
+//!   failure is `EIO`, a verification failure `EACCES`. Everything below about reads applies.
+//! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other entry is shown as a
 //!   regular file 0444 (plus the backing file's execute bits), so an open of a symlink, FIFO,
 //!   socket or device reaches [`TrustFs::open`] and is refused with a reason, never followed.
 //!   Registered files report their signed length.
@@ -30,10 +36,12 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
 };
 
+use super::fetch::{fetch_into_cache, FetchFailure};
 use super::store::{object_name, ObjectStore};
 use super::{MountOptions, Stats, Unregistered};
 use crate::index::{TargetIndex, TargetInfo};
 use crate::log_event;
+use crate::source::remote::Mirrors;
 use crate::source::{is_plain_component, BackingDir, EntryKind, FileKey, SourceError, Stat};
 
 /// TTL for entries whose attributes come from signed metadata (and for directories).
@@ -57,6 +65,58 @@ struct Inodes {
 /// One listed directory entry: (inode, type, name).
 type DirEntry = (u64, FileType, OsString);
 
+/// Where the mount's namespace and bytes come from.
+pub(super) enum Content {
+    /// A local backing directory: its tree is the namespace; files are copied and verified.
+    Backing(BackingDir),
+    /// A remote repository: the namespace is derived from the index; files are fetched.
+    Remote {
+        mirrors: Mirrors,
+        /// Directory path ("" is the root) → its entries (name, is a directory).
+        tree: HashMap<OsString, Vec<(OsString, bool)>>,
+    },
+}
+
+impl Content {
+    /// The remote content: the directory tree every target path implies. A path that is both a
+    /// target and a directory of other targets is shown as the directory (and logged).
+    pub(super) fn remote(mirrors: Mirrors, index: &TargetIndex) -> Content {
+        let mut dirs: HashSet<OsString> = HashSet::from([OsString::new()]);
+        for (path, _) in index.iter() {
+            let p = path.as_str();
+            for (i, _) in p.match_indices('/') {
+                dirs.insert(OsString::from(&p[..i]));
+            }
+        }
+        let mut tree: HashMap<OsString, Vec<(OsString, bool)>> = HashMap::new();
+        let mut add = |path: &str, is_dir: bool| {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            tree.entry(OsString::from(parent))
+                .or_default()
+                .push((OsString::from(name), is_dir));
+        };
+        for dir in &dirs {
+            if let Some(d) = dir.to_str().filter(|d| !d.is_empty()) {
+                add(d, true);
+            }
+        }
+        for (path, _) in index.iter() {
+            if dirs.contains(OsStr::new(path.as_str())) {
+                log_event!("warning: target {path:?} is also a directory of other targets; shown as the directory");
+            } else {
+                add(path.as_str(), false);
+            }
+        }
+        for dir in dirs {
+            tree.entry(dir).or_default();
+        }
+        for entries in tree.values_mut() {
+            entries.sort();
+        }
+        Content::Remote { mirrors, tree }
+    }
+}
+
 /// An open file: the verified object it reads from.
 #[derive(Debug)]
 struct Handle {
@@ -68,7 +128,11 @@ struct Handle {
 }
 
 pub(super) struct TrustFs {
-    backing: BackingDir,
+    content: Content,
+    /// Attribute times of a remote mount's entries.
+    mount_time: SystemTime,
+    /// From then on, every open is refused (the trusted metadata expired).
+    metadata_expires: Option<SystemTime>,
     index: TargetIndex,
     /// Directories that contain at least one registered target (for `Hide`).
     registered_dirs: HashSet<OsString>,
@@ -122,7 +186,7 @@ impl TrustFs {
     pub(super) fn new(
         options: &MountOptions,
         index: TargetIndex,
-        backing: BackingDir,
+        content: Content,
         store: ObjectStore,
         stats: Arc<Stats>,
     ) -> TrustFs {
@@ -140,7 +204,9 @@ impl TrustFs {
         }));
         inodes.by_path.insert(OsString::new(), 1);
         TrustFs {
-            backing,
+            content,
+            mount_time: SystemTime::now(),
+            metadata_expires: options.metadata_expires,
             index,
             registered_dirs,
             unregistered: options.unregistered,
@@ -193,28 +259,38 @@ impl TrustFs {
         self.unregistered == Unregistered::Deny || self.registered_dirs.contains(path)
     }
 
-    /// Attributes of the entry at `path`, or None if it is hidden. Errors are errnos.
+    /// Attributes of the entry at `path`. Errors are errnos (`ENOENT` also for hidden entries).
     fn attr(&self, ino: u64, path: &OsStr) -> Result<(FileAttr, Duration), Errno> {
-        let stat: Stat = match self.backing.stat(path) {
+        let backing = match &self.content {
+            Content::Backing(b) => b,
+            Content::Remote { tree, .. } => {
+                let t = self.mount_time;
+                return if tree.contains_key(path) {
+                    Ok((
+                        file_attr(ino, FileType::Directory, 0, 0o555, t, t),
+                        LONG_TTL,
+                    ))
+                } else if let Some(info) = self.target(path) {
+                    let attr = file_attr(ino, FileType::RegularFile, info.length, 0o444, t, t);
+                    Ok((attr, LONG_TTL))
+                } else {
+                    Err(Errno::ENOENT)
+                };
+            }
+        };
+        let stat: Stat = match backing.stat(path) {
             Ok(s) => s,
             Err(e) => return Err(Errno::from_i32(e.errno())),
         };
-        let base = |kind: FileType, size: u64, perm: u16| FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: system_time(stat.mtime),
-            mtime: system_time(stat.mtime),
-            ctime: system_time(stat.ctime),
-            crtime: system_time(stat.mtime),
-            kind,
-            perm,
-            nlink: if kind == FileType::Directory { 2 } else { 1 },
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
+        let base = |kind: FileType, size: u64, perm: u16| {
+            file_attr(
+                ino,
+                kind,
+                size,
+                perm,
+                system_time(stat.mtime),
+                system_time(stat.ctime),
+            )
         };
         if stat.kind == EntryKind::Directory {
             if !self.visible_dir(path) {
@@ -240,6 +316,27 @@ impl TrustFs {
         }
     }
 
+    /// The entries of the directory at `path` (without `.` and `..`).
+    fn list(&self, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Errno> {
+        match &self.content {
+            Content::Backing(b) => b.list(path).map_err(|e| Errno::from_i32(e.errno())),
+            Content::Remote { tree, .. } => {
+                let entries = tree.get(path).ok_or(Errno::ENOENT)?;
+                Ok(entries
+                    .iter()
+                    .map(|(name, is_dir)| {
+                        let kind = if *is_dir {
+                            EntryKind::Directory
+                        } else {
+                            EntryKind::Regular
+                        };
+                        (name.clone(), kind)
+                    })
+                    .collect())
+            }
+        }
+    }
+
     fn deny(&self, req: &Request, path: &OsStr, why: &dyn std::fmt::Display) {
         self.stats.denied.fetch_add(1, Ordering::Relaxed);
         log_event!(
@@ -258,16 +355,30 @@ impl TrustFs {
             v.entry(name.clone()).or_default().clone()
         };
         let _serialized = lock(&gate);
+        let backing = match &self.content {
+            Content::Backing(b) => b,
+            Content::Remote { mirrors, .. } => {
+                // The cache is content-addressed by the signed length and hashes: an object
+                // under this name was verified against exactly this metadata.
+                if self.store.acquire(&name, info.length) {
+                    return Ok(name);
+                }
+                let p = path.to_str().ok_or(Refusal::Source(SourceError::BadName))?;
+                fetch_into_cache(mirrors, &self.store, p, info, &name).map_err(Refusal::Fetch)?;
+                self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                return Ok(name);
+            }
+        };
         // Fast path: an O_PATH probe and fstat identify the backing file's version; if that
         // version was verified into an object still in the store, nothing is read or hashed.
-        let probe = self.backing.stat(path).map_err(Refusal::Source)?;
+        let probe = backing.stat(path).map_err(Refusal::Source)?;
         if probe.kind == EntryKind::Regular {
             let records = lock(&self.records);
-            if records.get(&probe.key) == Some(&name) && self.store.acquire(&name) {
+            if records.get(&probe.key) == Some(&name) && self.store.acquire(&name, info.length) {
                 return Ok(name);
             }
         }
-        let src = self.backing.open_file(path).map_err(Refusal::Source)?;
+        let src = backing.open_file(path).map_err(Refusal::Source)?;
         let started = Instant::now();
         let method = self
             .store
@@ -333,6 +444,35 @@ impl TrustFs {
 enum Refusal {
     Source(SourceError),
     Store(super::store::StoreError),
+    Fetch(FetchFailure),
+}
+
+/// Attributes of a read-only entry owned by root.
+fn file_attr(
+    ino: u64,
+    kind: FileType,
+    size: u64,
+    perm: u16,
+    mtime: SystemTime,
+    ctime: SystemTime,
+) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime,
+        crtime: mtime,
+        kind,
+        perm,
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
 }
 
 impl Filesystem for TrustFs {
@@ -417,6 +557,18 @@ impl Filesystem for TrustFs {
             }
             return;
         };
+        if let Some(expires) = self.metadata_expires {
+            if SystemTime::now() >= expires {
+                let at = crate::fs::log::timestamp(expires);
+                self.deny(
+                    req,
+                    path,
+                    &format_args!("the trusted metadata expired at {at}"),
+                );
+                reply.error(Errno::EACCES);
+                return;
+            }
+        }
         let object = match self.verified_object(path, info) {
             Ok(o) => o,
             Err(Refusal::Source(SourceError::NotFound)) => {
@@ -431,6 +583,22 @@ impl Filesystem for TrustFs {
             Err(Refusal::Store(e)) => {
                 self.deny(req, path, &e);
                 reply.error(Errno::EACCES);
+                return;
+            }
+            Err(Refusal::Fetch(FetchFailure::Refused(why))) => {
+                self.deny(req, path, &why);
+                reply.error(Errno::EACCES);
+                return;
+            }
+            Err(Refusal::Fetch(FetchFailure::Unavailable(why))) => {
+                self.stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                log_event!(
+                    "EIO open {:?}: fetch failed: {why} (pid {}, uid {})",
+                    path,
+                    req.pid(),
+                    req.uid()
+                );
+                reply.error(Errno::EIO);
                 return;
             }
         };
@@ -553,10 +721,10 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
-        let entries = match self.backing.list(&node.path) {
+        let entries = match self.list(&node.path) {
             Ok(e) => e,
             Err(e) => {
-                reply.error(Errno::from_i32(e.errno()));
+                reply.error(e);
                 return;
             }
         };

@@ -1,26 +1,34 @@
-//! The read-only verified FUSE filesystem over a local backing directory.
+//! The read-only verified FUSE filesystem, over a local backing directory or a remote repository.
 //!
-//! [`spawn`] mounts a [`TargetIndex`] over a backing directory and returns a [`MountHandle`]; the
-//! `trustfs mount` command and the integration tests use the same entry point. What the mount
-//! guarantees (the one rule): no byte reaches a reader unless it belongs to a file whose length and
-//! every listed hash match the index — also after open, because reads are served from a private,
-//! verified copy in the [`store`], never from the backing file itself.
+//! [`spawn`] mounts a [`TargetIndex`] and returns a [`MountHandle`]; the `trustfs mount` command
+//! and the integration tests use the same entry point. Where content comes from is the
+//! [`ContentSource`]: a local backing directory (namespace from the directory, each file copied
+//! and verified at open), or HTTP mirrors of a remote repository (namespace from the index alone,
+//! each file downloaded and verified into a persistent cache at first open). What the mount
+//! guarantees either way (the one rule): no byte reaches a reader unless it belongs to a file whose
+//! length and every listed hash match the index — also after open, because reads are served from
+//! an immutable, verified object in the [`store`], never from the backing file or the network.
 //!
 //! - `filesystem.rs`: the `fuser::Filesystem` (inodes, lookup/readdir, open policy, reads).
-//! - `store.rs`: the content-addressed object store and the copy-and-hash pipeline.
+//! - `store.rs`: the content-addressed object store (the local mount's private copies, or the
+//!   remote mount's shared cache) and the copy-and-hash pipeline both fill it with.
+//! - `fetch.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).
 //! - `log.rs`: one timestamped line per event on stderr.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
 use crate::index::TargetIndex;
 use crate::log_event;
+use crate::source::remote::Mirrors;
 use crate::source::BackingDir;
 
+pub mod fetch;
 mod filesystem;
 pub mod log;
 pub mod store;
@@ -34,14 +42,37 @@ pub enum Unregistered {
     Hide,
 }
 
+/// Where the content of the mount comes from.
+#[derive(Clone, Debug)]
+pub enum ContentSource {
+    /// A local backing content directory; nothing outside it is ever opened. The namespace is the
+    /// directory's; verified copies go to `<state_dir>/objects` (cleared at start).
+    Backing(PathBuf),
+    /// A remote repository's targets over HTTP; the namespace is the target index alone.
+    Remote(RemoteOptions),
+}
+
+/// The remote side of a mount fed by HTTP mirrors.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// Targets base URLs, tried in this order (the targets URL first, then the mirrors).
+    pub targets_urls: Vec<String>,
+    /// The persistent, content-addressed download cache (shareable between mounts).
+    pub cache_dir: PathBuf,
+    /// Bound on the cache's bytes (LRU eviction of objects no reader holds open).
+    pub cache_max: u64,
+    /// The trusted root's `consistent_snapshot`: request `dir/<sha256>.<basename>` names.
+    pub consistent_snapshot: bool,
+}
+
 /// How the mount is set up.
 #[derive(Clone, Debug)]
 pub struct MountOptions {
     /// Where to mount.
     pub mountpoint: PathBuf,
-    /// The backing content directory; nothing outside it is ever opened.
-    pub backing: PathBuf,
-    /// Private state; verified copies go to `<state_dir>/objects` (cleared at start).
+    /// Where content comes from.
+    pub source: ContentSource,
+    /// Private state; the local mount's verified copies go to `<state_dir>/objects`.
     pub state_dir: PathBuf,
     /// Let every uid use the mount (`allow_other`), e.g. containers running as other users.
     pub allow_other: bool,
@@ -55,14 +86,33 @@ pub struct MountOptions {
     pub passthrough_min_size: u64,
     /// FUSE worker threads.
     pub threads: usize,
+    /// When the trusted metadata expires (the earliest `expires` of the roles it was built
+    /// from). From then on every open is refused with `EACCES`. None: not enforced after start.
+    pub metadata_expires: Option<SystemTime>,
 }
 
 impl MountOptions {
-    /// Defaults for everything but the three paths.
+    /// A local mount over `backing`, defaults for everything but the three paths.
     pub fn new(mountpoint: &Path, backing: &Path, state_dir: &Path) -> MountOptions {
+        Self::with_source(
+            mountpoint,
+            ContentSource::Backing(backing.to_owned()),
+            state_dir,
+        )
+    }
+
+    /// A mount fed by remote mirrors through the verified cache, defaults for the rest. It gets
+    /// at least [`REMOTE_MIN_THREADS`] workers: an open waiting for a download holds one.
+    pub fn remote(mountpoint: &Path, remote: RemoteOptions, state_dir: &Path) -> MountOptions {
+        let mut o = Self::with_source(mountpoint, ContentSource::Remote(remote), state_dir);
+        o.threads = o.threads.max(REMOTE_MIN_THREADS);
+        o
+    }
+
+    fn with_source(mountpoint: &Path, source: ContentSource, state_dir: &Path) -> MountOptions {
         MountOptions {
             mountpoint: mountpoint.to_owned(),
-            backing: backing.to_owned(),
+            source,
             state_dir: state_dir.to_owned(),
             allow_other: false,
             unregistered: Unregistered::Deny,
@@ -70,6 +120,7 @@ impl MountOptions {
             passthrough: true,
             passthrough_min_size: DEFAULT_PASSTHROUGH_MIN_SIZE,
             threads: default_threads(),
+            metadata_expires: None,
         }
     }
 }
@@ -79,6 +130,11 @@ pub const DEFAULT_PASSTHROUGH_MIN_SIZE: u64 = 256 << 10;
 
 /// Default bound of the copy cache: 2 GiB.
 pub const DEFAULT_COPY_CACHE_MAX: u64 = 2 << 30;
+
+/// Default worker threads of a remote mount: opens of uncached files block a worker for the
+/// length of the download (and openers of the same file wait on it), so keep enough for
+/// lookups, listings and cached files to be served meanwhile.
+pub const REMOTE_MIN_THREADS: usize = 16;
 
 /// Worker threads: two per CPU, at least four, so one long first-open verification (a copy and a
 /// hash of a large file) does not stall every other request.
@@ -96,6 +152,10 @@ pub struct Stats {
     pub denied: AtomicU64,
     /// Whether the kernel accepted FUSE passthrough at INIT.
     pub passthrough: AtomicBool,
+    /// Remote mount: targets downloaded and verified into the cache.
+    pub fetches: AtomicU64,
+    /// Remote mount: opens failed with EIO because no mirror could deliver.
+    pub fetch_failures: AtomicU64,
 }
 
 /// A running mount. Dropping it unmounts (lazily if busy).
@@ -115,6 +175,16 @@ impl MountHandle {
     /// Number of refused opens so far.
     pub fn denied(&self) -> u64 {
         self.stats.denied.load(Ordering::Relaxed)
+    }
+
+    /// Remote mount: number of targets downloaded into the cache so far.
+    pub fn fetches(&self) -> u64 {
+        self.stats.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Remote mount: number of opens that failed with EIO (no mirror could deliver).
+    pub fn fetch_failures(&self) -> u64 {
+        self.stats.fetch_failures.load(Ordering::Relaxed)
     }
 
     /// Whether reads are served by FUSE passthrough.
@@ -178,34 +248,49 @@ fn umount(path: &Path) -> io::Result<()> {
     Err(io::Error::other("mount stayed busy"))
 }
 
-/// Mount `index` over `options.backing` at `options.mountpoint`; returns once the kernel has
-/// completed the FUSE handshake.
+/// Mount `index` at `options.mountpoint` with content from `options.source`; returns once the
+/// kernel has completed the FUSE handshake.
 pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandle> {
-    let backing = BackingDir::open(&options.backing).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot open backing directory {}: {e}",
-                options.backing.display()
-            ),
-        )
-    })?;
     let stats = Arc::new(Stats::default());
-    let store = store::ObjectStore::create(
-        &options.state_dir.join("objects"),
-        options.copy_cache_max,
-        stats.clone(),
-    )
-    .map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot prepare object store under {}: {e}",
-                options.state_dir.display()
-            ),
-        )
-    })?;
-    let fs = filesystem::TrustFs::new(&options, index, backing, store, stats.clone());
+    let (content, store) = match &options.source {
+        ContentSource::Backing(path) => {
+            let backing = BackingDir::open(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open backing directory {}: {e}", path.display()),
+                )
+            })?;
+            let store = store::ObjectStore::create(
+                &options.state_dir.join("objects"),
+                options.copy_cache_max,
+                stats.clone(),
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot prepare object store under {}: {e}",
+                        options.state_dir.display()
+                    ),
+                )
+            })?;
+            (filesystem::Content::Backing(backing), store)
+        }
+        ContentSource::Remote(remote) => {
+            let mirrors = Mirrors::new(&remote.targets_urls, remote.consistent_snapshot)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let store =
+                store::ObjectStore::open_cache(&remote.cache_dir, remote.cache_max, stats.clone())
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot open cache {}: {e}", remote.cache_dir.display()),
+                        )
+                    })?;
+            (filesystem::Content::remote(mirrors, &index), store)
+        }
+    };
+    let fs = filesystem::TrustFs::new(&options, index, content, store, stats.clone());
 
     let mut config = Config::default();
     config.mount_options = vec![

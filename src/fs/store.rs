@@ -12,16 +12,30 @@
 //! temporary file renamed to its final, content-addressed name. The store is cleared when the
 //! daemon starts (verification records live in memory) and bounded by an LRU limit on objects that
 //! are not currently open.
+//!
+//! The same store, opened with [`ObjectStore::open_cache`], is the remote mount's download cache
+//! ([`StoreMode::SharedCache`]): filled from a stream ([`ObjectStore::fetch_and_store`], the same
+//! copy-and-hash pipeline), kept across restarts, and shareable by several daemons. What changes
+//! in that mode:
+//! - temporary files are `fsync`ed before the rename and the directory after it, so a crash or
+//!   `kill -9` leaves either the complete verified object or an unnamed-for-use `tmp.*` file;
+//! - each writer holds `flock(LOCK_EX)` on its temporary file; at start, `tmp.<pid>.*` files whose
+//!   lock is free and whose pid is dead are removed (a live writer of another daemon keeps its own);
+//! - an object in use is held with `flock(LOCK_SH)`; the evictor of any process takes
+//!   `LOCK_EX | LOCK_NB` before unlinking, so an open object is never evicted, by anyone;
+//! - LRU order is the object's mtime, touched at every use, so it is shared across processes;
+//!   the size bound is checked against a directory scan after every insert.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -42,7 +56,9 @@ pub enum StoreError {
     Mismatch(Mismatch),
     /// The backing file changed (size, times or identity) while it was being copied.
     ChangedWhileReading,
-    /// I/O error reading the backing file or writing the store.
+    /// I/O error reading the source (backing file or HTTP response body).
+    Read(io::Error),
+    /// I/O error writing the store (e.g. ENOSPC): the content was not judged.
     Io(io::Error),
 }
 
@@ -53,6 +69,7 @@ impl fmt::Display for StoreError {
             StoreError::ChangedWhileReading => {
                 f.write_str("backing file changed while it was being verified")
             }
+            StoreError::Read(e) => write!(f, "read error while verifying: {e}"),
             StoreError::Io(e) => write!(f, "I/O error while verifying: {e}"),
         }
     }
@@ -79,6 +96,8 @@ struct Entry {
     open: u64,
     /// Position in `lru` while `open == 0`.
     tick: u64,
+    /// Shared cache only: the object held with `flock(LOCK_SH)` while `open > 0`.
+    lock: Option<File>,
 }
 
 #[derive(Debug, Default)]
@@ -88,12 +107,25 @@ struct Inner {
     lru: BTreeMap<u64, String>,
     total: u64,
     tick: u64,
+    /// Shared cache only: the last scan ended above the bound (everything left was in use).
+    over: bool,
+}
+
+/// Whether the store outlives the daemon and can be shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    /// The local mount's private copies: cleared at start, accounted in memory only.
+    PrivateCleared,
+    /// The remote mount's download cache: kept across restarts, shareable between daemons
+    /// (flock on objects, LRU by mtime), fsynced before objects get their names.
+    SharedCache,
 }
 
 /// The object store under `<state-dir>/objects`.
 #[derive(Debug)]
 pub struct ObjectStore {
     dir: PathBuf,
+    mode: StoreMode,
     max_bytes: u64,
     inner: Mutex<Inner>,
     tmp_counter: AtomicU64,
@@ -123,11 +155,80 @@ impl ObjectStore {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(ObjectStore {
             dir: dir.to_owned(),
+            mode: StoreMode::PrivateCleared,
             max_bytes,
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
             stats,
         })
+    }
+
+    /// Open (or create, mode 0700) the persistent download cache `dir`. Nothing verified is
+    /// removed; temporary files of dead writers are; objects over `max_bytes` are evicted LRU.
+    pub fn open_cache(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<ObjectStore> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let meta = dir.symlink_metadata()?;
+        if !meta.is_dir() {
+            return Err(io::Error::other("cache path is not a directory"));
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let store = ObjectStore {
+            dir: dir.to_owned(),
+            mode: StoreMode::SharedCache,
+            max_bytes,
+            inner: Mutex::new(Inner::default()),
+            tmp_counter: AtomicU64::new(0),
+            stats,
+        };
+        let removed = store.remove_stale_temps()?;
+        if removed > 0 {
+            crate::log_event!(
+                "cache {}: removed {removed} partial download(s) left by a stopped daemon",
+                dir.display()
+            );
+        }
+        let mut inner = store.lock();
+        store.evict(&mut inner);
+        drop(inner);
+        Ok(store)
+    }
+
+    pub fn mode(&self) -> StoreMode {
+        self.mode
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Remove `tmp.<pid>.<n>` files whose writer is gone: its `flock` is free and its pid is not
+    /// alive. A writer that is alive (in this or another pid namespace) holds the lock.
+    fn remove_stale_temps(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(temp_owner) else {
+                continue;
+            };
+            if pid != std::process::id() && pid_alive(pid) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = open_nofollow(&path) else {
+                continue;
+            };
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+                && same_file(&file, &path)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -136,9 +237,28 @@ impl ObjectStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Mark `name` as in use if it exists; false if it was never stored or has been evicted.
-    pub fn acquire(&self, name: &str) -> bool {
+    /// Mark `name` (an object of `length` bytes) as in use if it exists; false if it was never
+    /// stored or has been evicted. In the shared cache the object on disk is looked up (another
+    /// daemon may have stored or evicted it), locked shared and its mtime touched (LRU).
+    pub fn acquire(&self, name: &str, length: u64) -> bool {
         let mut inner = self.lock();
+        if self.mode == StoreMode::SharedCache
+            && inner.objects.get(name).is_none_or(|e| e.open == 0)
+        {
+            return match self.lock_on_disk(name, length) {
+                Some(file) => {
+                    self.mark_open(&mut inner, name, length, file);
+                    true
+                }
+                None => {
+                    if let Some(e) = inner.objects.remove(name) {
+                        inner.total = inner.total.saturating_sub(e.size);
+                        inner.lru.remove(&e.tick);
+                    }
+                    false
+                }
+            };
+        }
         let Some(entry) = inner.objects.get_mut(name) else {
             return false;
         };
@@ -148,6 +268,54 @@ impl ObjectStore {
             inner.lru.remove(&tick);
         }
         true
+    }
+
+    /// Shared cache: open `name`, take `LOCK_SH`, check the name still links to that file and
+    /// its size is `length`; touch its mtime. None if it is not there (or being evicted).
+    fn lock_on_disk(&self, name: &str, length: u64) -> Option<File> {
+        let path = self.dir.join(name);
+        let file = open_nofollow(&path).ok()?;
+        flock(&file, libc::LOCK_SH).ok()?;
+        // After the lock: an evictor that unlinked it first has released its lock by now.
+        if !same_file(&file, &path) {
+            return None;
+        }
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() != length {
+            crate::log_event!(
+                "cache object {name} has {} bytes, expected {length}; not used",
+                meta.len()
+            );
+            return None;
+        }
+        let _ = file.set_modified(SystemTime::now());
+        Some(file)
+    }
+
+    /// Record `name` as stored and opened once more, holding `lock` (shared cache).
+    fn mark_open(&self, inner: &mut Inner, name: &str, size: u64, lock: File) {
+        if !inner.objects.contains_key(name) {
+            // Learned from disk (stored earlier, or by another daemon).
+            inner.total += size;
+            inner.objects.insert(
+                name.to_owned(),
+                Entry {
+                    size,
+                    open: 0,
+                    tick: 0,
+                    lock: None,
+                },
+            );
+        }
+        let Some(entry) = inner.objects.get_mut(name) else {
+            return;
+        };
+        entry.open += 1;
+        let tick = entry.tick;
+        if entry.open == 1 {
+            entry.lock = Some(lock);
+            inner.lru.remove(&tick);
+        }
     }
 
     /// Drop one use of `name`; evict least recently used unused objects over the limit.
@@ -161,12 +329,23 @@ impl ObjectStore {
         entry.open = entry.open.saturating_sub(1);
         if entry.open == 0 {
             entry.tick = tick;
+            // Shared cache: drop the LOCK_SH, so any daemon's evictor may take the object.
+            entry.lock = None;
             inner.lru.insert(tick, name.to_owned());
         }
-        self.evict(&mut inner);
+        match self.mode {
+            StoreMode::PrivateCleared => self.evict(&mut inner),
+            // A release frees space only if the last scan could not get under the bound.
+            StoreMode::SharedCache if inner.over => self.evict(&mut inner),
+            StoreMode::SharedCache => {}
+        }
     }
 
     fn evict(&self, inner: &mut Inner) {
+        if self.mode == StoreMode::SharedCache {
+            self.evict_shared(inner);
+            return;
+        }
         while inner.total > self.max_bytes {
             let Some((_, name)) = inner.lru.pop_first() else {
                 break;
@@ -176,6 +355,54 @@ impl ObjectStore {
             }
             let _ = std::fs::remove_file(self.dir.join(&name));
         }
+    }
+
+    /// Shared cache: scan the directory (objects of every daemon), oldest mtime first, and
+    /// unlink objects nobody holds (`LOCK_EX | LOCK_NB` succeeds) until under the bound.
+    fn evict_shared(&self, inner: &mut Inner) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut objects: Vec<(SystemTime, u64, String)> = Vec::new();
+        for entry in dir.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with("t-") {
+                continue;
+            }
+            if let Ok(meta) = entry.metadata() {
+                let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                objects.push((mtime, meta.len(), name));
+            }
+        }
+        let mut total: u64 = objects.iter().map(|o| o.1).sum();
+        objects.sort();
+        for (_, size, name) in objects {
+            if total <= self.max_bytes {
+                break;
+            }
+            if inner.objects.get(&name).is_some_and(|e| e.open > 0) {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            let Ok(file) = open_nofollow(&path) else {
+                continue;
+            };
+            // Held (LOCK_SH) by a reader in some daemon: in use, never evicted.
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !same_file(&file, &path) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= size;
+                if let Some(e) = inner.objects.remove(&name) {
+                    inner.lru.remove(&e.tick);
+                }
+                crate::log_event!("cache: evicted {name} ({size} bytes)");
+            }
+        }
+        inner.total = total;
+        inner.over = total > self.max_bytes;
     }
 
     /// Open a stored object for reading.
@@ -199,7 +426,7 @@ impl ObjectStore {
         info: &TargetInfo,
         name: &str,
     ) -> Result<CopyMethod, StoreError> {
-        let hasher = MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
+        MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
         if src.stat.key.size != info.length {
             // Cheap refusal: fstat already shows the length differs.
             return Err(StoreError::Mismatch(Mismatch::Length {
@@ -207,6 +434,37 @@ impl ObjectStore {
                 actual: src.stat.key.size,
             }));
         }
+        self.store_with(info, name, |tmp, hasher| self.fill(src, tmp, hasher, info))
+    }
+
+    /// Stream `reader` into the store, at most `info.length + 1` bytes (a source that sends more
+    /// is cut off and refused), hashing exactly the bytes written, and publish it as `name` only
+    /// if it matches `info`. `progress` sees the byte count after each chunk. On success the
+    /// object is acquired (call [`Self::release`]).
+    pub fn fetch_and_store(
+        &self,
+        reader: &mut dyn Read,
+        info: &TargetInfo,
+        name: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        self.store_with(info, name, |tmp, hasher| {
+            self.stats.hash_passes.fetch_add(1, Ordering::Relaxed);
+            let limit = info.length.saturating_add(1);
+            let hasher = copy_and_hash(reader, tmp, hasher, limit, progress)?;
+            hasher.check(info).map_err(StoreError::Mismatch)
+        })
+    }
+
+    /// Create a temporary file, let `fill` write and check it, then publish it as `name`
+    /// (fsynced first in the shared cache) and acquire it. On any error the temporary is removed.
+    fn store_with<T>(
+        &self,
+        info: &TargetInfo,
+        name: &str,
+        fill: impl FnOnce(&File, MultiHasher) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let hasher = MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.dir.join(format!("tmp.{}.{n}", std::process::id()));
         let tmp = OpenOptions::new()
@@ -217,23 +475,40 @@ impl ObjectStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp_path)
             .map_err(StoreError::Io)?;
-        let result = self.fill(src, &tmp, hasher, info);
-        let method = match result {
-            Ok(m) => m,
+        let shared = self.mode == StoreMode::SharedCache;
+        let result = (|| {
+            if shared {
+                // Marks the temporary as owned by a live writer (see remove_stale_temps).
+                flock(&tmp, libc::LOCK_EX).map_err(StoreError::Io)?;
+            }
+            let out = fill(&tmp, hasher)?;
+            if shared {
+                tmp.sync_all().map_err(StoreError::Io)?;
+            }
+            Ok(out)
+        })();
+        let out = match result {
+            Ok(out) => out,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp_path);
                 return Err(e);
             }
         };
-        drop(tmp);
         let mut inner = self.lock();
-        if inner.objects.contains_key(name) {
+        if shared {
+            return self
+                .publish_shared(&mut inner, &tmp_path, tmp, info, name)
+                .map(|()| out);
+        }
+        let known = inner.objects.contains_key(name);
+        if known {
             // Another open stored the same content first; keep that one.
             let _ = std::fs::remove_file(&tmp_path);
         } else if let Err(e) = std::fs::rename(&tmp_path, self.dir.join(name)) {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(StoreError::Io(e));
-        } else {
+        }
+        if !known {
             inner.total += info.length;
             inner.objects.insert(
                 name.to_owned(),
@@ -241,6 +516,7 @@ impl ObjectStore {
                     size: info.length,
                     open: 0,
                     tick: 0,
+                    lock: None,
                 },
             );
         }
@@ -251,7 +527,43 @@ impl ObjectStore {
                 inner.lru.remove(&tick);
             }
         }
-        Ok(method)
+        Ok(out)
+    }
+
+    /// Shared cache: give the verified, fsynced temporary its name and acquire it. If the object
+    /// is already there (stored by another daemon meanwhile) that one is used and ours dropped.
+    fn publish_shared(
+        &self,
+        inner: &mut Inner,
+        tmp_path: &Path,
+        tmp: File,
+        info: &TargetInfo,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(existing) = self.lock_on_disk(name, info.length) {
+            let _ = std::fs::remove_file(tmp_path);
+            self.mark_open(inner, name, info.length, existing);
+            return Ok(());
+        }
+        if let Err(e) = std::fs::rename(tmp_path, self.dir.join(name)) {
+            let _ = std::fs::remove_file(tmp_path);
+            return Err(StoreError::Io(e));
+        }
+        // Make the name durable; a crash before this leaves no name, never a partial object.
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        // Keep the new object held (LOCK_SH replaces the writer's LOCK_EX) so no evictor takes
+        // it before the caller uses it.
+        flock(&tmp, libc::LOCK_SH).map_err(StoreError::Io)?;
+        if let Some(e) = inner.objects.remove(name) {
+            // A stale record of an object evicted meanwhile.
+            inner.total = inner.total.saturating_sub(e.size);
+            inner.lru.remove(&e.tick);
+        }
+        self.mark_open(inner, name, info.length, tmp);
+        self.evict(inner);
+        Ok(())
     }
 
     fn fill(
@@ -267,11 +579,11 @@ impl ObjectStore {
             (hash_file(tmp, hasher, limit)?, CopyMethod::Reflink)
         } else {
             (
-                copy_and_hash(&src.file, tmp, hasher, limit)?,
+                copy_and_hash(&mut &src.file, tmp, hasher, limit, &mut |_| {})?,
                 CopyMethod::Copy,
             )
         };
-        let after = fstat(std::os::fd::AsFd::as_fd(&src.file)).map_err(StoreError::Io)?;
+        let after = fstat(src.file.as_fd()).map_err(StoreError::Read)?;
         if after.key != src.stat.key {
             return Err(StoreError::ChangedWhileReading);
         }
@@ -304,39 +616,40 @@ fn hash_file(file: &File, mut hasher: MultiHasher, limit: u64) -> Result<MultiHa
             Ok(0) => return Ok(hasher),
             Ok(n) => hasher.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(StoreError::Io(e)),
+            Err(e) => return Err(StoreError::Read(e)),
         }
     }
 }
 
-fn read_some(mut src: &File, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match src.read(buf) {
+/// Fill `buf` from `src` as far as it goes; fewer bytes only at end of stream.
+fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            Err(e) => return Err(e),
         }
     }
+    Ok(filled)
 }
 
 /// Copy at most `limit` bytes of `src` to `dst`; hash the same buffers on a second thread.
+/// `progress` is called with the bytes copied so far after each chunk.
 fn copy_and_hash(
-    src: &File,
+    src: &mut dyn Read,
     mut dst: &File,
     mut hasher: MultiHasher,
     limit: u64,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<MultiHasher, StoreError> {
     if limit <= CHUNK as u64 {
         let mut buf = vec![0u8; limit as usize];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = read_some(src, &mut buf[filled..]).map_err(StoreError::Io)?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
+        let filled = read_full(src, &mut buf).map_err(StoreError::Read)?;
         dst.write_all(&buf[..filled]).map_err(StoreError::Io)?;
         hasher.update(&buf[..filled]);
+        progress(filled as u64);
         return Ok(hasher);
     }
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
@@ -362,12 +675,13 @@ fn copy_and_hash(
                     return Err(StoreError::Io(io::Error::other("hashing thread stopped")));
                 };
                 let want = (limit - copied).min(CHUNK as u64) as usize;
-                let n = read_some(src, &mut buf[..want]).map_err(StoreError::Io)?;
+                let n = read_full(src, &mut buf[..want]).map_err(StoreError::Read)?;
                 if n == 0 {
                     break;
                 }
                 dst.write_all(&buf[..n]).map_err(StoreError::Io)?;
                 copied += n as u64;
+                progress(copied);
                 if full_tx.send((buf, n)).is_err() {
                     return Err(StoreError::Io(io::Error::other("hashing thread stopped")));
                 }
@@ -380,6 +694,54 @@ fn copy_and_hash(
             .map_err(|_| StoreError::Io(io::Error::other("hashing thread panicked")))?;
         copy_result.map(|()| hasher)
     })
+}
+
+/// The writer pid of a temporary file name `tmp.<pid>.<n>`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("tmp.")?;
+    let (pid, n) = rest.split_once('.')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Is there a process `pid` (in our pid namespace)? `kill(pid, 0)` fails with ESRCH if not.
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission; no signal is sent.
+    let ret = unsafe { libc::kill(pid, 0) };
+    ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
+fn flock(file: &File, op: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is live for the duration of the call; flock takes no memory.
+        let ret = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Does `path` still name the open `file` (same device and inode)?
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), path.symlink_metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -400,5 +762,14 @@ mod tests {
         a.hashes.insert("sha512".into(), vec![2; 64]);
         let n3 = object_name(&a);
         assert!(n1 != n2 && n2 != n3 && n1 != n3);
+    }
+
+    #[test]
+    fn temp_names_carry_their_writer() {
+        assert_eq!(temp_owner("tmp.1234.7"), Some(1234));
+        for bad in ["tmp.x.1", "tmp.12", "t-abc", "tmp.12.x", "xtmp.1.2"] {
+            assert_eq!(temp_owner(bad), None, "{bad}");
+        }
+        assert!(pid_alive(std::process::id()));
     }
 }

@@ -1,4 +1,5 @@
-//! Where bytes come from: the local backing directory, opened beneath its root only.
+//! Where bytes come from: the local backing directory, opened beneath its root only (this file),
+//! or HTTP mirrors of a remote repository ([`remote`]).
 //!
 //! Every path is resolved with `openat2(2)` relative to a directory fd of the backing root, with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: no `..` escape, no symlink (in
@@ -17,6 +18,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+pub mod remote;
 
 /// `RESOLVE_NO_MAGICLINKS` (linux/openat2.h); spelled out in case the libc crate lacks it.
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;

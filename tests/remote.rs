@@ -1,0 +1,853 @@
+//! The remote mount (`trustfs mount --metadata-url … --targets-url … --cache …`) against a real
+//! nginx on 127.0.0.1, on repositories made by `trustfs repo init` / `repo add`. Needs root,
+//! /dev/fuse and /usr/sbin/nginx; fails, never skips, without them. Each test is named after the
+//! threat or failure it stages. No test passes or fails on wall-clock time; waits are bounded
+//! waits for a condition.
+
+#[path = "common/mount.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "support/http.rs"]
+mod http;
+#[path = "common/nginx.rs"]
+mod nginx;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{is_mounted, lazy_umount, pattern, require_fuse};
+use nginx::{free_port, Nginx};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+
+/// A repository made by the trustfs binary, plus the client side's directories; removed on drop.
+struct World {
+    dir: PathBuf,
+    repo: PathBuf,
+    content: PathBuf,
+    keys: PathBuf,
+    mnt: PathBuf,
+    state: PathBuf,
+    cache: PathBuf,
+    starts: AtomicU64,
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run trustfs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl World {
+    /// A repository whose targets are `files` (path → bytes), roles expiring per `expires`.
+    fn new(tag: &str, files: &[(&str, Vec<u8>)], expires: &[&str]) -> World {
+        require_fuse();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "trustfs-remote-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let w = World {
+            repo: dir.join("repo"),
+            content: dir.join("content"),
+            keys: dir.join("keys"),
+            mnt: dir.join("mnt"),
+            state: dir.join("state"),
+            cache: dir.join("cache"),
+            dir,
+            starts: AtomicU64::new(0),
+        };
+        std::fs::create_dir_all(&w.content).unwrap();
+        std::fs::create_dir_all(&w.mnt).unwrap();
+        for (path, data) in files {
+            let p = w.content.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        let exp: Vec<String> = expires
+            .iter()
+            .flat_map(|e| ["--expires".to_owned(), (*e).to_owned()])
+            .collect();
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "init"])
+                .arg(&w.repo)
+                .arg("--keys")
+                .arg(&w.keys)
+                .args(&exp),
+        );
+        w.publish(&exp);
+        w
+    }
+
+    /// `trustfs repo add` of the content directory (a new targets/snapshot/timestamp version).
+    fn publish(&self, exp: &[String]) {
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "add"])
+                .arg(&self.repo)
+                .arg(&self.content)
+                .arg("--keys")
+                .arg(&self.keys)
+                .args(exp),
+        );
+    }
+
+    /// The file the server holds for target `path` (its consistent-snapshot name).
+    fn server_file(&self, path: &str, data: &[u8]) -> PathBuf {
+        let hash = hex::encode(Sha256::digest(data));
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        let p = self
+            .repo
+            .join("targets")
+            .join(dir)
+            .join(format!("{hash}.{base}"));
+        assert!(p.is_file(), "{} missing on the server", p.display());
+        p
+    }
+
+    fn args(&self, targets: &[String], metadata_url: &str, state: &Path) -> Vec<String> {
+        let mut a = vec![
+            "mount".to_owned(),
+            "--root".to_owned(),
+            self.repo.join("metadata/1.root.json").display().to_string(),
+            "--metadata-url".to_owned(),
+            metadata_url.to_owned(),
+            "--targets-url".to_owned(),
+            targets[0].clone(),
+        ];
+        for m in &targets[1..] {
+            a.push("--mirror".into());
+            a.push(m.clone());
+        }
+        for (flag, p) in [("--cache", self.cache.as_path()), ("--state-dir", state)] {
+            a.push(flag.into());
+            a.push(p.display().to_string());
+        }
+        a
+    }
+
+    /// Start the daemon serving from `server`; Err(exit code, log) if it exits instead.
+    fn mount(&self, server: &Nginx, extra: &[&str]) -> Result<Daemon, (i32, String)> {
+        let targets = vec![server.url("targets")];
+        self.mount_from(&targets, &server.url("metadata"), extra)
+    }
+
+    fn mount_from(
+        &self,
+        targets: &[String],
+        metadata_url: &str,
+        extra: &[&str],
+    ) -> Result<Daemon, (i32, String)> {
+        self.mount_at(targets, metadata_url, extra, &self.mnt, &self.state)
+    }
+
+    /// A daemon on another mountpoint and state dir (sharing the cache).
+    fn mount_at(
+        &self,
+        targets: &[String],
+        metadata_url: &str,
+        extra: &[&str],
+        mnt: &Path,
+        state: &Path,
+    ) -> Result<Daemon, (i32, String)> {
+        std::fs::create_dir_all(mnt).unwrap();
+        let n = self.starts.fetch_add(1, Ordering::Relaxed);
+        let log = self.dir.join(format!("daemon-{n}.log"));
+        let child = Command::new(BIN)
+            .args(self.args(targets, metadata_url, state))
+            .args(extra)
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn trustfs mount");
+        let mut d = Daemon {
+            child: Some(child),
+            mnt: mnt.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if is_mounted(mnt) {
+                return Ok(d);
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                d.child = None;
+                return Err((st.code().unwrap_or(-1), d.log()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.mnt.join(path)
+    }
+
+    /// Cache entries: (name, size).
+    fn cache_entries(&self) -> Vec<(String, u64)> {
+        let Ok(rd) = std::fs::read_dir(&self.cache) else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = rd
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().map(|m| m.len()).unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn objects(&self) -> Vec<(String, u64)> {
+        let mut v = self.cache_entries();
+        v.retain(|(n, _)| n.starts_with("t-"));
+        v
+    }
+
+    fn temps(&self) -> Vec<(String, u64)> {
+        let mut v = self.cache_entries();
+        v.retain(|(n, _)| n.starts_with("tmp."));
+        v
+    }
+
+    fn state_files(&self) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(&self.state)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        lazy_umount(&self.mnt);
+        lazy_umount(&self.dir.join("mnt2"));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `trustfs mount`; SIGTERM (then SIGKILL) and a lazy unmount on drop.
+struct Daemon {
+    child: Option<Child>,
+    mnt: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with our own child's pid and a valid signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().unwrap();
+            assert_eq!(st.code(), Some(0), "daemon exit: {}", self.log());
+        }
+        self.log()
+    }
+
+    /// SIGKILL, as a crash would; the dead mount is detached.
+    fn kill9(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        lazy_umount(&self.mnt);
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with our own child's pid and a valid signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        lazy_umount(&self.mnt);
+    }
+}
+
+fn errno_of(r: std::io::Result<Vec<u8>>) -> i32 {
+    match r {
+        Ok(_) => panic!("read succeeded, expected an error"),
+        Err(e) => e.raw_os_error().expect("an OS error"),
+    }
+}
+
+/// Wait (bounded) for `cond`.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().to_vec());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[test]
+fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
+    let big = pattern(700_000, 1);
+    let w = World::new(
+        "tree",
+        &[
+            ("a.txt", b"hello remote\n".to_vec()),
+            ("dir/sub/big.bin", big.clone()),
+            ("dir/c.txt", b"c".to_vec()),
+        ],
+        &[],
+    );
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    // The tree, sizes and modes come from the metadata; no target was requested yet.
+    let mut names: Vec<String> = std::fs::read_dir(w.at("dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["c.txt", "sub"]);
+    let meta = std::fs::metadata(w.at("dir/sub/big.bin")).unwrap();
+    assert_eq!(meta.len(), big.len() as u64);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+    let dmeta = std::fs::metadata(w.at("dir/sub")).unwrap();
+    assert!(dmeta.is_dir());
+    assert_eq!(dmeta.permissions().mode() & 0o777, 0o555);
+    assert_eq!(server.gets(".big.bin"), 0);
+    assert!(w.objects().is_empty());
+    assert_eq!(
+        errno_of(std::fs::read(w.at("nope"))),
+        libc::ENOENT,
+        "unlisted names do not exist"
+    );
+
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"hello remote\n");
+    assert_eq!(std::fs::read(w.at("dir/sub/big.bin")).unwrap(), big);
+    assert_eq!(server.gets(".big.bin"), 1);
+    // Later opens come from the cache without a request.
+    assert_eq!(std::fs::read(w.at("dir/sub/big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"hello remote\n");
+    assert_eq!(server.gets(".big.bin"), 1);
+    assert_eq!(server.gets(".a.txt"), 1);
+    // The cache: root-only directory, read-only objects, nothing temporary left.
+    let cmode = std::fs::metadata(&w.cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(cmode, 0o700);
+    assert_eq!(w.objects().len(), 2);
+    for (name, _) in w.objects() {
+        let m = std::fs::metadata(w.cache.join(name)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o400);
+    }
+    assert!(w.temps().is_empty());
+    assert_eq!(
+        errno_of(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(w.at("a.txt"))
+                .map(|_| Vec::new())
+        ),
+        libc::EROFS
+    );
+    let log = d.stop();
+    assert!(log.contains("fetched \"dir/sub/big.bin\""), "{log}");
+
+    // Persistent across restarts: a new daemon serves the cached file without a request.
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("dir/sub/big.bin")).unwrap(), big);
+    assert_eq!(server.gets(".big.bin"), 1);
+    d.stop();
+}
+
+#[test]
+fn tampered_target_on_the_server_is_refused_and_never_cached() {
+    let data = pattern(400_000, 2);
+    let w = World::new("tampered", &[("app/tool.bin", data.clone())], &[]);
+    let mut evil = data.clone();
+    evil[1000] ^= 0xff;
+    std::fs::write(w.server_file("app/tool.bin", &data), &evil).unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    for _ in 0..2 {
+        assert_eq!(errno_of(std::fs::read(w.at("app/tool.bin"))), libc::EACCES);
+    }
+    assert!(w.objects().is_empty(), "{:?}", w.cache_entries());
+    assert!(w.temps().is_empty(), "{:?}", w.cache_entries());
+    // Not cached as a refusal either: each open asks again.
+    assert_eq!(server.gets(".tool.bin"), 2);
+    let log = d.stop();
+    assert!(
+        log.contains("DENY open \"app/tool.bin\"") && log.contains("sha256 mismatch"),
+        "{log}"
+    );
+}
+
+#[test]
+fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
+    let data = pattern(100_000, 3);
+    let w = World::new("endless", &[("f.bin", data.clone())], &[]);
+    // nginx: the server's file is the signed content followed by 64 MiB more.
+    let server_path = w.server_file("f.bin", &data);
+    let mut longer = data.clone();
+    longer.extend(std::iter::repeat_n(b'x', 64 << 20));
+    std::fs::write(&server_path, &longer).unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(errno_of(std::fs::read(w.at("f.bin"))), libc::EACCES);
+    assert!(w.objects().is_empty() && w.temps().is_empty());
+    let log = d.stop();
+    assert!(log.contains("DENY open \"f.bin\""), "{log}");
+    // Cut off: nginx logs the bytes it managed to send before the client hung up.
+    wait_for("nginx to log the request", || server.gets(".f.bin") == 1);
+    let line = server
+        .access_log()
+        .into_iter()
+        .find(|l| l.contains(".f.bin"))
+        .unwrap();
+    let sent: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(sent < longer.len() as u64, "whole body was sent: {line}");
+
+    // A server with no Content-Length that never stops: read up to the signed length + 1, cut.
+    let endless = http::HttpServer::serve(w.repo.clone());
+    let name = w
+        .server_file("f.bin", &data)
+        .strip_prefix(&w.repo)
+        .unwrap()
+        .display()
+        .to_string();
+    endless.set(&name, http::Behaviour::Endless);
+    let d = w
+        .mount_from(&[endless.url("targets")], &endless.url("metadata"), &[])
+        .unwrap();
+    assert_eq!(errno_of(std::fs::read(w.at("f.bin"))), libc::EACCES);
+    assert!(w.objects().is_empty() && w.temps().is_empty());
+    let log = d.stop();
+    assert!(log.contains("content is longer"), "{log}");
+}
+
+#[test]
+fn older_timestamp_from_the_server_is_refused_at_mount_and_state_is_unchanged() {
+    let w = World::new("rollback", &[("a.txt", b"v1".to_vec())], &[]);
+    let old_timestamp = std::fs::read(w.repo.join("metadata/timestamp.json")).unwrap();
+    std::fs::write(w.content.join("a.txt"), b"v2").unwrap();
+    w.publish(&[]);
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"v2");
+    d.stop();
+    let before = w.state_files();
+    assert!(before.contains_key("timestamp.json"), "{:?}", before.keys());
+    std::fs::write(w.repo.join("metadata/timestamp.json"), &old_timestamp).unwrap();
+    let (code, log) = w
+        .mount(&server, &[])
+        .err()
+        .expect("mounted with an old timestamp");
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("refusing to mount"), "{log}");
+    assert!(!is_mounted(&w.mnt));
+    assert_eq!(w.state_files(), before, "state files changed");
+}
+
+#[test]
+fn expired_metadata_from_the_server_is_refused_at_mount() {
+    let w = World::new("expired", &[("a.txt", b"x".to_vec())], &["timestamp=1s"]);
+    let until = SystemTime::now() + Duration::from_secs(2);
+    wait_for("the timestamp to expire", || SystemTime::now() >= until);
+    let server = Nginx::start(&w.repo);
+    let (code, log) = w
+        .mount(&server, &[])
+        .err()
+        .expect("mounted expired metadata");
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("expired"), "{log}");
+    assert!(!is_mounted(&w.mnt));
+}
+
+#[test]
+fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a.bin", pattern(500_000, 4)),
+        ("b.bin", pattern(600_000, 5)),
+        ("c.txt", b"small c".to_vec()),
+    ];
+    let w = World::new("offline", &files, &[]);
+    let mut server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
+    server.stop();
+    assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
+    assert_eq!(errno_of(std::fs::read(w.at("b.bin"))), libc::EIO);
+    server.start_again();
+    assert_eq!(std::fs::read(w.at("b.bin")).unwrap(), files[1].1);
+    let log = d.stop();
+    assert!(log.contains("EIO open \"b.bin\": fetch failed"), "{log}");
+    assert!(!log.contains("DENY"), "{log}");
+
+    // Start with the repository unreachable: offline from the trusted state, same rules.
+    server.stop();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
+    assert_eq!(std::fs::read(w.at("b.bin")).unwrap(), files[1].1);
+    assert_eq!(errno_of(std::fs::read(w.at("c.txt"))), libc::EIO);
+    server.start_again();
+    assert_eq!(std::fs::read(w.at("c.txt")).unwrap(), b"small c");
+    let log = d.stop();
+    assert!(log.contains("OFFLINE"), "{log}");
+}
+
+#[test]
+fn broken_first_mirror_falls_over_to_the_next() {
+    let data = pattern(300_000, 6);
+    let w = World::new(
+        "mirrors",
+        &[("m/f.bin", data.clone()), ("g.txt", b"g".to_vec())],
+        &[],
+    );
+    let good = Nginx::start(&w.repo);
+    // A copy of the repository whose target bytes are wrong.
+    let bad_root = w.dir.join("bad-repo");
+    run_ok(Command::new("cp").arg("-a").arg(&w.repo).arg(&bad_root));
+    let bad_file = bad_root.join(
+        w.server_file("m/f.bin", &data)
+            .strip_prefix(&w.repo)
+            .unwrap(),
+    );
+    let mut evil = data.clone();
+    evil[0] ^= 1;
+    std::fs::write(&bad_file, &evil).unwrap();
+    let bad = Nginx::start(&bad_root);
+    let dead = format!("http://127.0.0.1:{}/targets", free_port());
+
+    // 1. Nothing listening on the first base.
+    let d = w
+        .mount_from(
+            &[dead.clone(), good.url("targets")],
+            &good.url("metadata"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(std::fs::read(w.at("m/f.bin")).unwrap(), data);
+    assert_eq!(std::fs::read(w.at("g.txt")).unwrap(), b"g");
+    let log = d.stop();
+    assert!(log.contains("trying the next mirror"), "{log}");
+    std::fs::remove_dir_all(&w.cache).unwrap();
+
+    // 2. The first base serves wrong bytes: refused, not cached, the next one is used.
+    let d = w
+        .mount_from(
+            &[bad.url("targets"), dead.clone(), good.url("targets")],
+            &good.url("metadata"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(std::fs::read(w.at("m/f.bin")).unwrap(), data);
+    assert_eq!(
+        sha256_of(&w.at("m/f.bin")).unwrap(),
+        Sha256::digest(&data).to_vec()
+    );
+    assert_eq!(bad.gets(".f.bin"), 1);
+    let log = d.stop();
+    assert!(log.contains("content refused"), "{log}");
+    std::fs::remove_dir_all(&w.cache).unwrap();
+
+    // 3. Only wrong bytes anywhere: EACCES (a verification failure, not EIO).
+    let d = w
+        .mount_from(&[dead, bad.url("targets")], &good.url("metadata"), &[])
+        .unwrap();
+    assert_eq!(errno_of(std::fs::read(w.at("m/f.bin"))), libc::EACCES);
+    assert!(w.objects().is_empty());
+    d.stop();
+}
+
+#[test]
+fn kill9_mid_download_leaves_no_partial_object_and_restart_reads_correctly() {
+    let data = pattern(32 << 20, 7);
+    let w = World::new("kill9", &[("big.bin", data.clone())], &[]);
+    // 8 MB/s per connection: the download takes about 4 s, long enough to kill it midway.
+    let server = Nginx::start_with(&w.repo, "location /targets/ { limit_rate 8m; }");
+    let d = w.mount(&server, &[]).unwrap();
+    let path = w.at("big.bin");
+    let reader = std::thread::spawn(move || std::fs::read(path));
+    wait_for("a partial download in the cache", || {
+        w.temps().iter().any(|(_, size)| *size > 1 << 20)
+    });
+    let log = d.kill9();
+    assert!(reader.join().unwrap().is_err(), "read survived the daemon");
+    assert!(w.objects().is_empty(), "{:?} / {log}", w.cache_entries());
+    assert_eq!(w.temps().len(), 1, "{:?}", w.cache_entries());
+
+    let d = w.mount(&server, &[]).unwrap();
+    assert!(
+        w.temps().is_empty(),
+        "stale temp kept: {:?}",
+        w.cache_entries()
+    );
+    assert_eq!(std::fs::read(w.at("big.bin")).unwrap(), data);
+    assert_eq!(w.objects().len(), 1);
+    assert_eq!(w.objects()[0].1, data.len() as u64);
+    let log = d.stop();
+    assert!(log.contains("removed 1 partial download"), "{log}");
+    assert!(
+        log.contains("fetching \"big.bin\""),
+        "no progress line: {log}"
+    );
+}
+
+#[test]
+fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("f{i:02}.bin"), pattern(1 << 20, 100 + i)))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let w = World::new("bound", &refs, &[]);
+    let server = Nginx::start(&w.repo);
+    let limit: u64 = 3 << 20;
+    let d = w.mount(&server, &["--cache-max-size", "3M"]).unwrap();
+    let total = |w: &World| w.objects().iter().map(|o| o.1).sum::<u64>();
+    for round in 0..2 {
+        for (name, data) in &files {
+            assert_eq!(&std::fs::read(w.at(name)).unwrap(), data, "round {round}");
+            assert!(total(&w) <= limit, "{:?}", w.objects());
+        }
+    }
+    // An open file is never evicted, even with the cache over its bound because of it.
+    let mut held = File::open(w.at("f00.bin")).unwrap();
+    for (name, data) in &files[1..] {
+        assert_eq!(&std::fs::read(w.at(name)).unwrap(), data);
+        assert!(total(&w) <= limit + (1 << 20), "{:?}", w.objects());
+    }
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).unwrap();
+    assert_eq!(got, files[0].1);
+    drop(held);
+    assert_eq!(std::fs::read(w.at("f00.bin")).unwrap(), files[0].1);
+    assert!(total(&w) <= limit);
+    let log = d.stop();
+    assert!(log.contains("evicted"), "{log}");
+}
+
+#[test]
+fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
+    let data = pattern(100 << 20, 8);
+    let want = Sha256::digest(&data).to_vec();
+    let w = World::new("parallel", &[("huge.bin", data)], &[]);
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let p = w.at("huge.bin");
+            std::thread::spawn(move || sha256_of(&p))
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap().unwrap(), want);
+    }
+    assert_eq!(server.gets(".huge.bin"), 1, "{:?}", server.access_log());
+    d.stop();
+}
+
+#[test]
+fn full_cache_disk_fails_the_open_with_eio_and_leaves_no_temp() {
+    let big = pattern(3 << 20, 9);
+    let w = World::new(
+        "enospc",
+        &[("big.bin", big), ("s.txt", b"small".to_vec())],
+        &[],
+    );
+    std::fs::create_dir_all(&w.cache).unwrap();
+    struct Tmpfs(PathBuf);
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            lazy_umount(&self.0);
+        }
+    }
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&w.cache)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot mount a small tmpfs for the cache");
+    let _tmpfs = Tmpfs(w.cache.clone());
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::EIO);
+    assert!(
+        w.temps().is_empty() && w.objects().is_empty(),
+        "{:?}",
+        w.cache_entries()
+    );
+    assert_eq!(std::fs::read(w.at("s.txt")).unwrap(), b"small");
+    let log = d.stop();
+    assert!(log.contains("cannot write the cache"), "{log}");
+}
+
+#[test]
+fn remote_and_local_options_are_exclusive_and_documented() {
+    let out = Command::new(BIN)
+        .args(["mount", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for s in [
+        "--metadata-url",
+        "--targets-url",
+        "--mirror",
+        "--cache",
+        "--cache-max-size",
+        "EACCES",
+        "EIO",
+    ] {
+        assert!(help.contains(s), "{s} missing from help:\n{help}");
+    }
+    for bad in [
+        &[
+            "--metadata",
+            "m",
+            "--backing",
+            "b",
+            "--metadata-url",
+            "http://x/",
+            "--targets-url",
+            "http://x/",
+            "--cache",
+            "c",
+        ][..],
+        &["--metadata-url", "http://x/", "--cache", "c"][..],
+        &["--backing", "b", "--metadata", "m", "--cache", "c"][..],
+        &[
+            "--metadata-url",
+            "http://x/",
+            "--targets-url",
+            "http://x/",
+            "--cache",
+            "c",
+            "--hide-unregistered",
+        ][..],
+    ] {
+        let out = Command::new(BIN)
+            .args(["mount", "--root", "r.json"])
+            .args(bad)
+            .arg("/nonexistent-mnt")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn two_mounts_share_one_cache_and_never_evict_each_others_open_files() {
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.bin"), pattern(1 << 20, 200 + i)))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let w = World::new("shared", &refs, &[]);
+    let server = Nginx::start(&w.repo);
+    let (targets, meta) = (vec![server.url("targets")], server.url("metadata"));
+    let a = w
+        .mount_from(&targets, &meta, &["--cache-max-size", "2M"])
+        .unwrap();
+    let mnt2 = w.dir.join("mnt2");
+    let b = w
+        .mount_at(
+            &targets,
+            &meta,
+            &["--cache-max-size", "2M"],
+            &mnt2,
+            &w.dir.join("state2"),
+        )
+        .unwrap();
+    // A downloads f0 and keeps it open; B finds it in the cache without a request.
+    let mut held = File::open(w.at("f0.bin")).unwrap();
+    assert_eq!(std::fs::read(mnt2.join("f0.bin")).unwrap(), files[0].1);
+    assert_eq!(server.gets(".f0.bin"), 1);
+    // B's workload is three times the bound: it evicts, but never A's open object.
+    let f0_object = w.objects()[0].0.clone();
+    for (name, data) in &files[1..] {
+        assert_eq!(&std::fs::read(mnt2.join(name)).unwrap(), data);
+        assert!(
+            w.objects().iter().any(|(n, _)| *n == f0_object),
+            "evicted while open in the other mount: {:?}",
+            w.objects()
+        );
+    }
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).unwrap();
+    assert_eq!(got, files[0].1);
+    drop(held);
+    let log_b = b.stop();
+    assert!(log_b.contains("evicted"), "{log_b}");
+    a.stop();
+}
+
+#[test]
+fn cached_files_are_refused_once_the_trusted_metadata_expires() {
+    let w = World::new(
+        "expiring",
+        &[("a.txt", b"soon stale".to_vec())],
+        &["timestamp=6s"],
+    );
+    let expires = SystemTime::now() + Duration::from_secs(6);
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"soon stale");
+    wait_for("the timestamp to expire", || {
+        SystemTime::now() >= expires + Duration::from_secs(1)
+    });
+    assert_eq!(errno_of(std::fs::read(w.at("a.txt"))), libc::EACCES);
+    let log = d.stop();
+    assert!(log.contains("the trusted metadata expired"), "{log}");
+}
