@@ -516,3 +516,24 @@ fn offline_start_uses_trusted_state_only_while_unexpired() {
     let err = trustfs::trust::load_or_offline(&opts).unwrap_err();
     assert_eq!(err.kind, TrustErrorKind::Malformed, "{err}");
 }
+
+#[test]
+fn earliest_expiry_includes_delegated_roles() {
+    let tmp = TempDir::new("expiry-deleg");
+    let mut repo = TestRepo::new(tmp.path());
+    repo.delegations
+        .push(Deleg::new("targets", "docs", &["docs/*"]));
+    repo.add_delegated_file(0, "docs/x", b"x");
+    let soon = UtcTime(UtcTime::now().0 + 3600);
+    repo.expires.insert("docs".into(), soon);
+    repo.publish();
+    let t = trustfs::trust::load(&trustfs::trust::TrustOptions {
+        trusted_root: repo.root_path(),
+        source: trustfs::trust::MetadataSource::Dir(repo.metadata_dir()),
+        state_dir: None,
+        now: std::time::SystemTime::now(),
+    })
+    .unwrap();
+    assert_eq!(t.summary.expires_role, "docs");
+    assert_eq!(t.summary.expires, soon.to_string());
+}

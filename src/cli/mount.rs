@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::fs::{self, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
 use crate::schema::UtcTime;
-use crate::trust::{self, MetadataSource, TrustOptions, TrustSummary};
+use crate::trust::{self, MetadataSource, TrustOptions};
 
 /// Mount a verified, read-only view of a backing directory or of a remote repository.
 ///
@@ -196,9 +196,10 @@ pub fn run(args: Args) -> i32 {
     };
     if offline {
         log_event!(
-            "metadata repository unreachable; starting OFFLINE from the metadata trusted earlier in {} (valid until {})",
+            "metadata repository unreachable; starting OFFLINE from the metadata trusted earlier in {} (valid until {}, when {} expires)",
             state_dir.display(),
-            earliest_expiry(&trusted.summary).map_or_else(|| "?".into(), |t| t.to_string())
+            trusted.summary.expires,
+            trusted.summary.expires_role
         );
     }
 
@@ -229,7 +230,9 @@ pub fn run(args: Args) -> i32 {
             };
             let mut o = MountOptions::remote(&mountpoint, remote, &state_dir);
             // No live refresh yet: once the metadata trusted at start expires, opens are refused.
-            o.metadata_expires = earliest_expiry(&trusted.summary).map(system_time);
+            o.metadata_expires = UtcTime::parse(&trusted.summary.expires)
+                .ok()
+                .map(system_time);
             (o, from)
         }
         _ => {
@@ -296,18 +299,6 @@ pub fn run(args: Args) -> i32 {
 }
 
 /// The earliest `expires` of the top-level roles the mount trusts.
-fn earliest_expiry(s: &TrustSummary) -> Option<UtcTime> {
-    [
-        &s.root_expires,
-        &s.timestamp_expires,
-        &s.snapshot_expires,
-        &s.targets_expires,
-    ]
-    .into_iter()
-    .filter_map(|t| UtcTime::parse(t).ok())
-    .min()
-}
-
 fn system_time(t: UtcTime) -> SystemTime {
     u64::try_from(t.0).map_or(SystemTime::UNIX_EPOCH, |s| {
         SystemTime::UNIX_EPOCH + Duration::from_secs(s)

@@ -151,6 +151,28 @@ impl Client {
         self.roles.get(&("targets".to_owned(), "root".to_owned()))
     }
 
+    /// The role whose trusted metadata expires first, and when: root, timestamp, snapshot and
+    /// every targets role loaded so far (delegated ones included). After that moment nothing this
+    /// client trusted may be relied on.
+    pub fn earliest_expiry(&self) -> (String, UtcTime) {
+        let mut earliest = ("root".to_owned(), self.root.expires());
+        let mut consider = |role: &str, t: UtcTime| {
+            if t < earliest.1 {
+                earliest = (role.to_owned(), t);
+            }
+        };
+        if let Some(t) = &self.timestamp {
+            consider("timestamp", t.expires());
+        }
+        if let Some(s) = &self.snapshot {
+            consider("snapshot", s.expires());
+        }
+        for ((role, _), md) in &self.roles {
+            consider(role, md.expires());
+        }
+        earliest
+    }
+
     pub fn consistent_snapshot(&self) -> bool {
         self.root.signed.consistent_snapshot.unwrap_or(false)
     }

@@ -73,6 +73,12 @@ pub struct TrustSummary {
     /// The trusted keys: role → threshold and key ids (from the trusted root).
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, RoleKeysSummary>,
+    /// The earliest expiry of any trusted role, delegated ones included, and that role: after
+    /// this moment the mount must fail closed until fresh metadata arrives.
+    #[serde(default)]
+    pub expires: String,
+    #[serde(default)]
+    pub expires_role: String,
 }
 
 /// The outcome of a successful client workflow.
@@ -86,7 +92,10 @@ pub struct Trusted {
 
 impl TrustSummary {
     pub fn of(client: &Client) -> TrustSummary {
+        let (expires_role, expires) = client.earliest_expiry();
         let mut s = TrustSummary {
+            expires: expires.to_string(),
+            expires_role,
             root_version: client.root().version(),
             root_expires: client.root().expires().to_string(),
             consistent_snapshot: client.consistent_snapshot(),
