@@ -140,7 +140,7 @@ fn symlink_in_place_of_target_is_not_followed() {
     let (code, v, out) = verify(&repo, &[]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(file_status(&v, "hello.txt"), "altered");
-    assert!(out.contains("symlink"), "{out}");
+    assert!(out.contains("symbolic link"), "{out}");
 }
 
 #[test]

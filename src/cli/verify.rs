@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -14,6 +14,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::index::TargetIndex;
+use crate::source::EntryKind;
 use crate::trust::{self, MetadataSource, TrustOptions, TrustSummary};
 use crate::verify::check_reader;
 
@@ -230,7 +231,7 @@ fn walk(
                 status: Status::Altered,
                 reason: Some(format!(
                     "not a regular file ({}); not followed",
-                    kind_name(&ft)
+                    EntryKind::from_std(ft).describe()
                 )),
             },
             Some(info) => {
@@ -257,18 +258,4 @@ fn walk(
         out.insert(rel, report);
     }
     Ok(())
-}
-
-fn kind_name(ft: &fs::FileType) -> &'static str {
-    if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::index::TargetPath;
@@ -86,15 +86,7 @@ pub(crate) fn walk(
                 })?;
                 out.push(ContentFile { target, path });
             } else {
-                let kind = if ft.is_fifo() {
-                    "FIFO"
-                } else if ft.is_socket() {
-                    "socket"
-                } else if ft.is_block_device() || ft.is_char_device() {
-                    "device"
-                } else {
-                    "special file"
-                };
+                let kind = crate::source::EntryKind::from_std(ft).describe();
                 skipped.push(Skipped {
                     path,
                     reason: format!("{kind} (only regular files are published)"),

@@ -62,7 +62,8 @@ impl EntryKind {
         }
     }
 
-    fn from_std(t: std::fs::FileType) -> EntryKind {
+    /// The kind of a directory entry as `std::fs` reports it.
+    pub fn from_std(t: std::fs::FileType) -> EntryKind {
         use std::os::unix::fs::FileTypeExt;
         if t.is_file() {
             EntryKind::Regular
