@@ -41,7 +41,7 @@ pub enum Command {
     Repo(repo::RepoCommand),
     /// Check a directory against signed metadata, offline.
     Verify(verify::Args),
-    /// Mount a verified, read-only view of a backing directory.
+    /// Mount a verified, read-only view of a backing directory or a remote repository.
     Mount(mount::Args),
     /// Show whether mounts are verified (✔) or not (✘).
     Status(status::Args),
