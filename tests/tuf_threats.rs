@@ -239,7 +239,11 @@ fn same_key_under_two_key_ids_counts_once() {
     let k = &repo.keys["targets"][0];
     let alias = "aa".repeat(32);
     let mut root = repo.root();
-    root.keys.insert(alias.clone(), k.public_key().to_value());
+    // The alias spells the same key in upper-case hex: still one signer.
+    let mut aliased = k.public_key().to_value();
+    let upper = aliased["keyval"]["public"].as_str().unwrap().to_uppercase();
+    aliased["keyval"]["public"] = serde_json::Value::String(upper);
+    root.keys.insert(alias.clone(), aliased);
     root.roles
         .get_mut("targets")
         .unwrap()
@@ -533,4 +537,85 @@ fn root_from_metadata_dir_is_not_trusted_without_chain() {
         repo.content_dir().to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn state_dir_of_another_repository_cannot_replace_the_pinned_root() {
+    // Repository A rotated to root v2; its state dir is then (mis)used for repository B.
+    let a_dir = TempDir::new("state-other-a");
+    let b_dir = TempDir::new("state-other-b");
+    let state = TempDir::new("state-other-state");
+    let mut a = repo_with_files(&a_dir);
+    a.root_version = 2;
+    a.write_root(&["root"]);
+    assert_eq!(
+        load(&a, Some(state.path())).unwrap().summary.root_version,
+        2
+    );
+    let b = repo_with_files(&b_dir);
+    // Pinned to B's root, reading A's metadata: A's root v2 in the state dir must not be used.
+    let out = trustfs(&[
+        "verify",
+        "--json",
+        "--root",
+        b.root_path().to_str().unwrap(),
+        "--metadata",
+        a.metadata_dir().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        a.content_dir().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // And B, pinned to its own root, still verifies with that state dir.
+    let t = load(&b, Some(state.path())).unwrap();
+    assert_eq!(t.summary.root_version, 1);
+}
+
+#[test]
+fn persisted_root_rotation_is_reverified_from_the_pin() {
+    let tmp = TempDir::new("state-chain");
+    let state = TempDir::new("state-chain-state");
+    let mut repo = repo_with_files(&tmp);
+    repo.root_version = 2;
+    repo.write_root(&["root"]);
+    assert_eq!(
+        load(&repo, Some(state.path()))
+            .unwrap()
+            .summary
+            .root_version,
+        2
+    );
+    // The repository no longer serves 2.root.json: the chain comes from the state's history.
+    std::fs::remove_file(repo.metadata_dir().join("2.root.json")).unwrap();
+    assert_eq!(
+        load(&repo, Some(state.path()))
+            .unwrap()
+            .summary
+            .root_version,
+        2
+    );
+    // With the history gone, the stored root v2 cannot be chained to the pin and is not used.
+    std::fs::remove_dir_all(state.path().join("root-history")).unwrap();
+    assert_eq!(
+        load(&repo, Some(state.path()))
+            .unwrap()
+            .summary
+            .root_version,
+        1
+    );
+}
+
+#[test]
+fn state_dir_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("state-perm");
+    let state = TempDir::new("state-perm-state");
+    let repo = repo_with_files(&tmp);
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = load(&repo, Some(state.path())).unwrap_err();
+    assert_eq!(err.kind, TrustErrorKind::State);
+    assert!(
+        err.message.contains("not be writable by group or others"),
+        "{err}"
+    );
 }

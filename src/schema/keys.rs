@@ -102,6 +102,32 @@ impl Key {
         hex::encode(Sha256::digest(&canonical))
     }
 
+    /// The key material itself, independent of how `keyval.public` spells it (hex case, PEM
+    /// line wrapping): two key ids with the same identity are one signer.
+    pub fn identity(&self) -> Vec<u8> {
+        use rsa::traits::PublicKeyParts;
+        match &self.key {
+            PublicKey::Ed25519(k) => [b"ed25519:".as_slice(), k.as_bytes()].concat(),
+            PublicKey::EcdsaP256(k) => {
+                [b"p256:".as_slice(), k.to_encoded_point(true).as_bytes()].concat()
+            }
+            PublicKey::RsaPss(k) => [
+                b"rsa:".as_slice(),
+                &k.n().to_bytes_be(),
+                b":",
+                &k.e().to_bytes_be(),
+            ]
+            .concat(),
+            PublicKey::Unsupported { keytype, .. } => [
+                b"unsupported:".as_slice(),
+                keytype.as_bytes(),
+                b":",
+                self.public.as_bytes(),
+            ]
+            .concat(),
+        }
+    }
+
     /// Check `sig` over `msg`. `Err` says why the key cannot verify at all (unsupported).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<bool, String> {
         Ok(match &self.key {

@@ -52,7 +52,7 @@ pub fn verify_threshold<T: Signed>(
         };
         match key.verify(&message, &sig_bytes) {
             Ok(true) => {
-                if counted_keys.insert((key.keytype.clone(), key.public.clone())) {
+                if counted_keys.insert(key.identity()) {
                     if counted_keys.len() as u64 >= threshold {
                         return Ok(());
                     }

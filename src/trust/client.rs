@@ -103,11 +103,17 @@ impl Client {
         let state = state_dir.map(StateDir::open).transpose()?;
         let mut root = pinned;
         if let Some(state) = &state {
+            // A newer root persisted by an earlier run counts only if the rotation chain from
+            // *this* pin to it verifies, link by link, from the persisted history: a state
+            // directory that belonged to another repository, or a re-pinned root, can never
+            // substitute its own root for the operator's pin.
             if let Some(bytes) = state.load("root", limits.root_max_bytes)? {
                 let name = format!("{}/root.json", state.path().display());
                 let stored = load_self_signed_root(&name, &bytes)?;
                 if stored.version() > root.version() {
-                    root = stored;
+                    if let Some(chained) = chain_from(&root, &stored, state, &limits) {
+                        root = chained;
+                    }
                 }
             }
         }
@@ -302,46 +308,13 @@ impl Client {
             let Some(bytes) = self.fetcher.fetch(&name, self.limits.root_max_bytes)? else {
                 break;
             };
-            let new = Metadata::<Root>::from_slice(&name, &bytes)?;
-            let old_keys = &self.root.signed.roles["root"];
-            verify_threshold(
-                "root",
-                &new,
-                &old_keys.keyids,
-                old_keys.threshold,
-                &self.root.signed.keys,
-            )
-            .map_err(|e| {
-                err(
-                    TrustErrorKind::Signature,
-                    format!("{name}: not signed by the previous root's keys: {e}"),
-                )
-            })?;
-            let new_keys = &new.signed.roles["root"];
-            verify_threshold(
-                "root",
-                &new,
-                &new_keys.keyids,
-                new_keys.threshold,
-                &new.signed.keys,
-            )
-            .map_err(|e| {
-                err(
-                    TrustErrorKind::Signature,
-                    format!("{name}: not signed by its own keys: {e}"),
-                )
-            })?;
-            if new.version() != next {
-                return Err(err(
-                    TrustErrorKind::Rollback,
-                    format!(
-                        "{name} has version {}, expected exactly {next}",
-                        new.version()
-                    ),
-                ));
-            }
+            let new = next_root(&self.root, &name, &bytes)?;
             self.root = new;
             self.persist("root", &bytes)?;
+            // Every rotation is kept, so a later start can re-verify the chain from its pin.
+            if let Some(state) = &self.state {
+                state.store_history(next, &bytes)?;
+            }
         }
         self.check_expiry("root", &self.root.clone())?;
         Ok(())
@@ -405,9 +378,18 @@ impl Client {
             "snapshot.json".to_owned()
         };
         // The persisted snapshot is used as is when it is exactly the version the new timestamp
-        // names and has not expired; otherwise it only serves the rollback checks below.
+        // names, matches the length and hashes it lists, and has not expired; otherwise it only
+        // serves the rollback checks below.
         if let Some(local) = &self.snapshot {
-            if local.version() == meta.version && self.check_expiry("snapshot", local).is_ok() {
+            let stored = self.state.as_ref().and_then(|st| {
+                st.load("snapshot", self.limits.snapshot_max_bytes)
+                    .ok()
+                    .flatten()
+            });
+            if local.version() == meta.version
+                && stored.is_some_and(|b| check_meta_file("snapshot.json", &meta, &b).is_ok())
+                && self.check_expiry("snapshot", local).is_ok()
+            {
                 return Ok(());
             }
         }
@@ -700,6 +682,72 @@ impl Client {
         }
         Ok((index, problems))
     }
+}
+
+/// Verify root `name` (bytes) as the successor of `current` (§5.3.4–5.3.6): signed by the
+/// threshold of the current root's root keys and of its own, and numbered exactly one more.
+fn next_root(
+    current: &Metadata<Root>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Metadata<Root>, TrustError> {
+    let next = current.version() + 1;
+    let new = Metadata::<Root>::from_slice(name, bytes)?;
+    let old_keys = &current.signed.roles["root"];
+    verify_threshold(
+        "root",
+        &new,
+        &old_keys.keyids,
+        old_keys.threshold,
+        &current.signed.keys,
+    )
+    .map_err(|e| {
+        err(
+            TrustErrorKind::Signature,
+            format!("{name}: not signed by the previous root's keys: {e}"),
+        )
+    })?;
+    let new_keys = &new.signed.roles["root"];
+    verify_threshold(
+        "root",
+        &new,
+        &new_keys.keyids,
+        new_keys.threshold,
+        &new.signed.keys,
+    )
+    .map_err(|e| {
+        err(
+            TrustErrorKind::Signature,
+            format!("{name}: not signed by its own keys: {e}"),
+        )
+    })?;
+    if new.version() != next {
+        return Err(err(
+            TrustErrorKind::Rollback,
+            format!(
+                "{name} has version {}, expected exactly {next}",
+                new.version()
+            ),
+        ));
+    }
+    Ok(new)
+}
+
+/// Walk the persisted root history from `pinned` up to `stored`'s version; the end of the walk
+/// must be byte-for-byte the same root as `stored`. None if any link is missing or fails.
+fn chain_from(
+    pinned: &Metadata<Root>,
+    stored: &Metadata<Root>,
+    state: &StateDir,
+    limits: &Limits,
+) -> Option<Metadata<Root>> {
+    let mut current = pinned.clone();
+    while current.version() < stored.version() {
+        let v = current.version() + 1;
+        let bytes = state.load_history(v, limits.root_max_bytes).ok()??;
+        current = next_root(&current, &format!("{v}.root.json (state)"), &bytes).ok()?;
+    }
+    (current.signed_value == stored.signed_value).then_some(current)
 }
 
 fn load_self_signed_root(name: &str, bytes: &[u8]) -> Result<Metadata<Root>, TrustError> {

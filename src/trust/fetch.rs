@@ -8,7 +8,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a fetch failed.
 #[derive(Debug)]
@@ -155,6 +155,7 @@ pub type HttpBody = (Box<dyn Read + Send + Sync>, Option<u64>);
 pub struct HttpFetcher {
     base: String,
     agent: ureq::Agent,
+    min_rate: u64,
 }
 
 impl HttpFetcher {
@@ -173,7 +174,11 @@ impl HttpFetcher {
             .redirects(5)
             .user_agent(concat!("trustfs/", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(HttpFetcher { base, agent })
+        Ok(HttpFetcher {
+            base,
+            agent,
+            min_rate: DEFAULT_MIN_BYTES_PER_WINDOW,
+        })
     }
 
     /// The full URL of `name`, with each path component percent-encoded. A `%` that starts a
@@ -206,7 +211,8 @@ impl HttpFetcher {
         match self.agent.get(&url).call() {
             Ok(resp) => {
                 let len = resp.header("Content-Length").and_then(|v| v.parse().ok());
-                Ok(Some((resp.into_reader(), len)))
+                let body = SlowRetrievalGuard::new(resp.into_reader(), self.min_rate);
+                Ok(Some((Box::new(body), len)))
             }
             Err(ureq::Error::Status(404 | 403 | 410, _)) => Ok(None),
             Err(ureq::Error::Status(code, _)) => Err(FetchError::Io {
@@ -218,6 +224,57 @@ impl HttpFetcher {
                 error: e.to_string(),
             }),
         }
+    }
+}
+
+/// Fails a transfer that delivers less than `min_bytes` in any window of [`RATE_WINDOW`]: the
+/// slow-retrieval attack (a mirror that drips a byte just often enough to beat read timeouts)
+/// then ends in an error the caller can act on (next mirror, EIO) instead of a hung open.
+pub struct SlowRetrievalGuard<R> {
+    inner: R,
+    min_bytes: u64,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+/// The window over which a transfer must make progress.
+pub const RATE_WINDOW: Duration = Duration::from_secs(30);
+/// Default minimum progress per window: 16 KiB (about 550 bytes/s).
+pub const DEFAULT_MIN_BYTES_PER_WINDOW: u64 = 16 * 1024;
+
+impl<R> SlowRetrievalGuard<R> {
+    pub fn new(inner: R, min_bytes: u64) -> Self {
+        SlowRetrievalGuard {
+            inner,
+            min_bytes,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for SlowRetrievalGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.window_bytes += n as u64;
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= RATE_WINDOW {
+            if self.window_bytes < self.min_bytes && n != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "slow retrieval: {} bytes in {} s, below the minimum of {} bytes per {} s",
+                        self.window_bytes,
+                        elapsed.as_secs(),
+                        self.min_bytes,
+                        RATE_WINDOW.as_secs()
+                    ),
+                ));
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(n)
     }
 }
 
@@ -278,6 +335,31 @@ mod tests {
             read_limited(io::repeat(0), "x", 1 << 20),
             Err(FetchError::TooLarge { .. })
         ));
+    }
+
+    /// A reader that returns one byte per call, with `delay` before each.
+    struct Drip(Duration);
+    impl Read for Drip {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.0);
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn slow_retrieval_is_cut_off() {
+        // Without waiting 30 s: a guard whose window has already elapsed judges the next read.
+        let mut g = SlowRetrievalGuard::new(Drip(Duration::ZERO), 1024);
+        g.window_start = Instant::now() - RATE_WINDOW;
+        let err = g.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("slow retrieval"), "{err}");
+        // Enough progress in the window: the window restarts and reading goes on.
+        let mut g = SlowRetrievalGuard::new(&[7u8; 4096][..], 1024);
+        g.window_start = Instant::now() - RATE_WINDOW;
+        assert_eq!(g.read(&mut [0u8; 4096]).unwrap(), 4096);
+        assert_eq!(g.window_bytes, 0);
     }
 
     #[test]

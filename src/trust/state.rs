@@ -30,19 +30,40 @@ pub fn quote(name: &str) -> String {
 }
 
 impl StateDir {
-    /// Use (and create, mode 0700) `dir`.
+    /// Use (and create, mode 0700) `dir`. What it holds decides what is trusted, so it must be
+    /// a directory (not a symlink) owned by this user and not writable by group or others.
     pub fn open(dir: &Path) -> Result<StateDir, TrustError> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let state_err = |msg: String| TrustError::new(TrustErrorKind::State, msg);
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| {
-                TrustError::new(
-                    TrustErrorKind::State,
-                    format!("cannot create state directory {}: {e}", dir.display()),
-                )
+                state_err(format!(
+                    "cannot create state directory {}: {e}",
+                    dir.display()
+                ))
             })?;
+        let meta =
+            fs::symlink_metadata(dir).map_err(|e| state_err(format!("{}: {e}", dir.display())))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if !meta.is_dir() {
+            return Err(state_err(format!(
+                "state directory {} is not a directory",
+                dir.display()
+            )));
+        }
+        if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+            return Err(state_err(format!(
+                "state directory {} is owned by uid {} with mode {:o}; it must belong to uid {euid} \
+                 and not be writable by group or others, because what it holds decides what is trusted",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
         Ok(StateDir {
             dir: dir.to_owned(),
         })
@@ -58,37 +79,35 @@ impl StateDir {
 
     /// The stored bytes of `role`, if any (bounded by `limit`).
     pub fn load(&self, role: &str, limit: u64) -> Result<Option<Vec<u8>>, TrustError> {
-        let path = self.file(role);
-        match fs::File::open(&path) {
-            Ok(f) => super::fetch::read_limited(f, &path.display().to_string(), limit)
-                .map(Some)
-                .map_err(|e| TrustError::new(TrustErrorKind::State, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(TrustError::new(
-                TrustErrorKind::State,
-                format!("{}: {e}", path.display()),
-            )),
-        }
+        read_optional(&self.file(role), limit)
     }
 
     /// Store `bytes` as the trusted `role` metadata, atomically.
     pub fn store(&self, role: &str, bytes: &[u8]) -> Result<(), TrustError> {
-        let path = self.file(role);
-        let err = |e: std::io::Error| {
+        write_atomic(&self.dir, &self.file(role), bytes)
+    }
+
+    fn history_file(&self, version: u64) -> PathBuf {
+        self.dir
+            .join("root-history")
+            .join(format!("{version}.root.json"))
+    }
+
+    /// Keep root `version` in the rotation history (`root-history/N.root.json`).
+    pub fn store_history(&self, version: u64, bytes: &[u8]) -> Result<(), TrustError> {
+        let dir = self.dir.join("root-history");
+        std::fs::create_dir_all(&dir).map_err(|e| {
             TrustError::new(
                 TrustErrorKind::State,
-                format!("cannot write {}: {e}", path.display()),
+                format!("cannot create {}: {e}", dir.display()),
             )
-        };
-        let tmp = self
-            .dir
-            .join(format!(".{}.tmp.{}", quote(role), std::process::id()));
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(err)?;
-        Ok(())
+        })?;
+        write_atomic(&dir, &self.history_file(version), bytes)
+    }
+
+    /// Root `version` from the rotation history, if kept.
+    pub fn load_history(&self, version: u64, limit: u64) -> Result<Option<Vec<u8>>, TrustError> {
+        read_optional(&self.history_file(version), limit)
     }
 
     /// Forget the trusted `role` metadata (fast-forward recovery after a key rotation).
@@ -102,4 +121,59 @@ impl StateDir {
             )),
         }
     }
+}
+
+fn read_optional(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, TrustError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => super::fetch::read_limited(f, &path.display().to_string(), limit)
+            .map(Some)
+            .map_err(|e| TrustError::new(TrustErrorKind::State, e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TrustError::new(
+            TrustErrorKind::State,
+            format!("{}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Write `bytes` to `path` atomically: a new temporary file in `dir` (never following or
+/// reusing an existing name), fsync, rename, fsync of the directory.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let err = |e: std::io::Error| {
+        TrustError::new(
+            TrustErrorKind::State,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(err)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
 }
