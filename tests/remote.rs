@@ -851,3 +851,51 @@ fn cached_files_are_refused_once_the_trusted_metadata_expires() {
     let log = d.stop();
     assert!(log.contains("the trusted metadata expired"), "{log}");
 }
+
+#[test]
+fn delegated_targets_are_shown_fetched_and_verified_like_top_level_ones() {
+    let top = pattern(10_000, 7);
+    let w = World::new("delegated", &[("top.txt", top.clone())], &[]);
+    // A role "docs" for docs/*, published with `repo delegate` + `repo add --role`.
+    let dcontent = w.dir.join("docs-content");
+    let guide = pattern(300_000, 8);
+    let notes = b"release notes\n".to_vec();
+    std::fs::create_dir_all(dcontent.join("docs")).unwrap();
+    std::fs::write(dcontent.join("docs/guide.bin"), &guide).unwrap();
+    std::fs::write(dcontent.join("docs/notes.txt"), &notes).unwrap();
+    run_ok(
+        Command::new(BIN)
+            .args(["repo", "delegate"])
+            .arg(&w.repo)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--role", "docs", "--path", "docs/*"]),
+    );
+    run_ok(
+        Command::new(BIN)
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--role", "docs"])
+            .arg(&dcontent),
+    );
+    // The server's copy of one delegated target is tampered with.
+    std::fs::write(w.server_file("docs/notes.txt", &notes), b"release n0tes\n").unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    // The tree comes from the metadata, delegated targets included, before any content request.
+    assert_eq!(
+        std::fs::metadata(w.at("docs/guide.bin")).unwrap().len(),
+        guide.len() as u64
+    );
+    assert_eq!(server.gets(".guide.bin"), 0);
+    assert_eq!(std::fs::read(w.at("docs/guide.bin")).unwrap(), guide);
+    assert_eq!(std::fs::read(w.at("top.txt")).unwrap(), top);
+    assert_eq!(
+        errno_of(std::fs::read(w.at("docs/notes.txt"))),
+        libc::EACCES
+    );
+    let log = d.stop();
+    assert!(log.contains("DENY open \"docs/notes.txt\""), "{log}");
+}
