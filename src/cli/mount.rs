@@ -17,7 +17,7 @@ use crate::fs::{self, LiveMount, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
 use crate::ops;
 use crate::ops::audit::AuditLog;
-use crate::trust::{self, MetadataSource, TrustOptions};
+use crate::trust::{self, MetadataSource, TrustErrorKind, TrustOptions};
 
 /// Mount a verified, read-only view of a backing directory or of a remote repository.
 ///
@@ -417,10 +417,13 @@ struct Refresher {
     live: LiveMount,
     options: TrustOptions,
     audit: Option<Arc<AuditLog>>,
-    /// The message of the last failed refresh (a failure repeating the same message is counted
-    /// but not logged again).
-    last_failure: Option<String>,
+    /// The kind of the last failed refresh and when it was last logged: a failure of the same
+    /// kind is counted every time but logged (and audited) again only after [`REPEAT_LOG`].
+    last_failure: Option<(TrustErrorKind, Instant)>,
 }
+
+/// A refresh failing the same way again is logged and audited at most this often.
+const REPEAT_LOG: Duration = Duration::from_secs(300);
 
 impl Refresher {
     fn run(mut self, interval: Duration) {
@@ -481,7 +484,10 @@ impl Refresher {
                     "last metadata refresh failed at {}: {msg}",
                     crate::fs::log::timestamp(SystemTime::now())
                 )));
-                if self.last_failure.as_deref() != Some(msg.as_str()) {
+                let repeated = self
+                    .last_failure
+                    .is_some_and(|(kind, at)| kind == e.kind && at.elapsed() < REPEAT_LOG);
+                if !repeated {
                     log_event!(
                         "metadata refresh FAILED, keeping the metadata in force (timestamp v{}, targets v{}, valid until {}): {msg}",
                         current.timestamp_version,
@@ -491,7 +497,7 @@ impl Refresher {
                     if let Some(a) = &self.audit {
                         a.refresh_failed(&msg, &current);
                     }
-                    self.last_failure = Some(msg);
+                    self.last_failure = Some((e.kind, Instant::now()));
                 }
                 self.live.write_status();
             }
