@@ -327,16 +327,20 @@ impl LiveMount {
     }
 }
 
-/// If `path` is a dead FUSE mount (its daemon was killed: `stat` fails with `ENOTCONN`), detach
-/// it (`umount2(MNT_DETACH)`) and return true; false if it is not one.
+/// If `path` is a dead FUSE mount (its daemon was killed: `statfs`, which the kernel always
+/// sends to the daemon, fails with `ENOTCONN`), detach it (`umount2(MNT_DETACH)`) and return true;
+/// false if it is not one. (`stat` is no test: the root's attributes may still be cached.)
 pub fn detach_dead_mount(path: &Path) -> io::Result<bool> {
-    match std::fs::metadata(path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
-        _ => return Ok(false),
-    }
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: statfs is plain data; the kernel fills it (or not, on error; it is not read then).
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a writable statfs for the call.
+    let ret = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN) {
+        return Ok(false);
+    }
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     let ret = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     if ret == 0 {
