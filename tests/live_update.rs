@@ -171,7 +171,7 @@ fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_
 #[test]
 fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_their_bytes() {
     let w = world("remote", &[]);
-    let server = Nginx::start(&w.repo);
+    let mut server = Nginx::start(&w.repo);
     let args: Vec<String> = [
         "--metadata-url",
         &server.url("metadata"),
@@ -187,6 +187,16 @@ fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep
     .collect();
     let d = w.mount_with(&args).unwrap();
     check_publish_while_mounted(&w, &d, || w.publish());
+    // The server goes away: refreshes fail, the metadata in force and cached files stay.
+    server.stop();
+    wait_for(
+        "a failed refresh (server down)",
+        || d.log(),
+        || d.log().contains("metadata refresh FAILED"),
+    );
+    assert!(reads(&w.at("new.txt"), b"appeared"));
+    assert!(reads(&w.at("change.txt"), b"new content, longer"));
+    assert_eq!(errno_of(std::fs::read(w.at("gone.txt"))), libc::ENOENT);
     d.stop();
 }
 
@@ -267,9 +277,15 @@ fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
         },
     );
     assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::EACCES);
+    wait_for(
+        "the expiry to be announced",
+        || d.log(),
+        || d.log().contains("every open is refused (EACCES)"),
+    );
     let log = d.stop();
     assert!(
-        log.contains("the trusted metadata expired") && log.contains("(the timestamp role)"),
+        log.contains("DENY open \"keep.txt\": the trusted metadata expired at")
+            && log.contains("(the timestamp role)"),
         "{log}"
     );
     let expired: Vec<_> = w

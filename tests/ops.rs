@@ -529,3 +529,28 @@ fn xattrs_report_the_signed_hash_length_verification_and_the_mount_status() {
     );
     d.stop();
 }
+
+#[test]
+fn mount_help_documents_the_operations_flags() {
+    let out = std::process::Command::new(cli::BIN)
+        .args(["mount", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "--refresh-interval <DURATION>",
+        "--audit-log <FILE>",
+        "--metrics-addr <HOST:PORT>",
+        "user.trustfs.sha256",
+        "trustfs status",
+        "dead trustfs mount",
+    ] {
+        assert!(help.contains(want), "{want} missing from help:\n{help}");
+    }
+    let bad = std::process::Command::new(cli::BIN)
+        .args(["mount", "--root", "r", "--metadata", "m", "--backing", "b"])
+        .args(["--refresh-interval", "0s", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+}

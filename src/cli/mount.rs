@@ -35,17 +35,8 @@ use crate::trust::{self, MetadataSource, TrustErrorKind, TrustOptions};
 /// the repository is unreachable at start, the mount starts offline from the trusted metadata in
 /// --state-dir if it has not expired; cached files stay readable, uncached ones fail with EIO
 /// until a mirror answers again.
-///
-/// Operations: --refresh-interval re-runs the TUF client workflow while mounted and switches new
-/// metadata in atomically (open files keep their verified content; new opens follow the new
-/// metadata; a refresh that fails keeps the last good metadata). Once the metadata in force
-/// expires, every open fails with EACCES naming the expired role. The mount publishes a status
-/// record for `trustfs status` (in $TRUSTFS_RUNTIME_DIR, default /run/trustfs), can append JSON
-/// audit lines (--audit-log) and serve Prometheus metrics (--metrics-addr). Registered files
-/// carry the xattrs user.trustfs.sha256, user.trustfs.length and user.trustfs.verified; the
-/// mount root carries user.trustfs.status. If MOUNTPOINT is a dead trustfs mount left by a killed
-/// daemon, it is detached first.
 #[derive(Parser, Debug)]
+#[command(after_long_help = OPERATIONS_HELP)]
 pub struct Args {
     /// The trusted root metadata (root.json) you pinned; never taken from the repository.
     #[arg(long, value_name = "ROOT.json")]
@@ -161,6 +152,24 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+/// The operations part of `trustfs mount --help` (after the options; the subcommand's one-line
+/// description comes from `cli/mod.rs`).
+const OPERATIONS_HELP: &str = "\
+Operations (see docs/operations.md):
+  Live updates: --refresh-interval re-runs the TUF client workflow while mounted and switches new
+  metadata in atomically. Files already open keep serving their verified content; new opens
+  follow the new metadata; removed targets disappear; changed ones are verified again at their
+  next open. A refresh that fails (unreachable, bad signature, rollback, expired) keeps the last
+  good metadata and is logged. Once the metadata in force expires, every open fails with EACCES
+  and a log line naming the expired role.
+  Status: the mount publishes a status record in $TRUSTFS_RUNTIME_DIR (default /run/trustfs),
+  read by `trustfs status`, and removes it on a clean unmount.
+  Audit and metrics: --audit-log FILE (JSON lines), --metrics-addr HOST:PORT (Prometheus).
+  Xattrs: registered files carry user.trustfs.sha256, user.trustfs.length and
+  user.trustfs.verified; the mount root carries user.trustfs.status (the status record as JSON).
+  Restart: if MOUNTPOINT is a dead trustfs mount left by a killed daemon (ENOTCONN), it is
+  detached (MNT_DETACH) before mounting.";
 
 /// `/mnt/trusted` → `mnt-trusted` (like `systemd-escape --path`, without the \x escapes).
 pub fn state_name(mountpoint: &Path) -> String {
@@ -383,7 +392,21 @@ pub fn run(args: Args) -> i32 {
     }
 
     let mut last_write = Instant::now();
+    let mut announced_expiry = false;
     loop {
+        match live.expired() {
+            Some((at, role)) if !announced_expiry => {
+                log_event!(
+                    "the trusted metadata expired at {} (the {role} role): every open is refused (EACCES) until fresh metadata can be trusted{}",
+                    crate::fs::log::timestamp(at),
+                    if args.refresh_interval.is_some() { "" } else { "; no --refresh-interval, so only a remount brings it back" }
+                );
+                announced_expiry = true;
+                live.write_status();
+            }
+            Some(_) => {}
+            None => announced_expiry = false,
+        }
         if last_write.elapsed() >= Duration::from_secs(ops::status::WRITE_INTERVAL_SECS) {
             live.write_status();
             last_write = Instant::now();

@@ -169,7 +169,7 @@ impl Generation {
     }
 
     /// The expiry, if it has passed at `now`.
-    fn expired_at(&self, now: SystemTime) -> Option<&(SystemTime, String)> {
+    pub(super) fn expired_at(&self, now: SystemTime) -> Option<&(SystemTime, String)> {
         self.expires.as_ref().filter(|(t, _)| now >= *t)
     }
 

@@ -286,6 +286,14 @@ impl LiveMount {
         self.core.passthrough.load(Ordering::Relaxed)
     }
 
+    /// If the metadata in force has expired: when, and the role that expired first.
+    pub fn expired(&self) -> Option<(SystemTime, String)> {
+        self.core
+            .generation()
+            .expired_at(SystemTime::now())
+            .cloned()
+    }
+
     /// Record (or clear) the last refresh problem, shown by `trustfs status`.
     pub fn set_problem(&self, problem: Option<String>) {
         *self.core.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
