@@ -344,3 +344,85 @@ fn expired_metadata_recovers_when_fresh_metadata_is_published() {
     );
     d.stop();
 }
+
+/// The switch itself, through the library: right after `LiveMount::switch` returns, the kernel
+/// shows the new metadata (entry and attribute TTLs are 3600 s, so this only holds because the
+/// switch invalidated the cached entries, attributes and pages), in both read modes.
+#[test]
+fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() {
+    use trustfs::trust::TrustSummary;
+    for passthrough in [true, false] {
+        let mut s = common::Scratch::new("switch");
+        s.add("same.txt", b"unchanged");
+        s.add("small.txt", b"small v1");
+        s.add("big.bin", &pattern(400_000, 7));
+        s.add("dir/removed.txt", b"removed soon");
+        let mut o = s.options();
+        o.passthrough = passthrough;
+        let m = s.mount_with(o);
+        let live = m.handle().live();
+        // Prime the kernel caches: entries, attributes, pages.
+        for (p, len) in [
+            ("small.txt", 8),
+            ("big.bin", 400_000),
+            ("dir/removed.txt", 12),
+        ] {
+            assert_eq!(std::fs::metadata(s.at(p)).unwrap().len(), len);
+            assert_eq!(std::fs::read(s.at(p)).unwrap().len(), len as usize);
+        }
+        assert_eq!(
+            std::fs::metadata(s.at("new.txt"))
+                .err()
+                .unwrap()
+                .raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        let old_small = File::open(s.at("small.txt")).unwrap();
+        let old_ino = std::os::unix::fs::MetadataExt::ino(&old_small.metadata().unwrap());
+
+        // New metadata: small.txt and big.bin changed, dir/removed.txt removed (its backing
+        // file too), new.txt added.
+        s.index = trustfs::TargetIndex::new();
+        s.add("same.txt", b"unchanged");
+        s.add("small.txt", b"small v2, longer");
+        s.add("big.bin", &pattern(400_001, 8));
+        s.add("new.txt", b"new");
+        std::fs::remove_file(s.backing.join("dir/removed.txt")).unwrap();
+        let summary = TrustSummary {
+            targets_version: 3,
+            ..Default::default()
+        };
+        let report = live.switch(s.index.clone(), summary);
+        assert_eq!(report.added, ["new.txt"]);
+        assert_eq!(report.removed, ["dir/removed.txt"]);
+        assert_eq!(report.changed, ["big.bin", "small.txt"]);
+        assert!(report.invalidations > 0);
+        assert_eq!(live.summary().unwrap().targets_version, 3);
+
+        // At once, no waiting.
+        assert_eq!(std::fs::metadata(s.at("small.txt")).unwrap().len(), 16);
+        assert_eq!(
+            std::fs::read(s.at("small.txt")).unwrap(),
+            b"small v2, longer"
+        );
+        assert_eq!(std::fs::metadata(s.at("big.bin")).unwrap().len(), 400_001);
+        assert_eq!(std::fs::read(s.at("big.bin")).unwrap(), pattern(400_001, 8));
+        assert_eq!(std::fs::read(s.at("new.txt")).unwrap(), b"new");
+        assert_eq!(std::fs::read(s.at("same.txt")).unwrap(), b"unchanged");
+        assert_eq!(
+            errno_of(std::fs::metadata(s.at("dir/removed.txt"))),
+            libc::ENOENT
+        );
+        // A changed target is a new inode; the fd opened before reads its verified bytes.
+        let new_ino =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(s.at("small.txt")).unwrap());
+        assert_ne!(old_ino, new_ino);
+        assert_eq!(read_fd(&old_small, 8), b"small v1");
+        drop(old_small);
+        assert_eq!(
+            std::fs::read(s.at("small.txt")).unwrap(),
+            b"small v2, longer"
+        );
+        drop(m);
+    }
+}

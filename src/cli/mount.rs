@@ -336,6 +336,17 @@ pub fn run(args: Args) -> i32 {
         None => None,
     };
     options.audit = audit.clone();
+    // Bound before mounting: a busy address refuses the start before anything is mounted.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                super::report_error("mount", &format!("metrics address {addr}: {e}"));
+                return super::EXIT_CONTENT;
+            }
+        },
+        None => None,
+    };
     for problem in &trusted.problems {
         log_event!("warning: left out of the mount: {problem}");
     }
@@ -363,16 +374,11 @@ pub fn run(args: Args) -> i32 {
         a.metadata_change(None, &summary, targets);
     }
     live.write_status();
-    if let Some(addr) = &args.metrics_addr {
+    if let Some(listener) = metrics {
         let l = live.clone();
-        match ops::metrics::serve(addr, Arc::new(move || l.status())) {
+        match ops::metrics::serve_on(listener, Arc::new(move || l.status())) {
             Ok(bound) => log_event!("metrics on http://{bound}/metrics"),
-            Err(e) => {
-                live.remove_status();
-                super::report_error("mount", &format!("metrics address {addr}: {e}"));
-                drop(handle);
-                return super::EXIT_CONTENT;
-            }
+            Err(e) => log_event!("cannot serve metrics: {e}; continuing without"),
         }
     }
     if let Some(interval) = args.refresh_interval {

@@ -194,7 +194,12 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
 
 /// Serve `GET /metrics` on `addr` in a background thread. Returns the bound address.
 pub fn serve(addr: &str, status: StatusFn) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_on(TcpListener::bind(addr)?, status)
+}
+
+/// Serve `GET /metrics` on an already bound `listener` (bind first, so a busy address fails
+/// before anything else starts) in a background thread. Returns the bound address.
+pub fn serve_on(listener: TcpListener, status: StatusFn) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     std::thread::Builder::new()
         .name("trustfs-metrics".into())
