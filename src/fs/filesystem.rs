@@ -66,6 +66,10 @@ pub const LONG_TTL: Duration = Duration::from_secs(3600);
 /// TTL for unregistered entries, whose attributes come from the backing directory.
 pub const SHORT_TTL: Duration = Duration::from_secs(1);
 
+/// How long a switch waits for requests still working on the old generation before it repeats
+/// its invalidations (an open waiting for a download can hold it longer; it gets ESTALE later).
+const SWITCH_DRAIN: Duration = Duration::from_secs(2);
+
 /// Extended attributes of registered files (and of the mount root).
 pub const XATTR_SHA256: &str = "user.trustfs.sha256";
 pub const XATTR_LENGTH: &str = "user.trustfs.length";
@@ -455,24 +459,50 @@ impl Core {
         entries.dedup();
         inodes_to_drop.sort_unstable();
         inodes_to_drop.dedup();
-        if let Some(n) = self.notifier.get() {
-            for (parent, name) in &entries {
-                match n.inval_entry(INodeNo(*parent), name) {
-                    Ok(()) => report.invalidations += 1,
-                    Err(e) => log_event!("cannot invalidate the kernel entry {name:?}: {e}"),
-                }
-            }
-            for ino in &inodes_to_drop {
-                match n.inval_inode(INodeNo(*ino), 0, -1) {
-                    Ok(()) => report.invalidations += 1,
-                    Err(e) => log_event!("cannot invalidate the kernel inode {ino}: {e}"),
-                }
-            }
+        report.invalidations += self.invalidate(&entries, &inodes_to_drop, true);
+        // A request that read the old generation just before the swap (a lookup) may answer the
+        // kernel after the invalidations above and so re-install an old entry. Requests hold the
+        // generation only while they run: wait (bounded) until none holds the old one, then
+        // invalidate again. (An open that still reaches an old inode gets ESTALE anyway.)
+        let deadline = Instant::now() + SWITCH_DRAIN;
+        let mut raced = false;
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            raced = true;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if raced {
+            // Let the kernel finish installing what those requests answered.
+            std::thread::sleep(Duration::from_millis(20));
+            self.invalidate(&entries, &inodes_to_drop, false);
         }
         self.counters
             .metadata_switches
             .fetch_add(1, Ordering::Relaxed);
         report
+    }
+
+    /// Send the kernel invalidations for `entries` (parent, name) and `inodes`; returns how many
+    /// were accepted. Errors are logged when `log` (the second round repeats the first).
+    fn invalidate(&self, entries: &[(u64, OsString)], inodes: &[u64], log: bool) -> usize {
+        let Some(n) = self.notifier.get() else {
+            return 0;
+        };
+        let mut sent = 0;
+        for (parent, name) in entries {
+            match n.inval_entry(INodeNo(*parent), name) {
+                Ok(()) => sent += 1,
+                Err(e) if log => log_event!("cannot invalidate the kernel entry {name:?}: {e}"),
+                Err(_) => {}
+            }
+        }
+        for ino in inodes {
+            match n.inval_inode(INodeNo(*ino), 0, -1) {
+                Ok(()) => sent += 1,
+                Err(e) if log => log_event!("cannot invalidate the kernel inode {ino}: {e}"),
+                Err(_) => {}
+            }
+        }
+        sent
     }
 
     /// The status record as of now.
