@@ -118,6 +118,7 @@ pub(super) enum Content {
 
 /// The metadata in force, and what is derived from it. Replaced as a whole by a switch.
 pub(super) struct Generation {
+    /// 1 at mount, +1 per switch.
     pub(super) number: u64,
     pub(super) index: TargetIndex,
     /// Directories that contain at least one registered target (for `Hide`).
@@ -177,7 +178,8 @@ impl Generation {
         self.expires.as_ref().filter(|(t, _)| now >= *t)
     }
 
-    /// Directories a listing or lookup shows (remote: the tree; local Hide: registered ones).
+    /// Directories implied by the target paths (a remote mount's whole tree; with `Hide`, the
+    /// only directories a local mount shows).
     fn dirs(&self) -> &HashSet<OsString> {
         &self.registered_dirs
     }
