@@ -7,14 +7,17 @@
 //! line is wrong (e.g. `--backing` together with `--metadata-url`).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 
-use crate::fs::{self, MountOptions, RemoteOptions, Unregistered};
+use crate::fs::{self, LiveMount, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
-use crate::schema::UtcTime;
-use crate::trust::{self, MetadataSource, TrustOptions};
+use crate::ops;
+use crate::ops::audit::AuditLog;
+use crate::trust::{self, MetadataSource, TrustErrorKind, TrustOptions};
 
 /// Mount a verified, read-only view of a backing directory or of a remote repository.
 ///
@@ -33,6 +36,7 @@ use crate::trust::{self, MetadataSource, TrustOptions};
 /// --state-dir if it has not expired; cached files stay readable, uncached ones fail with EIO
 /// until a mirror answers again.
 #[derive(Parser, Debug)]
+#[command(after_long_help = OPERATIONS_HELP)]
 pub struct Args {
     /// The trusted root metadata (root.json) you pinned; never taken from the repository.
     #[arg(long, value_name = "ROOT.json")]
@@ -94,6 +98,25 @@ pub struct Args {
     /// where an open waiting for a download holds a worker).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Re-run the TUF client workflow this often while mounted (e.g. 30s, 5m, 1h), against the
+    /// same metadata source and state dir (so versions never go back). New metadata is switched
+    /// in atomically: files already open keep serving their verified content, new opens follow
+    /// the new metadata, removed targets disappear, changed ones are verified again at their next
+    /// open. A refresh that fails (unreachable, bad signature, rollback, expired) keeps the last
+    /// good metadata and is logged. Default: no refresh (the metadata trusted at start is used
+    /// until it expires; then opens fail with EACCES).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub refresh_interval: Option<Duration>,
+    /// Append one JSON object per line to FILE for every denied open (path, reason, detail, pid,
+    /// uid, metadata versions), every metadata change (mount start, each switch) and every failed
+    /// refresh. Created with mode 0640.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Serve Prometheus metrics (text format) on http://HOST:PORT/metrics, e.g. 127.0.0.1:9715:
+    /// opens, denials by reason, bytes, verification time, cache hits, metadata versions and
+    /// seconds until expiry, refresh failures.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Where to mount.
     pub mountpoint: PathBuf,
 }
@@ -121,6 +144,33 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A refresh interval: a duration like `30s`, `5m`, `1h` (at least one second).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::schema::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the refresh interval must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// The operations part of `trustfs mount --help` (after the options; the subcommand's one-line
+/// description comes from `cli/mod.rs`).
+const OPERATIONS_HELP: &str = "\
+Operations (see docs/operations.md):
+  Live updates: --refresh-interval re-runs the TUF client workflow while mounted and switches new
+  metadata in atomically. Files already open keep serving their verified content; new opens
+  follow the new metadata; removed targets disappear; changed ones are verified again at their
+  next open. A refresh that fails (unreachable, bad signature, rollback, expired) keeps the last
+  good metadata and is logged. Once the metadata in force expires, every open fails with EACCES
+  and a log line naming the expired role.
+  Status: the mount publishes a status record in $TRUSTFS_RUNTIME_DIR (default /run/trustfs),
+  read by `trustfs status`, and removes it on a clean unmount.
+  Audit and metrics: --audit-log FILE (JSON lines), --metrics-addr HOST:PORT (Prometheus).
+  Xattrs: registered files carry user.trustfs.sha256, user.trustfs.length and
+  user.trustfs.verified; the mount root carries user.trustfs.status (the status record as JSON).
+  Restart: if MOUNTPOINT is a dead trustfs mount left by a killed daemon (ENOTCONN), it is
+  detached (MNT_DETACH) before mounting.";
+
 /// `/mnt/trusted` → `mnt-trusted` (like `systemd-escape --path`, without the \x escapes).
 pub fn state_name(mountpoint: &Path) -> String {
     let s = mountpoint.to_string_lossy();
@@ -143,6 +193,25 @@ pub fn state_name(mountpoint: &Path) -> String {
 }
 
 pub fn run(args: Args) -> i32 {
+    // A mountpoint left behind by a daemon that was killed answers stat with ENOTCONN; detach
+    // it so a restart (e.g. systemd after kill -9) can mount again.
+    match fs::detach_dead_mount(&args.mountpoint) {
+        Ok(true) => log_event!(
+            "{} was a dead FUSE mount (transport endpoint not connected; its daemon is gone); detached it (MNT_DETACH)",
+            args.mountpoint.display()
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            super::report_error(
+                "mount",
+                &format!(
+                    "{} is a dead FUSE mount and cannot be detached: {e}",
+                    args.mountpoint.display()
+                ),
+            );
+            return super::EXIT_CONTENT;
+        }
+    }
     if !args.mountpoint.exists() {
         // A missing mountpoint is created (as `mount` helpers and systemd do), not an error.
         if let Err(e) = std::fs::create_dir_all(&args.mountpoint) {
@@ -228,12 +297,7 @@ pub fn run(args: Args) -> i32 {
                 cache_max: args.cache_max_size.unwrap_or(u64::MAX),
                 consistent_snapshot: trusted.summary.consistent_snapshot,
             };
-            let mut o = MountOptions::remote(&mountpoint, remote, &state_dir);
-            // No live refresh yet: once the metadata trusted at start expires, opens are refused.
-            o.metadata_expires = UtcTime::parse(&trusted.summary.expires)
-                .ok()
-                .map(system_time);
-            (o, from)
+            (MountOptions::remote(&mountpoint, remote, &state_dir), from)
         }
         _ => {
             super::report_error(
@@ -254,10 +318,40 @@ pub fn run(args: Args) -> i32 {
     if let Some(n) = args.threads {
         options.threads = n;
     }
+    // Opens are refused once the metadata in force expires (its `expires`, the earliest of every
+    // trusted role); a successful refresh moves it forward.
+    options.metadata = Some(trusted.summary.clone());
+    options.repository = match &trust_options.source {
+        MetadataSource::Dir(d) => d.display().to_string(),
+        MetadataSource::Url(u) => u.clone(),
+    };
+    let audit = match &args.audit_log {
+        Some(path) => match AuditLog::open(path) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                super::report_error("mount", &format!("audit log {}: {e}", path.display()));
+                return super::EXIT_CONTENT;
+            }
+        },
+        None => None,
+    };
+    options.audit = audit.clone();
+    // Bound before mounting: a busy address refuses the start before anything is mounted.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                super::report_error("mount", &format!("metrics address {addr}: {e}"));
+                return super::EXIT_CONTENT;
+            }
+        },
+        None => None,
+    };
     for problem in &trusted.problems {
         log_event!("warning: left out of the mount: {problem}");
     }
     let targets = trusted.index.len();
+    let summary = trusted.summary.clone();
     let handle = match fs::spawn(options, trusted.index) {
         Ok(h) => h,
         Err(e) => {
@@ -275,10 +369,57 @@ pub fn run(args: Args) -> i32 {
         s.targets_version,
         state_dir.display()
     );
+    let live = handle.live();
+    if let Some(a) = &audit {
+        a.metadata_change(None, &summary, targets);
+    }
+    live.write_status();
+    if let Some(listener) = metrics {
+        let l = live.clone();
+        match ops::metrics::serve_on(listener, Arc::new(move || l.status())) {
+            Ok(bound) => log_event!("metrics on http://{bound}/metrics"),
+            Err(e) => log_event!("cannot serve metrics: {e}; continuing without"),
+        }
+    }
+    if let Some(interval) = args.refresh_interval {
+        let refresher = Refresher {
+            live: live.clone(),
+            options: trust_options.clone(),
+            audit: audit.clone(),
+            last_failure: None,
+        };
+        log_event!("refreshing the metadata every {} s", interval.as_secs());
+        let spawned = std::thread::Builder::new()
+            .name("trustfs-refresh".into())
+            .spawn(move || refresher.run(interval));
+        if let Err(e) = spawned {
+            log_event!("cannot start the refresh thread: {e}; serving without refresh");
+        }
+    }
 
+    let mut last_write = Instant::now();
+    let mut announced_expiry = false;
     loop {
+        match live.expired() {
+            Some((at, role)) if !announced_expiry => {
+                log_event!(
+                    "the trusted metadata expired at {} (the {role} role): every open is refused (EACCES) until fresh metadata can be trusted{}",
+                    crate::fs::log::timestamp(at),
+                    if args.refresh_interval.is_some() { "" } else { "; no --refresh-interval, so only a remount brings it back" }
+                );
+                announced_expiry = true;
+                live.write_status();
+            }
+            Some(_) => {}
+            None => announced_expiry = false,
+        }
+        if last_write.elapsed() >= Duration::from_secs(ops::status::WRITE_INTERVAL_SECS) {
+            live.write_status();
+            last_write = Instant::now();
+        }
         if let Some(sig) = wait_signal(&signals, Duration::from_millis(500)) {
             log_event!("received signal {sig}; unmounting {}", mountpoint.display());
+            live.remove_status();
             return match handle.unmount() {
                 Ok(()) => {
                     log_event!("unmounted {}", mountpoint.display());
@@ -292,17 +433,105 @@ pub fn run(args: Args) -> i32 {
         }
         if handle.is_finished() {
             log_event!("{} was unmounted externally; exiting", mountpoint.display());
+            live.remove_status();
             let _ = handle.unmount();
             return super::EXIT_OK;
         }
     }
 }
 
-/// The earliest `expires` of the top-level roles the mount trusts.
-fn system_time(t: UtcTime) -> SystemTime {
-    u64::try_from(t.0).map_or(SystemTime::UNIX_EPOCH, |s| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
-    })
+/// The live-update loop: every interval, run the client workflow again (same source, same state
+/// dir: rollback protection) and switch in what it trusts if it differs from what is in force.
+struct Refresher {
+    live: LiveMount,
+    options: TrustOptions,
+    audit: Option<Arc<AuditLog>>,
+    /// The kind of the last failed refresh and when it was last logged: a failure of the same
+    /// kind is counted every time but logged (and audited) again only after [`REPEAT_LOG`].
+    last_failure: Option<(TrustErrorKind, Instant)>,
+}
+
+/// A refresh failing the same way again is logged and audited at most this often.
+const REPEAT_LOG: Duration = Duration::from_secs(300);
+
+impl Refresher {
+    fn run(mut self, interval: Duration) {
+        loop {
+            std::thread::sleep(interval);
+            self.once();
+        }
+    }
+
+    fn once(&mut self) {
+        let mut opts = self.options.clone();
+        opts.now = SystemTime::now();
+        let current = self.live.summary().unwrap_or_default();
+        match trust::load(&opts) {
+            Ok(trusted) => {
+                if self.last_failure.take().is_some() {
+                    log_event!("metadata refresh works again");
+                }
+                self.live.set_problem(None);
+                if trusted.summary == current {
+                    return;
+                }
+                for problem in &trusted.problems {
+                    log_event!("warning: left out of the mount: {problem}");
+                }
+                let targets = trusted.index.len();
+                let new = trusted.summary.clone();
+                let report = self.live.switch(trusted.index, trusted.summary);
+                log_event!(
+                    "metadata updated: timestamp v{} -> v{}, snapshot v{} -> v{}, targets v{} -> v{}, root v{} -> v{}; {} targets ({} added, {} removed, {} changed); valid until {} ({} role)",
+                    current.timestamp_version,
+                    new.timestamp_version,
+                    current.snapshot_version,
+                    new.snapshot_version,
+                    current.targets_version,
+                    new.targets_version,
+                    current.root_version,
+                    new.root_version,
+                    targets,
+                    report.added.len(),
+                    report.removed.len(),
+                    report.changed.len(),
+                    new.expires,
+                    new.expires_role
+                );
+                if let Some(a) = &self.audit {
+                    a.metadata_change(Some(&current), &new, targets);
+                }
+                self.live.write_status();
+            }
+            Err(e) => {
+                self.live
+                    .counters()
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                let msg = e.to_string();
+                self.live.set_problem(Some(format!(
+                    "last metadata refresh failed at {}: {msg}",
+                    crate::fs::log::timestamp(SystemTime::now())
+                )));
+                let repeated = self
+                    .last_failure
+                    .is_some_and(|(kind, at)| kind == e.kind && at.elapsed() < REPEAT_LOG);
+                if !repeated {
+                    log_event!(
+                        "metadata refresh FAILED, keeping the metadata in force (timestamp v{}, targets v{}, valid until {}): {msg}",
+                        current.timestamp_version,
+                        current.targets_version,
+                        current.expires
+                    );
+                    if let Some(a) = &self.audit {
+                        a.refresh_failed(&msg, &current);
+                    }
+                    self.last_failure = Some((e.kind, Instant::now()));
+                }
+                self.live.write_status();
+            }
+        }
+    }
 }
 
 /// Block SIGINT and SIGTERM in the calling thread (and every thread it spawns later).

@@ -1,120 +1,223 @@
 //! The `fuser::Filesystem`: namespace from the backing tree (or, for a remote mount, from the
-//! target index alone), policy from the target index.
+//! target index alone), policy from the target index in force.
 //!
 //! - Remote mount ([`Content::Remote`]): the tree is derived from the target paths (directories
 //!   0555, files 0444 with their signed length) and shown in full before any content is fetched.
 //!   The first open of a file downloads it into the shared cache through `fetch.rs` (one download
 //!   per object, however many openers wait on it); later opens use the cached object. A fetch
 //!   failure is `EIO`, a verification failure `EACCES`. Everything below about reads applies.
-//! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other entry is shown as a
-//!   regular file 0444 (plus the backing file's execute bits), so an open of a symlink, FIFO,
-//!   socket or device reaches [`TrustFs::open`] and is refused with a reason, never followed.
-//!   Registered files report their signed length.
-//! - Open: unregistered → `EACCES` (or hidden with [`Unregistered::Hide`]); registered → the
-//!   backing file is opened beneath the root, and a verification record keyed by its
-//!   `(dev, ino, size, mtime, ctime)` is looked up; on a miss it is copied into the object store and
-//!   hashed. Reads are served from the verified object (passthrough or userspace).
+//! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other
+//!   entry is shown as a regular file 0444 (plus the backing file's execute bits), so an open of a
+//!   symlink, FIFO, socket or device reaches [`TrustFs::open`] and is refused with a reason, never
+//!   followed. Registered files report their signed length.
+//! - Open: unregistered → `EACCES` (or hidden with [`Unregistered::Hide`]); metadata expired →
+//!   `EACCES`; registered → the backing file is opened beneath the root, and a verification record
+//!   keyed by its `(dev, ino, size, mtime, ctime)` is looked up; on a miss it is copied into the
+//!   object store and hashed. Reads are served from the verified object (passthrough or userspace).
 //! - Every mutating operation → `EROFS`.
 //!
+//! Live updates: the metadata in force is a [`Generation`] (index, derived directories, summary,
+//! expiry) behind an `RwLock<Arc<_>>`; [`Core::switch`] replaces it in one step. A registered
+//! file's inode is keyed by its path **and its object name** (a digest of the signed length and
+//! hashes), so a target whose content changes gets a new inode: handles open on the old inode keep
+//! reading their verified object (and its kernel page cache), new lookups find the new inode. The
+//! switch then invalidates the kernel's entries (and the old inodes' attributes and pages) of every
+//! added, removed or changed target, since entry/attr TTLs are long. An open that reaches an inode
+//! whose key no longer matches the metadata in force (a lookup raced the switch) gets `ESTALE`,
+//! which makes the kernel look the name up again.
+//!
 //! TTLs: registered entries and directories get [`LONG_TTL`] (their attributes come from the
-//! signed metadata, which does not change during a mount; every open re-checks the backing file
-//! anyway). Unregistered entries get [`SHORT_TTL`] since their attributes come from the backing
-//! directory. Negative lookups are not cached, so files added to the backing directory appear.
+//! signed metadata, and a metadata switch invalidates what changed; every open re-checks the
+//! backing file anyway). Unregistered entries get [`SHORT_TTL`] since their attributes come from
+//! the backing directory. Negative lookups are not cached, so files added to the backing directory
+//! appear.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    Generation as FuseGeneration, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 
 use super::fetch::{fetch_into_cache, FetchFailure};
-use super::store::{object_name, ObjectStore};
-use super::{MountOptions, Stats, Unregistered};
+use super::store::{object_name, ObjectStore, StoreError};
+use super::{ContentSource, MountOptions, SwitchReport, Unregistered};
 use crate::index::{TargetIndex, TargetInfo};
 use crate::log_event;
+use crate::ops::audit::AuditLog;
+use crate::ops::status::MountStatus;
+use crate::ops::{Counters, DenyReason};
+use crate::schema::UtcTime;
 use crate::source::remote::Mirrors;
 use crate::source::{is_plain_component, BackingDir, EntryKind, FileKey, SourceError, Stat};
+use crate::trust::TrustSummary;
 
 /// TTL for entries whose attributes come from signed metadata (and for directories).
 pub const LONG_TTL: Duration = Duration::from_secs(3600);
 /// TTL for unregistered entries, whose attributes come from the backing directory.
 pub const SHORT_TTL: Duration = Duration::from_secs(1);
 
+/// How long a switch waits for requests still working on the old generation before it repeats
+/// its invalidations (an open waiting for a download can hold it longer; it gets ESTALE later).
+const SWITCH_DRAIN: Duration = Duration::from_secs(2);
+
+/// Extended attributes of registered files (and of the mount root).
+pub const XATTR_SHA256: &str = "user.trustfs.sha256";
+pub const XATTR_LENGTH: &str = "user.trustfs.length";
+pub const XATTR_VERIFIED: &str = "user.trustfs.verified";
+pub const XATTR_STATUS: &str = "user.trustfs.status";
+
+/// The signed content an inode stands for.
+#[derive(Debug)]
+struct NodeTarget {
+    /// Content-addressed object name (digest of the signed length and every hash).
+    object: String,
+    info: TargetInfo,
+}
+
 #[derive(Debug)]
 struct Node {
     /// Path relative to the backing root, `/`-separated; empty for the root.
     path: OsString,
+    /// Registered file: the signed content this inode stands for (fixed for its lifetime).
+    target: Option<NodeTarget>,
 }
+
+/// Inode key: the path, and for a registered file the object name of its signed content.
+type NodeKey = (OsString, Option<String>);
 
 #[derive(Debug, Default)]
 struct Inodes {
     /// `nodes[i]` is inode `i + 1`.
     nodes: Vec<Arc<Node>>,
-    by_path: HashMap<OsString, u64>,
+    by_key: HashMap<NodeKey, u64>,
 }
 
 /// One listed directory entry: (inode, type, name).
 type DirEntry = (u64, FileType, OsString);
 
-/// Where the mount's namespace and bytes come from.
+/// A remote mount's directory tree: directory path ("" is the root) → (name, is a directory).
+type Tree = HashMap<OsString, Vec<(OsString, bool)>>;
+
+/// Where the mount's bytes come from.
 pub(super) enum Content {
     /// A local backing directory: its tree is the namespace; files are copied and verified.
     Backing(BackingDir),
     /// A remote repository: the namespace is derived from the index; files are fetched.
-    Remote {
-        mirrors: Mirrors,
-        /// Directory path ("" is the root) → its entries (name, is a directory).
-        tree: HashMap<OsString, Vec<(OsString, bool)>>,
-    },
+    Remote(Mirrors),
 }
 
-impl Content {
-    /// The remote content: the directory tree every target path implies. A path that is both a
-    /// target and a directory of other targets is shown as the directory (and logged).
-    pub(super) fn remote(mirrors: Mirrors, index: &TargetIndex) -> Content {
-        let mut dirs: HashSet<OsString> = HashSet::from([OsString::new()]);
+/// The metadata in force, and what is derived from it. Replaced as a whole by a switch.
+pub(super) struct Generation {
+    /// 1 at mount, +1 per switch.
+    pub(super) number: u64,
+    pub(super) index: TargetIndex,
+    /// Directories that contain at least one registered target (for `Hide`).
+    registered_dirs: HashSet<OsString>,
+    /// Remote mount: the tree the target paths imply.
+    tree: Option<Tree>,
+    pub(super) summary: Option<TrustSummary>,
+    /// When the metadata expires, and the role that expires first.
+    expires: Option<(SystemTime, String)>,
+}
+
+impl Generation {
+    fn new(
+        number: u64,
+        index: TargetIndex,
+        summary: Option<TrustSummary>,
+        remote: bool,
+        fallback_expires: Option<SystemTime>,
+    ) -> Generation {
+        let mut registered_dirs = HashSet::from([OsString::new()]);
         for (path, _) in index.iter() {
             let p = path.as_str();
             for (i, _) in p.match_indices('/') {
-                dirs.insert(OsString::from(&p[..i]));
+                registered_dirs.insert(OsString::from(&p[..i]));
             }
         }
-        let mut tree: HashMap<OsString, Vec<(OsString, bool)>> = HashMap::new();
-        let mut add = |path: &str, is_dir: bool| {
-            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-            tree.entry(OsString::from(parent))
-                .or_default()
-                .push((OsString::from(name), is_dir));
+        let tree = remote.then(|| remote_tree(&index, &registered_dirs));
+        let expires = match &summary {
+            Some(s) => {
+                let role = if s.expires_role.is_empty() {
+                    "trusted".to_owned()
+                } else {
+                    s.expires_role.clone()
+                };
+                UtcTime::parse(&s.expires)
+                    .ok()
+                    .map(|t| (utc_to_system(t), role))
+            }
+            None => fallback_expires.map(|t| (t, "trusted".to_owned())),
         };
-        for dir in &dirs {
-            if let Some(d) = dir.to_str().filter(|d| !d.is_empty()) {
-                add(d, true);
-            }
+        Generation {
+            number,
+            index,
+            registered_dirs,
+            tree,
+            summary,
+            expires,
         }
-        for (path, _) in index.iter() {
-            if dirs.contains(OsStr::new(path.as_str())) {
-                log_event!("warning: target {path:?} is also a directory of other targets; shown as the directory");
-            } else {
-                add(path.as_str(), false);
-            }
-        }
-        for dir in dirs {
-            tree.entry(dir).or_default();
-        }
-        for entries in tree.values_mut() {
-            entries.sort();
-        }
-        Content::Remote { mirrors, tree }
     }
+
+    fn target(&self, path: &OsStr) -> Option<&TargetInfo> {
+        path.to_str().and_then(|p| self.index.get(p))
+    }
+
+    /// The expiry, if it has passed at `now`.
+    pub(super) fn expired_at(&self, now: SystemTime) -> Option<&(SystemTime, String)> {
+        self.expires.as_ref().filter(|(t, _)| now >= *t)
+    }
+
+    /// Directories implied by the target paths (a remote mount's whole tree; with `Hide`, the
+    /// only directories a local mount shows).
+    fn dirs(&self) -> &HashSet<OsString> {
+        &self.registered_dirs
+    }
+}
+
+fn utc_to_system(t: UtcTime) -> SystemTime {
+    u64::try_from(t.0).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// The directory tree every target path implies. A path that is both a target and a directory
+/// of other targets is shown as the directory (and logged).
+fn remote_tree(index: &TargetIndex, dirs: &HashSet<OsString>) -> Tree {
+    let mut tree: Tree = HashMap::new();
+    let mut add = |path: &str, is_dir: bool| {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        tree.entry(OsString::from(parent))
+            .or_default()
+            .push((OsString::from(name), is_dir));
+    };
+    for dir in dirs {
+        if let Some(d) = dir.to_str().filter(|d| !d.is_empty()) {
+            add(d, true);
+        }
+    }
+    for (path, _) in index.iter() {
+        if dirs.contains(OsStr::new(path.as_str())) {
+            log_event!("warning: target {path:?} is also a directory of other targets; shown as the directory");
+        } else {
+            add(path.as_str(), false);
+        }
+    }
+    for dir in dirs {
+        tree.entry(dir.clone()).or_default();
+    }
+    for entries in tree.values_mut() {
+        entries.sort();
+    }
+    tree
 }
 
 /// An open file: the verified object it reads from.
@@ -127,23 +230,24 @@ struct Handle {
     _backing: Option<Arc<BackingId>>,
 }
 
-pub(super) struct TrustFs {
+/// Everything the filesystem knows, shared between the FUSE workers ([`TrustFs`]) and the
+/// threads around the mount ([`super::LiveMount`]).
+pub(super) struct Core {
     content: Content,
-    /// Attribute times of a remote mount's entries.
+    /// Attribute times of a remote mount's entries (and of files whose backing entry is gone).
     mount_time: SystemTime,
-    /// From then on, every open is refused (the trusted metadata expired).
-    metadata_expires: Option<SystemTime>,
-    index: TargetIndex,
-    /// Directories that contain at least one registered target (for `Hide`).
-    registered_dirs: HashSet<OsString>,
+    generation: RwLock<Arc<Generation>>,
     unregistered: Unregistered,
     store: ObjectStore,
-    stats: Arc<Stats>,
+    pub(super) counters: Arc<Counters>,
+    audit: Option<Arc<AuditLog>>,
     want_passthrough: bool,
-    passthrough: bool,
+    pub(super) passthrough: AtomicBool,
     inodes: RwLock<Inodes>,
     /// Verification records: backing file version → object verified from it.
     records: Mutex<HashMap<FileKey, String>>,
+    /// Objects verified (or found verified in the cache) and opened during this mount.
+    verified: Mutex<HashSet<String>>,
     /// One verification at a time per target (a second opener waits and then hits the record).
     verifying: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     backing_ids: Mutex<HashMap<String, Weak<BackingId>>>,
@@ -155,6 +259,35 @@ pub(super) struct TrustFs {
     handles: Mutex<HashMap<u64, Handle>>,
     dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
     next_fh: AtomicU64,
+    /// Sends invalidations to the kernel (set once the session exists).
+    notifier: OnceLock<Notifier>,
+    /// Serializes metadata switches (the generation swap itself is one write-lock step).
+    switching: Mutex<()>,
+    // ---- for the status record ----
+    pub(super) mountpoint: std::path::PathBuf,
+    repository: String,
+    content_desc: String,
+    started: String,
+    /// The last refresh problem (cleared by a successful refresh).
+    pub(super) problem: Mutex<Option<String>>,
+    /// Serializes status writes; true once the record was removed (shutting down).
+    pub(super) status_lock: Mutex<bool>,
+}
+
+/// The `fuser::Filesystem` the session owns; the state lives in the shared [`Core`].
+pub(super) struct TrustFs(Arc<Core>);
+
+impl TrustFs {
+    pub(super) fn new(core: Arc<Core>) -> TrustFs {
+        TrustFs(core)
+    }
+}
+
+impl std::ops::Deref for TrustFs {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.0
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -174,6 +307,15 @@ fn join(parent: &OsStr, name: &OsStr) -> OsString {
     }
 }
 
+/// (parent path, name) of a non-root path.
+fn split_parent(path: &OsStr) -> (&OsStr, &OsStr) {
+    let p = path.as_bytes();
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (OsStr::from_bytes(&p[..i]), OsStr::from_bytes(&p[i + 1..])),
+        None => (OsStr::new(""), path),
+    }
+}
+
 fn system_time((secs, nanos): (i64, i64)) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::new(secs as u64, nanos.clamp(0, 999_999_999) as u32)
@@ -182,40 +324,46 @@ fn system_time((secs, nanos): (i64, i64)) -> SystemTime {
     }
 }
 
-impl TrustFs {
+impl Core {
     pub(super) fn new(
         options: &MountOptions,
         index: TargetIndex,
         content: Content,
         store: ObjectStore,
-        stats: Arc<Stats>,
-    ) -> TrustFs {
-        let mut registered_dirs = HashSet::new();
-        registered_dirs.insert(OsString::new());
-        for (path, _) in index.iter() {
-            let p = path.as_str();
-            for (i, _) in p.match_indices('/') {
-                registered_dirs.insert(OsString::from(&p[..i]));
-            }
-        }
+        counters: Arc<Counters>,
+    ) -> Core {
+        let remote = matches!(content, Content::Remote(_));
+        let generation = Generation::new(
+            1,
+            index,
+            options.metadata.clone(),
+            remote,
+            options.metadata_expires,
+        );
         let mut inodes = Inodes::default();
         inodes.nodes.push(Arc::new(Node {
             path: OsString::new(),
+            target: None,
         }));
-        inodes.by_path.insert(OsString::new(), 1);
-        TrustFs {
+        inodes.by_key.insert((OsString::new(), None), 1);
+        let content_desc = match &options.source {
+            ContentSource::Backing(p) => p.display().to_string(),
+            ContentSource::Remote(r) => r.targets_urls.join(", "),
+        };
+        let now = SystemTime::now();
+        Core {
             content,
-            mount_time: SystemTime::now(),
-            metadata_expires: options.metadata_expires,
-            index,
-            registered_dirs,
+            mount_time: now,
+            generation: RwLock::new(Arc::new(generation)),
             unregistered: options.unregistered,
             store,
-            stats,
+            counters,
+            audit: options.audit.clone(),
             want_passthrough: options.passthrough,
-            passthrough: false,
+            passthrough: AtomicBool::new(false),
             inodes: RwLock::new(inodes),
             records: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
             verifying: Mutex::new(HashMap::new()),
             backing_ids: Mutex::new(HashMap::new()),
             object_files: Mutex::new(HashMap::new()),
@@ -223,6 +371,173 @@ impl TrustFs {
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            notifier: OnceLock::new(),
+            switching: Mutex::new(()),
+            mountpoint: options.mountpoint.clone(),
+            repository: options.repository.clone(),
+            content_desc,
+            started: crate::fs::log::timestamp(now),
+            problem: Mutex::new(None),
+            status_lock: Mutex::new(false),
+        }
+    }
+
+    pub(super) fn set_notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// The metadata in force (a cheap `Arc` clone; a switch never changes it in place).
+    pub(super) fn generation(&self) -> Arc<Generation> {
+        self.generation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(self.content, Content::Remote(_))
+    }
+
+    /// Switch in new metadata: one atomic swap, then kernel cache invalidations for every target
+    /// added, removed or changed and every directory that disappeared.
+    pub(super) fn switch(&self, index: TargetIndex, summary: TrustSummary) -> SwitchReport {
+        let _one_at_a_time = lock(&self.switching);
+        let old = self.generation();
+        let new = Arc::new(Generation::new(
+            old.number + 1,
+            index,
+            Some(summary),
+            self.is_remote(),
+            None,
+        ));
+        let mut report = SwitchReport::default();
+        // Paths whose kernel entries must go, with the inode keys they may be cached under.
+        let mut stale: Vec<(OsString, Option<String>)> = Vec::new();
+        for (path, info) in old.index.iter() {
+            match new.index.get(path.as_str()) {
+                None => {
+                    report.removed.push(path.to_string());
+                    stale.push((OsString::from(path.as_str()), Some(object_name(info))));
+                }
+                Some(n) if n != info => {
+                    report.changed.push(path.to_string());
+                    stale.push((OsString::from(path.as_str()), Some(object_name(info))));
+                }
+                Some(_) => {}
+            }
+        }
+        for (path, _) in new.index.iter() {
+            if old.index.get(path.as_str()).is_none() {
+                report.added.push(path.to_string());
+                // Cached as an unregistered file (local mount) until now.
+                stale.push((OsString::from(path.as_str()), None));
+            }
+        }
+        for dir in old.dirs().difference(new.dirs()) {
+            stale.push((dir.clone(), None));
+        }
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = new;
+
+        // Collect inode numbers first, then notify without holding any lock: an invalidation
+        // waits for the kernel's directory lock, which a request in that directory may hold
+        // while it waits for a worker.
+        let mut entries: Vec<(u64, OsString)> = Vec::new();
+        let mut inodes_to_drop: Vec<u64> = Vec::new();
+        {
+            let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
+            for (path, object) in &stale {
+                let (parent, name) = split_parent(path);
+                if let Some(&parent_ino) = inodes.by_key.get(&(parent.to_owned(), None)) {
+                    entries.push((parent_ino, name.to_owned()));
+                }
+                for key in [(path.clone(), object.clone()), (path.clone(), None)] {
+                    if let Some(&ino) = inodes.by_key.get(&key) {
+                        inodes_to_drop.push(ino);
+                    }
+                }
+            }
+        }
+        entries.sort();
+        entries.dedup();
+        inodes_to_drop.sort_unstable();
+        inodes_to_drop.dedup();
+        report.invalidations += self.invalidate(&entries, &inodes_to_drop, true);
+        // A request that read the old generation just before the swap (a lookup) may answer the
+        // kernel after the invalidations above and so re-install an old entry. Requests hold the
+        // generation only while they run: wait (bounded) until none holds the old one, then
+        // invalidate again. (An open that still reaches an old inode gets ESTALE anyway.)
+        let deadline = Instant::now() + SWITCH_DRAIN;
+        let mut raced = false;
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            raced = true;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if raced {
+            // Let the kernel finish installing what those requests answered.
+            std::thread::sleep(Duration::from_millis(20));
+            self.invalidate(&entries, &inodes_to_drop, false);
+        }
+        self.counters
+            .metadata_switches
+            .fetch_add(1, Ordering::Relaxed);
+        report
+    }
+
+    /// Send the kernel invalidations for `entries` (parent, name) and `inodes`; returns how many
+    /// were accepted. Errors are logged when `log` (the second round repeats the first).
+    fn invalidate(&self, entries: &[(u64, OsString)], inodes: &[u64], log: bool) -> usize {
+        let Some(n) = self.notifier.get() else {
+            return 0;
+        };
+        let mut sent = 0;
+        for (parent, name) in entries {
+            match n.inval_entry(INodeNo(*parent), name) {
+                Ok(()) => sent += 1,
+                Err(e) if log => log_event!("cannot invalidate the kernel entry {name:?}: {e}"),
+                Err(_) => {}
+            }
+        }
+        for ino in inodes {
+            match n.inval_inode(INodeNo(*ino), 0, -1) {
+                Ok(()) => sent += 1,
+                Err(e) if log => log_event!("cannot invalidate the kernel inode {ino}: {e}"),
+                Err(_) => {}
+            }
+        }
+        sent
+    }
+
+    /// The status record as of now.
+    pub(super) fn status(&self) -> MountStatus {
+        let gen = self.generation();
+        let now = SystemTime::now();
+        self.counters
+            .cache_bytes
+            .store(self.store.total_bytes(), Ordering::Relaxed);
+        let expired = gen.expired_at(now);
+        let problem = match expired {
+            Some((t, role)) => Some(format!(
+                "the trusted metadata expired at {} (the {role} role); opens are refused",
+                crate::fs::log::timestamp(*t)
+            )),
+            None if gen.summary.is_none() => {
+                Some("mounted from a bare target index (no signed metadata summary)".into())
+            }
+            None => lock(&self.problem).clone(),
+        };
+        MountStatus {
+            pid: std::process::id(),
+            mountpoint: self.mountpoint.display().to_string(),
+            repository: self.repository.clone(),
+            content: self.content_desc.clone(),
+            started: self.started.clone(),
+            updated: crate::fs::log::timestamp(now),
+            updated_unix: UtcTime::from_system(now).0,
+            verified: gen.summary.is_some() && expired.is_none(),
+            problem,
+            metadata: gen.summary.clone().unwrap_or_default(),
+            targets: gen.index.len(),
+            counters: self.counters.snapshot(),
         }
     }
 
@@ -232,45 +547,55 @@ impl TrustFs {
         inodes.nodes.get(i).cloned()
     }
 
-    fn ino_for(&self, path: &OsStr) -> u64 {
+    /// The inode of `path` standing for `target` (None: a directory or unregistered entry).
+    fn ino_for(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
+        let object = target.map(object_name);
+        let key = (path.to_owned(), object);
         {
             let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(&ino) = inodes.by_path.get(path) {
+            if let Some(&ino) = inodes.by_key.get(&key) {
                 return ino;
             }
         }
         let mut inodes = self.inodes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(&ino) = inodes.by_path.get(path) {
+        if let Some(&ino) = inodes.by_key.get(&key) {
             return ino;
         }
+        let node_target = match (&key.1, target) {
+            (Some(object), Some(info)) => Some(NodeTarget {
+                object: object.clone(),
+                info: info.clone(),
+            }),
+            _ => None,
+        };
         inodes.nodes.push(Arc::new(Node {
             path: path.to_owned(),
+            target: node_target,
         }));
         let ino = inodes.nodes.len() as u64;
-        inodes.by_path.insert(path.to_owned(), ino);
+        inodes.by_key.insert(key, ino);
         ino
     }
 
-    fn target(&self, path: &OsStr) -> Option<&TargetInfo> {
-        path.to_str().and_then(|p| self.index.get(p))
+    fn visible_dir(&self, gen: &Generation, path: &OsStr) -> bool {
+        self.unregistered == Unregistered::Deny || gen.registered_dirs.contains(path)
     }
 
-    fn visible_dir(&self, path: &OsStr) -> bool {
-        self.unregistered == Unregistered::Deny || self.registered_dirs.contains(path)
-    }
-
-    /// Attributes of the entry at `path`. Errors are errnos (`ENOENT` also for hidden entries).
-    fn attr(&self, ino: u64, path: &OsStr) -> Result<(FileAttr, Duration), Errno> {
+    /// Resolve `path` against the metadata in force: its inode, attributes and TTL.
+    fn resolve(&self, gen: &Generation, path: &OsStr) -> Result<(FileAttr, Duration), Errno> {
         let backing = match &self.content {
             Content::Backing(b) => b,
-            Content::Remote { tree, .. } => {
+            Content::Remote(_) => {
                 let t = self.mount_time;
+                let tree = gen.tree.as_ref().ok_or(Errno::EIO)?;
                 return if tree.contains_key(path) {
+                    let ino = self.ino_for(path, None);
                     Ok((
                         file_attr(ino, FileType::Directory, 0, 0o555, t, t),
                         LONG_TTL,
                     ))
-                } else if let Some(info) = self.target(path) {
+                } else if let Some(info) = gen.target(path) {
+                    let ino = self.ino_for(path, Some(info));
                     let attr = file_attr(ino, FileType::RegularFile, info.length, 0o444, t, t);
                     Ok((attr, LONG_TTL))
                 } else {
@@ -282,45 +607,79 @@ impl TrustFs {
             Ok(s) => s,
             Err(e) => return Err(Errno::from_i32(e.errno())),
         };
-        let base = |kind: FileType, size: u64, perm: u16| {
-            file_attr(
-                ino,
-                kind,
-                size,
-                perm,
-                system_time(stat.mtime),
-                system_time(stat.ctime),
-            )
-        };
         if stat.kind == EntryKind::Directory {
-            if !self.visible_dir(path) {
+            if !self.visible_dir(gen, path) {
                 return Err(Errno::ENOENT);
             }
-            return Ok((base(FileType::Directory, 0, 0o555), LONG_TTL));
+            let ino = self.ino_for(path, None);
+            return Ok((
+                local_attr(ino, &stat, FileType::Directory, 0, 0o555),
+                LONG_TTL,
+            ));
         }
         let exec = if stat.mode & 0o111 != 0 { 0o111 } else { 0 };
-        match self.target(path) {
-            Some(info) => Ok((
-                base(FileType::RegularFile, info.length, 0o444 | exec),
-                LONG_TTL,
-            )),
+        match gen.target(path) {
+            Some(info) => {
+                let ino = self.ino_for(path, Some(info));
+                Ok((
+                    local_attr(ino, &stat, FileType::RegularFile, info.length, 0o444 | exec),
+                    LONG_TTL,
+                ))
+            }
             None if self.unregistered == Unregistered::Hide => Err(Errno::ENOENT),
             None => {
+                let ino = self.ino_for(path, None);
                 let size = if stat.kind == EntryKind::Regular {
                     stat.key.size
                 } else {
                     0
                 };
-                Ok((base(FileType::RegularFile, size, 0o444 | exec), SHORT_TTL))
+                Ok((
+                    local_attr(ino, &stat, FileType::RegularFile, size, 0o444 | exec),
+                    SHORT_TTL,
+                ))
             }
         }
     }
 
+    /// Attributes of an inode the kernel already knows. A registered file's inode keeps the
+    /// attributes of the content it stands for, even after a switch removed or changed it
+    /// (files open on it keep reading that content).
+    fn node_attr(
+        &self,
+        gen: &Generation,
+        ino: u64,
+        node: &Node,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        let Some(t) = &node.target else {
+            let (mut attr, ttl) = self.resolve(gen, &node.path)?;
+            // If the path now resolves to another inode (it became registered), report its
+            // attributes under the old number with a short TTL; the switch invalidated it.
+            let ttl = if attr.ino.0 == ino { ttl } else { SHORT_TTL };
+            attr.ino = INodeNo(ino);
+            return Ok((attr, ttl));
+        };
+        let length = t.info.length;
+        if let Content::Backing(b) = &self.content {
+            if let Ok(stat) = b.stat(&node.path) {
+                let exec = if stat.mode & 0o111 != 0 { 0o111 } else { 0 };
+                let kind = FileType::RegularFile;
+                return Ok((local_attr(ino, &stat, kind, length, 0o444 | exec), LONG_TTL));
+            }
+        }
+        let t = self.mount_time;
+        Ok((
+            file_attr(ino, FileType::RegularFile, length, 0o444, t, t),
+            LONG_TTL,
+        ))
+    }
+
     /// The entries of the directory at `path` (without `.` and `..`).
-    fn list(&self, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Errno> {
+    fn list(&self, gen: &Generation, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Errno> {
         match &self.content {
             Content::Backing(b) => b.list(path).map_err(|e| Errno::from_i32(e.errno())),
-            Content::Remote { tree, .. } => {
+            Content::Remote(_) => {
+                let tree = gen.tree.as_ref().ok_or(Errno::EIO)?;
                 let entries = tree.get(path).ok_or(Errno::ENOENT)?;
                 Ok(entries
                     .iter()
@@ -337,14 +696,40 @@ impl TrustFs {
         }
     }
 
-    fn deny(&self, req: &Request, path: &OsStr, why: &dyn std::fmt::Display) {
-        self.stats.denied.fetch_add(1, Ordering::Relaxed);
-        log_event!(
-            "DENY open {:?}: {why} (pid {}, uid {})",
+    fn deny(
+        &self,
+        req: &Request,
+        gen: &Generation,
+        path: &OsStr,
+        reason: DenyReason,
+        why: &dyn std::fmt::Display,
+    ) {
+        let detail = why.to_string();
+        let summary = format!(
+            "{} {:?}: {detail} (pid {}, uid {})",
+            crate::fs::log::timestamp(SystemTime::now()),
             path,
             req.pid(),
             req.uid()
         );
+        self.counters.deny(reason, summary);
+        log_event!(
+            "DENY open {:?}: {detail} (pid {}, uid {})",
+            path,
+            req.pid(),
+            req.uid()
+        );
+        if let Some(audit) = &self.audit {
+            let meta = gen.summary.clone().unwrap_or_default();
+            audit.deny(
+                &path.to_string_lossy(),
+                reason,
+                &detail,
+                req.pid(),
+                req.uid(),
+                &meta,
+            );
+        }
     }
 
     /// Find or make the verified object for `path`; returns the object name, acquired.
@@ -357,15 +742,17 @@ impl TrustFs {
         let _serialized = lock(&gate);
         let backing = match &self.content {
             Content::Backing(b) => b,
-            Content::Remote { mirrors, .. } => {
+            Content::Remote(mirrors) => {
                 // The cache is content-addressed by the signed length and hashes: an object
                 // under this name was verified against exactly this metadata.
                 if self.store.acquire(&name, info.length) {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(name);
                 }
+                self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 let p = path.to_str().ok_or(Refusal::Source(SourceError::BadName))?;
                 fetch_into_cache(mirrors, &self.store, p, info, &name).map_err(Refusal::Fetch)?;
-                self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                self.counters.fetches.fetch_add(1, Ordering::Relaxed);
                 return Ok(name);
             }
         };
@@ -375,10 +762,12 @@ impl TrustFs {
         if probe.kind == EntryKind::Regular {
             let records = lock(&self.records);
             if records.get(&probe.key) == Some(&name) && self.store.acquire(&name, info.length) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(name);
             }
         }
         let src = backing.open_file(path).map_err(Refusal::Source)?;
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let method = self
             .store
@@ -393,6 +782,43 @@ impl TrustFs {
             method
         );
         Ok(name)
+    }
+
+    /// Whether the content `node` stands for was verified during this mount and (local mount)
+    /// the backing file is still the version that was verified.
+    fn is_verified(&self, node: &Node, t: &NodeTarget) -> bool {
+        if !lock(&self.verified).contains(&t.object) {
+            return false;
+        }
+        match &self.content {
+            Content::Remote(_) => true,
+            Content::Backing(b) => match b.stat(&node.path) {
+                Ok(stat) => lock(&self.records).get(&stat.key) == Some(&t.object),
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// Extended attributes of inode `ino`: (name, value) pairs.
+    fn xattrs(&self, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = Vec::new();
+        if ino == 1 {
+            let status = serde_json::to_vec(&self.status()).unwrap_or_default();
+            out.push((XATTR_STATUS, status));
+        }
+        if let Some(t) = &node.target {
+            if let Some(sha) = t.info.sha256() {
+                out.push((XATTR_SHA256, hex::encode(sha).into_bytes()));
+            }
+            out.push((XATTR_LENGTH, t.info.length.to_string().into_bytes()));
+            let v: &[u8] = if self.is_verified(node, t) {
+                b"yes"
+            } else {
+                b"no"
+            };
+            out.push((XATTR_VERIFIED, v.to_vec()));
+        }
+        out
     }
 
     /// The shared read-only `File` of a stored object.
@@ -443,8 +869,50 @@ impl TrustFs {
 /// Why an open was refused.
 enum Refusal {
     Source(SourceError),
-    Store(super::store::StoreError),
+    Store(StoreError),
     Fetch(FetchFailure),
+}
+
+impl Refusal {
+    /// The denial label of a refusal that is answered with `EACCES`.
+    fn reason(&self) -> DenyReason {
+        match self {
+            Refusal::Source(SourceError::NotRegular(_))
+            | Refusal::Source(SourceError::Escapes)
+            | Refusal::Source(SourceError::BadName) => DenyReason::NotRegular,
+            Refusal::Source(SourceError::Replaced) => DenyReason::Changed,
+            Refusal::Source(_) => DenyReason::Other,
+            Refusal::Store(StoreError::Mismatch(_)) => DenyReason::Altered,
+            Refusal::Store(StoreError::ChangedWhileReading) => DenyReason::Changed,
+            Refusal::Store(_) => DenyReason::Other,
+            Refusal::Fetch(FetchFailure::Refused(_)) => DenyReason::Altered,
+            Refusal::Fetch(FetchFailure::Unavailable(_)) => DenyReason::Other,
+        }
+    }
+}
+
+/// Attributes of a local entry: times from the backing entry.
+fn local_attr(ino: u64, stat: &Stat, kind: FileType, size: u64, perm: u16) -> FileAttr {
+    file_attr(
+        ino,
+        kind,
+        size,
+        perm,
+        system_time(stat.mtime),
+        system_time(stat.ctime),
+    )
+}
+
+/// Reply to a getxattr/listxattr `value` with the size-probe protocol: `size` 0 asks for the
+/// length; a buffer too small is `ERANGE`.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
 }
 
 /// Attributes of a read-only entry owned by root.
@@ -481,11 +949,8 @@ impl Filesystem for TrustFs {
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(2).is_ok()
         {
-            self.passthrough = true;
+            self.passthrough.store(true, Ordering::Relaxed);
         }
-        self.stats
-            .passthrough
-            .store(self.passthrough, Ordering::Relaxed);
         // Largest readahead the kernel offers; max_write (and so max_pages) already defaults to
         // fuser's maximum, so userspace reads come in requests as large as the kernel allows.
         if let Err(max) = config.set_max_readahead(u32::MAX) {
@@ -494,7 +959,7 @@ impl Filesystem for TrustFs {
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         log_event!(
             "mounted; reads via {}",
-            if self.passthrough {
+            if self.passthrough.load(Ordering::Relaxed) {
                 "FUSE passthrough"
             } else {
                 "userspace"
@@ -513,16 +978,9 @@ impl Filesystem for TrustFs {
             return;
         };
         let path = join(&parent.path, name);
-        if self.unregistered == Unregistered::Hide
-            && self.target(&path).is_none()
-            && !self.registered_dirs.contains(&path)
-        {
-            reply.error(Errno::ENOENT);
-            return;
-        }
-        let ino = self.ino_for(&path);
-        match self.attr(ino, &path) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+        let gen = self.generation();
+        match self.resolve(&gen, &path) {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, FuseGeneration(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -532,7 +990,8 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
-        match self.attr(ino.0, &node.path) {
+        let gen = self.generation();
+        match self.node_attr(&gen, ino.0, &node) {
             Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(e) => reply.error(e),
         }
@@ -543,31 +1002,45 @@ impl Filesystem for TrustFs {
             reply.error(Errno::EROFS);
             return;
         }
+        self.counters.opens.fetch_add(1, Ordering::Relaxed);
         let Some(node) = self.node(ino) else {
             reply.error(Errno::ENOENT);
             return;
         };
+        let gen = self.generation();
         let path = &node.path;
-        let Some(info) = self.target(path) else {
-            if self.unregistered == Unregistered::Hide {
+        let Some(info) = gen.target(path) else {
+            if node.target.is_some() {
+                // Registered when the kernel looked it up, not any more: look it up again.
+                reply.error(Errno::ESTALE);
+            } else if self.unregistered == Unregistered::Hide {
                 reply.error(Errno::ENOENT);
             } else {
-                self.deny(req, path, &"not listed in the signed targets metadata");
+                let why = "not listed in the signed targets metadata";
+                self.deny(req, &gen, path, DenyReason::Unregistered, &why);
                 reply.error(Errno::EACCES);
             }
             return;
         };
-        if let Some(expires) = self.metadata_expires {
-            if SystemTime::now() >= expires {
-                let at = crate::fs::log::timestamp(expires);
-                self.deny(
-                    req,
-                    path,
-                    &format_args!("the trusted metadata expired at {at}"),
-                );
-                reply.error(Errno::EACCES);
-                return;
-            }
+        if node.target.as_ref().map(|t| t.object.as_str()) != Some(object_name(info).as_str()) {
+            // The inode stands for other content than the metadata in force lists (a lookup
+            // raced a metadata switch): ESTALE makes the kernel look the name up again.
+            reply.error(Errno::ESTALE);
+            return;
+        }
+        if let Some((t, role)) = gen.expired_at(SystemTime::now()) {
+            let at = crate::fs::log::timestamp(*t);
+            self.deny(
+                req,
+                &gen,
+                path,
+                DenyReason::Expired,
+                &format_args!(
+                    "the trusted metadata expired at {at} (the {role} role); no fresh metadata could be trusted since"
+                ),
+            );
+            reply.error(Errno::EACCES);
+            return;
         }
         let object = match self.verified_object(path, info) {
             Ok(o) => o,
@@ -575,23 +1048,8 @@ impl Filesystem for TrustFs {
                 reply.error(Errno::ENOENT);
                 return;
             }
-            Err(Refusal::Source(e)) => {
-                self.deny(req, path, &e);
-                reply.error(Errno::EACCES);
-                return;
-            }
-            Err(Refusal::Store(e)) => {
-                self.deny(req, path, &e);
-                reply.error(Errno::EACCES);
-                return;
-            }
-            Err(Refusal::Fetch(FetchFailure::Refused(why))) => {
-                self.deny(req, path, &why);
-                reply.error(Errno::EACCES);
-                return;
-            }
             Err(Refusal::Fetch(FetchFailure::Unavailable(why))) => {
-                self.stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 log_event!(
                     "EIO open {:?}: fetch failed: {why} (pid {}, uid {})",
                     path,
@@ -601,8 +1059,25 @@ impl Filesystem for TrustFs {
                 reply.error(Errno::EIO);
                 return;
             }
+            Err(refusal) => {
+                let why: &dyn std::fmt::Display = match &refusal {
+                    Refusal::Source(e) => e,
+                    Refusal::Store(e) => e,
+                    Refusal::Fetch(FetchFailure::Refused(why)) => why,
+                    Refusal::Fetch(FetchFailure::Unavailable(why)) => why,
+                };
+                self.deny(req, &gen, path, refusal.reason(), why);
+                reply.error(Errno::EACCES);
+                return;
+            }
         };
-        let use_passthrough = self.passthrough && info.length >= self.passthrough_min_size;
+        lock(&self.verified).insert(object.clone());
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_opened
+            .fetch_add(info.length, Ordering::Relaxed);
+        let use_passthrough =
+            self.passthrough.load(Ordering::Relaxed) && info.length >= self.passthrough_min_size;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         // Userspace mode opens the object lazily at the first read: with KEEP_CACHE most opens
         // of a small file never see a read request.
@@ -694,6 +1169,9 @@ impl Filesystem for TrustFs {
                 }
             }
         }
+        self.counters
+            .bytes_read
+            .fetch_add(filled as u64, Ordering::Relaxed);
         reply.data(&buf[..filled]);
     }
 
@@ -721,19 +1199,18 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
-        let entries = match self.list(&node.path) {
+        let gen = self.generation();
+        let entries = match self.list(&gen, &node.path) {
             Ok(e) => e,
             Err(e) => {
                 reply.error(e);
                 return;
             }
         };
-        let parent_ino = {
-            let p = node.path.as_bytes();
-            match p.iter().rposition(|&b| b == b'/') {
-                Some(i) => self.ino_for(OsStr::from_bytes(&p[..i])),
-                None => 1,
-            }
+        let parent_ino = if node.path.is_empty() {
+            1
+        } else {
+            self.ino_for(split_parent(&node.path).0, None)
         };
         let mut list = vec![
             (ino.0, FileType::Directory, OsString::from(".")),
@@ -741,16 +1218,15 @@ impl Filesystem for TrustFs {
         ];
         for (name, kind) in entries {
             let path = join(&node.path, &name);
-            let (visible, ftype) = if kind == EntryKind::Directory {
-                (self.visible_dir(&path), FileType::Directory)
+            if kind == EntryKind::Directory {
+                if self.visible_dir(&gen, &path) {
+                    list.push((self.ino_for(&path, None), FileType::Directory, name));
+                }
             } else {
-                (
-                    self.unregistered == Unregistered::Deny || self.target(&path).is_some(),
-                    FileType::RegularFile,
-                )
-            };
-            if visible {
-                list.push((self.ino_for(&path), ftype, name));
+                let target = gen.target(&path);
+                if self.unregistered == Unregistered::Deny || target.is_some() {
+                    list.push((self.ino_for(&path, target), FileType::RegularFile, name));
+                }
             }
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -792,7 +1268,7 @@ impl Filesystem for TrustFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let files = self.index.len() as u64;
+        let files = self.generation().index.len() as u64;
         reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096);
     }
 
@@ -943,6 +1419,50 @@ impl Filesystem for TrustFs {
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::EROFS);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(node) = self.node(ino) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        // Only compute what is asked for (the status record is not free).
+        let known = [XATTR_SHA256, XATTR_LENGTH, XATTR_VERIFIED, XATTR_STATUS];
+        if !known.iter().any(|k| OsStr::new(k) == name) {
+            reply.error(Errno::ENODATA);
+            return;
+        }
+        match self
+            .xattrs(ino.0, &node)
+            .into_iter()
+            .find(|(n, _)| OsStr::new(n) == name)
+        {
+            Some((_, value)) => reply_xattr(reply, size, &value),
+            None => reply.error(Errno::ENODATA),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let Some(node) = self.node(ino) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let mut names = Vec::new();
+        if ino.0 == 1 {
+            names.extend_from_slice(XATTR_STATUS.as_bytes());
+            names.push(0);
+        }
+        if let Some(t) = &node.target {
+            let mut list = vec![XATTR_LENGTH, XATTR_VERIFIED];
+            if t.info.sha256().is_some() {
+                list.insert(0, XATTR_SHA256);
+            }
+            for n in list {
+                names.extend_from_slice(n.as_bytes());
+                names.push(0);
+            }
+        }
+        reply_xattr(reply, size, &names);
     }
 
     fn fallocate(

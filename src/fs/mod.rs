@@ -17,7 +17,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,8 +25,11 @@ use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
 use crate::index::TargetIndex;
 use crate::log_event;
+use crate::ops;
+use crate::ops::audit::AuditLog;
 use crate::source::remote::Mirrors;
 use crate::source::BackingDir;
+use crate::trust::TrustSummary;
 
 pub mod fetch;
 mod filesystem;
@@ -86,9 +89,18 @@ pub struct MountOptions {
     pub passthrough_min_size: u64,
     /// FUSE worker threads.
     pub threads: usize,
-    /// When the trusted metadata expires (the earliest `expires` of the roles it was built
-    /// from). From then on every open is refused with `EACCES`. None: not enforced after start.
+    /// When the trusted metadata expires, if `metadata` is not given (with `metadata`, its
+    /// `expires`/`expires_role` are used). From then on every open is refused with `EACCES`.
+    /// None: not enforced after start.
     pub metadata_expires: Option<SystemTime>,
+    /// The trusted metadata the index was built from: versions, expiry (opens fail closed once
+    /// `expires` has passed), keys. Shown by status, audit and metrics; replaced by
+    /// [`LiveMount::switch`].
+    pub metadata: Option<TrustSummary>,
+    /// Where the metadata comes from (a directory or URL), for the status record.
+    pub repository: String,
+    /// Append one JSON line per denial (and per metadata change, by the caller) here.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl MountOptions {
@@ -121,6 +133,9 @@ impl MountOptions {
             passthrough_min_size: DEFAULT_PASSTHROUGH_MIN_SIZE,
             threads: default_threads(),
             metadata_expires: None,
+            metadata: None,
+            repository: String::new(),
+            audit: None,
         }
     }
 }
@@ -143,53 +158,51 @@ pub fn default_threads() -> usize {
     (cpus * 2).max(4)
 }
 
-/// Counters of one mount, shared with the filesystem.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Full hash passes over backing content (a re-open of an unchanged file adds none).
-    pub hash_passes: AtomicU64,
-    /// Opens refused (unregistered, altered, not a regular file, ...).
-    pub denied: AtomicU64,
-    /// Whether the kernel accepted FUSE passthrough at INIT.
-    pub passthrough: AtomicBool,
-    /// Remote mount: targets downloaded and verified into the cache.
-    pub fetches: AtomicU64,
-    /// Remote mount: opens failed with EIO because no mirror could deliver.
-    pub fetch_failures: AtomicU64,
-}
-
 /// A running mount. Dropping it unmounts (lazily if busy).
-#[derive(Debug)]
 pub struct MountHandle {
     session: Option<BackgroundSession>,
-    stats: Arc<Stats>,
+    live: LiveMount,
     mountpoint: PathBuf,
 }
 
+impl std::fmt::Debug for MountHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountHandle")
+            .field("mountpoint", &self.mountpoint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MountHandle {
-    /// Number of full hash passes so far.
+    /// Number of full verification passes so far (hash passes over backing content, or
+    /// downloads; a re-open of an unchanged file adds none).
     pub fn hash_passes(&self) -> u64 {
-        self.stats.hash_passes.load(Ordering::Relaxed)
+        self.live.counters().verifications.load(Ordering::Relaxed)
     }
 
     /// Number of refused opens so far.
     pub fn denied(&self) -> u64 {
-        self.stats.denied.load(Ordering::Relaxed)
+        self.live.counters().denied_total()
     }
 
     /// Remote mount: number of targets downloaded into the cache so far.
     pub fn fetches(&self) -> u64 {
-        self.stats.fetches.load(Ordering::Relaxed)
+        self.live.counters().fetches.load(Ordering::Relaxed)
     }
 
     /// Remote mount: number of opens that failed with EIO (no mirror could deliver).
     pub fn fetch_failures(&self) -> u64 {
-        self.stats.fetch_failures.load(Ordering::Relaxed)
+        self.live.counters().fetch_failures.load(Ordering::Relaxed)
     }
 
     /// Whether reads are served by FUSE passthrough.
     pub fn passthrough(&self) -> bool {
-        self.stats.passthrough.load(Ordering::Relaxed)
+        self.live.passthrough()
+    }
+
+    /// The mount's live side: switch in new metadata, read counters and status.
+    pub fn live(&self) -> LiveMount {
+        self.live.clone()
     }
 
     pub fn mountpoint(&self) -> &Path {
@@ -227,6 +240,124 @@ impl Drop for MountHandle {
     }
 }
 
+/// A cloneable handle on a running mount's state, for the threads around it (metadata refresh,
+/// status writer, metrics server): switch in new metadata, read the counters and the status.
+#[derive(Clone)]
+pub struct LiveMount {
+    core: Arc<filesystem::Core>,
+}
+
+/// What a metadata switch changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwitchReport {
+    /// Target paths new in the metadata.
+    pub added: Vec<String>,
+    /// Target paths no longer in the metadata.
+    pub removed: Vec<String>,
+    /// Target paths whose length or hashes changed.
+    pub changed: Vec<String>,
+    /// Kernel cache invalidations sent (entries and inodes).
+    pub invalidations: usize,
+}
+
+impl LiveMount {
+    /// Switch in new trusted metadata atomically: opens from now on follow `index`; handles
+    /// already open keep their verified objects; the kernel's cached entries, attributes and pages
+    /// of added, removed and changed targets are invalidated.
+    pub fn switch(&self, index: TargetIndex, summary: TrustSummary) -> SwitchReport {
+        self.core.switch(index, summary)
+    }
+
+    /// The metadata in force (None: the mount was started from a bare index).
+    pub fn summary(&self) -> Option<TrustSummary> {
+        self.core.generation().summary.clone()
+    }
+
+    /// Number of targets in the metadata in force.
+    pub fn targets(&self) -> usize {
+        self.core.generation().index.len()
+    }
+
+    pub fn counters(&self) -> &ops::Counters {
+        &self.core.counters
+    }
+
+    pub fn passthrough(&self) -> bool {
+        self.core.passthrough.load(Ordering::Relaxed)
+    }
+
+    /// If the metadata in force has expired: when, and the role that expired first.
+    pub fn expired(&self) -> Option<(SystemTime, String)> {
+        self.core
+            .generation()
+            .expired_at(SystemTime::now())
+            .cloned()
+    }
+
+    /// Record (or clear) the last refresh problem, shown by `trustfs status`.
+    pub fn set_problem(&self, problem: Option<String>) {
+        *self.core.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    /// The mount's status record as of now.
+    pub fn status(&self) -> ops::status::MountStatus {
+        self.core.status()
+    }
+
+    /// Publish the status record (`ops::status::write`), unless the mount is shutting down.
+    /// Serialized: the refresh thread and the periodic writer share one temporary file name.
+    pub fn write_status(&self) {
+        let closed = self
+            .core
+            .status_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return;
+        }
+        if let Err(e) = ops::status::write(&self.core.status()) {
+            log_event!(
+                "cannot write the status record {}: {e}",
+                ops::status::status_path(&self.core.mountpoint).display()
+            );
+        }
+    }
+
+    /// Remove the status record and stop writing it (clean unmount).
+    pub fn remove_status(&self) {
+        let mut closed = self
+            .core
+            .status_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *closed = true;
+        ops::status::remove(&self.core.mountpoint);
+    }
+}
+
+/// If `path` is a dead FUSE mount (its daemon was killed: `statfs`, which the kernel always
+/// sends to the daemon, fails with `ENOTCONN`), detach it (`umount2(MNT_DETACH)`) and return true;
+/// false if it is not one. (`stat` is no test: the root's attributes may still be cached.)
+pub fn detach_dead_mount(path: &Path) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: statfs is plain data; the kernel fills it (or not, on error; it is not read then).
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a writable statfs for the call.
+    let ret = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN) {
+        return Ok(false);
+    }
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let ret = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if ret == 0 {
+        Ok(true)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `umount2(path, 0)`, falling back to `MNT_DETACH` when busy; "not mounted" counts as done.
 fn umount(path: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
@@ -251,7 +382,7 @@ fn umount(path: &Path) -> io::Result<()> {
 /// Mount `index` at `options.mountpoint` with content from `options.source`; returns once the
 /// kernel has completed the FUSE handshake.
 pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandle> {
-    let stats = Arc::new(Stats::default());
+    let counters = Arc::new(ops::Counters::default());
     let (content, store) = match &options.source {
         ContentSource::Backing(path) => {
             let backing = BackingDir::open(path).map_err(|e| {
@@ -263,7 +394,7 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
             let store = store::ObjectStore::create(
                 &options.state_dir.join("objects"),
                 options.copy_cache_max,
-                stats.clone(),
+                counters.clone(),
             )
             .map_err(|e| {
                 io::Error::new(
@@ -279,18 +410,24 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
         ContentSource::Remote(remote) => {
             let mirrors = Mirrors::new(&remote.targets_urls, remote.consistent_snapshot)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let store =
-                store::ObjectStore::open_cache(&remote.cache_dir, remote.cache_max, stats.clone())
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("cannot open cache {}: {e}", remote.cache_dir.display()),
-                        )
-                    })?;
-            (filesystem::Content::remote(mirrors, &index), store)
+            let store = store::ObjectStore::open_cache(
+                &remote.cache_dir,
+                remote.cache_max,
+                counters.clone(),
+            )
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open cache {}: {e}", remote.cache_dir.display()),
+                )
+            })?;
+            (filesystem::Content::Remote(mirrors), store)
         }
     };
-    let fs = filesystem::TrustFs::new(&options, index, content, store, stats.clone());
+    let core = Arc::new(filesystem::Core::new(
+        &options, index, content, store, counters,
+    ));
+    let fs = filesystem::TrustFs::new(core.clone());
 
     let mut config = Config::default();
     config.mount_options = vec![
@@ -309,9 +446,10 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
     let session = fuser::spawn_mount(fs, &options.mountpoint, &config)?;
+    core.set_notifier(session.notifier());
     Ok(MountHandle {
         session: Some(session),
-        stats,
+        live: LiveMount { core },
         mountpoint: options.mountpoint,
     })
 }

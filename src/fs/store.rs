@@ -35,12 +35,12 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::Stats;
 use crate::index::TargetInfo;
+use crate::ops::Counters;
 use crate::source::{fstat, BackingFile};
 use crate::verify::{Mismatch, MultiHasher};
 
@@ -129,7 +129,7 @@ pub struct ObjectStore {
     max_bytes: u64,
     inner: Mutex<Inner>,
     tmp_counter: AtomicU64,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
 }
 
 /// How the copy was made (for the log line).
@@ -141,7 +141,7 @@ pub enum CopyMethod {
 
 impl ObjectStore {
     /// Create (or clear) the store directory `dir` with mode 0700.
-    pub fn create(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<ObjectStore> {
+    pub fn create(dir: &Path, max_bytes: u64, counters: Arc<Counters>) -> io::Result<ObjectStore> {
         if dir.symlink_metadata().is_ok() {
             std::fs::remove_dir_all(dir)?;
         }
@@ -159,13 +159,17 @@ impl ObjectStore {
             max_bytes,
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
-            stats,
+            counters,
         })
     }
 
     /// Open (or create, mode 0700) the persistent download cache `dir`. Nothing verified is
     /// removed; temporary files of dead writers are; objects over `max_bytes` are evicted LRU.
-    pub fn open_cache(dir: &Path, max_bytes: u64, stats: Arc<Stats>) -> io::Result<ObjectStore> {
+    pub fn open_cache(
+        dir: &Path,
+        max_bytes: u64,
+        counters: Arc<Counters>,
+    ) -> io::Result<ObjectStore> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -181,7 +185,7 @@ impl ObjectStore {
             max_bytes,
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
-            stats,
+            counters,
         };
         let removed = store.remove_stale_temps()?;
         if removed > 0 {
@@ -449,10 +453,12 @@ impl ObjectStore {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), StoreError> {
         self.store_with(info, name, |tmp, hasher| {
-            self.stats.hash_passes.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let limit = info.length.saturating_add(1);
-            let hasher = copy_and_hash(reader, tmp, hasher, limit, progress)?;
-            hasher.check(info).map_err(StoreError::Mismatch)
+            let result = copy_and_hash(reader, tmp, hasher, limit, progress)
+                .and_then(|hasher| hasher.check(info).map_err(StoreError::Mismatch));
+            self.counters.verified(started.elapsed().as_secs_f64());
+            result
         })
     }
 
@@ -573,7 +579,19 @@ impl ObjectStore {
         hasher: MultiHasher,
         info: &TargetInfo,
     ) -> Result<CopyMethod, StoreError> {
-        self.stats.hash_passes.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = self.fill_inner(src, tmp, hasher, info);
+        self.counters.verified(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn fill_inner(
+        &self,
+        src: &BackingFile,
+        tmp: &File,
+        hasher: MultiHasher,
+        info: &TargetInfo,
+    ) -> Result<CopyMethod, StoreError> {
         let limit = info.length.saturating_add(1);
         let (hasher, method) = if ficlone(tmp, &src.file).is_ok() {
             (hash_file(tmp, hasher, limit)?, CopyMethod::Reflink)

@@ -20,6 +20,12 @@ pub struct AuditLog {
     file: Mutex<File>,
 }
 
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
 /// Versions in force, as every audit line records them.
 #[derive(Serialize)]
 struct Versions {

@@ -125,6 +125,34 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
     );
     metric(
         &mut out,
+        "fetches_total",
+        "counter",
+        "Remote mount: targets downloaded and verified into the cache.",
+        &one(c.fetches),
+    );
+    metric(
+        &mut out,
+        "fetch_failures_total",
+        "counter",
+        "Remote mount: opens that failed with EIO because no mirror could deliver.",
+        &one(c.fetch_failures),
+    );
+    metric(
+        &mut out,
+        "metadata_switches_total",
+        "counter",
+        "Live updates: new trusted metadata switched in while mounted.",
+        &one(c.metadata_switches),
+    );
+    metric(
+        &mut out,
+        "refresh_failures_total",
+        "counter",
+        "Live updates: metadata refreshes that failed (the last good metadata stayed in force).",
+        &one(c.refresh_failures),
+    );
+    metric(
+        &mut out,
         "targets",
         "gauge",
         "Targets the trusted metadata lists.",
@@ -166,7 +194,12 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
 
 /// Serve `GET /metrics` on `addr` in a background thread. Returns the bound address.
 pub fn serve(addr: &str, status: StatusFn) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_on(TcpListener::bind(addr)?, status)
+}
+
+/// Serve `GET /metrics` on an already bound `listener` (bind first, so a busy address fails
+/// before anything else starts) in a background thread. Returns the bound address.
+pub fn serve_on(listener: TcpListener, status: StatusFn) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     std::thread::Builder::new()
         .name("trustfs-metrics".into())

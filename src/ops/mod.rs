@@ -73,6 +73,14 @@ pub struct Counters {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_bytes: AtomicU64,
+    /// Remote mount: targets downloaded and verified into the cache.
+    pub fetches: AtomicU64,
+    /// Remote mount: opens failed with EIO because no mirror could deliver.
+    pub fetch_failures: AtomicU64,
+    /// Live updates: refreshes that found new metadata and switched it in.
+    pub metadata_switches: AtomicU64,
+    /// Live updates: refreshes that failed (the last good metadata stayed in force).
+    pub refresh_failures: AtomicU64,
     /// The most recent denial, for `trustfs status`.
     pub last_denial: Mutex<Option<String>>,
 }
@@ -86,6 +94,8 @@ impl Counters {
         *self.last_denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
     }
 
+    /// One verification pass (a hash pass over backing content, or a download), successful or
+    /// not, that took `secs`.
     pub fn verified(&self, secs: f64) {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         self.verify_micros
@@ -114,6 +124,10 @@ impl Counters {
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             cache_bytes: get(&self.cache_bytes),
+            fetches: get(&self.fetches),
+            fetch_failures: get(&self.fetch_failures),
+            metadata_switches: get(&self.metadata_switches),
+            refresh_failures: get(&self.refresh_failures),
             last_denial: self
                 .last_denial
                 .lock()
@@ -137,11 +151,26 @@ pub struct CountersSnapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
+    #[serde(default)]
+    pub fetches: u64,
+    #[serde(default)]
+    pub fetch_failures: u64,
+    #[serde(default)]
+    pub metadata_switches: u64,
+    #[serde(default)]
+    pub refresh_failures: u64,
     pub last_denial: Option<String>,
 }
 
 impl CountersSnapshot {
     pub fn denied_total(&self) -> u64 {
         self.denied.values().sum()
+    }
+}
+
+impl Counters {
+    /// Refused opens so far, every reason.
+    pub fn denied_total(&self) -> u64 {
+        self.denied.iter().map(|a| a.load(Ordering::Relaxed)).sum()
     }
 }

@@ -1,0 +1,289 @@
+//! Helpers for tests that run the `trustfs` binary as an operator would: a repository made with
+//! `trustfs repo init` / `repo add`, a `trustfs mount` daemon with its log in a file, its own
+//! runtime directory for status records (`TRUSTFS_RUNTIME_DIR`), bounded waits for conditions.
+//! Needs root and /dev/fuse; fails, never skips, without them.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::{is_mounted, lazy_umount, require_fuse};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run trustfs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait (bounded, 60 s) for `cond`; panics with `what` and `context()` if it never holds.
+pub fn wait_for(what: &str, context: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A repository made by the trustfs binary, a content dir (also the local mount's backing dir),
+/// and the client side's directories; everything removed (and unmounted) on drop.
+pub struct World {
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    pub content: PathBuf,
+    pub keys: PathBuf,
+    pub mnt: PathBuf,
+    pub state: PathBuf,
+    pub runtime: PathBuf,
+    pub audit: PathBuf,
+    expires: Vec<String>,
+    starts: AtomicU64,
+}
+
+impl World {
+    /// A repository whose targets are `files`, roles expiring per `expires` (`timestamp=8s`).
+    pub fn new(tag: &str, files: &[(&str, &[u8])], expires: &[&str]) -> World {
+        require_fuse();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "trustfs-ops-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let w = World {
+            repo: dir.join("repo"),
+            content: dir.join("content"),
+            keys: dir.join("keys"),
+            mnt: dir.join("mnt"),
+            state: dir.join("state"),
+            runtime: dir.join("run"),
+            audit: dir.join("audit.log"),
+            expires: expires
+                .iter()
+                .flat_map(|e| ["--expires".to_owned(), (*e).to_owned()])
+                .collect(),
+            dir,
+            starts: AtomicU64::new(0),
+        };
+        std::fs::create_dir_all(&w.content).unwrap();
+        std::fs::create_dir_all(&w.mnt).unwrap();
+        for (path, data) in files {
+            w.write(path, data);
+        }
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "init"])
+                .arg(&w.repo)
+                .arg("--keys")
+                .arg(&w.keys)
+                .args(&w.expires),
+        );
+        w.publish();
+        w
+    }
+
+    pub fn metadata(&self) -> PathBuf {
+        self.repo.join("metadata")
+    }
+
+    /// Write `content/<path>`.
+    pub fn write(&self, path: &str, data: &[u8]) {
+        let p = self.content.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.content.join(path)).unwrap();
+    }
+
+    /// `trustfs repo add` of the content directory into `repo` (a new targets, snapshot and
+    /// timestamp version).
+    pub fn publish_to(&self, repo: &Path) {
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "add"])
+                .arg(repo)
+                .arg(&self.content)
+                .arg("--keys")
+                .arg(&self.keys)
+                .args(&self.expires),
+        );
+    }
+
+    pub fn publish(&self) {
+        self.publish_to(&self.repo);
+    }
+
+    pub fn at(&self, path: &str) -> PathBuf {
+        self.mnt.join(path)
+    }
+
+    /// A `trustfs` command with this world's runtime directory.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("TRUSTFS_RUNTIME_DIR", &self.runtime);
+        c
+    }
+
+    /// `trustfs mount` of the local repository over the content directory, plus `extra`.
+    pub fn mount_local(&self, extra: &[&str]) -> Daemon {
+        let mut args: Vec<String> = vec![
+            "--metadata".into(),
+            self.metadata().display().to_string(),
+            "--backing".into(),
+            self.content.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.mount_with(&args).unwrap_or_else(|(code, log)| {
+            panic!("mount exited with {code}: {log}");
+        })
+    }
+
+    /// `trustfs mount` with `--root` and `--state-dir` of this world and `args`; Err(exit code,
+    /// log) if the daemon exits before the mount appears.
+    pub fn mount_with(&self, args: &[String]) -> Result<Daemon, (i32, String)> {
+        let n = self.starts.fetch_add(1, Ordering::Relaxed);
+        let log = self.dir.join(format!("daemon-{n}.log"));
+        let child = self
+            .cmd()
+            .arg("mount")
+            .arg("--root")
+            .arg(self.metadata().join("1.root.json"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn trustfs mount");
+        let mut d = Daemon {
+            child: Some(child),
+            mnt: self.mnt.clone(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // Mounted and answering (a dead mount from an earlier daemon is in mountinfo too).
+            if is_mounted(&self.mnt) && std::fs::metadata(&self.mnt).is_ok() {
+                // The daemon writes its first status record right after the mount comes up.
+                if self.status_record().is_some_and(|r| r["pid"] == d.pid()) {
+                    return Ok(d);
+                }
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                d.child = None;
+                return Err((st.code().unwrap_or(-1), d.log()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The mount's status record in the runtime directory, if there is one.
+    pub fn status_record(&self) -> Option<serde_json::Value> {
+        let rec = trustfs::ops::status::instance_name(&self.mnt);
+        let bytes = std::fs::read(self.runtime.join(format!("{rec}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Audit log lines, each parsed as JSON.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        lazy_umount(&self.mnt);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `trustfs mount`; SIGTERM (then SIGKILL) and a lazy unmount on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub mnt: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the log.
+    pub fn stop(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with our own child's pid and a valid signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().unwrap();
+            assert_eq!(st.code(), Some(0), "daemon exit: {}", self.log());
+        }
+        self.log()
+    }
+
+    /// SIGKILL, as a crash would. The dead mount is left in place (ENOTCONN).
+    pub fn kill9(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with our own child's pid and a valid signal.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            lazy_umount(&self.mnt);
+        }
+    }
+}
+
+/// errno of a failed operation (panics on success).
+pub fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    match r {
+        Ok(v) => panic!("succeeded with {v:?}, expected an error"),
+        Err(e) => e.raw_os_error().expect("an OS error"),
+    }
+}

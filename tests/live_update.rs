@@ -1,0 +1,428 @@
+//! Live metadata updates (`trustfs mount --refresh-interval`): publishing with `trustfs repo add`
+//! while mounted, over a local metadata directory and over HTTP (nginx). Named after what each
+//! test stages. Needs root, /dev/fuse, /usr/sbin/nginx; fails, never skips. No test passes or
+//! fails on wall-clock time: every wait is a bounded wait for a condition.
+
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/mount.rs"]
+mod common;
+#[path = "common/nginx.rs"]
+mod nginx;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use cli::{errno_of, wait_for, World};
+use common::pattern;
+use nginx::Nginx;
+
+/// The whole content of an open file, read at offset 0 through its fd.
+fn read_fd(f: &File, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len + 16];
+    let mut filled = 0;
+    loop {
+        let n = f.read_at(&mut buf[filled..], filled as u64).unwrap();
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    buf
+}
+
+fn reads(path: &Path, want: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|d| d == want)
+}
+
+/// Publish into a copy of the repository (so the daemon never sees a half-done change), let
+/// `tamper` change the copy's metadata, then move the copy's metadata in, `timestamp.json` last
+/// (each file by rename, as a publisher's sync would).
+fn publish_staged(w: &World, tamper: impl FnOnce(&Path)) {
+    let staging = w.dir.join("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&w.repo)
+        .arg(&staging)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    w.publish_to(&staging);
+    let smeta = staging.join("metadata");
+    tamper(&smeta);
+    install_metadata(&smeta, &w.metadata());
+}
+
+/// Copy every metadata file of `from` into `to` by rename, `timestamp.json` last.
+fn install_metadata(from: &Path, to: &Path) {
+    let mut names: Vec<String> = std::fs::read_dir(from)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "timestamp.json")
+        .collect();
+    names.sort();
+    names.push("timestamp.json".into());
+    for n in names {
+        let tmp = to.join(format!(".{n}.tmp"));
+        std::fs::copy(from.join(&n), &tmp).unwrap();
+        std::fs::rename(&tmp, to.join(&n)).unwrap();
+    }
+}
+
+/// Flip the first character of the first signature of `file`.
+fn corrupt_signature(file: &Path) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let sig = v["signatures"][0]["sig"].as_str().unwrap().to_owned();
+    let first = if sig.starts_with('0') { "1" } else { "0" };
+    v["signatures"][0]["sig"] = serde_json::Value::String(format!("{first}{}", &sig[1..]));
+    std::fs::write(file, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// Added, removed and changed targets, small (userspace reads, kernel page cache kept across
+/// opens) and large (passthrough), in one publish. An fd opened before keeps reading the bytes
+/// verified for it.
+fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnce()) {
+    let big_old = pattern(600_000, 1);
+    let big_new = pattern(600_000, 2);
+    assert!(reads(&w.at("keep.txt"), b"kept"));
+    assert!(reads(&w.at("gone.txt"), b"soon removed"));
+    assert!(reads(&w.at("change.txt"), b"old content"));
+    assert!(reads(&w.at("big.bin"), &big_old));
+    assert_eq!(errno_of(std::fs::read(w.at("new.txt"))), libc::ENOENT);
+    let small_fd = File::open(w.at("change.txt")).unwrap();
+    let big_fd = File::open(w.at("big.bin")).unwrap();
+    assert_eq!(read_fd(&small_fd, 11), b"old content");
+
+    w.write("new.txt", b"appeared");
+    w.remove("gone.txt");
+    w.write("change.txt", b"new content, longer");
+    w.write("big.bin", &big_new);
+    republish();
+
+    let log = || d.log();
+    wait_for("the new file to appear", log, || {
+        reads(&w.at("new.txt"), b"appeared")
+    });
+    wait_for("the removed file to disappear", log, || {
+        std::fs::metadata(w.at("gone.txt"))
+            .err()
+            .and_then(|e| e.raw_os_error())
+            == Some(libc::ENOENT)
+    });
+    assert!(reads(&w.at("change.txt"), b"new content, longer"));
+    assert_eq!(
+        std::fs::metadata(w.at("change.txt")).unwrap().len(),
+        19,
+        "the new signed length"
+    );
+    assert!(reads(&w.at("big.bin"), &big_new));
+    assert!(reads(&w.at("keep.txt"), b"kept"));
+    // Opened before the switch: still the content verified at that open.
+    assert_eq!(read_fd(&small_fd, 19), b"old content");
+    assert_eq!(read_fd(&big_fd, big_old.len()), big_old);
+    drop(small_fd);
+    drop(big_fd);
+    // A fresh open after the old handles are gone: the new content, also from the page cache.
+    assert!(reads(&w.at("change.txt"), b"new content, longer"));
+    assert!(d.log().contains("metadata updated"), "{}", d.log());
+}
+
+fn initial_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("keep.txt", b"kept".to_vec()),
+        ("gone.txt", b"soon removed".to_vec()),
+        ("change.txt", b"old content".to_vec()),
+        ("big.bin", pattern(600_000, 1)),
+    ]
+}
+
+fn world(tag: &str, expires: &[&str]) -> World {
+    let files = initial_files();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+    World::new(tag, &refs, expires)
+}
+
+#[test]
+fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_their_bytes() {
+    let w = world("local", &[]);
+    let d = w.mount_local(&[
+        "--refresh-interval",
+        "1s",
+        "--audit-log",
+        w.audit.to_str().unwrap(),
+    ]);
+    check_publish_while_mounted(&w, &d, || w.publish());
+    let log = d.stop();
+    assert!(log.contains("3 added") || log.contains("1 added"), "{log}");
+    let audit = w.audit_lines();
+    let changes: Vec<_> = audit.iter().filter(|l| l["event"] == "metadata").collect();
+    assert_eq!(changes.len(), 2, "start and one switch: {audit:?}");
+    assert!(changes[0]["previous"].is_null());
+    assert_eq!(
+        changes[1]["previous"]["targets"].as_u64().unwrap() + 1,
+        changes[1]["metadata"]["targets"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_their_bytes() {
+    let w = world("remote", &[]);
+    let mut server = Nginx::start(&w.repo);
+    let args: Vec<String> = [
+        "--metadata-url",
+        &server.url("metadata"),
+        "--targets-url",
+        &server.url("targets"),
+        "--cache",
+        w.dir.join("cache").to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let d = w.mount_with(&args).unwrap();
+    check_publish_while_mounted(&w, &d, || w.publish());
+    // The server goes away: refreshes fail, the metadata in force and cached files stay.
+    server.stop();
+    wait_for(
+        "a failed refresh (server down)",
+        || d.log(),
+        || d.log().contains("metadata refresh FAILED"),
+    );
+    assert!(reads(&w.at("new.txt"), b"appeared"));
+    assert!(reads(&w.at("change.txt"), b"new content, longer"));
+    assert_eq!(errno_of(std::fs::read(w.at("gone.txt"))), libc::ENOENT);
+    d.stop();
+}
+
+#[test]
+fn bad_signature_and_rolled_back_timestamp_keep_the_last_good_metadata() {
+    let w = world("bad", &[]);
+    let d = w.mount_local(&[
+        "--refresh-interval",
+        "1s",
+        "--audit-log",
+        w.audit.to_str().unwrap(),
+    ]);
+    let log = || d.log();
+    let old_timestamp = std::fs::read(w.metadata().join("timestamp.json")).unwrap();
+
+    // 1. A new timestamp whose signature does not verify: refused, the old state stays.
+    w.write("extra.txt", b"published with a bad signature");
+    publish_staged(&w, |m| corrupt_signature(&m.join("timestamp.json")));
+    wait_for("a failed refresh (bad signature)", log, || {
+        d.log().contains("metadata refresh FAILED")
+    });
+    assert_eq!(
+        errno_of(std::fs::read(w.at("extra.txt"))),
+        libc::EACCES,
+        "not registered by trusted metadata"
+    );
+    assert!(reads(&w.at("keep.txt"), b"kept"));
+    assert!(reads(&w.at("change.txt"), b"old content"));
+
+    // 2. A good publish (on top of the last good metadata) is switched in.
+    std::fs::write(w.dir.join("good-ts"), &old_timestamp).unwrap();
+    std::fs::rename(w.dir.join("good-ts"), w.metadata().join("timestamp.json")).unwrap();
+    publish_staged(&w, |_| {});
+    wait_for("the good update", log, || {
+        reads(&w.at("extra.txt"), b"published with a bad signature")
+    });
+
+    // 3. The old timestamp again (a rollback / freeze attack): refused, the new state stays.
+    let failures_before = d.log().matches("metadata refresh FAILED").count();
+    let ts = w.metadata().join("timestamp.json");
+    std::fs::write(w.dir.join("old-ts"), &old_timestamp).unwrap();
+    std::fs::rename(w.dir.join("old-ts"), &ts).unwrap();
+    wait_for("a failed refresh (rollback)", log, || {
+        d.log().matches("metadata refresh FAILED").count() > failures_before
+    });
+    assert!(reads(&w.at("extra.txt"), b"published with a bad signature"));
+    assert!(reads(&w.at("keep.txt"), b"kept"));
+    let log = d.stop();
+    let failed: Vec<_> = w
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "refresh_failed")
+        .collect();
+    assert!(failed.len() >= 2, "{failed:?}\n{log}");
+    assert!(failed.iter().all(|l| l["reason"].as_str().is_some()));
+}
+
+#[test]
+fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
+    // The repository is never re-signed: every refresh after expiry fails.
+    let w = world("expiry", &["timestamp=8s"]);
+    let d = w.mount_local(&[
+        "--refresh-interval",
+        "1s",
+        "--audit-log",
+        w.audit.to_str().unwrap(),
+    ]);
+    // Possibly already expired on a slow machine; the rule below holds either way.
+    let _ = std::fs::read(w.at("keep.txt"));
+    wait_for(
+        "opens to be refused after expiry",
+        || d.log(),
+        || {
+            std::fs::read(w.at("keep.txt"))
+                .err()
+                .and_then(|e| e.raw_os_error())
+                == Some(libc::EACCES)
+        },
+    );
+    assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::EACCES);
+    wait_for(
+        "the expiry to be announced",
+        || d.log(),
+        || d.log().contains("every open is refused (EACCES)"),
+    );
+    let log = d.stop();
+    assert!(
+        log.contains("DENY open \"keep.txt\": the trusted metadata expired at")
+            && log.contains("(the timestamp role)"),
+        "{log}"
+    );
+    let expired: Vec<_> = w
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "deny" && l["reason"] == "expired")
+        .collect();
+    assert!(!expired.is_empty());
+}
+
+#[test]
+fn expired_metadata_recovers_when_fresh_metadata_is_published() {
+    // Short-lived timestamps: once expired, opens fail closed; a re-signed timestamp brings the
+    // mount back without a remount, and the expiry in force moves forward.
+    let w = world("resign", &["timestamp=5s"]);
+    let d = w.mount_local(&["--refresh-interval", "1s"]);
+    let first = w.status_record().unwrap()["metadata"]["expires"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(
+        "opens to be refused after expiry",
+        || d.log(),
+        || {
+            std::fs::read(w.at("keep.txt"))
+                .err()
+                .and_then(|e| e.raw_os_error())
+                == Some(libc::EACCES)
+        },
+    );
+    w.write("later.txt", b"later");
+    // Longer-lived this time, so the check below cannot race a second expiry.
+    cli::run_ok(
+        std::process::Command::new(cli::BIN)
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .arg(&w.content)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--expires", "timestamp=1h"]),
+    );
+    wait_for(
+        "the re-signed metadata",
+        || d.log(),
+        || reads(&w.at("later.txt"), b"later"),
+    );
+    assert!(reads(&w.at("keep.txt"), b"kept"));
+    wait_for(
+        "the status record to show the new expiry",
+        || d.log(),
+        || {
+            w.status_record().is_some_and(|r| {
+                r["metadata"]["expires"].as_str() != Some(first.as_str()) && r["verified"] == true
+            })
+        },
+    );
+    d.stop();
+}
+
+/// The switch itself, through the library: right after `LiveMount::switch` returns, the kernel
+/// shows the new metadata (entry and attribute TTLs are 3600 s, so this only holds because the
+/// switch invalidated the cached entries, attributes and pages), in both read modes.
+#[test]
+fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() {
+    use trustfs::trust::TrustSummary;
+    for passthrough in [true, false] {
+        let mut s = common::Scratch::new("switch");
+        s.add("same.txt", b"unchanged");
+        s.add("small.txt", b"small v1");
+        s.add("big.bin", &pattern(400_000, 7));
+        s.add("dir/removed.txt", b"removed soon");
+        let mut o = s.options();
+        o.passthrough = passthrough;
+        let m = s.mount_with(o);
+        let live = m.handle().live();
+        // Prime the kernel caches: entries, attributes, pages.
+        for (p, len) in [
+            ("small.txt", 8),
+            ("big.bin", 400_000),
+            ("dir/removed.txt", 12),
+        ] {
+            assert_eq!(std::fs::metadata(s.at(p)).unwrap().len(), len);
+            assert_eq!(std::fs::read(s.at(p)).unwrap().len(), len as usize);
+        }
+        assert_eq!(
+            std::fs::metadata(s.at("new.txt"))
+                .err()
+                .unwrap()
+                .raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        let old_small = File::open(s.at("small.txt")).unwrap();
+        let old_ino = std::os::unix::fs::MetadataExt::ino(&old_small.metadata().unwrap());
+
+        // New metadata: small.txt and big.bin changed, dir/removed.txt removed (its backing
+        // file too), new.txt added.
+        s.index = trustfs::TargetIndex::new();
+        s.add("same.txt", b"unchanged");
+        s.add("small.txt", b"small v2, longer");
+        s.add("big.bin", &pattern(400_001, 8));
+        s.add("new.txt", b"new");
+        std::fs::remove_file(s.backing.join("dir/removed.txt")).unwrap();
+        let summary = TrustSummary {
+            targets_version: 3,
+            ..Default::default()
+        };
+        let report = live.switch(s.index.clone(), summary);
+        assert_eq!(report.added, ["new.txt"]);
+        assert_eq!(report.removed, ["dir/removed.txt"]);
+        assert_eq!(report.changed, ["big.bin", "small.txt"]);
+        assert!(report.invalidations > 0);
+        assert_eq!(live.summary().unwrap().targets_version, 3);
+
+        // At once, no waiting.
+        assert_eq!(std::fs::metadata(s.at("small.txt")).unwrap().len(), 16);
+        assert_eq!(
+            std::fs::read(s.at("small.txt")).unwrap(),
+            b"small v2, longer"
+        );
+        assert_eq!(std::fs::metadata(s.at("big.bin")).unwrap().len(), 400_001);
+        assert_eq!(std::fs::read(s.at("big.bin")).unwrap(), pattern(400_001, 8));
+        assert_eq!(std::fs::read(s.at("new.txt")).unwrap(), b"new");
+        assert_eq!(std::fs::read(s.at("same.txt")).unwrap(), b"unchanged");
+        assert_eq!(
+            errno_of(std::fs::metadata(s.at("dir/removed.txt"))),
+            libc::ENOENT
+        );
+        // A changed target is a new inode; the fd opened before reads its verified bytes.
+        let new_ino =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(s.at("small.txt")).unwrap());
+        assert_ne!(old_ino, new_ino);
+        assert_eq!(read_fd(&old_small, 8), b"small v1");
+        drop(old_small);
+        assert_eq!(
+            std::fs::read(s.at("small.txt")).unwrap(),
+            b"small v2, longer"
+        );
+        drop(m);
+    }
+}
