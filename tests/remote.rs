@@ -711,7 +711,7 @@ fn full_cache_disk_fails_the_open_with_eio_and_leaves_no_temp() {
         }
     }
     let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
         .arg(&w.cache)
         .status()
         .unwrap();
@@ -898,4 +898,97 @@ fn delegated_targets_are_shown_fetched_and_verified_like_top_level_ones() {
     );
     let log = d.stop();
     assert!(log.contains("DENY open \"docs/notes.txt\""), "{log}");
+}
+
+/// chown(2) without following symlinks.
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+#[test]
+fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
+    let w = World::new("cacheowner", &[("a.txt", b"hello\n".to_vec())], &[]);
+    let server = Nginx::start(&w.repo);
+    // Someone else made the --cache path first (e.g. under /var/tmp) and could plant objects.
+    std::fs::create_dir_all(&w.cache).unwrap();
+    chown(&w.cache, 65534);
+    let (code, log) = w
+        .mount(&server, &[])
+        .err()
+        .expect("mounted over a foreign cache");
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("owned by uid 65534") && log.contains("refusing"),
+        "{log}"
+    );
+    // Ours, but writable by others: refused as well.
+    chown(&w.cache, 0);
+    std::fs::set_permissions(&w.cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, log) = w
+        .mount(&server, &[])
+        .err()
+        .expect("mounted over an open cache");
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("writable by group or others"), "{log}");
+    // Fixed by its owner: accepted (and kept 0700).
+    std::fs::set_permissions(&w.cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"hello\n");
+    let cmode = std::fs::metadata(&w.cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(cmode, 0o700);
+    d.stop();
+}
+
+#[test]
+fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
+    let data = b"the signed content\n".to_vec();
+    let w = World::new("plant", &[("a.txt", data.clone())], &[]);
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
+    d.stop();
+    assert_eq!(server.gets(".a.txt"), 1);
+    let objects = w.objects();
+    assert_eq!(objects.len(), 1);
+    let object = w.cache.join(&objects[0].0);
+    let evil = b"planted evil bytes\n".to_vec();
+    assert_eq!(evil.len(), data.len(), "same size as the signed length");
+
+    // 1. Owned by another uid (name and size right).
+    std::fs::remove_file(&object).unwrap();
+    std::fs::write(&object, &evil).unwrap();
+    chown(&object, 65534);
+    std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
+    assert_eq!(server.gets(".a.txt"), 2, "not downloaded again");
+    let log = d.stop();
+    assert!(log.contains("is owned by uid 65534"), "{log}");
+    assert!(log.contains("downloaded again"), "{log}");
+    let m = std::fs::symlink_metadata(&object).unwrap();
+    assert_eq!(
+        (std::os::unix::fs::MetadataExt::uid(&m), m.len()),
+        (0, data.len() as u64)
+    );
+
+    // 2. Ours, but writable by others.
+    std::fs::remove_file(&object).unwrap();
+    std::fs::write(&object, &evil).unwrap();
+    std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
+    assert_eq!(server.gets(".a.txt"), 3, "not downloaded again");
+    let log = d.stop();
+    assert!(log.contains("writable by group or others"), "{log}");
+
+    // 3. A symlink under the object's name.
+    std::fs::remove_file(&object).unwrap();
+    let elsewhere = w.dir.join("elsewhere");
+    std::fs::write(&elsewhere, &evil).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &object).unwrap();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
+    assert_eq!(server.gets(".a.txt"), 4, "not downloaded again");
+    let log = d.stop();
+    assert!(log.contains("symbolic link"), "{log}");
 }

@@ -24,13 +24,21 @@
 //! - an object in use is held with `flock(LOCK_SH)`; the evictor of any process takes
 //!   `LOCK_EX | LOCK_NB` before unlinking, so an open object is never evicted, by anyone;
 //! - LRU order is the object's mtime, touched at every use, so it is shared across processes;
-//!   the size bound is checked against a directory scan after every insert.
+//!   the size bound is checked against a directory scan after every insert;
+//! - the directory must be owned by the euid and not group/other-writable (else it is refused),
+//!   and an object is used only if it is a regular file owned by the euid, without group/other
+//!   write, of exactly the signed length; anything else under its name is removed and fetched
+//!   again.
+//!
+//! Both modes hold the store directory open and work relative to that descriptor (`openat` with
+//! `O_NOFOLLOW`, `renameat`, `unlinkat`), never through a path.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,7 +132,12 @@ pub enum StoreMode {
 /// The object store under `<state-dir>/objects`.
 #[derive(Debug)]
 pub struct ObjectStore {
+    /// The directory's path, for messages only: every operation goes through `dirfd`.
     dir: PathBuf,
+    /// The store directory, held open (`O_DIRECTORY | O_NOFOLLOW`); objects are opened, created,
+    /// renamed and unlinked relative to it, so a rename or symlink swap of the path (or of a
+    /// parent) after the checks cannot redirect the store.
+    dirfd: File,
     mode: StoreMode,
     max_bytes: u64,
     inner: Mutex<Inner>,
@@ -152,9 +165,10 @@ impl ObjectStore {
                 .create(parent)?;
         }
         std::fs::DirBuilder::new().mode(0o700).create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let dirfd = open_owned_dir(dir)?;
         Ok(ObjectStore {
             dir: dir.to_owned(),
+            dirfd,
             mode: StoreMode::PrivateCleared,
             max_bytes,
             inner: Mutex::new(Inner::default()),
@@ -174,13 +188,10 @@ impl ObjectStore {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
-        let meta = dir.symlink_metadata()?;
-        if !meta.is_dir() {
-            return Err(io::Error::other("cache path is not a directory"));
-        }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let dirfd = open_owned_dir(dir)?;
         let store = ObjectStore {
             dir: dir.to_owned(),
+            dirfd,
             mode: StoreMode::SharedCache,
             max_bytes,
             inner: Mutex::new(Inner::default()),
@@ -212,22 +223,19 @@ impl ObjectStore {
     /// alive. A writer that is alive (in this or another pid namespace) holds the lock.
     fn remove_stale_temps(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(temp_owner) else {
+        for name in list_names(&self.dirfd)? {
+            let Some(pid) = temp_owner(&name) else {
                 continue;
             };
             if pid != std::process::id() && pid_alive(pid) {
                 continue;
             }
-            let path = entry.path();
-            let Ok(file) = open_nofollow(&path) else {
+            let Ok(file) = self.open_entry(&name) else {
                 continue;
             };
             if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
-                && same_file(&file, &path)
-                && std::fs::remove_file(&path).is_ok()
+                && self.same_name(&file, &name)
+                && unlinkat(&self.dirfd, &name).is_ok()
             {
                 removed += 1;
             }
@@ -275,25 +283,67 @@ impl ObjectStore {
     }
 
     /// Shared cache: open `name`, take `LOCK_SH`, check the name still links to that file and
-    /// its size is `length`; touch its mtime. None if it is not there (or being evicted).
+    /// that it can be an object of ours: a regular file owned by this daemon's euid, not
+    /// writable by group or others, of exactly `length` bytes; touch its mtime. None if it is
+    /// not there (or being evicted). A file that fails the check was not made by a trustfs
+    /// daemon of this uid (planted, or damaged): it is removed, so it is downloaded again.
     fn lock_on_disk(&self, name: &str, length: u64) -> Option<File> {
-        let path = self.dir.join(name);
-        let file = open_nofollow(&path).ok()?;
+        let file = match self.open_entry(name) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                self.remove_bad(name, None, "is a symbolic link");
+                return None;
+            }
+            Err(_) => return None,
+        };
         flock(&file, libc::LOCK_SH).ok()?;
         // After the lock: an evictor that unlinked it first has released its lock by now.
-        if !same_file(&file, &path) {
+        if !self.same_name(&file, name) {
             return None;
         }
         let meta = file.metadata().ok()?;
-        if !meta.is_file() || meta.len() != length {
-            crate::log_event!(
-                "cache object {name} has {} bytes, expected {length}; not used",
-                meta.len()
-            );
+        if let Err(why) = check_object(&meta, length) {
+            self.remove_bad(name, Some(&file), &why);
             return None;
         }
         let _ = file.set_modified(SystemTime::now());
         Some(file)
+    }
+
+    /// Remove a cache entry that is not a valid object (if `name` still links to `file`).
+    fn remove_bad(&self, name: &str, file: Option<&File>, why: &str) {
+        if file.is_some_and(|f| !self.same_name(f, name)) {
+            return;
+        }
+        match unlinkat(&self.dirfd, name) {
+            Ok(()) => crate::log_event!(
+                "cache {}: object {name} {why}; removed, it will be downloaded again",
+                self.dir.display()
+            ),
+            Err(e) => crate::log_event!(
+                "cache {}: object {name} {why}; not used (cannot remove it: {e})",
+                self.dir.display()
+            ),
+        }
+    }
+
+    /// Open the entry `name` of the store directory for reading, never following a symlink and
+    /// never blocking (a FIFO planted under an object's name opens and then fails the checks).
+    fn open_entry(&self, name: &str) -> io::Result<File> {
+        openat(
+            &self.dirfd,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            0,
+        )
+    }
+
+    /// Does `name` in the store directory still link to the open `file` (same device and inode)?
+    fn same_name(&self, file: &File, name: &str) -> bool {
+        match (file.metadata(), fstatat_nofollow(&self.dirfd, name)) {
+            (Ok(a), Ok(b)) => a.dev() == b.st_dev && a.ino() == b.st_ino,
+            _ => false,
+        }
     }
 
     /// Record `name` as stored and opened once more, holding `lock` (shared cache).
@@ -357,27 +407,24 @@ impl ObjectStore {
             if let Some(entry) = inner.objects.remove(&name) {
                 inner.total -= entry.size;
             }
-            let _ = std::fs::remove_file(self.dir.join(&name));
+            let _ = unlinkat(&self.dirfd, &name);
         }
     }
 
     /// Shared cache: scan the directory (objects of every daemon), oldest mtime first, and
     /// unlink objects nobody holds (`LOCK_EX | LOCK_NB` succeeds) until under the bound.
     fn evict_shared(&self, inner: &mut Inner) {
-        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+        let Ok(names) = list_names(&self.dirfd) else {
             return;
         };
-        let mut objects: Vec<(SystemTime, u64, String)> = Vec::new();
-        for entry in dir.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
+        let mut objects: Vec<((i64, i64), u64, String)> = Vec::new();
+        for name in names {
             if !name.starts_with("t-") {
                 continue;
             }
-            if let Ok(meta) = entry.metadata() {
-                let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                objects.push((mtime, meta.len(), name));
+            if let Ok(st) = fstatat_nofollow(&self.dirfd, &name) {
+                let mtime = (st.st_mtime, st.st_mtime_nsec);
+                objects.push((mtime, st.st_size as u64, name));
             }
         }
         let mut total: u64 = objects.iter().map(|o| o.1).sum();
@@ -389,15 +436,15 @@ impl ObjectStore {
             if inner.objects.get(&name).is_some_and(|e| e.open > 0) {
                 continue;
             }
-            let path = self.dir.join(&name);
-            let Ok(file) = open_nofollow(&path) else {
+            let Ok(file) = self.open_entry(&name) else {
                 continue;
             };
             // Held (LOCK_SH) by a reader in some daemon: in use, never evicted.
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !same_file(&file, &path) {
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !self.same_name(&file, &name)
+            {
                 continue;
             }
-            if std::fs::remove_file(&path).is_ok() {
+            if unlinkat(&self.dirfd, &name).is_ok() {
                 total -= size;
                 if let Some(e) = inner.objects.remove(&name) {
                     inner.lru.remove(&e.tick);
@@ -409,12 +456,23 @@ impl ObjectStore {
         inner.over = total > self.max_bytes;
     }
 
-    /// Open a stored object for reading.
+    /// Open a stored object for reading (relative to the held directory, no symlink followed);
+    /// it must still be a regular file of ours (owner, no group/other write).
     pub fn open(&self, name: &str) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.dir.join(name))
+        let file = openat(
+            &self.dirfd,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0,
+        )?;
+        let meta = file.metadata()?;
+        check_object(&meta, meta.len()).map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("object {name} {why}"),
+            )
+        })?;
+        Ok(file)
     }
 
     /// Bytes currently stored.
@@ -472,15 +530,14 @@ impl ObjectStore {
     ) -> Result<T, StoreError> {
         let hasher = MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.dir.join(format!("tmp.{}.{n}", std::process::id()));
-        let tmp = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp_path)
-            .map_err(StoreError::Io)?;
+        let tmp_name = format!("tmp.{}.{n}", std::process::id());
+        let tmp = openat(
+            &self.dirfd,
+            &tmp_name,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o400,
+        )
+        .map_err(StoreError::Io)?;
         let shared = self.mode == StoreMode::SharedCache;
         let result = (|| {
             if shared {
@@ -496,22 +553,22 @@ impl ObjectStore {
         let out = match result {
             Ok(out) => out,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
+                let _ = unlinkat(&self.dirfd, &tmp_name);
                 return Err(e);
             }
         };
         let mut inner = self.lock();
         if shared {
             return self
-                .publish_shared(&mut inner, &tmp_path, tmp, info, name)
+                .publish_shared(&mut inner, &tmp_name, tmp, info, name)
                 .map(|()| out);
         }
         let known = inner.objects.contains_key(name);
         if known {
             // Another open stored the same content first; keep that one.
-            let _ = std::fs::remove_file(&tmp_path);
-        } else if let Err(e) = std::fs::rename(&tmp_path, self.dir.join(name)) {
-            let _ = std::fs::remove_file(&tmp_path);
+            let _ = unlinkat(&self.dirfd, &tmp_name);
+        } else if let Err(e) = renameat(&self.dirfd, &tmp_name, name) {
+            let _ = unlinkat(&self.dirfd, &tmp_name);
             return Err(StoreError::Io(e));
         }
         if !known {
@@ -541,24 +598,22 @@ impl ObjectStore {
     fn publish_shared(
         &self,
         inner: &mut Inner,
-        tmp_path: &Path,
+        tmp_name: &str,
         tmp: File,
         info: &TargetInfo,
         name: &str,
     ) -> Result<(), StoreError> {
         if let Some(existing) = self.lock_on_disk(name, info.length) {
-            let _ = std::fs::remove_file(tmp_path);
+            let _ = unlinkat(&self.dirfd, tmp_name);
             self.mark_open(inner, name, info.length, existing);
             return Ok(());
         }
-        if let Err(e) = std::fs::rename(tmp_path, self.dir.join(name)) {
-            let _ = std::fs::remove_file(tmp_path);
+        if let Err(e) = renameat(&self.dirfd, tmp_name, name) {
+            let _ = unlinkat(&self.dirfd, tmp_name);
             return Err(StoreError::Io(e));
         }
         // Make the name durable; a crash before this leaves no name, never a partial object.
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        let _ = self.dirfd.sync_all();
         // Keep the new object held (LOCK_SH replaces the writer's LOCK_EX) so no evictor takes
         // it before the caller uses it.
         flock(&tmp, libc::LOCK_SH).map_err(StoreError::Io)?;
@@ -747,19 +802,191 @@ fn flock(file: &File, op: i32) -> io::Result<()> {
     }
 }
 
-fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
+/// This process's effective uid.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
-/// Does `path` still name the open `file` (same device and inode)?
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), path.symlink_metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
+/// Can `meta` be an object this daemon stored: a regular file owned by our euid, not writable by
+/// group or others, of exactly `length` bytes? Err: why not, for a log line.
+fn check_object(meta: &std::fs::Metadata, length: u64) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
     }
+    if meta.uid() != euid() {
+        return Err(format!(
+            "is owned by uid {}, not by this daemon's uid {}",
+            meta.uid(),
+            euid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "is writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() != length {
+        return Err(format!("has {} bytes, expected {length}", meta.len()));
+    }
+    Ok(())
+}
+
+/// Open the store directory `dir` (no symlink), refuse it unless it is owned by our euid and not
+/// writable by group or others (whoever else can write it can plant objects), then make it 0700.
+fn open_owned_dir(dir: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a directory (or is a symbolic link)",
+                    dir.display()
+                ),
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if meta.uid() != euid() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing {}: it is owned by uid {}, not by this daemon's uid {} \
+                 (its owner could plant content in it)",
+                dir.display(),
+                meta.uid(),
+                euid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing {}: it is writable by group or others (mode {:o}), \
+                 so others could plant content in it; make it 0700",
+                dir.display(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    Ok(file)
+}
+
+fn cstr(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file name",
+        ));
+    }
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `openat(dir, name, flags, mode)`.
+fn openat(dir: &File, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+    let c = cstr(name)?;
+    // SAFETY: `dir` is a live directory descriptor and `c` a valid NUL-terminated name for the
+    // duration of the call; the returned descriptor is new and owned by nobody else.
+    let fd =
+        cvt(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
+    // SAFETY: `fd` was just returned by openat and is owned only here.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `unlinkat(dir, name, 0)`.
+fn unlinkat(dir: &File, name: &str) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: live descriptor, valid NUL-terminated name; no memory is retained.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
+}
+
+/// `renameat(dir, from, dir, to)`.
+fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    let d = dir.as_raw_fd();
+    // SAFETY: live descriptor, valid NUL-terminated names; no memory is retained.
+    cvt(unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) }).map(|_| ())
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
+    let c = cstr(name)?;
+    // SAFETY: plain data; filled by the kernel on success (only read then).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: live descriptor, valid NUL-terminated name, `st` writable for the call.
+    cvt(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+/// The names in directory `dir` (without `.` and `..`; names that are not UTF-8 are skipped:
+/// the store never makes one).
+fn list_names(dir: &File) -> io::Result<Vec<String>> {
+    // A new open file description, so the read position is our own.
+    let own = openat(
+        dir,
+        ".",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )?;
+    let fd = own.into_raw_fd();
+    // SAFETY: `fd` is an open directory descriptor owned here; on success fdopendir owns it
+    // (closedir closes it), on failure it is closed below.
+    let dirp = unsafe { libc::fdopendir(fd) };
+    if dirp.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let mut names = Vec::new();
+    let result = loop {
+        // SAFETY: errno is thread-local; cleared to tell end of directory from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `dirp` is a valid DIR* used by this thread only.
+        let ent = unsafe { libc::readdir(dirp) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated; it stays valid
+        // until the next readdir/closedir, and is copied out before that.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            names.push(s.to_owned());
+        }
+    };
+    // SAFETY: `dirp` is valid and closed exactly once.
+    unsafe { libc::closedir(dirp) };
+    result.map(|()| names)
 }
 
 #[cfg(test)]
