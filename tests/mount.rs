@@ -371,3 +371,37 @@ fn unmount_leaves_no_mount() {
     t.join().unwrap().unwrap();
     assert!(!is_mounted(&s.mnt));
 }
+
+#[test]
+fn lookups_of_missing_names_do_not_grow_the_inode_table() {
+    let mut s = Scratch::new("missing-lookups");
+    s.add("a.txt", b"hello\n");
+    s.add("dir/b.txt", b"b\n");
+    s.write("unregistered.txt", b"u\n");
+    for hidden in [false, true] {
+        let m = if hidden { s.mount_hidden() } else { s.mount() };
+        let live = m.handle().live();
+        // The existing entries once, so their inodes exist.
+        assert_eq!(read(&s.at("a.txt")).unwrap(), b"hello\n");
+        let _ = std::fs::metadata(s.at("dir/b.txt")).unwrap();
+        let _ = std::fs::metadata(s.at("unregistered.txt"));
+        let before = live.inode_count();
+        // Any uid of an allow_other mount can do this, as often as it likes.
+        for i in 0..20_000 {
+            let name = format!("missing-{i}");
+            let e = std::fs::metadata(s.at(&name)).unwrap_err();
+            assert_eq!(errno(&e), ENOENT);
+            let e = std::fs::metadata(s.at(&format!("dir/{name}"))).unwrap_err();
+            assert_eq!(errno(&e), ENOENT);
+        }
+        if hidden {
+            // Hidden unregistered entries are ENOENT as well and get no inode.
+            for _ in 0..100 {
+                let e = std::fs::metadata(s.at("unregistered.txt")).unwrap_err();
+                assert_eq!(errno(&e), ENOENT);
+            }
+        }
+        assert_eq!(live.inode_count(), before, "hidden: {hidden}");
+        drop(m);
+    }
+}

@@ -541,6 +541,16 @@ impl Core {
         }
     }
 
+    /// Inodes allocated so far (the root included). Inodes are allocated only for entries that
+    /// exist, so lookups of missing names never grow this.
+    pub(super) fn inode_count(&self) -> usize {
+        self.inodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .len()
+    }
+
     fn node(&self, ino: INodeNo) -> Option<Arc<Node>> {
         let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
         let i = usize::try_from(ino.0).ok()?.checked_sub(1)?;
@@ -581,7 +591,9 @@ impl Core {
         self.unregistered == Unregistered::Deny || gen.registered_dirs.contains(path)
     }
 
-    /// Resolve `path` against the metadata in force: its inode, attributes and TTL.
+    /// Resolve `path` against the metadata in force: its inode, attributes and TTL. An inode is
+    /// allocated only once the entry is known to exist and be visible: every `ENOENT` (or other
+    /// error) returns before [`Self::ino_for`], so lookups of missing names cost no memory.
     fn resolve(&self, gen: &Generation, path: &OsStr) -> Result<(FileAttr, Duration), Errno> {
         let backing = match &self.content {
             Content::Backing(b) => b,

@@ -278,6 +278,11 @@ impl LiveMount {
         self.core.generation().index.len()
     }
 
+    /// Inodes allocated so far (root included). Only entries that exist get one.
+    pub fn inode_count(&self) -> usize {
+        self.core.inode_count()
+    }
+
     pub fn counters(&self) -> &ops::Counters {
         &self.core.counters
     }
