@@ -545,6 +545,14 @@ impl ObjectStore {
                 flock(&tmp, libc::LOCK_EX).map_err(StoreError::Io)?;
             }
             let out = fill(&tmp, hasher)?;
+            // The hashes cover the bytes written; nothing else may be in the file either.
+            let size = tmp.metadata().map_err(StoreError::Io)?.len();
+            if size != info.length {
+                return Err(StoreError::Io(io::Error::other(format!(
+                    "temporary object has {size} bytes, expected the signed {}; not published",
+                    info.length
+                ))));
+            }
             if shared {
                 tmp.sync_all().map_err(StoreError::Io)?;
             }
@@ -651,6 +659,9 @@ impl ObjectStore {
         let (hasher, method) = if ficlone(tmp, &src.file).is_ok() {
             (hash_file(tmp, hasher, limit)?, CopyMethod::Reflink)
         } else {
+            // A FICLONE that failed partway may have left cloned extents in the temporary; the
+            // copy writes from offset 0, so start from an empty file or trailing bytes survive.
+            tmp.set_len(0).map_err(StoreError::Io)?;
             (
                 copy_and_hash(&mut &src.file, tmp, hasher, limit, &mut |_| {})?,
                 CopyMethod::Copy,
@@ -1007,6 +1018,48 @@ mod tests {
         a.hashes.insert("sha512".into(), vec![2; 64]);
         let n3 = object_name(&a);
         assert!(n1 != n2 && n2 != n3 && n1 != n3);
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("trustfs-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn info_of(data: &[u8]) -> TargetInfo {
+        TargetInfo {
+            length: data.len() as u64,
+            hashes: BTreeMap::from([("sha256".to_owned(), Sha256::digest(data).to_vec())]),
+            custom: None,
+        }
+    }
+
+    #[test]
+    fn a_temporary_longer_than_the_signed_length_is_never_published() {
+        let root = scratch("trailing");
+        let dir = root.join("objects");
+        let store = ObjectStore::create(&dir, u64::MAX, Arc::default()).unwrap();
+        let data = b"signed bytes";
+        let info = info_of(data);
+        let name = object_name(&info);
+        // The hashed (and verified) bytes are right, but stale bytes follow them in the file,
+        // as a partial FICLONE followed by the copy from offset 0 could leave.
+        let r = store.store_with(&info, &name, |tmp, mut hasher| {
+            tmp.write_all_at(b"signed bytes and trailing junk", 0)
+                .map_err(StoreError::Io)?;
+            hasher.update(data);
+            hasher.check(&info).map_err(StoreError::Mismatch)
+        });
+        assert!(matches!(r, Err(StoreError::Io(_))), "{r:?}");
+        assert!(!dir.join(&name).exists());
+        assert!(!store.acquire(&name, info.length));
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert!(
+            left.iter()
+                .all(|e| e.file_name().to_string_lossy().starts_with('.')),
+            "{left:?}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
