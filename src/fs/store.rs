@@ -19,8 +19,10 @@
 //! in that mode:
 //! - temporary files are `fsync`ed before the rename and the directory after it, so a crash or
 //!   `kill -9` leaves either the complete verified object or an unnamed-for-use `tmp.*` file;
-//! - each writer holds `flock(LOCK_EX)` on its temporary file; at start, `tmp.<pid>.*` files whose
-//!   lock is free and whose pid is dead are removed (a live writer of another daemon keeps its own);
+//! - each writer creates its temporary as `new.<pid>.<unique>`, takes `flock(LOCK_SH)` and only
+//!   then renames it `tmp.<pid>.<unique>`, and holds that lock until the object is published and
+//!   released (one lock, never converted); at start, `tmp.*` files whose lock is free are removed
+//!   (a live writer of any daemon, in any pid namespace, holds its lock);
 //! - an object in use is held with `flock(LOCK_SH)`; the evictor of any process takes
 //!   `LOCK_EX | LOCK_NB` before unlinking, so an open object is never evicted, by anyone;
 //! - LRU order is the object's mtime, touched at every use, so it is shared across processes;
@@ -219,16 +221,28 @@ impl ObjectStore {
         &self.dir
     }
 
-    /// Remove `tmp.<pid>.<n>` files whose writer is gone: its `flock` is free and its pid is not
-    /// alive. A writer that is alive (in this or another pid namespace) holds the lock.
+    /// Remove temporary files whose writer is gone. A writer takes `flock(LOCK_SH)` on its file
+    /// before the file has a `tmp.*` name (it is created as `new.*`, locked, then renamed), and
+    /// holds it until the object is published or removed, so a `tmp.*` file whose lock is free
+    /// has no live writer, in any pid namespace. A `new.*` file (a writer that died between its
+    /// create and its lock, a few microseconds) is removed once it is an hour old and unlocked.
     fn remove_stale_temps(&self) -> io::Result<usize> {
         let mut removed = 0;
         for name in list_names(&self.dirfd)? {
-            let Some(pid) = temp_owner(&name) else {
+            let fresh = name.starts_with("new.");
+            if !(fresh || name.starts_with("tmp.")) || temp_owner(&name).is_none() {
                 continue;
-            };
-            if pid != std::process::id() && pid_alive(pid) {
-                continue;
+            }
+            if fresh {
+                let old = fstatat_nofollow(&self.dirfd, &name).is_ok_and(|st| {
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    now - st.st_mtime > 3600
+                });
+                if !old {
+                    continue;
+                }
             }
             let Ok(file) = self.open_entry(&name) else {
                 continue;
@@ -241,6 +255,37 @@ impl ObjectStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Create a new temporary file, named `tmp.<pid>.<unique>`; in the shared cache it is held
+    /// with `flock(LOCK_SH)` from before it has that name until it is published or removed (the
+    /// same lock then protects the object from evictors: no lock conversion, no gap). The
+    /// unique part (time, a counter and 64 random bits) keeps the names of daemons that share a
+    /// pid (pid 1 in containers) and the cache apart.
+    fn create_temp(&self) -> io::Result<(String, File)> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let random = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+        let unique = format!("{}.{nanos:x}{n:x}{random:016x}", std::process::id());
+        let (new_name, tmp_name) = (format!("new.{unique}"), format!("tmp.{unique}"));
+        let file = openat(
+            &self.dirfd,
+            &new_name,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o400,
+        )?;
+        let locked = if self.mode == StoreMode::SharedCache {
+            flock(&file, libc::LOCK_SH)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = locked.and_then(|()| renameat(&self.dirfd, &new_name, &tmp_name)) {
+            let _ = unlinkat(&self.dirfd, &new_name);
+            return Err(e);
+        }
+        Ok((tmp_name, file))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -529,21 +574,9 @@ impl ObjectStore {
         fill: impl FnOnce(&File, MultiHasher) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let hasher = MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!("tmp.{}.{n}", std::process::id());
-        let tmp = openat(
-            &self.dirfd,
-            &tmp_name,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o400,
-        )
-        .map_err(StoreError::Io)?;
+        let (tmp_name, tmp) = self.create_temp().map_err(StoreError::Io)?;
         let shared = self.mode == StoreMode::SharedCache;
         let result = (|| {
-            if shared {
-                // Marks the temporary as owned by a live writer (see remove_stale_temps).
-                flock(&tmp, libc::LOCK_EX).map_err(StoreError::Io)?;
-            }
             let out = fill(&tmp, hasher)?;
             // The hashes cover the bytes written; nothing else may be in the file either.
             let size = tmp.metadata().map_err(StoreError::Io)?.len();
@@ -622,9 +655,8 @@ impl ObjectStore {
         }
         // Make the name durable; a crash before this leaves no name, never a partial object.
         let _ = self.dirfd.sync_all();
-        // Keep the new object held (LOCK_SH replaces the writer's LOCK_EX) so no evictor takes
-        // it before the caller uses it.
-        flock(&tmp, libc::LOCK_SH).map_err(StoreError::Io)?;
+        // The writer's LOCK_SH, held since before the file had a name anyone scans, now keeps
+        // the object from every evictor until the caller releases it.
         if let Some(e) = inner.objects.remove(name) {
             // A stale record of an object evicted meanwhile.
             inner.total = inner.total.saturating_sub(e.size);
@@ -780,22 +812,16 @@ fn copy_and_hash(
     })
 }
 
-/// The writer pid of a temporary file name `tmp.<pid>.<n>`.
+/// The writer pid of a temporary file name `tmp.<pid>.<unique hex>` (or `new.…`).
 fn temp_owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("tmp.")?;
-    let (pid, n) = rest.split_once('.')?;
-    n.parse::<u64>().ok()?;
+    let rest = name
+        .strip_prefix("tmp.")
+        .or_else(|| name.strip_prefix("new."))?;
+    let (pid, unique) = rest.split_once('.')?;
+    if unique.is_empty() || !unique.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     pid.parse().ok()
-}
-
-/// Is there a process `pid` (in our pid namespace)? `kill(pid, 0)` fails with ESRCH if not.
-fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks for existence and permission; no signal is sent.
-    let ret = unsafe { libc::kill(pid, 0) };
-    ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
@@ -1065,9 +1091,41 @@ mod tests {
     #[test]
     fn temp_names_carry_their_writer() {
         assert_eq!(temp_owner("tmp.1234.7"), Some(1234));
-        for bad in ["tmp.x.1", "tmp.12", "t-abc", "tmp.12.x", "xtmp.1.2"] {
+        assert_eq!(temp_owner("new.1.18f3a9c0deadbeef"), Some(1));
+        for bad in [
+            "tmp.x.1", "tmp.12", "t-abc", "tmp.12.x", "xtmp.1.2", "tmp.1.",
+        ] {
             assert_eq!(temp_owner(bad), None, "{bad}");
         }
-        assert!(pid_alive(std::process::id()));
+    }
+
+    #[test]
+    fn temps_of_a_daemon_with_the_same_pid_do_not_collide_and_stay_locked_until_used() {
+        let root = scratch("samepid");
+        let dir = root.join("cache");
+        let store = ObjectStore::open_cache(&dir, u64::MAX, Arc::default()).unwrap();
+        // Another daemon with our pid (pid 1 in two containers) is writing its first temps,
+        // under the names a counter alone would give ours.
+        let pid = std::process::id();
+        for n in 0..4 {
+            std::fs::write(dir.join(format!("tmp.{pid}.{n}")), b"theirs").unwrap();
+        }
+        let data = b"object bytes";
+        let info = info_of(data);
+        let name = object_name(&info);
+        let mut reader: &[u8] = data;
+        store
+            .fetch_and_store(&mut reader, &info, &name, &mut |_| {})
+            .expect("a temp name collision must not fail the download");
+        for n in 0..4 {
+            assert!(dir.join(format!("tmp.{pid}.{n}")).exists());
+        }
+        // Published and held: a second daemon starting now with a bound of 0 (its evictor and
+        // its stale-temp cleaner) does not take our object.
+        let other = ObjectStore::open_cache(&dir, 0, Arc::default()).unwrap();
+        assert!(dir.join(&name).exists(), "an object in use was evicted");
+        store.release(&name);
+        drop(other);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
