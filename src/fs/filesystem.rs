@@ -248,8 +248,10 @@ pub(super) struct Core {
     records: Mutex<HashMap<FileKey, String>>,
     /// Objects verified (or found verified in the cache) and opened during this mount.
     verified: Mutex<HashSet<String>>,
-    /// One verification at a time per target (a second opener waits and then hits the record).
-    verifying: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// One verification or download at a time per object (a second opener waits, at most
+    /// `gate_wait`, and then hits the record or the cached object).
+    verifying: Mutex<HashMap<String, Arc<Gate>>>,
+    gate_wait: Duration,
     backing_ids: Mutex<HashMap<String, Weak<BackingId>>>,
     /// Objects open for userspace reads, shared by all handles of the same object.
     object_files: Mutex<HashMap<String, Weak<File>>>,
@@ -365,6 +367,7 @@ impl Core {
             records: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
             verifying: Mutex::new(HashMap::new()),
+            gate_wait: options.gate_wait,
             backing_ids: Mutex::new(HashMap::new()),
             object_files: Mutex::new(HashMap::new()),
             passthrough_min_size: options.passthrough_min_size,
@@ -751,7 +754,14 @@ impl Core {
             let mut v = lock(&self.verifying);
             v.entry(name.clone()).or_default().clone()
         };
-        let _serialized = lock(&gate);
+        // A stuck download (or a huge verification) must not pin every FUSE worker: waiters
+        // give up after `gate_wait` with EIO, and may try again.
+        let Some(_serialized) = gate.enter(self.gate_wait) else {
+            return Err(Refusal::Busy(format!(
+                "still being downloaded or verified by another open after {} s; try again",
+                self.gate_wait.as_secs()
+            )));
+        };
         let backing = match &self.content {
             Content::Backing(b) => b,
             Content::Remote(mirrors) => {
@@ -883,6 +893,47 @@ enum Refusal {
     Source(SourceError),
     Store(StoreError),
     Fetch(FetchFailure),
+    /// The object's gate stayed busy longer than the bounded wait: `EIO`.
+    Busy(String),
+}
+
+/// The per-object gate: one verification or download at a time; a waiter gives up after a
+/// bounded time instead of waiting forever on a stuck holder.
+#[derive(Debug, Default)]
+struct Gate {
+    busy: Mutex<bool>,
+    free: std::sync::Condvar,
+}
+
+/// Holding the gate; dropping it (also on unwind) lets the next waiter in.
+struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    /// Enter, waiting at most `wait` for the holder; None if it is still busy then.
+    fn enter(&self, wait: Duration) -> Option<GateGuard<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut busy = lock(&self.busy);
+        while *busy {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            busy = self
+                .free
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy = true;
+        Some(GateGuard(self))
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.free.notify_one();
+    }
 }
 
 impl Refusal {
@@ -898,7 +949,7 @@ impl Refusal {
             Refusal::Store(StoreError::ChangedWhileReading) => DenyReason::Changed,
             Refusal::Store(_) => DenyReason::Other,
             Refusal::Fetch(FetchFailure::Refused(_)) => DenyReason::Altered,
-            Refusal::Fetch(FetchFailure::Unavailable(_)) => DenyReason::Other,
+            Refusal::Fetch(FetchFailure::Unavailable(_)) | Refusal::Busy(_) => DenyReason::Other,
         }
     }
 }
@@ -1071,12 +1122,22 @@ impl Filesystem for TrustFs {
                 reply.error(Errno::EIO);
                 return;
             }
+            Err(Refusal::Busy(why)) => {
+                log_event!(
+                    "EIO open {:?}: {why} (pid {}, uid {})",
+                    path,
+                    req.pid(),
+                    req.uid()
+                );
+                reply.error(Errno::EIO);
+                return;
+            }
             Err(refusal) => {
                 let why: &dyn std::fmt::Display = match &refusal {
                     Refusal::Source(e) => e,
                     Refusal::Store(e) => e,
                     Refusal::Fetch(FetchFailure::Refused(why)) => why,
-                    Refusal::Fetch(FetchFailure::Unavailable(why)) => why,
+                    Refusal::Fetch(FetchFailure::Unavailable(why)) | Refusal::Busy(why) => why,
                 };
                 self.deny(req, &gen, path, refusal.reason(), why);
                 reply.error(Errno::EACCES);
@@ -1504,5 +1565,26 @@ impl Filesystem for TrustFs {
         reply: ReplyWrite,
     ) {
         reply.error(Errno::EROFS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_on_a_busy_gate_gives_up_after_the_bound_and_gets_in_once_free() {
+        let gate = Arc::new(Gate::default());
+        let held = gate.enter(Duration::from_secs(1)).unwrap();
+        let started = Instant::now();
+        assert!(gate.enter(Duration::from_millis(200)).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Freed while a waiter waits: it gets in.
+        let g2 = gate.clone();
+        let waiter = std::thread::spawn(move || g2.enter(Duration::from_secs(60)).is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        assert!(waiter.join().unwrap());
+        assert!(gate.enter(Duration::ZERO).is_some());
     }
 }

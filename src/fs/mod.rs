@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 
@@ -101,6 +101,9 @@ pub struct MountOptions {
     pub repository: String,
     /// Append one JSON line per denial (and per metadata change, by the caller) here.
     pub audit: Option<Arc<AuditLog>>,
+    /// How long an open waits for another open's download or verification of the same object
+    /// before it fails with `EIO` ("still being downloaded…; try again").
+    pub gate_wait: Duration,
 }
 
 impl MountOptions {
@@ -136,9 +139,13 @@ impl MountOptions {
             metadata: None,
             repository: String::new(),
             audit: None,
+            gate_wait: DEFAULT_GATE_WAIT,
         }
     }
 }
+
+/// Default bound on waiting for another open's download or verification of the same object.
+pub const DEFAULT_GATE_WAIT: Duration = Duration::from_secs(300);
 
 /// Default size from which reads use passthrough: 256 KiB.
 pub const DEFAULT_PASSTHROUGH_MIN_SIZE: u64 = 256 << 10;
