@@ -155,9 +155,13 @@ pub enum CopyMethod {
 }
 
 impl ObjectStore {
-    /// Create (or clear) the store directory `dir` with mode 0700.
+    /// Create (or clear) the store directory `dir` with mode 0700, marked with [`MARKER`].
+    /// An existing `dir` is cleared only if it is a store trustfs made: it carries the marker (or,
+    /// made before the marker existed, holds nothing but object and temporary files). Anything
+    /// else is refused, so a mistaken `--state-dir` never deletes someone's files.
     pub fn create(dir: &Path, max_bytes: u64, counters: Arc<Counters>) -> io::Result<ObjectStore> {
         if dir.symlink_metadata().is_ok() {
+            check_clearable(dir)?;
             std::fs::remove_dir_all(dir)?;
         }
         if let Some(parent) = dir.parent() {
@@ -168,6 +172,12 @@ impl ObjectStore {
         }
         std::fs::DirBuilder::new().mode(0o700).create(dir)?;
         let dirfd = open_owned_dir(dir)?;
+        openat(
+            &dirfd,
+            MARKER,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o400,
+        )?;
         Ok(ObjectStore {
             dir: dir.to_owned(),
             dirfd,
@@ -839,6 +849,50 @@ fn flock(file: &File, op: i32) -> io::Result<()> {
     }
 }
 
+/// The file that marks a directory as a trustfs object store (`<state-dir>/objects`).
+pub const MARKER: &str = ".trustfs-objects";
+
+/// May the existing `dir` be cleared as an object store? It must be a directory (not a
+/// symlink) owned by our euid and carry [`MARKER`], or hold only `t-<64 hex>`, `tmp.*` and
+/// `new.*` files (a store from before the marker).
+fn check_clearable(dir: &Path) -> io::Result<()> {
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to clear {}: {why}; it does not look like a trustfs object store \
+                 (is --state-dir right?)",
+                dir.display()
+            ),
+        ))
+    };
+    let meta = dir.symlink_metadata()?;
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    if meta.uid() != euid() {
+        return refuse(format!("it is owned by uid {}", meta.uid()));
+    }
+    let dirfd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    if fstatat_nofollow(&dirfd, MARKER).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+        return Ok(());
+    }
+    for name in list_names(&dirfd)? {
+        let object = name
+            .strip_prefix("t-")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let regular = fstatat_nofollow(&dirfd, &name)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        if !((object || temp_owner(&name).is_some()) && regular) {
+            return refuse(format!("it has no {MARKER} marker and holds {name:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// This process's effective uid.
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -1085,6 +1139,32 @@ mod tests {
                 .all(|e| e.file_name().to_string_lossy().starts_with('.')),
             "{left:?}"
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn only_a_marked_or_trustfs_only_directory_is_cleared() {
+        let root = scratch("marker");
+        let dir = root.join("objects");
+        // Someone's files where --state-dir/objects points by mistake: refused, kept.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("precious.txt"), b"keep me").unwrap();
+        let e = ObjectStore::create(&dir, u64::MAX, Arc::default()).unwrap_err();
+        assert!(e.to_string().contains("refusing to clear"), "{e}");
+        assert_eq!(std::fs::read(dir.join("precious.txt")).unwrap(), b"keep me");
+        std::fs::remove_file(dir.join("precious.txt")).unwrap();
+        // A store from before the marker (objects and temporaries only): cleared, then marked.
+        let obj = format!("t-{}", "a".repeat(64));
+        std::fs::write(dir.join(&obj), b"x").unwrap();
+        std::fs::write(dir.join("tmp.12.7"), b"x").unwrap();
+        let store = ObjectStore::create(&dir, u64::MAX, Arc::default()).unwrap();
+        assert!(!dir.join(&obj).exists());
+        assert!(dir.join(MARKER).is_file());
+        drop(store);
+        // A marked store is cleared whatever it holds.
+        std::fs::write(dir.join("whatever"), b"x").unwrap();
+        ObjectStore::create(&dir, u64::MAX, Arc::default()).unwrap();
+        assert!(!dir.join("whatever").exists());
         let _ = std::fs::remove_dir_all(&root);
     }
 
