@@ -171,25 +171,10 @@ Operations (see docs/operations.md):
   Restart: if MOUNTPOINT is a dead trustfs mount left by a killed daemon (ENOTCONN), it is
   detached (MNT_DETACH) before mounting.";
 
-/// `/mnt/trusted` → `mnt-trusted` (like `systemd-escape --path`, without the \x escapes).
+/// The default state directory's name for `mountpoint`: [`crate::ops::status::instance_name`]
+/// (`systemd-escape --path`, injective, so two mounts never share a state directory).
 pub fn state_name(mountpoint: &Path) -> String {
-    let s = mountpoint.to_string_lossy();
-    let name: String = s
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "root".into()
-    } else {
-        name
-    }
+    crate::ops::status::instance_name(mountpoint)
 }
 
 pub fn run(args: Args) -> i32 {
@@ -577,9 +562,11 @@ mod tests {
     }
 
     #[test]
-    fn state_names() {
+    fn state_names_do_not_collide() {
         assert_eq!(state_name(Path::new("/mnt/trusted")), "mnt-trusted");
-        assert_eq!(state_name(Path::new("/")), "root");
-        assert_eq!(state_name(Path::new("/srv/a b/c")), "srv-a-b-c");
+        let a = state_name(Path::new("/srv/app-data"));
+        let b = state_name(Path::new("/srv/app/data"));
+        let c = state_name(Path::new("/srv/app data"));
+        assert!(a != b && b != c && a != c, "{a} {b} {c}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Every mount writes `<runtime dir>/<instance>.json` (atomically, every few seconds and on every
 //! metadata change), where the runtime directory is `/run/trustfs` (or `$TRUSTFS_RUNTIME_DIR`) and
-//! the instance is the mountpoint escaped like `systemd-escape --path`. `trustfs status` lists the
+//! the instance is the mountpoint escaped like `systemd-escape --path` ([`instance_name`]). `trustfs status` lists the
 //! trustfs mounts of `/proc/self/mountinfo` and judges each by its record: verified (✔) only
 //! if the daemon is alive, its record is fresh, and the metadata it serves is trusted and unexpired
 //! right now.
@@ -48,24 +48,34 @@ pub fn runtime_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/trustfs"))
 }
 
-/// `/mnt/trusted` → `mnt-trusted` (like `systemd-escape --path`, without the `\x` escapes).
+/// The mountpoint escaped exactly like `systemd-escape --path` (so it equals the `%i` of the
+/// `trustfs@.service` instance for that path): empty components dropped, `/` → `-`, bytes other
+/// than `[A-Za-z0-9:_.]` (among them `-` and `\\`) → `\xNN`, a leading `.` → `\x2e`, the root →
+/// `-`. Injective on normalized absolute paths, so two mountpoints never share a status record
+/// or a default state directory (`/srv/app-data`, `/srv/app/data` and `/srv/app data` give
+/// `srv-app\x2ddata`, `srv-app-data` and `srv-app\x20data`).
 pub fn instance_name(mountpoint: &Path) -> String {
-    let s = mountpoint.to_string_lossy();
-    let name: String = s
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = mountpoint.as_os_str().as_bytes();
+    let mut out = String::new();
+    for component in bytes.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if !out.is_empty() {
+            out.push('-');
+        }
+        for (i, &b) in component.iter().enumerate() {
+            let plain = b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.';
+            if plain && !(b == b'.' && i == 0 && out.is_empty()) {
+                out.push(b as char);
             } else {
-                '-'
+                let _ = write!(out, "\\x{b:02x}");
             }
-        })
-        .collect();
-    if name.is_empty() {
-        "root".into()
+        }
+    }
+    if out.is_empty() {
+        "-".into()
     } else {
-        name
+        out
     }
 }
 
@@ -215,8 +225,49 @@ mod tests {
     #[test]
     fn instance_names() {
         assert_eq!(instance_name(Path::new("/mnt/trusted")), "mnt-trusted");
-        assert_eq!(instance_name(Path::new("/")), "root");
-        assert_eq!(instance_name(Path::new("/srv/a b/c")), "srv-a-b-c");
+        assert_eq!(instance_name(Path::new("/")), "-");
+        assert_eq!(instance_name(Path::new("/srv/a b/c")), r"srv-a\x20b-c");
+        assert_eq!(instance_name(Path::new("/srv//x/")), "srv-x");
+        assert_eq!(instance_name(Path::new("/.hidden/.x")), r"\x2ehidden-.x");
+        assert_eq!(instance_name(Path::new("/root")), "root");
+    }
+
+    #[test]
+    fn instance_names_are_injective() {
+        let paths = [
+            "/srv/app-data",
+            "/srv/app/data",
+            "/srv/app data",
+            "/srv/app\\x2ddata",
+            "/srv/app_data",
+            "/",
+            "/-",
+            "/root",
+        ];
+        let names: std::collections::HashSet<String> =
+            paths.iter().map(|p| instance_name(Path::new(p))).collect();
+        assert_eq!(names.len(), paths.len(), "{names:?}");
+    }
+
+    #[test]
+    fn instance_names_match_systemd_escape() {
+        let paths = [
+            "/srv/app-data",
+            "/srv/app data",
+            "/.x/y.z:1",
+            "/mnt/ü\\b",
+            "/",
+        ];
+        let Ok(out) = std::process::Command::new("systemd-escape")
+            .arg("--path")
+            .args(paths)
+            .output()
+        else {
+            return; // no systemd-escape here; the cases above pin the format
+        };
+        let want = String::from_utf8(out.stdout).unwrap();
+        let got: Vec<String> = paths.iter().map(|p| instance_name(Path::new(p))).collect();
+        assert_eq!(want.split_whitespace().collect::<Vec<_>>(), got);
     }
 
     #[test]
