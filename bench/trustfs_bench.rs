@@ -4,7 +4,7 @@
 //!
 //! - `hash FILE`: single-core throughput of `verify::MultiHasher` (sha256) over FILE, read in
 //!   1 MiB chunks; prints seconds.
-//! - `mount BACKING MNT STATE [--no-passthrough]`: register every regular file under BACKING with
+//! - `mount BACKING MNT STATE [--no-passthrough] [--threads N]`: register every regular file under BACKING with
 //!   its sha256, mount, serve until stdin closes or SIGTERM/SIGINT.
 //! - `readsmall DIR N`: open+read+close DIR/0 .. DIR/N-1; prints seconds.
 //! - `read FILE`: sequential read in 1 MiB chunks; prints seconds.
@@ -107,6 +107,9 @@ fn main() {
             let mut o = MountOptions::new(mnt, backing, state);
             o.passthrough = !args.iter().any(|a| a == "--no-passthrough");
             o.copy_cache_max = 4 << 30;
+            if let Some(i) = args.iter().position(|a| a == "--threads") {
+                o.threads = args.get(i + 1).and_then(|n| n.parse().ok()).expect("--threads N");
+            }
             let h = spawn(o, index).expect("mount");
             eprintln!("mounted (passthrough: {})", h.passthrough());
             let mut sink = Vec::new();
@@ -114,7 +117,7 @@ fn main() {
             h.unmount().expect("unmount");
         }
         _ => {
-            eprintln!("usage: trustfs_bench hash FILE | read FILE | readsmall DIR N | mount BACKING MNT STATE [--no-passthrough]");
+            eprintln!("usage: trustfs_bench hash FILE | read FILE | readsmall DIR N | mount BACKING MNT STATE [--no-passthrough] [--threads N]");
             std::process::exit(2);
         }
     }
