@@ -108,7 +108,10 @@ fn main() {
             o.passthrough = !args.iter().any(|a| a == "--no-passthrough");
             o.copy_cache_max = 4 << 30;
             if let Some(i) = args.iter().position(|a| a == "--threads") {
-                o.threads = args.get(i + 1).and_then(|n| n.parse().ok()).expect("--threads N");
+                o.threads = args
+                    .get(i + 1)
+                    .and_then(|n| n.parse().ok())
+                    .expect("--threads N");
             }
             let h = spawn(o, index).expect("mount");
             eprintln!("mounted (passthrough: {})", h.passthrough());

@@ -772,7 +772,12 @@ fn preallocate(file: &File, len: u64) {
         // only allocates blocks and leaves the file size alone, so the size check before
         // publishing still sees exactly the bytes written.
         let _ = unsafe {
-            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len as libc::off_t)
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                len as libc::off_t,
+            )
         };
     }
 }
