@@ -17,7 +17,7 @@ use crate::schema::UtcTime;
 use crate::trust::TrustSummary;
 
 /// Seconds between status writes; a record older than [`STALE_AFTER`] means a stuck daemon.
-pub const WRITE_INTERVAL_SECS: u64 = 5;
+pub const WRITE_INTERVAL_SECS: u64 = 1;
 pub const STALE_AFTER: i64 = 60;
 
 /// The published state of one mount.
