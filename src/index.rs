@@ -118,6 +118,8 @@ impl fmt::Display for TargetPath {
 #[derive(Clone, Debug, Default)]
 pub struct TargetIndex {
     targets: BTreeMap<TargetPath, TargetInfo>,
+    /// The role whose metadata listed each target ("targets" or a delegated role), where known.
+    signed_by: BTreeMap<TargetPath, String>,
 }
 
 impl TargetIndex {
@@ -128,6 +130,19 @@ impl TargetIndex {
     /// Insert a target; the first insertion for a path wins (delegation order is the caller's job).
     pub fn insert(&mut self, path: TargetPath, info: TargetInfo) {
         self.targets.entry(path).or_insert(info);
+    }
+
+    /// Insert a target together with the role that listed it (first insertion wins).
+    pub fn insert_signed_by(&mut self, path: TargetPath, info: TargetInfo, role: &str) {
+        if !self.targets.contains_key(&path) {
+            self.signed_by.insert(path.clone(), role.to_owned());
+            self.targets.insert(path, info);
+        }
+    }
+
+    /// The role that listed `path`, if recorded.
+    pub fn signed_by(&self, path: &str) -> Option<&str> {
+        self.signed_by.get(path).map(String::as_str)
     }
 
     pub fn get(&self, path: &str) -> Option<&TargetInfo> {

@@ -483,12 +483,15 @@ fn xattrs_report_the_signed_hash_length_verification_and_the_mount_status() {
     assert_eq!(xattr(&f, "user.trustfs.verified").unwrap(), "no");
     assert_eq!(std::fs::read(&f).unwrap(), data);
     assert_eq!(xattr(&f, "user.trustfs.verified").unwrap(), "yes");
+    // The role whose signed metadata listed the file (top-level targets here).
+    assert_eq!(xattr(&f, "user.trustfs.role").unwrap(), "targets");
     assert_eq!(
         listxattr(&f),
         [
             "user.trustfs.sha256",
             "user.trustfs.length",
-            "user.trustfs.verified"
+            "user.trustfs.verified",
+            "user.trustfs.role"
         ]
     );
     // Too small a buffer: ERANGE; unknown names: ENODATA.

@@ -537,3 +537,17 @@ fn earliest_expiry_includes_delegated_roles() {
     assert_eq!(t.summary.expires_role, "docs");
     assert_eq!(t.summary.expires, soon.to_string());
 }
+
+#[test]
+fn index_records_which_role_listed_each_target() {
+    let tmp = TempDir::new("signed-by");
+    let mut repo = TestRepo::new(tmp.path());
+    repo.add_file("top", b"t");
+    repo.delegations
+        .push(Deleg::new("targets", "docs", &["docs/*"]));
+    repo.add_delegated_file(0, "docs/x", b"x");
+    repo.publish();
+    let (index, _) = client(&repo, None).target_index().unwrap();
+    assert_eq!(index.signed_by("top"), Some("targets"));
+    assert_eq!(index.signed_by("docs/x"), Some("docs"));
+}

@@ -75,6 +75,7 @@ pub const XATTR_SHA256: &str = "user.trustfs.sha256";
 pub const XATTR_LENGTH: &str = "user.trustfs.length";
 pub const XATTR_VERIFIED: &str = "user.trustfs.verified";
 pub const XATTR_STATUS: &str = "user.trustfs.status";
+pub const XATTR_ROLE: &str = "user.trustfs.role";
 
 /// The signed content an inode stands for.
 #[derive(Debug)]
@@ -839,6 +840,13 @@ impl Core {
                 b"no"
             };
             out.push((XATTR_VERIFIED, v.to_vec()));
+            if let Some(role) = node
+                .path
+                .to_str()
+                .and_then(|p| self.generation().index.signed_by(p).map(str::to_owned))
+            {
+                out.push((XATTR_ROLE, role.into_bytes()));
+            }
         }
         out
     }
@@ -1500,7 +1508,13 @@ impl Filesystem for TrustFs {
             return;
         };
         // Only compute what is asked for (the status record is not free).
-        let known = [XATTR_SHA256, XATTR_LENGTH, XATTR_VERIFIED, XATTR_STATUS];
+        let known = [
+            XATTR_SHA256,
+            XATTR_LENGTH,
+            XATTR_VERIFIED,
+            XATTR_STATUS,
+            XATTR_ROLE,
+        ];
         if !known.iter().any(|k| OsStr::new(k) == name) {
             reply.error(Errno::ENODATA);
             return;
@@ -1529,6 +1543,14 @@ impl Filesystem for TrustFs {
             let mut list = vec![XATTR_LENGTH, XATTR_VERIFIED];
             if t.info.sha256().is_some() {
                 list.insert(0, XATTR_SHA256);
+            }
+            let gen = self.generation();
+            if node
+                .path
+                .to_str()
+                .is_some_and(|p| gen.index.signed_by(p).is_some())
+            {
+                list.push(XATTR_ROLE);
             }
             for n in list {
                 names.extend_from_slice(n.as_bytes());

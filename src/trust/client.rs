@@ -674,7 +674,7 @@ impl Client {
                             format!("{}: target {path:?}: {e}", found.role),
                         )
                     })?;
-                    index.insert(tp, found.info);
+                    index.insert_signed_by(tp, found.info, &found.role);
                 }
                 Ok(None) => {}
                 Err(e) => problems.push(err(e.kind, format!("target {path:?}: {e}"))),
