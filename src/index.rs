@@ -115,7 +115,7 @@ impl fmt::Display for TargetPath {
 }
 
 /// Every target the trusted metadata vouches for, after delegation resolution.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TargetIndex {
     targets: BTreeMap<TargetPath, TargetInfo>,
     /// The role whose metadata listed each target ("targets" or a delegated role), where known.

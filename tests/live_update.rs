@@ -388,8 +388,11 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
         s.add("big.bin", &pattern(400_001, 8));
         s.add("new.txt", b"new");
         std::fs::remove_file(s.backing.join("dir/removed.txt")).unwrap();
+        // A summary without a valid expiry would fail closed (every open EACCES); give it one.
         let summary = TrustSummary {
             targets_version: 3,
+            expires: "2099-01-01T00:00:00Z".into(),
+            expires_role: "timestamp".into(),
             ..Default::default()
         };
         let report = live.switch(s.index.clone(), summary);
@@ -425,4 +428,21 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
         );
         drop(m);
     }
+}
+
+/// Metadata whose expiry cannot be read fails closed: every open is refused.
+#[test]
+fn switch_to_metadata_without_a_valid_expiry_fails_closed() {
+    let mut s = common::Scratch::new("noexpiry");
+    s.add("a.txt", b"a");
+    let m = s.mount();
+    let live = m.handle().live();
+    assert_eq!(std::fs::read(s.at("a.txt")).unwrap(), b"a");
+    let summary = trustfs::trust::TrustSummary {
+        targets_version: 2,
+        ..Default::default()
+    };
+    live.switch(s.index.clone(), summary);
+    let err = std::fs::read(s.at("a.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
 }

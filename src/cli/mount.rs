@@ -166,8 +166,8 @@ Operations (see docs/operations.md):
   Status: the mount publishes a status record in $TRUSTFS_RUNTIME_DIR (default /run/trustfs),
   read by `trustfs status`, and removes it on a clean unmount.
   Audit and metrics: --audit-log FILE (JSON lines), --metrics-addr HOST:PORT (Prometheus).
-  Xattrs: registered files carry user.trustfs.sha256, user.trustfs.length and
-  user.trustfs.verified; the mount root carries user.trustfs.status (the status record as JSON).
+  Xattrs: registered files carry user.trustfs.sha256, user.trustfs.length,
+  user.trustfs.verified and user.trustfs.role; the mount root carries user.trustfs.status (the status record as JSON).
   Restart: if MOUNTPOINT is a dead trustfs mount left by a killed daemon (ENOTCONN), it is
   detached (MNT_DETACH) before mounting.";
 
@@ -457,7 +457,9 @@ impl Refresher {
                     log_event!("metadata refresh works again");
                 }
                 self.live.set_problem(None);
-                if trusted.summary == current {
+                // Same versions and expiry can still mean a different index: a delegated role
+                // that could not be loaded last time may load now.
+                if trusted.summary == current && self.live.same_index(&trusted.index) {
                     return;
                 }
                 for problem in &trusted.problems {

@@ -154,9 +154,11 @@ impl Generation {
                 } else {
                     s.expires_role.clone()
                 };
-                UtcTime::parse(&s.expires)
-                    .ok()
-                    .map(|t| (utc_to_system(t), role))
+                // An expiry that does not parse fails closed: treated as long past.
+                Some((
+                    UtcTime::parse(&s.expires).map_or(SystemTime::UNIX_EPOCH, utc_to_system),
+                    role,
+                ))
             }
             None => fallback_expires.map(|t| (t, "trusted".to_owned())),
         };
@@ -822,6 +824,18 @@ impl Core {
         }
     }
 
+    /// The role that listed the content this inode stands for, while the metadata in force still
+    /// lists exactly that content for its path (a stale inode after a switch has none).
+    fn role_of(&self, node: &Node, t: &NodeTarget) -> Option<String> {
+        let gen = self.generation();
+        let path = node.path.to_str()?;
+        let current = gen.target(OsStr::new(path))?;
+        if object_name(current) != t.object {
+            return None;
+        }
+        gen.index.signed_by(path).map(str::to_owned)
+    }
+
     /// Extended attributes of inode `ino`: (name, value) pairs.
     fn xattrs(&self, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
@@ -840,11 +854,7 @@ impl Core {
                 b"no"
             };
             out.push((XATTR_VERIFIED, v.to_vec()));
-            if let Some(role) = node
-                .path
-                .to_str()
-                .and_then(|p| self.generation().index.signed_by(p).map(str::to_owned))
-            {
+            if let Some(role) = self.role_of(node, t) {
                 out.push((XATTR_ROLE, role.into_bytes()));
             }
         }
@@ -1152,6 +1162,25 @@ impl Filesystem for TrustFs {
                 return;
             }
         };
+        // Verification (or a download) can take long; if metadata was switched or expired
+        // meanwhile, what this open verified may no longer be what is in force.
+        let now_gen = self.generation();
+        if now_gen.number != gen.number {
+            let still = now_gen.target(path).map(object_name);
+            if still.as_deref() != Some(object.as_str()) {
+                self.store.release(&object);
+                reply.error(Errno::ESTALE);
+                return;
+            }
+        }
+        if let Some((t, role)) = now_gen.expired_at(SystemTime::now()) {
+            self.store.release(&object);
+            let at = crate::fs::log::timestamp(*t);
+            let why = format!("the trusted metadata expired at {at} (the {role} role) while this open was being verified");
+            self.deny(req, &now_gen, path, DenyReason::Expired, &why);
+            reply.error(Errno::EACCES);
+            return;
+        }
         lock(&self.verified).insert(object.clone());
         self.counters.served.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -1544,12 +1573,7 @@ impl Filesystem for TrustFs {
             if t.info.sha256().is_some() {
                 list.insert(0, XATTR_SHA256);
             }
-            let gen = self.generation();
-            if node
-                .path
-                .to_str()
-                .is_some_and(|p| gen.index.signed_by(p).is_some())
-            {
+            if self.role_of(&node, t).is_some() {
                 list.push(XATTR_ROLE);
             }
             for n in list {

@@ -280,6 +280,11 @@ impl LiveMount {
         self.core.generation().summary.clone()
     }
 
+    /// Whether `index` lists exactly what the metadata in force lists.
+    pub fn same_index(&self, index: &TargetIndex) -> bool {
+        &self.core.generation().index == index
+    }
+
     /// Number of targets in the metadata in force.
     pub fn targets(&self) -> usize {
         self.core.generation().index.len()
