@@ -487,6 +487,7 @@ fn offline_start_uses_trusted_state_only_while_unexpired() {
         source: trustfs::trust::MetadataSource::Url(server.url("")),
         state_dir: Some(state.path().to_owned()),
         now: std::time::SystemTime::now(),
+        http: Default::default(),
     };
     let (online, offline) = trustfs::trust::load_or_offline(&opts).unwrap();
     assert!(!offline);
@@ -532,6 +533,7 @@ fn earliest_expiry_includes_delegated_roles() {
         source: trustfs::trust::MetadataSource::Dir(repo.metadata_dir()),
         state_dir: None,
         now: std::time::SystemTime::now(),
+        http: Default::default(),
     })
     .unwrap();
     assert_eq!(t.summary.expires_role, "docs");

@@ -46,6 +46,7 @@ fn load(
         source: MetadataSource::Dir(repo.metadata_dir()),
         state_dir: state.map(|p| p.to_owned()),
         now: std::time::SystemTime::now(),
+        http: Default::default(),
     })
 }
 

@@ -87,6 +87,7 @@ pub fn run(args: Args) -> i32 {
         source: MetadataSource::Dir(args.metadata.clone()),
         state_dir: args.state_dir.clone(),
         now: SystemTime::now(),
+        http: Default::default(),
     };
     let trusted = match trust::load(&opts).and_then(|t| match t.problems.first() {
         Some(p) => Err(p.clone()),

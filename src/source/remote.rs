@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::Read;
 
 use crate::index::TargetInfo;
-use crate::trust::{FetchError, Fetcher, HttpFetcher};
+use crate::trust::{FetchError, Fetcher, HttpFetcher, HttpOptions};
 
 /// Why one mirror could not deliver a target (before any content was judged).
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl fmt::Display for MirrorError {
 /// An open response body from one mirror.
 pub struct Body {
     pub url: String,
-    pub reader: Box<dyn Read + Send + Sync>,
+    pub reader: Box<dyn Read + Send>,
 }
 
 /// The targets base URL followed by the mirrors, in the order they are tried.
@@ -67,14 +67,19 @@ impl fmt::Debug for Mirrors {
 }
 
 impl Mirrors {
-    /// `bases` are targets base URLs (http:// or https://), first tried first.
-    pub fn new(bases: &[String], consistent_snapshot: bool) -> Result<Mirrors, String> {
+    /// `bases` are targets base URLs (http:// or https://), first tried first; every request
+    /// gets the deadlines of `http`.
+    pub fn new(
+        bases: &[String],
+        consistent_snapshot: bool,
+        http: HttpOptions,
+    ) -> Result<Mirrors, String> {
         if bases.is_empty() {
             return Err("no targets URL given".into());
         }
         let fetchers = bases
             .iter()
-            .map(|b| HttpFetcher::new(b))
+            .map(|b| HttpFetcher::with_options(b, http))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Mirrors {
             fetchers,
@@ -101,7 +106,7 @@ impl Mirrors {
         };
         let name = request_name(path, info, self.consistent_snapshot);
         let url = fetcher.url(&name);
-        match fetcher.open(&name) {
+        match fetcher.open(&name, info.length) {
             Ok(Some((reader, announced))) => match announced {
                 Some(n) if n != info.length => Err(MirrorError::WrongLength {
                     url,
@@ -157,9 +162,14 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        assert!(Mirrors::new(&["ftp://x".into()], true).is_err());
-        assert!(Mirrors::new(&[], true).is_err());
-        let m = Mirrors::new(&["http://127.0.0.1:1/t".into()], false).unwrap();
+        assert!(Mirrors::new(&["ftp://x".into()], true, HttpOptions::default()).is_err());
+        assert!(Mirrors::new(&[], true, HttpOptions::default()).is_err());
+        let m = Mirrors::new(
+            &["http://127.0.0.1:1/t".into()],
+            false,
+            HttpOptions::default(),
+        )
+        .unwrap();
         assert_eq!(m.bases(), vec!["http://127.0.0.1:1/t/".to_owned()]);
     }
 }

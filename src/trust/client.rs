@@ -303,7 +303,10 @@ impl Client {
     /// §5.3: follow `N+1.root.json` while it exists.
     fn update_root(&mut self) -> Result<(), TrustError> {
         for _ in 0..self.limits.max_root_rotations {
-            let next = self.root.version() + 1;
+            // A root at the largest version has no successor (and must not overflow).
+            let Some(next) = self.root.version().checked_add(1) else {
+                break;
+            };
             let name = format!("{next}.root.json");
             let Some(bytes) = self.fetcher.fetch(&name, self.limits.root_max_bytes)? else {
                 break;
@@ -691,7 +694,12 @@ fn next_root(
     name: &str,
     bytes: &[u8],
 ) -> Result<Metadata<Root>, TrustError> {
-    let next = current.version() + 1;
+    let next = current.version().checked_add(1).ok_or_else(|| {
+        err(
+            TrustErrorKind::Rollback,
+            format!("{name}: the current root has the largest version; it has no successor"),
+        )
+    })?;
     let new = Metadata::<Root>::from_slice(name, bytes)?;
     let old_keys = &current.signed.roles["root"];
     verify_threshold(

@@ -149,18 +149,170 @@ fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 /// A streaming HTTP response body and its announced length, if any.
-pub type HttpBody = (Box<dyn Read + Send + Sync>, Option<u64>);
+pub type HttpBody = (Box<dyn Read + Send>, Option<u64>);
 
-/// Files under an HTTP(S) base URL, with connect and read timeouts.
+/// Deadlines of every HTTP request (metadata and targets, every mirror).
+///
+/// A mirror can be hostile: it may drip its status line and headers a byte at a time, drip the
+/// body, or redirect anywhere. Every phase therefore has a bound, so a request always ends (with
+/// an error the caller can act on: the next mirror, `EIO`, offline start) instead of hanging a
+/// reader or the daemon:
+/// - connecting (DNS, TCP, TLS), sending the request and receiving the complete response head
+///   (status line and headers) each within `io_timeout`;
+/// - no single read of the connection waits longer than `io_timeout`;
+/// - the whole body within `io_timeout` plus its expected length at [`MIN_BODY_RATE`] (the signed
+///   length for targets, the download limit for metadata);
+/// - and at least [`DEFAULT_MIN_BYTES_PER_WINDOW`] in every [`RATE_WINDOW`] ([`SlowRetrievalGuard`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpOptions {
+    pub io_timeout: Duration,
+}
+
+/// Default of [`HttpOptions::io_timeout`].
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest body transfer a deadline allows for: 32 KiB/s (a 1 GiB target gets 9.1 hours,
+/// a 5 MB targets.json 2.5 minutes, on top of `io_timeout`).
+pub const MIN_BODY_RATE: u64 = 32 * 1024;
+
+/// Redirects followed per request, each only to the same scheme, host and port.
+pub const MAX_REDIRECTS: usize = 5;
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            io_timeout: DEFAULT_IO_TIMEOUT,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// The deadline for a body of `expected` bytes.
+    pub fn body_deadline(&self, expected: u64) -> Duration {
+        self.io_timeout
+            .saturating_add(Duration::from_secs(expected / MIN_BODY_RATE + 1))
+    }
+}
+
+/// Files under an HTTP(S) base URL. Redirects are followed only within the base's origin (same
+/// scheme, host and port), at most [`MAX_REDIRECTS`]; every request has the deadlines of
+/// [`HttpOptions`]; a panic in the HTTP stack is turned into an error at this boundary.
 pub struct HttpFetcher {
     base: String,
+    origin: Origin,
     agent: ureq::Agent,
+    options: HttpOptions,
     min_rate: u64,
 }
 
+/// Scheme, host and port of a URL: what a redirect must keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http://` or `https://` URL.
+    fn of(url: &str) -> Result<Origin, String> {
+        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+        let scheme = uri
+            .scheme_str()
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| format!("{url:?} has no scheme"))?;
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{url:?} has no host"))?
+            .to_ascii_lowercase();
+        Ok(Origin {
+            scheme,
+            host,
+            port: uri.port_u16().unwrap_or(default_port),
+        })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// Where a redirect from `current` to `location` leads, if it stays within `origin`.
+fn redirect_target(origin: &Origin, current: &str, location: &str) -> Result<String, String> {
+    let location = location.trim();
+    if location.is_empty() {
+        return Err("a redirect without a Location".into());
+    }
+    if location.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!(
+            "a redirect to {location:?}: the location has control characters"
+        ));
+    }
+    let absolute = if location.contains("://") {
+        location.to_owned()
+    } else if location.starts_with("//") {
+        format!("{}:{location}", origin.scheme)
+    } else if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else {
+        // Relative to the current URL's directory.
+        let cut = current.split(['?', '#']).next().unwrap_or(current);
+        match cut.rfind('/') {
+            Some(i) => format!("{}{location}", &cut[..=i]),
+            None => return Err(format!("a redirect to {location:?} cannot be resolved")),
+        }
+    };
+    match Origin::of(&absolute) {
+        Ok(o) if &o == origin => Ok(absolute),
+        Ok(o) => Err(format!(
+            "a redirect to {absolute:?} leaves the mirror's origin {origin} (for {o}); not followed"
+        )),
+        Err(e) => Err(format!("a redirect to {location:?} refused: {e}")),
+    }
+}
+
+/// Run `f`, turning a panic into an error: a bug in the HTTP stack must cost one request, never a
+/// FUSE worker or the refresh thread. The last line of defence, not the fix.
+fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("internal error in the HTTP client during {what}: {msg}")
+    })
+}
+
+/// A body reader whose panics become I/O errors (see [`no_panic`]).
+struct NoPanicReader<R>(R);
+
+impl<R: Read> Read for NoPanicReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match no_panic("a body read", || self.0.read(buf)) {
+            Ok(r) => r,
+            Err(msg) => Err(io::Error::other(msg)),
+        }
+    }
+}
+
 impl HttpFetcher {
-    /// `base` is a URL such as `https://example.com/metadata/` (a trailing `/` is added if missing).
+    /// `base` is a URL such as `https://example.com/metadata/` (a trailing `/` is added if
+    /// missing), with the default deadlines.
     pub fn new(base: &str) -> Result<Self, String> {
+        Self::with_options(base, HttpOptions::default())
+    }
+
+    /// As [`Self::new`], with the given deadlines.
+    pub fn with_options(base: &str, options: HttpOptions) -> Result<Self, String> {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!("{base:?} is not an http:// or https:// URL"));
         }
@@ -168,15 +320,24 @@ impl HttpFetcher {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout_read(Duration::from_secs(30))
-            .redirects(5)
+        let origin = Origin::of(&base)?;
+        let t = Some(options.io_timeout);
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_resolve(t)
+            .timeout_connect(t)
+            .timeout_send_request(t)
+            .timeout_recv_response(t)
+            .timeout_per_read(t)
+            .timeout_per_write(t)
             .user_agent(concat!("trustfs/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(HttpFetcher {
             base,
-            agent,
+            origin,
+            agent: ureq::Agent::new_with_config(config),
+            options,
             min_rate: DEFAULT_MIN_BYTES_PER_WINDOW,
         })
     }
@@ -204,26 +365,79 @@ impl HttpFetcher {
         url
     }
 
-    /// Open a streaming response for `name` (for large targets). `Ok(None)` on 404/403.
-    pub fn open(&self, name: &str) -> Result<Option<HttpBody>, FetchError> {
+    /// Open a streaming response for `name`, whose body is expected to be about `expected`
+    /// bytes (it sets the body deadline). `Ok(None)` on 404/403/410.
+    pub fn open(&self, name: &str, expected: u64) -> Result<Option<HttpBody>, FetchError> {
         check_name(name)?;
-        let url = self.url(name);
-        match self.agent.get(&url).call() {
-            Ok(resp) => {
-                let len = resp.header("Content-Length").and_then(|v| v.parse().ok());
-                let body = SlowRetrievalGuard::new(resp.into_reader(), self.min_rate);
-                Ok(Some((Box::new(body), len)))
+        let first = self.url(name);
+        let io_err = |url: &str, error: String| FetchError::Io {
+            name: url.to_owned(),
+            error,
+        };
+        let mut url = first.clone();
+        let mut seen = vec![url.clone()];
+        loop {
+            let deadline = self.options.body_deadline(expected);
+            let resp = no_panic("a request", || {
+                self.agent
+                    .get(&url)
+                    .config()
+                    .timeout_recv_body(Some(deadline))
+                    .build()
+                    .call()
+            })
+            .map_err(|e| io_err(&url, e))?
+            .map_err(|e| io_err(&url, describe_error(&e, &self.options)))?;
+            let status = resp.status().as_u16();
+            match status {
+                200 => {
+                    let len = resp
+                        .headers()
+                        .get("content-length")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse().ok());
+                    let reader = resp.into_body().into_with_config().reader();
+                    let body = SlowRetrievalGuard::new(NoPanicReader(reader), self.min_rate);
+                    return Ok(Some((Box::new(body), len)));
+                }
+                404 | 403 | 410 => return Ok(None),
+                301 | 302 | 303 | 307 | 308 => {
+                    let location = resp
+                        .headers()
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let next = redirect_target(&self.origin, &url, location)
+                        .map_err(|e| io_err(&first, e))?;
+                    if seen.contains(&next) {
+                        return Err(io_err(
+                            &first,
+                            format!("redirect loop ({} -> {next})", seen.join(" -> ")),
+                        ));
+                    }
+                    if seen.len() > MAX_REDIRECTS {
+                        return Err(io_err(
+                            &first,
+                            format!("more than {MAX_REDIRECTS} redirects"),
+                        ));
+                    }
+                    seen.push(next.clone());
+                    url = next;
+                }
+                code => return Err(io_err(&url, format!("HTTP status {code}"))),
             }
-            Err(ureq::Error::Status(404 | 403 | 410, _)) => Ok(None),
-            Err(ureq::Error::Status(code, _)) => Err(FetchError::Io {
-                name: url,
-                error: format!("HTTP status {code}"),
-            }),
-            Err(e) => Err(FetchError::Io {
-                name: url,
-                error: e.to_string(),
-            }),
         }
+    }
+}
+
+/// A readable reason for a failed request.
+fn describe_error(e: &ureq::Error, options: &HttpOptions) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!(
+            "no answer in time ({t:?} deadline; --http-timeout is {} s)",
+            options.io_timeout.as_secs()
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -280,7 +494,7 @@ impl<R: Read> Read for SlowRetrievalGuard<R> {
 
 impl Fetcher for HttpFetcher {
     fn fetch(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
-        let Some((reader, len)) = self.open(name)? else {
+        let Some((reader, len)) = self.open(name, limit)? else {
             return Ok(None);
         };
         if len.is_some_and(|l| l > limit) {

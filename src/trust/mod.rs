@@ -12,7 +12,9 @@ use std::time::SystemTime;
 
 pub use client::{role_matches, target_info, Client, FoundTarget, Limits};
 pub use error::{TrustError, TrustErrorKind};
-pub use fetch::{read_limited, DirFetcher, FetchError, Fetcher, HttpFetcher};
+pub use fetch::{
+    read_limited, DirFetcher, FetchError, Fetcher, HttpFetcher, HttpOptions, DEFAULT_IO_TIMEOUT,
+};
 pub use state::{quote, StateDir};
 
 use crate::index::TargetIndex;
@@ -28,11 +30,13 @@ pub enum MetadataSource {
 }
 
 impl MetadataSource {
-    pub fn fetcher(&self) -> Result<Box<dyn Fetcher>, TrustError> {
+    /// A fetcher for this source; HTTP requests get the deadlines of `http`.
+    pub fn fetcher(&self, http: HttpOptions) -> Result<Box<dyn Fetcher>, TrustError> {
         Ok(match self {
             MetadataSource::Dir(d) => Box::new(DirFetcher::new(d)),
             MetadataSource::Url(u) => Box::new(
-                HttpFetcher::new(u).map_err(|e| TrustError::new(TrustErrorKind::Fetch, e))?,
+                HttpFetcher::with_options(u, http)
+                    .map_err(|e| TrustError::new(TrustErrorKind::Fetch, e))?,
             ),
         })
     }
@@ -48,6 +52,8 @@ pub struct TrustOptions {
     pub state_dir: Option<PathBuf>,
     /// The one start time all expiry checks use.
     pub now: SystemTime,
+    /// Deadlines of HTTP requests (a URL source).
+    pub http: HttpOptions,
 }
 
 /// Keys and threshold of one top-level role, as the trusted root lists them.
@@ -178,7 +184,7 @@ fn client(opts: &TrustOptions) -> Result<Client, TrustError> {
     Client::new(
         &bytes,
         &name,
-        opts.source.fetcher()?,
+        opts.source.fetcher(opts.http)?,
         opts.state_dir.as_deref(),
         UtcTime::from_system(opts.now),
         Limits::default(),
