@@ -529,7 +529,11 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
     server.start_again();
     assert_eq!(std::fs::read(w.at("b.bin")).unwrap(), files[1].1);
     let log = d.stop();
-    assert!(log.contains("EIO open \"b.bin\": fetch failed"), "{log}");
+    assert!(
+        log.contains("ERROR open \"b.bin\": no mirror could deliver it")
+            && log.contains("network: EIO"),
+        "{log}"
+    );
     assert!(!log.contains("DENY"), "{log}");
 
     // Start with the repository unreachable: offline from the trusted state, same rules.
@@ -696,7 +700,7 @@ fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
 }
 
 #[test]
-fn full_cache_disk_fails_the_open_with_eio_and_leaves_no_temp() {
+fn full_cache_disk_fails_the_open_with_enospc_not_a_denial_and_leaves_no_temp() {
     let big = pattern(3 << 20, 9);
     let w = World::new(
         "enospc",
@@ -719,7 +723,8 @@ fn full_cache_disk_fails_the_open_with_eio_and_leaves_no_temp() {
     let _tmpfs = Tmpfs(w.cache.clone());
     let server = Nginx::start(&w.repo);
     let d = w.mount(&server, &[]).unwrap();
-    assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::EIO);
+    // A fault (the daemon could not judge the file), never a denial: ENOSPC, not EACCES.
+    assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::ENOSPC);
     assert!(
         w.temps().is_empty() && w.objects().is_empty(),
         "{:?}",
@@ -728,6 +733,11 @@ fn full_cache_disk_fails_the_open_with_eio_and_leaves_no_temp() {
     assert_eq!(std::fs::read(w.at("s.txt")).unwrap(), b"small");
     let log = d.stop();
     assert!(log.contains("cannot write the cache"), "{log}");
+    assert!(
+        log.contains("ERROR open \"big.bin\"") && log.contains("no_space: ENOSPC"),
+        "{log}"
+    );
+    assert!(!log.contains("DENY"), "{log}");
 }
 
 #[test]

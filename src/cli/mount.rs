@@ -77,6 +77,13 @@ pub struct Args {
     /// reader holds open are evicted). Default: unbounded.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache")]
     pub cache_max_size: Option<u64>,
+    /// Deadline of each phase of every HTTP request (metadata and targets, every mirror):
+    /// connecting, sending the request, receiving the status line and headers, and any single
+    /// read (e.g. 10s, 1m). A body must also arrive within this plus its length at 32 KiB/s, and
+    /// at 16 KiB or more in every 30 s. A mirror that misses a deadline is skipped for the next
+    /// one; an unreachable metadata URL at start falls back to the state dir (offline start).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    pub http_timeout: Duration,
     /// Private state: metadata versions seen (rollback protection across restarts) and verified
     /// copies (`objects/`, cleared at start). Default: /var/lib/trustfs/<escaped mountpoint>.
     #[arg(long, value_name = "DIR")]
@@ -107,6 +114,11 @@ pub struct Args {
     /// until it expires; then opens fail with EACCES).
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub refresh_interval: Option<Duration>,
+    /// With --refresh-interval: metadata not confirmed by a successful refresh for this long is
+    /// reported stale (✘ in `trustfs status`, trustfs_up 0, the reason shown), though it is
+    /// still served until it expires. Default: three refresh intervals, at least 1m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "refresh_interval")]
+    pub stale_after: Option<Duration>,
     /// Append one JSON object per line to FILE for every denied open (path, reason, detail, pid,
     /// uid, metadata versions), every metadata change (mount start, each switch) and every failed
     /// refresh. Created with mode 0640.
@@ -148,7 +160,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = crate::schema::parse_duration(s)?;
     if d.is_zero() {
-        return Err("the refresh interval must be at least 1s".into());
+        return Err("must be at least 1s".into());
     }
     Ok(d)
 }
@@ -178,6 +190,15 @@ pub fn state_name(mountpoint: &Path) -> String {
 }
 
 pub fn run(args: Args) -> i32 {
+    // Room for many readers: the soft descriptor limit up to the hard one (the daemon bounds
+    // its own use; see docs/operations.md).
+    match fs::limits::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            log_event!("open file limit raised from {before} to {after}")
+        }
+        Ok(_) => {}
+        Err(e) => log_event!("cannot raise the open file limit: {e}"),
+    }
     // A mountpoint left behind by a daemon that was killed answers stat with ENOTCONN; detach
     // it so a restart (e.g. systemd after kill -9) can mount again.
     match fs::detach_dead_mount(&args.mountpoint) {
@@ -232,6 +253,9 @@ pub fn run(args: Args) -> i32 {
         source,
         state_dir: Some(state_dir.clone()),
         now: SystemTime::now(),
+        http: trust::HttpOptions {
+            io_timeout: args.http_timeout,
+        },
     };
     let loaded = if args.metadata_url.is_some() {
         trust::load_or_offline(&trust_options)
@@ -281,6 +305,7 @@ pub fn run(args: Args) -> i32 {
                 cache_dir: cache.clone(),
                 cache_max: args.cache_max_size.unwrap_or(u64::MAX),
                 consistent_snapshot: trusted.summary.consistent_snapshot,
+                http: trust_options.http,
             };
             (MountOptions::remote(&mountpoint, remote, &state_dir), from)
         }
@@ -367,18 +392,28 @@ pub fn run(args: Args) -> i32 {
         }
     }
     if let Some(interval) = args.refresh_interval {
+        let stale_after = args
+            .stale_after
+            .unwrap_or_else(|| fs::freshness::default_stale_after(interval));
+        live.set_refresh(interval, stale_after);
         let refresher = Refresher {
             live: live.clone(),
             options: trust_options.clone(),
             audit: audit.clone(),
             last_failure: None,
         };
-        log_event!("refreshing the metadata every {} s", interval.as_secs());
+        log_event!(
+            "refreshing the metadata every {} s (reported stale after {} s without success)",
+            interval.as_secs(),
+            stale_after.as_secs()
+        );
         let spawned = std::thread::Builder::new()
             .name("trustfs-refresh".into())
             .spawn(move || refresher.run(interval));
         if let Err(e) = spawned {
-            log_event!("cannot start the refresh thread: {e}; serving without refresh");
+            let msg = format!("cannot start the refresh thread: {e}");
+            log_event!("ERROR {msg}; serving without refresh (reported stale)");
+            live.refresh_failed(msg);
         }
     }
 
@@ -417,10 +452,31 @@ pub fn run(args: Args) -> i32 {
             };
         }
         if handle.is_finished() {
-            log_event!("{} was unmounted externally; exiting", mountpoint.display());
             live.remove_status();
             let _ = handle.unmount();
-            return super::EXIT_OK;
+            // Unmounted by someone else (umount, fusermount -u): a clean end. Still mounted but
+            // without its daemon's session: a failure, detached so a restart can mount again,
+            // and exit 1 so a supervisor (Restart=on-failure) restarts us.
+            return match fs::detach_dead_mount(&mountpoint) {
+                Ok(false) => {
+                    log_event!("{} was unmounted externally; exiting", mountpoint.display());
+                    super::EXIT_OK
+                }
+                Ok(true) => {
+                    log_event!(
+                        "ERROR the FUSE session of {} ended unexpectedly; detached the dead mount",
+                        mountpoint.display()
+                    );
+                    super::EXIT_CONTENT
+                }
+                Err(e) => {
+                    log_event!(
+                        "ERROR the FUSE session of {} ended unexpectedly and the dead mount cannot be detached: {e}",
+                        mountpoint.display()
+                    );
+                    super::EXIT_CONTENT
+                }
+            };
         }
     }
 }
@@ -440,10 +496,31 @@ struct Refresher {
 const REPEAT_LOG: Duration = Duration::from_secs(300);
 
 impl Refresher {
+    /// Refresh every `interval`, forever. Supervised: a panic in one refresh (a bug, or in a
+    /// library below) is caught, logged as an ERROR, counted as a failed refresh and shown by
+    /// `trustfs status`; the next interval tries again. The thread never dies silently.
     fn run(mut self, interval: Duration) {
         loop {
             std::thread::sleep(interval);
-            self.once();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.once()));
+            if let Err(p) = outcome {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let msg = format!("internal error during the metadata refresh: {what}");
+                log_event!(
+                    "ERROR {msg}; keeping the metadata in force, trying again in {} s",
+                    interval.as_secs()
+                );
+                self.live
+                    .counters()
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.live.refresh_failed(msg);
+                self.live.write_status();
+            }
         }
     }
 
@@ -456,7 +533,7 @@ impl Refresher {
                 if self.last_failure.take().is_some() {
                     log_event!("metadata refresh works again");
                 }
-                self.live.set_problem(None);
+                self.live.refresh_ok();
                 // Same versions and expiry can still mean a different index: a delegated role
                 // that could not be loaded last time may load now.
                 if trusted.summary == current && self.live.same_index(&trusted.index) {
@@ -496,10 +573,10 @@ impl Refresher {
                     .refresh_failures
                     .fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
-                self.live.set_problem(Some(format!(
+                self.live.refresh_failed(format!(
                     "last metadata refresh failed at {}: {msg}",
                     crate::fs::log::timestamp(SystemTime::now())
-                )));
+                ));
                 let repeated = self
                     .last_failure
                     .is_some_and(|(kind, at)| kind == e.kind && at.elapsed() < REPEAT_LOG);

@@ -115,13 +115,17 @@ fn print_verdict(v: &Verdict, now: UtcTime) {
     }
     let c = &s.counters;
     println!(
-        "    files       {} targets; {} opens served, {} denied",
+        "    files       {} targets; {} opens served, {} denied, {} faults",
         s.targets,
         c.served,
-        c.denied_total()
+        c.denied_total(),
+        c.faults_total()
     );
     if let Some(d) = &c.last_denial {
         println!("    last denial {d}");
+    }
+    if let Some(f) = &c.last_fault {
+        println!("    last fault  {f}");
     }
     if let Some(p) = &s.problem {
         if v.verified {

@@ -3,16 +3,18 @@
 //!
 //! Semantics (also in `docs/remote.md` and `trustfs mount --help`):
 //! - Bases are tried in order: `--targets-url`, then each `--mirror`. A mirror that cannot deliver
-//!   (connection refused or reset, timeout, HTTP 5xx or any non-2xx, 404) or whose bytes fail
-//!   verification (announced or actual length differs from the signed length, a listed hash
-//!   differs) is skipped and the next one is tried; a failed attempt leaves nothing in the cache,
-//!   so one bad mirror cannot poison the others. Nothing is remembered between opens: every first
-//!   open of an uncached file starts again with the first base.
+//!   (connection refused or reset, a missed deadline, HTTP 5xx or any status but 200, 404, a
+//!   redirect off its origin, a body that ends before the signed length) or whose bytes fail
+//!   verification (announced or actual length longer or different, a listed hash differs) is
+//!   skipped and the next one is tried; a failed attempt leaves nothing in the cache, so one bad
+//!   mirror cannot poison the others. Nothing is remembered between opens: every first open of
+//!   an uncached file starts again with the first base.
 //! - If some mirror delivers the verified file, the open succeeds.
 //! - If at least one mirror delivered content and every delivery failed verification, the open
-//!   fails with `EACCES` (a verification failure) and a `DENY` log line.
-//! - If no mirror delivered anything (all unreachable or missing the file), or the cache itself
-//!   cannot be written (e.g. `ENOSPC`), the open fails with `EIO` (a fetch failure) and a log line.
+//!   is denied: `EACCES` and a `DENY` log line.
+//! - If no mirror delivered the whole file (all unreachable, too slow, missing it, or cut off),
+//!   the open fails on a fault: `EIO` and an `ERROR` line; if the cache itself cannot be written
+//!   (e.g. `ENOSPC`), `ENOSPC` or `EIO`. Never `EACCES`: nothing was judged.
 //! - A download slower than [`PROGRESS_AFTER`] logs a progress line every [`PROGRESS_EVERY`]; every
 //!   download logs one final line with its size and rate.
 
@@ -32,10 +34,13 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// Why a target could not be fetched into the cache.
 #[derive(Debug)]
 pub enum FetchFailure {
-    /// No mirror delivered the file, or the cache could not be written: `EIO`.
+    /// No mirror delivered the whole file (a fault: `EIO`).
     Unavailable(String),
-    /// Content was delivered but failed verification on every mirror that delivered: `EACCES`.
+    /// Content was delivered but failed verification on every mirror that delivered (a denial:
+    /// `EACCES`).
     Refused(String),
+    /// The cache itself could not be written, e.g. `ENOSPC` (a fault: `ENOSPC`/`EIO`).
+    Cache(std::io::Error),
 }
 
 /// Fetch `path` into `store` as object `name`, verified against `info`, trying every mirror.
@@ -78,9 +83,11 @@ pub fn fetch_into_cache(
             }
             Err(StoreError::Io(e)) => {
                 // The cache itself failed (ENOSPC, EIO): another mirror would not help.
-                let msg = format!("cannot write the cache {}: {e}", store.dir().display());
-                log_event!("fetch {path:?}: {msg}");
-                return Err(FetchFailure::Unavailable(msg));
+                log_event!(
+                    "fetch {path:?}: cannot write the cache {}: {e}",
+                    store.dir().display()
+                );
+                return Err(FetchFailure::Cache(e));
             }
             Err(e) => {
                 log_event!("fetch {path:?}: {url}: {e}{next}");

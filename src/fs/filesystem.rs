@@ -34,7 +34,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,14 +47,20 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 
-use super::fetch::{fetch_into_cache, FetchFailure};
-use super::store::{object_name, ObjectStore, StoreError};
-use super::{ContentSource, MountOptions, SwitchReport, Unregistered};
+use super::fetch::fetch_into_cache;
+use super::freshness::Freshness;
+use super::gate::Gates;
+use super::inodes::{Inodes, Node, NodeKey, NodeTarget, ROOT};
+use super::listing::{DirEntry, Listing, ListingKey, Listings};
+use super::readfiles::ReadFiles;
+use super::refusal::{Denial, Fault, Refusal};
+use super::store::{object_name, ObjectStore};
+use super::{lock, ContentSource, MountOptions, SwitchReport, TableSizes, Unregistered};
 use crate::index::{TargetIndex, TargetInfo};
 use crate::log_event;
 use crate::ops::audit::AuditLog;
 use crate::ops::status::MountStatus;
-use crate::ops::{Counters, DenyReason};
+use crate::ops::{Counters, DenyReason, FaultKind};
 use crate::schema::UtcTime;
 use crate::source::remote::Mirrors;
 use crate::source::{is_plain_component, BackingDir, EntryKind, FileKey, SourceError, Stat};
@@ -76,35 +81,6 @@ pub const XATTR_LENGTH: &str = "user.trustfs.length";
 pub const XATTR_VERIFIED: &str = "user.trustfs.verified";
 pub const XATTR_STATUS: &str = "user.trustfs.status";
 pub const XATTR_ROLE: &str = "user.trustfs.role";
-
-/// The signed content an inode stands for.
-#[derive(Debug)]
-struct NodeTarget {
-    /// Content-addressed object name (digest of the signed length and every hash).
-    object: String,
-    info: TargetInfo,
-}
-
-#[derive(Debug)]
-struct Node {
-    /// Path relative to the backing root, `/`-separated; empty for the root.
-    path: OsString,
-    /// Registered file: the signed content this inode stands for (fixed for its lifetime).
-    target: Option<NodeTarget>,
-}
-
-/// Inode key: the path, and for a registered file the object name of its signed content.
-type NodeKey = (OsString, Option<String>);
-
-#[derive(Debug, Default)]
-struct Inodes {
-    /// `nodes[i]` is inode `i + 1`.
-    nodes: Vec<Arc<Node>>,
-    by_key: HashMap<NodeKey, u64>,
-}
-
-/// One listed directory entry: (inode, type, name).
-type DirEntry = (u64, FileType, OsString);
 
 /// A remote mount's directory tree: directory path ("" is the root) → (name, is a directory).
 type Tree = HashMap<OsString, Vec<(OsString, bool)>>;
@@ -223,13 +199,12 @@ fn remote_tree(index: &TargetIndex, dirs: &HashSet<OsString>) -> Tree {
     tree
 }
 
-/// An open file: the verified object it reads from.
+/// An open file: the verified object it reads from. It holds no descriptor: userspace reads take
+/// one from the bounded pool ([`ReadFiles`]).
 #[derive(Debug)]
 struct Handle {
     object: String,
-    /// Userspace reads (no passthrough).
-    file: Option<Arc<File>>,
-    /// Keeps the kernel's backing file registered while this handle is open.
+    /// Keeps the kernel's backing file registered while this handle is open (passthrough).
     _backing: Option<Arc<BackingId>>,
 }
 
@@ -247,22 +222,24 @@ pub(super) struct Core {
     want_passthrough: bool,
     pub(super) passthrough: AtomicBool,
     inodes: RwLock<Inodes>,
-    /// Verification records: backing file version → object verified from it.
-    records: Mutex<HashMap<FileKey, String>>,
-    /// Objects verified (or found verified in the cache) and opened during this mount.
-    verified: Mutex<HashSet<String>>,
+    /// Verification records: backing file version → object verified from it, and objects
+    /// verified (or found verified in the cache) during this mount. Pruned of objects the store
+    /// no longer holds.
+    records: Mutex<Records>,
     /// One verification or download at a time per object (a second opener waits, at most
     /// `gate_wait`, and then hits the record or the cached object).
-    verifying: Mutex<HashMap<String, Arc<Gate>>>,
+    gates: Gates,
     gate_wait: Duration,
     backing_ids: Mutex<HashMap<String, Weak<BackingId>>>,
-    /// Objects open for userspace reads, shared by all handles of the same object.
-    object_files: Mutex<HashMap<String, Weak<File>>>,
+    /// Descriptors of objects for userspace reads: a bounded pool, not one per handle.
+    read_files: ReadFiles,
     /// Files shorter than this are served in userspace with FOPEN_KEEP_CACHE even when
     /// passthrough is available (fewer syscalls per open; reads come from the page cache).
     passthrough_min_size: u64,
     handles: Mutex<HashMap<u64, Handle>>,
-    dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
+    /// Open directory handles, each holding a shared listing.
+    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    listings: Listings,
     next_fh: AtomicU64,
     /// Sends invalidations to the kernel (set once the session exists).
     notifier: OnceLock<Notifier>,
@@ -273,8 +250,8 @@ pub(super) struct Core {
     repository: String,
     content_desc: String,
     started: String,
-    /// The last refresh problem (cleared by a successful refresh).
-    pub(super) problem: Mutex<Option<String>>,
+    /// When the metadata was last confirmed, and refresh failures since.
+    pub(super) freshness: Mutex<Freshness>,
     /// Serializes status writes; true once the record was removed (shutting down).
     pub(super) status_lock: Mutex<bool>,
 }
@@ -295,10 +272,35 @@ impl std::ops::Deref for TrustFs {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section below leaves its map consistent at each step; a panic elsewhere
-    // must not turn into a panic on every later request.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// What the mount remembers about verifications: which backing file versions were verified into
+/// which objects, and which objects were verified during this mount (the `verified` xattr).
+/// Bounded: when it grows, entries whose object the store no longer holds are dropped.
+#[derive(Debug, Default)]
+struct Records {
+    by_version: HashMap<FileKey, String>,
+    verified: HashSet<String>,
+    prune_at: usize,
+}
+
+impl Records {
+    const MIN_PRUNE_AT: usize = 1024;
+
+    fn insert(&mut self, key: Option<FileKey>, object: &str, store: &ObjectStore) {
+        if let Some(key) = key {
+            self.by_version.insert(key, object.to_owned());
+        }
+        self.verified.insert(object.to_owned());
+        let size = self.by_version.len() + self.verified.len();
+        if size > self.prune_at.max(Self::MIN_PRUNE_AT) {
+            self.by_version.retain(|_, o| store.contains(o));
+            self.verified.retain(|o| store.contains(o));
+            self.prune_at = 2 * (self.by_version.len() + self.verified.len());
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_version.len() + self.verified.len()
+    }
 }
 
 fn join(parent: &OsStr, name: &OsStr) -> OsString {
@@ -345,12 +347,7 @@ impl Core {
             remote,
             options.metadata_expires,
         );
-        let mut inodes = Inodes::default();
-        inodes.nodes.push(Arc::new(Node {
-            path: OsString::new(),
-            target: None,
-        }));
-        inodes.by_key.insert((OsString::new(), None), 1);
+        let inodes = Inodes::default();
         let content_desc = match &options.source {
             ContentSource::Backing(p) => p.display().to_string(),
             ContentSource::Remote(r) => r.targets_urls.join(", "),
@@ -367,15 +364,15 @@ impl Core {
             want_passthrough: options.passthrough,
             passthrough: AtomicBool::new(false),
             inodes: RwLock::new(inodes),
-            records: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashSet::new()),
-            verifying: Mutex::new(HashMap::new()),
+            records: Mutex::new(Records::default()),
+            gates: Gates::default(),
             gate_wait: options.gate_wait,
             backing_ids: Mutex::new(HashMap::new()),
-            object_files: Mutex::new(HashMap::new()),
+            read_files: ReadFiles::for_this_process(),
             passthrough_min_size: options.passthrough_min_size,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            listings: Listings::default(),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
             switching: Mutex::new(()),
@@ -383,7 +380,7 @@ impl Core {
             repository: options.repository.clone(),
             content_desc,
             started: crate::fs::log::timestamp(now),
-            problem: Mutex::new(None),
+            freshness: Mutex::new(Freshness::new(now)),
             status_lock: Mutex::new(false),
         }
     }
@@ -453,11 +450,11 @@ impl Core {
             let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
             for (path, object) in &stale {
                 let (parent, name) = split_parent(path);
-                if let Some(&parent_ino) = inodes.by_key.get(&(parent.to_owned(), None)) {
+                if let Some(parent_ino) = inodes.find(&(parent.to_owned(), None)) {
                     entries.push((parent_ino, name.to_owned()));
                 }
                 for key in [(path.clone(), object.clone()), (path.clone(), None)] {
-                    if let Some(&ino) = inodes.by_key.get(&key) {
+                    if let Some(ino) = inodes.find(&key) {
                         inodes_to_drop.push(ino);
                     }
                 }
@@ -521,6 +518,7 @@ impl Core {
             .cache_bytes
             .store(self.store.total_bytes(), Ordering::Relaxed);
         let expired = gen.expired_at(now);
+        let fresh = lock(&self.freshness).judge(now);
         let problem = match expired {
             Some((t, role)) => Some(format!(
                 "the trusted metadata expired at {} (the {role} role); opens are refused",
@@ -529,7 +527,7 @@ impl Core {
             None if gen.summary.is_none() => {
                 Some("mounted from a bare target index (no signed metadata summary)".into())
             }
-            None => lock(&self.problem).clone(),
+            None => fresh.problem,
         };
         MountStatus {
             pid: std::process::id(),
@@ -539,81 +537,114 @@ impl Core {
             started: self.started.clone(),
             updated: crate::fs::log::timestamp(now),
             updated_unix: UtcTime::from_system(now).0,
-            verified: gen.summary.is_some() && expired.is_none(),
+            verified: gen.summary.is_some() && expired.is_none() && !fresh.stale,
             problem,
+            stale: fresh.stale,
+            confirmed: crate::fs::log::timestamp(fresh.last_ok),
+            confirmed_unix: UtcTime::from_system(fresh.last_ok).0,
             metadata: gen.summary.clone().unwrap_or_default(),
             targets: gen.index.len(),
             counters: self.counters.snapshot(),
+            tables: self.table_sizes(),
+            process: crate::ops::status::ProcessStats::now(),
         }
     }
 
     /// Inodes allocated so far (the root included). Inodes are allocated only for entries that
     /// exist, so lookups of missing names never grow this.
     pub(super) fn inode_count(&self) -> usize {
-        self.inodes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .nodes
-            .len()
+        self.inodes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Entries in the mount's in-memory tables (bounded under churn; see `docs/operations.md`).
+    pub(super) fn table_sizes(&self) -> TableSizes {
+        let (listings, listing_entries) = self.listings.sizes();
+        TableSizes {
+            inodes: self.inode_count(),
+            records: lock(&self.records).len(),
+            gates: self.gates.len(),
+            handles: lock(&self.handles).len(),
+            dir_handles: lock(&self.dirs).len(),
+            listings,
+            listing_entries,
+            read_fds: self.read_files.len(),
+            read_fd_capacity: self.read_files.capacity(),
+            objects: self.store.object_count(),
+        }
     }
 
     fn node(&self, ino: INodeNo) -> Option<Arc<Node>> {
-        let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
-        let i = usize::try_from(ino.0).ok()?.checked_sub(1)?;
-        inodes.nodes.get(i).cloned()
+        self.inodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ino.0)
     }
 
-    /// The inode of `path` standing for `target` (None: a directory or unregistered entry).
-    fn ino_for(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
+    /// The inode a lookup answers with for `path` standing for `target` (None: a directory or
+    /// unregistered entry), allocated if needed and counted until the kernel forgets it.
+    fn lookup_ino(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
         let object = target.map(object_name);
-        let key = (path.to_owned(), object);
+        let target = object.as_deref().zip(target);
+        self.inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(path, target)
+    }
+
+    /// The inode the kernel holds for `path` standing for `target`, if any; else a stable
+    /// stand-in number for listings (`d_ino` is informational: the kernel looks each name up
+    /// before using it). Allocates nothing.
+    fn peek_ino(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
+        let key: NodeKey = (path.to_owned(), target.map(object_name));
+        if let Some(ino) = self
+            .inodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .find(&key)
         {
-            let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(&ino) = inodes.by_key.get(&key) {
-                return ino;
-            }
-        }
-        let mut inodes = self.inodes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(&ino) = inodes.by_key.get(&key) {
             return ino;
         }
-        let node_target = match (&key.1, target) {
-            (Some(object), Some(info)) => Some(NodeTarget {
-                object: object.clone(),
-                info: info.clone(),
-            }),
-            _ => None,
-        };
-        inodes.nodes.push(Arc::new(Node {
-            path: path.to_owned(),
-            target: node_target,
-        }));
-        let ino = inodes.nodes.len() as u64;
-        inodes.by_key.insert(key, ino);
-        ino
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        // Top bit set: never a number the table allocates.
+        h.finish() | (1 << 63)
     }
 
     fn visible_dir(&self, gen: &Generation, path: &OsStr) -> bool {
         self.unregistered == Unregistered::Deny || gen.registered_dirs.contains(path)
     }
 
-    /// Resolve `path` against the metadata in force: its inode, attributes and TTL. An inode is
-    /// allocated only once the entry is known to exist and be visible: every `ENOENT` (or other
-    /// error) returns before [`Self::ino_for`], so lookups of missing names cost no memory.
-    fn resolve(&self, gen: &Generation, path: &OsStr) -> Result<(FileAttr, Duration), Errno> {
+    /// Resolve `path` against the metadata in force: its inode, attributes and TTL. With
+    /// `lookup`, the inode is allocated and counted (the answer to a `lookup`), but only once
+    /// the entry is known to exist and be visible: every `ENOENT` (or other error) returns first,
+    /// so lookups of missing names cost no memory. Without, nothing is allocated.
+    fn resolve(
+        &self,
+        gen: &Generation,
+        path: &OsStr,
+        lookup: bool,
+    ) -> Result<(FileAttr, Duration), Errno> {
+        let ino_for = |path: &OsStr, target: Option<&TargetInfo>| {
+            if lookup {
+                self.lookup_ino(path, target)
+            } else {
+                self.peek_ino(path, target)
+            }
+        };
         let backing = match &self.content {
             Content::Backing(b) => b,
             Content::Remote(_) => {
                 let t = self.mount_time;
                 let tree = gen.tree.as_ref().ok_or(Errno::EIO)?;
                 return if tree.contains_key(path) {
-                    let ino = self.ino_for(path, None);
+                    let ino = ino_for(path, None);
                     Ok((
                         file_attr(ino, FileType::Directory, 0, 0o555, t, t),
                         LONG_TTL,
                     ))
                 } else if let Some(info) = gen.target(path) {
-                    let ino = self.ino_for(path, Some(info));
+                    let ino = ino_for(path, Some(info));
                     let attr = file_attr(ino, FileType::RegularFile, info.length, 0o444, t, t);
                     Ok((attr, LONG_TTL))
                 } else {
@@ -629,7 +660,7 @@ impl Core {
             if !self.visible_dir(gen, path) {
                 return Err(Errno::ENOENT);
             }
-            let ino = self.ino_for(path, None);
+            let ino = ino_for(path, None);
             return Ok((
                 local_attr(ino, &stat, FileType::Directory, 0, 0o555),
                 LONG_TTL,
@@ -638,7 +669,7 @@ impl Core {
         let exec = if stat.mode & 0o111 != 0 { 0o111 } else { 0 };
         match gen.target(path) {
             Some(info) => {
-                let ino = self.ino_for(path, Some(info));
+                let ino = ino_for(path, Some(info));
                 Ok((
                     local_attr(ino, &stat, FileType::RegularFile, info.length, 0o444 | exec),
                     LONG_TTL,
@@ -646,7 +677,7 @@ impl Core {
             }
             None if self.unregistered == Unregistered::Hide => Err(Errno::ENOENT),
             None => {
-                let ino = self.ino_for(path, None);
+                let ino = ino_for(path, None);
                 let size = if stat.kind == EntryKind::Regular {
                     stat.key.size
                 } else {
@@ -670,7 +701,7 @@ impl Core {
         node: &Node,
     ) -> Result<(FileAttr, Duration), Errno> {
         let Some(t) = &node.target else {
-            let (mut attr, ttl) = self.resolve(gen, &node.path)?;
+            let (mut attr, ttl) = self.resolve(gen, &node.path, false)?;
             // If the path now resolves to another inode (it became registered), report its
             // attributes under the old number with a short TTL; the switch invalidated it.
             let ttl = if attr.ino.0 == ino { ttl } else { SHORT_TTL };
@@ -693,12 +724,14 @@ impl Core {
     }
 
     /// The entries of the directory at `path` (without `.` and `..`).
-    fn list(&self, gen: &Generation, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Errno> {
+    fn list(&self, gen: &Generation, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Refusal> {
         match &self.content {
-            Content::Backing(b) => b.list(path).map_err(|e| Errno::from_i32(e.errno())),
+            Content::Backing(b) => Ok(b.list(path)?),
             Content::Remote(_) => {
-                let tree = gen.tree.as_ref().ok_or(Errno::EIO)?;
-                let entries = tree.get(path).ok_or(Errno::ENOENT)?;
+                let tree = gen.tree.as_ref().ok_or_else(|| {
+                    Fault::eio(FaultKind::Internal, "a remote mount without its tree")
+                })?;
+                let entries = tree.get(path).ok_or(Refusal::Absent)?;
                 Ok(entries
                     .iter()
                     .map(|(name, is_dir)| {
@@ -714,26 +747,36 @@ impl Core {
         }
     }
 
-    fn deny(
-        &self,
-        req: &Request,
-        gen: &Generation,
-        path: &OsStr,
-        reason: DenyReason,
-        why: &dyn std::fmt::Display,
-    ) {
-        let detail = why.to_string();
+    /// Answer a refused open: a denial (`EACCES`, `DENY`, denial metric, audit `deny`), a fault
+    /// (`EIO`/`ENOSPC`/`EMFILE`, `ERROR`, fault metric, audit `fault`) or `ENOENT`.
+    fn refuse(&self, req: &Request, gen: &Generation, path: &OsStr, refusal: Refusal) -> Errno {
+        match refusal {
+            Refusal::Denied(d) => {
+                self.deny(req, gen, path, &d);
+                Errno::EACCES
+            }
+            Refusal::Fault(f) => {
+                self.fault(req, gen, path, &f);
+                Errno::from_i32(f.errno)
+            }
+            Refusal::Absent => Errno::ENOENT,
+        }
+    }
+
+    fn deny(&self, req: &Request, gen: &Generation, path: &OsStr, d: &Denial) {
         let summary = format!(
-            "{} {:?}: {detail} (pid {}, uid {})",
+            "{} {:?}: {} (pid {}, uid {})",
             crate::fs::log::timestamp(SystemTime::now()),
             path,
+            d.detail,
             req.pid(),
             req.uid()
         );
-        self.counters.deny(reason, summary);
+        self.counters.deny(d.reason, summary);
         log_event!(
-            "DENY open {:?}: {detail} (pid {}, uid {})",
+            "DENY open {:?}: {} (pid {}, uid {})",
             path,
+            d.detail,
             req.pid(),
             req.uid()
         );
@@ -741,8 +784,44 @@ impl Core {
             let meta = gen.summary.clone().unwrap_or_default();
             audit.deny(
                 &path.to_string_lossy(),
-                reason,
-                &detail,
+                d.reason,
+                &d.detail,
+                req.pid(),
+                req.uid(),
+                &meta,
+            );
+        }
+    }
+
+    fn fault(&self, req: &Request, gen: &Generation, path: &OsStr, f: &Fault) {
+        let errno = match f.errno {
+            libc::ENOSPC => "ENOSPC",
+            libc::EMFILE => "EMFILE",
+            _ => "EIO",
+        };
+        let summary = format!(
+            "{} {:?}: {} ({errno}, pid {}, uid {})",
+            crate::fs::log::timestamp(SystemTime::now()),
+            path,
+            f.detail,
+            req.pid(),
+            req.uid()
+        );
+        self.counters.fault(f.kind, summary);
+        log_event!(
+            "ERROR open {:?}: {} ({}: {errno}; not a denial: the content was not judged) (pid {}, uid {})",
+            path,
+            f.detail,
+            f.kind.label(),
+            req.pid(),
+            req.uid()
+        );
+        if let Some(audit) = &self.audit {
+            let meta = gen.summary.clone().unwrap_or_default();
+            audit.fault(
+                &path.to_string_lossy(),
+                f.kind,
+                &f.detail,
                 req.pid(),
                 req.uid(),
                 &meta,
@@ -753,17 +832,17 @@ impl Core {
     /// Find or make the verified object for `path`; returns the object name, acquired.
     fn verified_object(&self, path: &OsStr, info: &TargetInfo) -> Result<String, Refusal> {
         let name = object_name(info);
-        let gate = {
-            let mut v = lock(&self.verifying);
-            v.entry(name.clone()).or_default().clone()
-        };
         // A stuck download (or a huge verification) must not pin every FUSE worker: waiters
         // give up after `gate_wait` with EIO, and may try again.
-        let Some(_serialized) = gate.enter(self.gate_wait) else {
-            return Err(Refusal::Busy(format!(
-                "still being downloaded or verified by another open after {} s; try again",
-                self.gate_wait.as_secs()
-            )));
+        let Some(_serialized) = self.gates.enter(&name, self.gate_wait) else {
+            return Err(Fault::eio(
+                FaultKind::Busy,
+                format_args!(
+                    "still being downloaded or verified by another open after {} s; try again",
+                    self.gate_wait.as_secs()
+                ),
+            )
+            .into());
         };
         let backing = match &self.content {
             Content::Backing(b) => b,
@@ -775,30 +854,29 @@ impl Core {
                     return Ok(name);
                 }
                 self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                let p = path.to_str().ok_or(Refusal::Source(SourceError::BadName))?;
-                fetch_into_cache(mirrors, &self.store, p, info, &name).map_err(Refusal::Fetch)?;
+                let p = path.to_str().ok_or(SourceError::BadName)?;
+                fetch_into_cache(mirrors, &self.store, p, info, &name)?;
                 self.counters.fetches.fetch_add(1, Ordering::Relaxed);
                 return Ok(name);
             }
         };
         // Fast path: an O_PATH probe and fstat identify the backing file's version; if that
         // version was verified into an object still in the store, nothing is read or hashed.
-        let probe = backing.stat(path).map_err(Refusal::Source)?;
+        let probe = backing.stat(path)?;
         if probe.kind == EntryKind::Regular {
             let records = lock(&self.records);
-            if records.get(&probe.key) == Some(&name) && self.store.acquire(&name, info.length) {
+            if records.by_version.get(&probe.key) == Some(&name)
+                && self.store.acquire(&name, info.length)
+            {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(name);
             }
         }
-        let src = backing.open_file(path).map_err(Refusal::Source)?;
+        let src = backing.open_file(path)?;
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let method = self
-            .store
-            .verify_and_store(&src, info, &name)
-            .map_err(Refusal::Store)?;
-        lock(&self.records).insert(src.stat.key, name.clone());
+        let method = self.store.verify_and_store(&src, info, &name)?;
+        lock(&self.records).insert(Some(src.stat.key), &name, &self.store);
         log_event!(
             "verified {:?}: {} bytes in {} ms ({:?})",
             path,
@@ -812,13 +890,13 @@ impl Core {
     /// Whether the content `node` stands for was verified during this mount and (local mount)
     /// the backing file is still the version that was verified.
     fn is_verified(&self, node: &Node, t: &NodeTarget) -> bool {
-        if !lock(&self.verified).contains(&t.object) {
+        if !lock(&self.records).verified.contains(&t.object) {
             return false;
         }
         match &self.content {
             Content::Remote(_) => true,
             Content::Backing(b) => match b.stat(&node.path) {
-                Ok(stat) => lock(&self.records).get(&stat.key) == Some(&t.object),
+                Ok(stat) => lock(&self.records).by_version.get(&stat.key) == Some(&t.object),
                 Err(_) => false,
             },
         }
@@ -839,7 +917,7 @@ impl Core {
     /// Extended attributes of inode `ino`: (name, value) pairs.
     fn xattrs(&self, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
-        if ino == 1 {
+        if ino == ROOT {
             let status = serde_json::to_vec(&self.status()).unwrap_or_default();
             out.push((XATTR_STATUS, status));
         }
@@ -861,18 +939,160 @@ impl Core {
         out
     }
 
-    /// The shared read-only `File` of a stored object.
-    fn object_file(&self, object: &str) -> std::io::Result<Arc<File>> {
-        let mut files = lock(&self.object_files);
-        if let Some(f) = files.get(object).and_then(Weak::upgrade) {
-            return Ok(f);
+    /// The open policy: unregistered, stale, expired, then the verified object and how reads are
+    /// served. Ok: (handle, passthrough backing, open flags); Err: the errno to answer (already
+    /// logged and counted).
+    fn open_checked(
+        &self,
+        req: &Request,
+        gen: &Generation,
+        node: &Node,
+        reply: &ReplyOpen,
+    ) -> Result<(u64, Option<Arc<BackingId>>, FopenFlags), Errno> {
+        let path = &node.path;
+        let Some(info) = gen.target(path) else {
+            if node.target.is_some() {
+                // Registered when the kernel looked it up, not any more: look it up again.
+                return Err(Errno::ESTALE);
+            } else if self.unregistered == Unregistered::Hide {
+                return Err(Errno::ENOENT);
+            }
+            let d = Denial::new(
+                DenyReason::Unregistered,
+                "not listed in the signed targets metadata",
+            );
+            return Err(self.refuse(req, gen, path, d.into()));
+        };
+        if node.target.as_ref().map(|t| t.object.as_str()) != Some(object_name(info).as_str()) {
+            // The inode stands for other content than the metadata in force lists (a lookup
+            // raced a metadata switch): ESTALE makes the kernel look the name up again.
+            return Err(Errno::ESTALE);
         }
-        let f = Arc::new(self.store.open(object)?);
-        files.insert(object.to_owned(), Arc::downgrade(&f));
-        if files.len() > 4096 {
-            files.retain(|_, w| w.strong_count() > 0);
+        if let Some((t, role)) = gen.expired_at(SystemTime::now()) {
+            let at = crate::fs::log::timestamp(*t);
+            let d = Denial::new(
+                DenyReason::Expired,
+                format_args!(
+                    "the trusted metadata expired at {at} (the {role} role); no fresh metadata could be trusted since"
+                ),
+            );
+            return Err(self.refuse(req, gen, path, d.into()));
         }
-        Ok(f)
+        let object = self
+            .verified_object(path, info)
+            .map_err(|r| self.refuse(req, gen, path, r))?;
+        // Verification (or a download) can take long; if metadata was switched or expired
+        // meanwhile, what this open verified may no longer be what is in force.
+        let now_gen = self.generation();
+        if now_gen.number != gen.number {
+            let still = now_gen.target(path).map(object_name);
+            if still.as_deref() != Some(object.as_str()) {
+                self.store.release(&object);
+                return Err(Errno::ESTALE);
+            }
+        }
+        if let Some((t, role)) = now_gen.expired_at(SystemTime::now()) {
+            self.store.release(&object);
+            let at = crate::fs::log::timestamp(*t);
+            let d = Denial::new(
+                DenyReason::Expired,
+                format_args!("the trusted metadata expired at {at} (the {role} role) while this open was being verified"),
+            );
+            return Err(self.refuse(req, &now_gen, path, d.into()));
+        }
+        lock(&self.records).insert(None, &object, &self.store);
+        let use_passthrough =
+            self.passthrough.load(Ordering::Relaxed) && info.length >= self.passthrough_min_size;
+        // Userspace mode opens the object lazily at the first read: with KEEP_CACHE most opens
+        // of a small file never see a read request.
+        let backing = if use_passthrough {
+            match self.backing_id(reply, &object) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.store.release(&object);
+                    let f = Fault::io("opening the verified object for passthrough", &e);
+                    return Err(self.refuse(req, &now_gen, path, f.into()));
+                }
+            }
+        } else {
+            None
+        };
+        self.counters.served.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_opened
+            .fetch_add(info.length, Ordering::Relaxed);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        // No flush on close: nothing to write back. In userspace mode the object's content is
+        // fixed for this inode (it is the signed content), so cached pages stay valid across
+        // opens: KEEP_CACHE. (The kernel rejects KEEP_CACHE together with passthrough, EIO.)
+        let fopen = match backing {
+            Some(_) => FopenFlags::FOPEN_NOFLUSH,
+            None => FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE,
+        };
+        lock(&self.handles).insert(
+            fh,
+            Handle {
+                object,
+                _backing: backing.clone(),
+            },
+        );
+        Ok((fh, backing, fopen))
+    }
+
+    /// A read failed on a fault: counted, logged as an `ERROR`, audited.
+    fn read_fault(&self, req: &Request, object: &str, f: &Fault) {
+        let gen = self.generation();
+        self.fault(req, &gen, OsStr::new(object), f);
+    }
+
+    /// `opendir` of a directory that cannot be listed: the errno to answer.
+    fn refuse_listing(&self, req: &Request, path: &OsStr, r: Refusal) -> Errno {
+        match r {
+            Refusal::Fault(f) => {
+                let gen = self.generation();
+                self.fault(req, &gen, path, &f);
+                Errno::from_i32(f.errno)
+            }
+            // A directory that escapes or is not one: as lookup answers it.
+            Refusal::Denied(_) => Errno::EACCES,
+            Refusal::Absent => Errno::ENOENT,
+        }
+    }
+
+    /// The entries of directory `node` (inode `ino`) under `gen`, `.` and `..` first.
+    fn build_listing(
+        &self,
+        req: &Request,
+        gen: &Generation,
+        ino: u64,
+        node: &Node,
+    ) -> Result<Vec<DirEntry>, Errno> {
+        let entries = self
+            .list(gen, &node.path)
+            .map_err(|r| self.refuse_listing(req, &node.path, r))?;
+        let parent_ino = if node.path.is_empty() {
+            ROOT
+        } else {
+            self.peek_ino(split_parent(&node.path).0, None)
+        };
+        let mut list = Vec::with_capacity(entries.len() + 2);
+        list.push((ino, FileType::Directory, OsString::from(".")));
+        list.push((parent_ino, FileType::Directory, OsString::from("..")));
+        for (name, kind) in entries {
+            let path = join(&node.path, &name);
+            if kind == EntryKind::Directory {
+                if self.visible_dir(gen, &path) {
+                    list.push((self.peek_ino(&path, None), FileType::Directory, name));
+                }
+            } else {
+                let target = gen.target(&path);
+                if self.unregistered == Unregistered::Deny || target.is_some() {
+                    let ino = self.peek_ino(&path, target);
+                    list.push((ino, FileType::RegularFile, name));
+                }
+            }
+        }
+        Ok(list)
     }
 
     /// The shared `BackingId` of an object (registered on first use). `Ok(None)`: the kernel
@@ -886,6 +1106,8 @@ impl Core {
         if let Some(id) = ids.get(object).and_then(Weak::upgrade) {
             return Ok(Some(id));
         }
+        // The kernel keeps its own reference to the file; our descriptor closes at the end of
+        // this function, so passthrough handles cost the daemon no descriptor.
         let file = self.store.open(object)?;
         match reply.open_backing(&file) {
             Ok(id) => {
@@ -902,72 +1124,6 @@ impl Core {
                 );
                 Ok(None)
             }
-        }
-    }
-}
-
-/// Why an open was refused.
-enum Refusal {
-    Source(SourceError),
-    Store(StoreError),
-    Fetch(FetchFailure),
-    /// The object's gate stayed busy longer than the bounded wait: `EIO`.
-    Busy(String),
-}
-
-/// The per-object gate: one verification or download at a time; a waiter gives up after a
-/// bounded time instead of waiting forever on a stuck holder.
-#[derive(Debug, Default)]
-struct Gate {
-    busy: Mutex<bool>,
-    free: std::sync::Condvar,
-}
-
-/// Holding the gate; dropping it (also on unwind) lets the next waiter in.
-struct GateGuard<'a>(&'a Gate);
-
-impl Gate {
-    /// Enter, waiting at most `wait` for the holder; None if it is still busy then.
-    fn enter(&self, wait: Duration) -> Option<GateGuard<'_>> {
-        let deadline = Instant::now() + wait;
-        let mut busy = lock(&self.busy);
-        while *busy {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            busy = self
-                .free
-                .wait_timeout(busy, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *busy = true;
-        Some(GateGuard(self))
-    }
-}
-
-impl Drop for GateGuard<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.busy) = false;
-        self.0.free.notify_one();
-    }
-}
-
-impl Refusal {
-    /// The denial label of a refusal that is answered with `EACCES`.
-    fn reason(&self) -> DenyReason {
-        match self {
-            Refusal::Source(SourceError::NotRegular(_))
-            | Refusal::Source(SourceError::Escapes)
-            | Refusal::Source(SourceError::BadName) => DenyReason::NotRegular,
-            Refusal::Source(SourceError::Replaced) => DenyReason::Changed,
-            Refusal::Source(_) => DenyReason::Other,
-            Refusal::Store(StoreError::Mismatch(_)) => DenyReason::Altered,
-            Refusal::Store(StoreError::ChangedWhileReading) => DenyReason::Changed,
-            Refusal::Store(_) => DenyReason::Other,
-            Refusal::Fetch(FetchFailure::Refused(_)) => DenyReason::Altered,
-            Refusal::Fetch(FetchFailure::Unavailable(_)) | Refusal::Busy(_) => DenyReason::Other,
         }
     }
 }
@@ -1060,7 +1216,7 @@ impl Filesystem for TrustFs {
         };
         let path = join(&parent.path, name);
         let gen = self.generation();
-        match self.resolve(&gen, &path) {
+        match self.resolve(&gen, &path, true) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, FuseGeneration(0)),
             Err(e) => reply.error(e),
         }
@@ -1078,6 +1234,13 @@ impl Filesystem for TrustFs {
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(ino.0, nlookup);
+    }
+
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
             reply.error(Errno::EROFS);
@@ -1088,155 +1251,29 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
+        // A bug below must cost this open (EIO, counted, logged), never the FUSE worker: a
+        // panic that unwinds out of here would kill the thread, and enough of them the mount.
         let gen = self.generation();
-        let path = &node.path;
-        let Some(info) = gen.target(path) else {
-            if node.target.is_some() {
-                // Registered when the kernel looked it up, not any more: look it up again.
-                reply.error(Errno::ESTALE);
-            } else if self.unregistered == Unregistered::Hide {
-                reply.error(Errno::ENOENT);
-            } else {
-                let why = "not listed in the signed targets metadata";
-                self.deny(req, &gen, path, DenyReason::Unregistered, &why);
-                reply.error(Errno::EACCES);
-            }
-            return;
-        };
-        if node.target.as_ref().map(|t| t.object.as_str()) != Some(object_name(info).as_str()) {
-            // The inode stands for other content than the metadata in force lists (a lookup
-            // raced a metadata switch): ESTALE makes the kernel look the name up again.
-            reply.error(Errno::ESTALE);
-            return;
-        }
-        if let Some((t, role)) = gen.expired_at(SystemTime::now()) {
-            let at = crate::fs::log::timestamp(*t);
-            self.deny(
-                req,
-                &gen,
-                path,
-                DenyReason::Expired,
-                &format_args!(
-                    "the trusted metadata expired at {at} (the {role} role); no fresh metadata could be trusted since"
-                ),
-            );
-            reply.error(Errno::EACCES);
-            return;
-        }
-        let object = match self.verified_object(path, info) {
-            Ok(o) => o,
-            Err(Refusal::Source(SourceError::NotFound)) => {
-                reply.error(Errno::ENOENT);
-                return;
-            }
-            Err(Refusal::Fetch(FetchFailure::Unavailable(why))) => {
-                self.counters.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                log_event!(
-                    "EIO open {:?}: fetch failed: {why} (pid {}, uid {})",
-                    path,
-                    req.pid(),
-                    req.uid()
-                );
-                reply.error(Errno::EIO);
-                return;
-            }
-            Err(Refusal::Busy(why)) => {
-                log_event!(
-                    "EIO open {:?}: {why} (pid {}, uid {})",
-                    path,
-                    req.pid(),
-                    req.uid()
-                );
-                reply.error(Errno::EIO);
-                return;
-            }
-            Err(refusal) => {
-                let why: &dyn std::fmt::Display = match &refusal {
-                    Refusal::Source(e) => e,
-                    Refusal::Store(e) => e,
-                    Refusal::Fetch(FetchFailure::Refused(why)) => why,
-                    Refusal::Fetch(FetchFailure::Unavailable(why)) | Refusal::Busy(why) => why,
-                };
-                self.deny(req, &gen, path, refusal.reason(), why);
-                reply.error(Errno::EACCES);
-                return;
-            }
-        };
-        // Verification (or a download) can take long; if metadata was switched or expired
-        // meanwhile, what this open verified may no longer be what is in force.
-        let now_gen = self.generation();
-        if now_gen.number != gen.number {
-            let still = now_gen.target(path).map(object_name);
-            if still.as_deref() != Some(object.as_str()) {
-                self.store.release(&object);
-                reply.error(Errno::ESTALE);
-                return;
-            }
-        }
-        if let Some((t, role)) = now_gen.expired_at(SystemTime::now()) {
-            self.store.release(&object);
-            let at = crate::fs::log::timestamp(*t);
-            let why = format!("the trusted metadata expired at {at} (the {role} role) while this open was being verified");
-            self.deny(req, &now_gen, path, DenyReason::Expired, &why);
-            reply.error(Errno::EACCES);
-            return;
-        }
-        lock(&self.verified).insert(object.clone());
-        self.counters.served.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_opened
-            .fetch_add(info.length, Ordering::Relaxed);
-        let use_passthrough =
-            self.passthrough.load(Ordering::Relaxed) && info.length >= self.passthrough_min_size;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        // Userspace mode opens the object lazily at the first read: with KEEP_CACHE most opens
-        // of a small file never see a read request.
-        let backing = if use_passthrough {
-            match self.backing_id(&reply, &object) {
-                Ok(id) => id,
-                Err(e) => {
-                    self.store.release(&object);
-                    log_event!("cannot open verified object for {path:?}: {e}");
-                    reply.error(Errno::EIO);
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        // No flush on close: nothing to write back. In userspace mode the object's content is
-        // fixed for this inode (it is the signed content), so cached pages stay valid across
-        // opens: KEEP_CACHE. (The kernel rejects KEEP_CACHE together with passthrough, EIO.)
-        let fopen = FopenFlags::FOPEN_NOFLUSH;
-        match backing {
-            Some(id) => {
-                lock(&self.handles).insert(
-                    fh,
-                    Handle {
-                        object,
-                        file: None,
-                        _backing: Some(id.clone()),
-                    },
-                );
-                reply.opened_passthrough(FileHandle(fh), fopen, &id);
-            }
-            None => {
-                lock(&self.handles).insert(
-                    fh,
-                    Handle {
-                        object,
-                        file: None,
-                        _backing: None,
-                    },
-                );
-                reply.opened(FileHandle(fh), fopen | FopenFlags::FOPEN_KEEP_CACHE);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.open_checked(req, &gen, &node, &reply)
+        }));
+        match outcome {
+            Ok(Ok((fh, backing, fopen))) => match backing {
+                Some(id) => reply.opened_passthrough(FileHandle(fh), fopen, &id),
+                None => reply.opened(FileHandle(fh), fopen),
+            },
+            Ok(Err(errno)) => reply.error(errno),
+            Err(panic) => {
+                let what = panic_message(&*panic);
+                let f = Fault::eio(FaultKind::Internal, format_args!("internal error: {what}"));
+                reply.error(self.refuse(req, &gen, &node.path, f.into()));
             }
         }
     }
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1245,35 +1282,29 @@ impl Filesystem for TrustFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = {
-            let mut handles = lock(&self.handles);
-            let Some(h) = handles.get_mut(&fh.0) else {
-                reply.error(Errno::EBADF);
+        let Some(object) = lock(&self.handles).get(&fh.0).map(|h| h.object.clone()) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let file = match self.read_files.get(&object, || self.store.open(&object)) {
+            Ok(f) => f,
+            Err(e) => {
+                let f = Fault::io(format_args!("opening verified object {object}"), &e);
+                self.read_fault(req, &object, &f);
+                reply.error(Errno::from_i32(f.errno));
                 return;
-            };
-            match &h.file {
-                Some(f) => f.clone(),
-                None => match self.object_file(&h.object) {
-                    Ok(f) => {
-                        h.file = Some(f.clone());
-                        f
-                    }
-                    Err(e) => {
-                        log_event!("cannot open verified object {}: {e}", h.object);
-                        reply.error(Errno::EIO);
-                        return;
-                    }
-                },
             }
         };
         let mut buf = vec![0u8; size as usize];
         let mut filled = 0;
         while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            match file.read_at(&mut buf[filled..], offset.saturating_add(filled as u64)) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => {
+                Err(e) => {
+                    let f = Fault::io(format_args!("reading verified object {object}"), &e);
+                    self.read_fault(req, &object, &f);
                     reply.error(Errno::EIO);
                     return;
                 }
@@ -1299,49 +1330,46 @@ impl Filesystem for TrustFs {
         if let Some(h) = handle {
             let object = h.object.clone();
             drop(h);
-            self.store.release(&object);
+            if self.store.release(&object) {
+                // No handle reads it any more: its descriptor need not wait for LRU.
+                self.read_files.close(&object);
+            }
         }
         reply.ok();
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let Some(node) = self.node(ino) else {
             reply.error(Errno::ENOENT);
             return;
         };
         let gen = self.generation();
-        let entries = match self.list(&gen, &node.path) {
-            Ok(e) => e,
-            Err(e) => {
-                reply.error(e);
-                return;
-            }
-        };
-        let parent_ino = if node.path.is_empty() {
-            1
-        } else {
-            self.ino_for(split_parent(&node.path).0, None)
-        };
-        let mut list = vec![
-            (ino.0, FileType::Directory, OsString::from(".")),
-            (parent_ino, FileType::Directory, OsString::from("..")),
-        ];
-        for (name, kind) in entries {
-            let path = join(&node.path, &name);
-            if kind == EntryKind::Directory {
-                if self.visible_dir(&gen, &path) {
-                    list.push((self.ino_for(&path, None), FileType::Directory, name));
+        let backing = match &self.content {
+            Content::Backing(b) => match b.stat(&node.path) {
+                Ok(st) => Some(st.key),
+                Err(e) => {
+                    reply.error(self.refuse_listing(req, &node.path, e.into()));
+                    return;
                 }
-            } else {
-                let target = gen.target(&path);
-                if self.unregistered == Unregistered::Deny || target.is_some() {
-                    list.push((self.ino_for(&path, target), FileType::RegularFile, name));
-                }
+            },
+            Content::Remote(_) => None,
+        };
+        let key = ListingKey {
+            dir: ino.0,
+            generation: gen.number,
+            backing,
+        };
+        let listing = self
+            .listings
+            .get_or_build(key, || self.build_listing(req, &gen, ino.0, &node));
+        match listing {
+            Ok(listing) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                lock(&self.dirs).insert(fh, listing);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
             }
+            Err(e) => reply.error(e),
         }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(fh, list);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
     fn readdir(
@@ -1352,12 +1380,12 @@ impl Filesystem for TrustFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let dirs = lock(&self.dirs);
-        let Some(list) = dirs.get(&fh.0) else {
+        let Some(listing) = lock(&self.dirs).get(&fh.0).cloned() else {
             reply.error(Errno::EBADF);
             return;
         };
-        for (i, (ino, kind, name)) in list.iter().enumerate().skip(offset as usize) {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (ino, kind, name)) in listing.entries.iter().enumerate().skip(start) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
                 break;
             }
@@ -1614,23 +1642,10 @@ impl Filesystem for TrustFs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_waiter_on_a_busy_gate_gives_up_after_the_bound_and_gets_in_once_free() {
-        let gate = Arc::new(Gate::default());
-        let held = gate.enter(Duration::from_secs(1)).unwrap();
-        let started = Instant::now();
-        assert!(gate.enter(Duration::from_millis(200)).is_none());
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        // Freed while a waiter waits: it gets in.
-        let g2 = gate.clone();
-        let waiter = std::thread::spawn(move || g2.enter(Duration::from_secs(60)).is_some());
-        std::thread::sleep(Duration::from_millis(50));
-        drop(held);
-        assert!(waiter.join().unwrap());
-        assert!(gate.enter(Duration::ZERO).is_some());
-    }
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

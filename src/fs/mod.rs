@@ -33,8 +33,24 @@ use crate::trust::TrustSummary;
 
 pub mod fetch;
 mod filesystem;
+pub mod freshness;
+mod gate;
+mod inodes;
+pub mod limits;
+mod listing;
 pub mod log;
+mod readfiles;
+pub mod refusal;
 pub mod store;
+
+/// Lock `m`, recovering the guard if a thread panicked while holding it: every critical section
+/// of this module leaves its data consistent at each step, and a panic elsewhere must not turn
+/// into a panic on every later request.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub use crate::ops::TableSizes;
 
 /// What to do with backing entries the metadata does not list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +82,8 @@ pub struct RemoteOptions {
     pub cache_max: u64,
     /// The trusted root's `consistent_snapshot`: request `dir/<sha256>.<basename>` names.
     pub consistent_snapshot: bool,
+    /// Deadlines of every request to a mirror.
+    pub http: crate::trust::HttpOptions,
 }
 
 /// How the mount is set up.
@@ -290,9 +308,15 @@ impl LiveMount {
         self.core.generation().index.len()
     }
 
-    /// Inodes allocated so far (root included). Only entries that exist get one.
+    /// Inodes the kernel holds now (root included). Only entries that exist get one, and the
+    /// kernel's `forget` removes them.
     pub fn inode_count(&self) -> usize {
         self.core.inode_count()
+    }
+
+    /// Entries in the mount's in-memory tables.
+    pub fn table_sizes(&self) -> TableSizes {
+        self.core.table_sizes()
     }
 
     pub fn counters(&self) -> &ops::Counters {
@@ -311,9 +335,20 @@ impl LiveMount {
             .cloned()
     }
 
-    /// Record (or clear) the last refresh problem, shown by `trustfs status`.
-    pub fn set_problem(&self, problem: Option<String>) {
-        *self.core.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    /// The mount refreshes its metadata every `interval`; unconfirmed for longer than
+    /// `stale_after`, it is reported stale (✘ in `trustfs status`, `trustfs_up` 0).
+    pub fn set_refresh(&self, interval: Duration, stale_after: Duration) {
+        lock(&self.core.freshness).set_refresh(interval, stale_after);
+    }
+
+    /// A refresh confirmed (or replaced) the metadata in force.
+    pub fn refresh_ok(&self) {
+        lock(&self.core.freshness).ok(SystemTime::now());
+    }
+
+    /// A refresh failed (the last good metadata stays in force); shown by `trustfs status`.
+    pub fn refresh_failed(&self, problem: String) {
+        lock(&self.core.freshness).failed(problem);
     }
 
     /// The mount's status record as of now.
@@ -425,8 +460,12 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
             (filesystem::Content::Backing(backing), store)
         }
         ContentSource::Remote(remote) => {
-            let mirrors = Mirrors::new(&remote.targets_urls, remote.consistent_snapshot)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let mirrors = Mirrors::new(
+                &remote.targets_urls,
+                remote.consistent_snapshot,
+                remote.http,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let store = store::ObjectStore::open_cache(
                 &remote.cache_dir,
                 remote.cache_max,

@@ -58,6 +58,8 @@ use crate::verify::{Mismatch, MultiHasher};
 const CHUNK: usize = 1 << 20;
 /// Buffers in flight between the copying and the hashing thread.
 const BUFFERS: usize = 4;
+/// The most verified copies the private store keeps (unused ones beyond are evicted, LRU).
+const MAX_PRIVATE_OBJECTS: usize = 100_000;
 
 /// Why a backing file could not be turned into a verified object.
 #[derive(Debug)]
@@ -70,6 +72,9 @@ pub enum StoreError {
     Read(io::Error),
     /// I/O error writing the store (e.g. ENOSPC): the content was not judged.
     Io(io::Error),
+    /// A stream (an HTTP body) ended before the signed length: the transfer broke off, the
+    /// content was not judged.
+    Truncated { received: u64, expected: u64 },
 }
 
 impl fmt::Display for StoreError {
@@ -81,6 +86,10 @@ impl fmt::Display for StoreError {
             }
             StoreError::Read(e) => write!(f, "read error while verifying: {e}"),
             StoreError::Io(e) => write!(f, "I/O error while verifying: {e}"),
+            StoreError::Truncated { received, expected } => write!(
+                f,
+                "the transfer ended after {received} of the signed {expected} bytes"
+            ),
         }
     }
 }
@@ -427,15 +436,27 @@ impl ObjectStore {
         }
     }
 
-    /// Drop one use of `name`; evict least recently used unused objects over the limit.
-    pub fn release(&self, name: &str) {
+    /// Whether the store holds `name` (in this process's accounting).
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().objects.contains_key(name)
+    }
+
+    /// Objects the store accounts for.
+    pub fn object_count(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    /// Drop one use of `name`; evict least recently used unused objects over the limit. Returns
+    /// true when nobody uses `name` any more.
+    pub fn release(&self, name: &str) -> bool {
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
         let Some(entry) = inner.objects.get_mut(name) else {
-            return;
+            return true;
         };
         entry.open = entry.open.saturating_sub(1);
+        let unused = entry.open == 0;
         if entry.open == 0 {
             entry.tick = tick;
             // Shared cache: drop the LOCK_SH, so any daemon's evictor may take the object.
@@ -448,6 +469,7 @@ impl ObjectStore {
             StoreMode::SharedCache if inner.over => self.evict(&mut inner),
             StoreMode::SharedCache => {}
         }
+        unused
     }
 
     fn evict(&self, inner: &mut Inner) {
@@ -455,7 +477,9 @@ impl ObjectStore {
             self.evict_shared(inner);
             return;
         }
-        while inner.total > self.max_bytes {
+        // Bounded in bytes and in count: a million tiny objects cost memory here even when
+        // they fit the byte bound.
+        while inner.total > self.max_bytes || inner.objects.len() > MAX_PRIVATE_OBJECTS {
             let Some((_, name)) = inner.lru.pop_first() else {
                 break;
             };
@@ -569,8 +593,17 @@ impl ObjectStore {
             let started = Instant::now();
             let limit = info.length.saturating_add(1);
             preallocate(tmp, info.length);
-            let result = copy_and_hash(reader, tmp, hasher, limit, progress)
-                .and_then(|hasher| hasher.check(info).map_err(StoreError::Mismatch));
+            let result = copy_and_hash(reader, tmp, hasher, limit, progress).and_then(|hasher| {
+                // Fewer bytes than signed: the stream broke off (not judged); more, or the
+                // right number with other hashes: wrong content.
+                if hasher.length() < info.length {
+                    return Err(StoreError::Truncated {
+                        received: hasher.length(),
+                        expected: info.length,
+                    });
+                }
+                hasher.check(info).map_err(StoreError::Mismatch)
+            });
             self.counters.verified(started.elapsed().as_secs_f64());
             result
         })

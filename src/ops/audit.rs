@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::json;
 
-use super::DenyReason;
+use super::{DenyReason, FaultKind};
 use crate::trust::TrustSummary;
 
 pub struct AuditLog {
@@ -94,6 +94,28 @@ impl AuditLog {
         }));
     }
 
+    /// An open (or read) failed on a fault: the daemon could not judge the content.
+    pub fn fault(
+        &self,
+        path: &str,
+        kind: FaultKind,
+        detail: &str,
+        pid: u32,
+        uid: u32,
+        meta: &TrustSummary,
+    ) {
+        self.write(json!({
+            "time": now(),
+            "event": "fault",
+            "path": path,
+            "kind": kind.label(),
+            "detail": detail,
+            "pid": pid,
+            "uid": uid,
+            "metadata": versions(meta),
+        }));
+    }
+
     /// The metadata in force changed (mount start, or a refresh that switched in new metadata).
     pub fn metadata_change(&self, old: Option<&TrustSummary>, new: &TrustSummary, targets: usize) {
         self.write(json!({
@@ -140,12 +162,22 @@ mod tests {
             &meta,
         );
         log.metadata_change(None, &meta, 7);
+        log.fault(
+            "b",
+            FaultKind::NoSpace,
+            "No space left on device",
+            43,
+            0,
+            &meta,
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["event"], "fault");
+        assert_eq!(lines[2]["kind"], "no_space");
         assert_eq!(lines[0]["event"], "deny");
         assert_eq!(lines[0]["path"], "a \"quoted\"\nname");
         assert_eq!(lines[0]["reason"], "altered");

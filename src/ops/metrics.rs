@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::status::{seconds_until, MountStatus};
-use super::{DenyReason, VERIFY_BUCKETS};
+use super::{DenyReason, FaultKind, VERIFY_BUCKETS};
 use crate::schema::UtcTime;
 
 /// Produces the current status for each scrape.
@@ -66,6 +66,23 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
         "counter",
         "Opens denied, by reason.",
         &denials,
+    );
+    let faults: Vec<(String, f64)> = FaultKind::ALL
+        .iter()
+        .map(|k| {
+            (
+                format!("{{kind=\"{}\"}}", k.label()),
+                *c.faults.get(k.label()).unwrap_or(&0) as f64,
+            )
+        })
+        .collect();
+    metric(
+        &mut out,
+        "faults_total",
+        "counter",
+        "Opens and reads that failed because the daemon could not judge the content (I/O, \
+         disk space, file descriptors, network, busy, internal), by kind. Not denials.",
+        &faults,
     );
     metric(
         &mut out,
@@ -153,10 +170,56 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
     );
     metric(
         &mut out,
+        "metadata_stale",
+        "gauge",
+        "1 when the metadata was not confirmed by a refresh for longer than the staleness bound.",
+        &one(u64::from(s.stale)),
+    );
+    metric(
+        &mut out,
+        "metadata_confirmed_timestamp_seconds",
+        "gauge",
+        "When the metadata in force was last confirmed (mount start or a successful refresh), Unix time.",
+        &one(u64::try_from(s.confirmed_unix).unwrap_or(0)),
+    );
+    metric(
+        &mut out,
         "targets",
         "gauge",
         "Targets the trusted metadata lists.",
         &one(s.targets as u64),
+    );
+    let t = &s.tables;
+    let tables: Vec<(String, f64)> = [
+        ("inodes", t.inodes),
+        ("records", t.records),
+        ("gates", t.gates),
+        ("handles", t.handles),
+        ("dir_handles", t.dir_handles),
+        ("listings", t.listings),
+        ("listing_entries", t.listing_entries),
+        ("read_fds", t.read_fds),
+        ("objects", t.objects),
+    ]
+    .iter()
+    .map(|(name, v)| (format!("{{table=\"{name}\"}}"), *v as f64))
+    .collect();
+    metric(
+        &mut out,
+        "table_entries",
+        "gauge",
+        "Entries in the daemon's in-memory tables (bounded by what the kernel and readers hold).",
+        &tables,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+        s.process.open_fds
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+        s.process.resident_bytes
     );
     let m = &s.metadata;
     let roles = [
@@ -278,6 +341,11 @@ mod tests {
             },
             targets: 3,
             counters: counters.snapshot(),
+            stale: false,
+            confirmed: String::new(),
+            confirmed_unix: 0,
+            tables: Default::default(),
+            process: Default::default(),
         }
     }
 

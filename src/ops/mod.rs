@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-/// Why an open was denied, as a small closed set of labels (for metrics and audit).
+/// Why an open was denied, as a small closed set of labels (for metrics and audit). A denial
+/// means the content is not what the signed, current metadata says; the daemon judged it. When
+/// the daemon could not judge (disk, I/O, descriptors, network), that is a [`FaultKind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {
@@ -30,18 +32,15 @@ pub enum DenyReason {
     Changed,
     /// The trusted metadata has expired: opens fail closed.
     Expired,
-    /// Anything else that refused an open (I/O while verifying, ...).
-    Other,
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 6] = [
+    pub const ALL: [DenyReason; 5] = [
         DenyReason::Unregistered,
         DenyReason::Altered,
         DenyReason::NotRegular,
         DenyReason::Changed,
         DenyReason::Expired,
-        DenyReason::Other,
     ];
 
     pub fn label(self) -> &'static str {
@@ -51,7 +50,48 @@ impl DenyReason {
             DenyReason::NotRegular => "not_regular",
             DenyReason::Changed => "changed",
             DenyReason::Expired => "expired",
-            DenyReason::Other => "other",
+        }
+    }
+}
+
+/// Why the daemon could not judge an open (or serve a read): an operational fault, answered with
+/// `EIO` (or `ENOSPC`, `EMFILE`), an `ERROR` line, a fault metric and an audit `fault` record —
+/// never with `EACCES`, so an operator can tell a full disk from an attack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// An I/O error reading the backing file or the store (`EIO`).
+    Io,
+    /// The state dir or cache is full (`ENOSPC`).
+    NoSpace,
+    /// The daemon ran out of file descriptors (`EMFILE`).
+    Descriptors,
+    /// No mirror could deliver (connection, timeout, HTTP error, short body) (`EIO`).
+    Network,
+    /// Another open's download or verification of the same file did not finish in time (`EIO`).
+    Busy,
+    /// A bug caught at a boundary (a panic) (`EIO`).
+    Internal,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Io,
+        FaultKind::NoSpace,
+        FaultKind::Descriptors,
+        FaultKind::Network,
+        FaultKind::Busy,
+        FaultKind::Internal,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Io => "io",
+            FaultKind::NoSpace => "no_space",
+            FaultKind::Descriptors => "descriptors",
+            FaultKind::Network => "network",
+            FaultKind::Busy => "busy",
+            FaultKind::Internal => "internal",
         }
     }
 }
@@ -61,7 +101,9 @@ impl DenyReason {
 pub struct Counters {
     pub opens: AtomicU64,
     pub served: AtomicU64,
-    pub denied: [AtomicU64; 6],
+    pub denied: [AtomicU64; DenyReason::ALL.len()],
+    /// Opens (and reads) that failed on a fault, by [`FaultKind`].
+    pub faults: [AtomicU64; FaultKind::ALL.len()],
     /// Bytes read through the daemon (userspace reads; passthrough reads bypass the daemon).
     pub bytes_read: AtomicU64,
     /// Bytes of verified files opened (counts passthrough opens too).
@@ -75,7 +117,8 @@ pub struct Counters {
     pub cache_bytes: AtomicU64,
     /// Remote mount: targets downloaded and verified into the cache.
     pub fetches: AtomicU64,
-    /// Remote mount: opens failed with EIO because no mirror could deliver.
+    /// Remote mount: opens failed with EIO because no mirror could deliver (the `network`
+    /// faults; kept as its own counter for the `fetch_failures` field and metric).
     pub fetch_failures: AtomicU64,
     /// Live updates: refreshes that found new metadata and switched it in.
     pub metadata_switches: AtomicU64,
@@ -83,6 +126,8 @@ pub struct Counters {
     pub refresh_failures: AtomicU64,
     /// The most recent denial, for `trustfs status`.
     pub last_denial: Mutex<Option<String>>,
+    /// The most recent fault, for `trustfs status`.
+    pub last_fault: Mutex<Option<String>>,
 }
 
 /// Upper bounds (seconds) of the verification time histogram buckets.
@@ -92,6 +137,19 @@ impl Counters {
     pub fn deny(&self, reason: DenyReason, summary: String) {
         self.denied[reason as usize].fetch_add(1, Ordering::Relaxed);
         *self.last_denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+    }
+
+    pub fn fault(&self, kind: FaultKind, summary: String) {
+        self.faults[kind as usize].fetch_add(1, Ordering::Relaxed);
+        if kind == FaultKind::Network {
+            self.fetch_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.last_fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+    }
+
+    /// Faults so far, every kind.
+    pub fn faults_total(&self) -> u64 {
+        self.faults.iter().map(|a| a.load(Ordering::Relaxed)).sum()
     }
 
     /// One verification pass (a hash pass over backing content, or a download), successful or
@@ -116,6 +174,10 @@ impl Counters {
                 .iter()
                 .map(|r| (r.label().to_owned(), get(&self.denied[*r as usize])))
                 .collect(),
+            faults: FaultKind::ALL
+                .iter()
+                .map(|k| (k.label().to_owned(), get(&self.faults[*k as usize])))
+                .collect(),
             bytes_read: get(&self.bytes_read),
             bytes_opened: get(&self.bytes_opened),
             verifications: get(&self.verifications),
@@ -133,8 +195,38 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            last_fault: self
+                .last_fault
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
+}
+
+/// Entries in a mount's in-memory tables, for tests, metrics and the soak benchmark: each is
+/// bounded by what the kernel and the readers hold right now, not by history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSizes {
+    /// Inodes the kernel holds (the root included).
+    pub inodes: usize,
+    /// Verification records (backing file versions and verified objects).
+    pub records: usize,
+    /// Objects being verified or downloaded, or waited for.
+    pub gates: usize,
+    /// Open file handles.
+    pub handles: usize,
+    /// Open directory handles.
+    pub dir_handles: usize,
+    /// Distinct directory listings the directory handles share.
+    pub listings: usize,
+    /// Entries in those listings.
+    pub listing_entries: usize,
+    /// Descriptors open for userspace reads, and the most the pool keeps.
+    pub read_fds: usize,
+    pub read_fd_capacity: usize,
+    /// Objects the store accounts for.
+    pub objects: usize,
 }
 
 /// A point-in-time copy of [`Counters`], as published in the status record.
@@ -143,6 +235,9 @@ pub struct CountersSnapshot {
     pub opens: u64,
     pub served: u64,
     pub denied: BTreeMap<String, u64>,
+    /// Faults by kind (absent in records of older daemons).
+    #[serde(default)]
+    pub faults: BTreeMap<String, u64>,
     pub bytes_read: u64,
     pub bytes_opened: u64,
     pub verifications: u64,
@@ -160,11 +255,17 @@ pub struct CountersSnapshot {
     #[serde(default)]
     pub refresh_failures: u64,
     pub last_denial: Option<String>,
+    #[serde(default)]
+    pub last_fault: Option<String>,
 }
 
 impl CountersSnapshot {
     pub fn denied_total(&self) -> u64 {
         self.denied.values().sum()
+    }
+
+    pub fn faults_total(&self) -> u64 {
+        self.faults.values().sum()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The status record a running mount publishes, and how `trustfs status` finds and judges it.
 //!
-//! Every mount writes `<runtime dir>/<instance>.json` (atomically, every few seconds and on every
+//! Every mount writes `<runtime dir>/<instance>.json` (atomically, every second and on every
 //! metadata change), where the runtime directory is `/run/trustfs` (or `$TRUSTFS_RUNTIME_DIR`) and
 //! the instance is the mountpoint escaped like `systemd-escape --path` ([`instance_name`]). `trustfs status` lists the
 //! trustfs mounts of `/proc/self/mountinfo` and judges each by its record: verified (✔) only
@@ -36,9 +36,52 @@ pub struct MountStatus {
     pub verified: bool,
     /// Why not verified (or the last failed refresh, while still verified).
     pub problem: Option<String>,
+    /// The metadata was not confirmed by a refresh for longer than the staleness bound.
+    #[serde(default)]
+    pub stale: bool,
+    /// When the metadata in force was last confirmed (mount start or a successful refresh).
+    #[serde(default)]
+    pub confirmed: String,
+    #[serde(default)]
+    pub confirmed_unix: i64,
     pub metadata: TrustSummary,
     pub targets: usize,
     pub counters: CountersSnapshot,
+    /// Entries in the daemon's in-memory tables (absent in records of older daemons).
+    #[serde(default)]
+    pub tables: super::TableSizes,
+    /// The daemon's open descriptors and resident memory, from `/proc/self`.
+    #[serde(default)]
+    pub process: ProcessStats,
+}
+
+/// Resource use of the daemon process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    pub open_fds: u64,
+    pub resident_bytes: u64,
+}
+
+impl ProcessStats {
+    /// Read from `/proc/self` (zeros where it cannot be read).
+    pub fn now() -> ProcessStats {
+        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        // statm: size resident shared ... in pages.
+        let resident_pages = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        ProcessStats {
+            open_fds,
+            resident_bytes: resident_pages.saturating_mul(page_size()),
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).unwrap_or(4096)
 }
 
 /// `/run/trustfs`, or `$TRUSTFS_RUNTIME_DIR`.
@@ -110,7 +153,12 @@ pub fn trustfs_mounts() -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    info.lines()
+    parse_mountinfo(&info)
+}
+
+/// The trustfs mountpoints listed in `text`, in the format of `/proc/self/mountinfo`.
+pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
+    text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let mut fields = right.split(' ');
@@ -126,7 +174,7 @@ pub fn trustfs_mounts() -> Vec<PathBuf> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
+pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -154,13 +154,69 @@ impl World {
         })
     }
 
+    /// The remote mount's download cache.
+    pub fn cache(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
+
+    /// `trustfs mount` of a remote repository: metadata from `metadata_url`, targets from
+    /// `targets[0]` and the rest as `--mirror`s, the world's cache, plus `extra`.
+    pub fn mount_remote(
+        &self,
+        metadata_url: &str,
+        targets: &[String],
+        extra: &[&str],
+    ) -> Result<Daemon, (i32, String)> {
+        let mut args: Vec<String> = vec![
+            "--metadata-url".into(),
+            metadata_url.into(),
+            "--targets-url".into(),
+            targets[0].clone(),
+            "--cache".into(),
+            self.cache().display().to_string(),
+        ];
+        for m in &targets[1..] {
+            args.push("--mirror".into());
+            args.push(m.clone());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.mount_with(&args)
+    }
+
     /// `trustfs mount` with `--root` and `--state-dir` of this world and `args`; Err(exit code,
     /// log) if the daemon exits before the mount appears.
     pub fn mount_with(&self, args: &[String]) -> Result<Daemon, (i32, String)> {
+        self.spawn_mount(args, None)
+    }
+
+    /// As [`Self::mount_with`], the daemon limited to `nofile` open descriptors (soft and hard
+    /// `RLIMIT_NOFILE`, so it cannot raise them).
+    pub fn mount_limited(&self, args: &[String], nofile: u64) -> Result<Daemon, (i32, String)> {
+        self.spawn_mount(args, Some(nofile))
+    }
+
+    fn spawn_mount(&self, args: &[String], nofile: Option<u64>) -> Result<Daemon, (i32, String)> {
+        use std::os::unix::process::CommandExt;
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.join(format!("daemon-{n}.log"));
-        let child = self
-            .cmd()
+        let mut cmd = self.cmd();
+        if let Some(limit) = nofile {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .arg("mount")
             .arg("--root")
             .arg(self.metadata().join("1.root.json"))

@@ -1,5 +1,6 @@
 //! A real HTTP/1.1 server on 127.0.0.1 for tests: serves files from a directory, counts requests,
-//! and can misbehave on purpose (endless bodies, errors) to stage network attacks.
+//! and can misbehave on purpose (endless bodies, errors, redirects anywhere, dripped headers or
+//! bodies, bodies cut short, lying lengths, resets, garbage) to stage a hostile mirror.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -12,16 +13,31 @@ use std::thread;
 /// How to answer a path.
 #[derive(Clone, Debug)]
 pub enum Behaviour {
-    /// Send this many bytes of `x` with no Content-Length, then close (endless if huge).
+    /// Send `x` bytes with no Content-Length until the client hangs up.
     Endless,
     /// Answer with this status and no body.
     Status(u16),
+    /// `302 Found` with this `Location`.
+    Redirect(String),
+    /// A status line, then one byte of a header every interval, never finishing the head.
+    DripHeaders(std::time::Duration),
+    /// The file's head with its true Content-Length, then one body byte every interval.
+    DripBody(std::time::Duration),
+    /// The file's head with its true Content-Length, then only this many body bytes, then close.
+    Truncate(usize),
+    /// The file's body, announced with this Content-Length (a lie), then close.
+    AnnounceLength(u64),
+    /// Close the connection without answering.
+    Reset,
+    /// `200 OK` with this body instead of the file.
+    Body(Vec<u8>),
 }
 
 pub struct HttpServer {
     pub port: u16,
     stop: Arc<AtomicBool>,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Per path; the entry under "*" applies to every path without its own.
     pub overrides: Arc<Mutex<HashMap<String, Behaviour>>>,
     handle: Option<thread::JoinHandle<()>>,
 }
@@ -65,6 +81,16 @@ impl HttpServer {
 
     pub fn set(&self, path: &str, b: Behaviour) {
         self.overrides.lock().unwrap().insert(path.to_owned(), b);
+    }
+
+    /// Answer every path (without its own behaviour) with `b`.
+    pub fn set_all(&self, b: Behaviour) {
+        self.set("*", b);
+    }
+
+    /// Back to serving files everywhere.
+    pub fn clear(&self) {
+        self.overrides.lock().unwrap().clear();
     }
 
     /// Request counts per path.
@@ -111,8 +137,72 @@ fn handle(
         .to_owned();
     let path = percent_decode(&path);
     requests.lock().unwrap().push(path.clone());
-    let behaviour = overrides.lock().unwrap().get(&path).cloned();
+    let behaviour = {
+        let o = overrides.lock().unwrap();
+        o.get(&path).or_else(|| o.get("*")).cloned()
+    };
+    let file = root.join(&path);
+    let file_body = || -> Option<Vec<u8>> {
+        if path.split('/').any(|c| c == "..") || !file.is_file() {
+            None
+        } else {
+            std::fs::read(&file).ok()
+        }
+    };
+    let drip = |stream: &mut TcpStream, bytes: &[u8], every: std::time::Duration| {
+        for b in bytes.iter().cycle() {
+            if stop.load(Ordering::SeqCst) || stream.write_all(&[*b]).is_err() {
+                break;
+            }
+            thread::sleep(every);
+        }
+    };
     match behaviour {
+        Some(Behaviour::Redirect(location)) => write!(
+            stream,
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        Some(Behaviour::DripHeaders(every)) => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\n")?;
+            drip(&mut stream, b"X-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", every);
+            Ok(())
+        }
+        Some(Behaviour::DripBody(every)) => {
+            let body = file_body().unwrap_or_else(|| vec![b'x'; 1 << 20]);
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            drip(&mut stream, &body, every);
+            Ok(())
+        }
+        Some(Behaviour::Truncate(n)) => {
+            let body = file_body().unwrap_or_default();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(&body[..n.min(body.len())])
+        }
+        Some(Behaviour::AnnounceLength(len)) => {
+            let body = file_body().unwrap_or_default();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+            )?;
+            stream.write_all(&body)
+        }
+        Some(Behaviour::Reset) => Ok(()),
+        Some(Behaviour::Body(body)) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(&body)
+        }
         Some(Behaviour::Endless) => {
             stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
             let chunk = vec![b'x'; 64 * 1024];
@@ -129,13 +219,11 @@ fn handle(
             )
         }
         None => {
-            let file = root.join(&path);
-            if path.split('/').any(|c| c == "..") || !file.is_file() {
+            let Some(body) = file_body() else {
                 return stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
-            }
-            let body = std::fs::read(file)?;
+            };
             write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -1,0 +1,37 @@
+//! The process's open-file limit: read it, and raise the soft limit to the hard one at start
+//! (as most daemons do), so the many readers of a mount do not run the daemon out of descriptors
+//! at the historical default of 1024. The descriptors the daemon uses are bounded anyway (see
+//! `readfiles.rs`); this only leaves room.
+
+use std::io;
+
+/// The soft `RLIMIT_NOFILE`, if it can be read.
+pub fn open_files_limit() -> Option<u64> {
+    get().ok().map(|l| l.rlim_cur)
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit. Returns (before, after).
+pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    let mut l = get()?;
+    let before = l.rlim_cur;
+    if l.rlim_cur < l.rlim_max {
+        l.rlim_cur = l.rlim_max;
+        // SAFETY: `l` is a valid, initialised rlimit for the duration of the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, l.rlim_cur))
+}
+
+fn get() -> io::Result<libc::rlimit> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `l` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(l)
+}
