@@ -62,6 +62,9 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if !matches!(cli.command, Command::Mount(_)) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Key(cmd) => key::run(cmd),
         Command::Repo(cmd) => repo::run(cmd),
@@ -70,6 +73,18 @@ pub fn main() -> i32 {
         Command::Status(args) => status::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+    }
+}
+
+/// Output commands (`trustfs verify | head`, `trustfs man | less` quit early) end quietly when
+/// their reader closes the pipe, as `cat` and `ls` do: SIGPIPE back to its default action, so the
+/// next write ends the process instead of failing and panicking inside `println!`. Not for the
+/// mount daemon, which must never die of a closed socket or pipe.
+fn quiet_on_closed_pipe() {
+    // SAFETY: resetting a signal's disposition to SIG_DFL before any other thread exists has no
+    // memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

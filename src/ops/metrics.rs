@@ -264,22 +264,36 @@ pub fn serve(addr: &str, status: StatusFn) -> std::io::Result<SocketAddr> {
 /// before anything else starts) in a background thread. Returns the bound address.
 pub fn serve_on(listener: TcpListener, status: StatusFn) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("trustfs-metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(stream) = conn else { continue };
-                let status = status.clone();
-                // One short-lived thread per scrape; scrapes are rare and each is bounded by timeouts.
-                let _ = std::thread::Builder::new()
+                // At most MAX_SCRAPES at once (each bounded by timeouts): a flood of connections
+                // is turned away, never a thread each.
+                if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_SCRAPES {
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    drop(stream);
+                    continue;
+                }
+                let (status, busy2) = (status.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
                     .name("trustfs-scrape".into())
                     .spawn(move || {
                         let _ = answer(stream, &status);
+                        busy2.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
             }
         })?;
     Ok(local)
 }
+
+/// Scrapes answered at the same time; more connections are closed at once.
+pub const MAX_SCRAPES: usize = 8;
 
 fn answer(mut stream: TcpStream, status: &StatusFn) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -2,8 +2,11 @@
 //! or HTTP mirrors of a remote repository ([`remote`]).
 //!
 //! Every path is resolved with `openat2(2)` relative to a directory fd of the backing root, with
-//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: no `..` escape, no symlink (in
-//! any component), no `/proc` magic link. A file is first opened `O_PATH | O_NOFOLLOW` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`: no `..`
+//! escape, no symlink (in any component), no `/proc` magic link, no mount point crossed (a
+//! filesystem mounted inside the backing directory, perhaps a hung network or FUSE mount, is
+//! never entered: a worker cannot be stalled there, and the content is what the backing
+//! directory's own filesystem holds). A file is first opened `O_PATH | O_NOFOLLOW` and
 //! `fstat`ed; anything that is not a regular file (FIFO, socket, device, symlink, directory) is
 //! refused with a readable reason *before* it is opened for reading, so a FIFO can never block the
 //! daemon. The read open uses `O_NONBLOCK` as a second line of defence and must land on the same
@@ -115,7 +118,8 @@ pub struct Stat {
 pub enum SourceError {
     /// The path does not exist in the backing directory.
     NotFound,
-    /// Resolution would leave the backing directory or cross a symlink (`EXDEV`/`ELOOP`).
+    /// Resolution would leave the backing directory, cross a symlink or cross a mount point
+    /// (`EXDEV`/`ELOOP`).
     Escapes,
     /// The entry exists but is not a regular file.
     NotRegular(EntryKind),
@@ -132,7 +136,7 @@ impl fmt::Display for SourceError {
         match self {
             SourceError::NotFound => f.write_str("not present in the backing directory"),
             SourceError::Escapes => f.write_str(
-                "path resolution in the backing directory crosses a symbolic link or leaves the directory",
+                "path resolution in the backing directory crosses a symbolic link or a mount point, or leaves the directory",
             ),
             SourceError::NotRegular(k) => {
                 write!(f, "backing entry is a {}, not a regular file", k.describe())
@@ -213,7 +217,10 @@ impl BackingDir {
             Some(self.root.as_fd()),
             &c,
             flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+            libc::RESOLVE_BENEATH
+                | libc::RESOLVE_NO_SYMLINKS
+                | RESOLVE_NO_MAGICLINKS
+                | libc::RESOLVE_NO_XDEV,
         )
         .map_err(SourceError::from_open)
     }

@@ -270,11 +270,18 @@ fn redirect_target(origin: &Origin, current: &str, location: &str) -> Result<Str
             None => return Err(format!("a redirect to {location:?} cannot be resolved")),
         }
     };
+    let leaves = |to: &dyn fmt::Display| {
+        Err(format!(
+            "a redirect to {absolute:?} leaves the mirror's origin {origin} (for {to}); not followed"
+        ))
+    };
+    let scheme = absolute.split("://").next().unwrap_or("");
+    if !scheme.eq_ignore_ascii_case(&origin.scheme) {
+        return leaves(&format_args!("the scheme {scheme:?}"));
+    }
     match Origin::of(&absolute) {
         Ok(o) if &o == origin => Ok(absolute),
-        Ok(o) => Err(format!(
-            "a redirect to {absolute:?} leaves the mirror's origin {origin} (for {o}); not followed"
-        )),
+        Ok(o) => leaves(&o),
         Err(e) => Err(format!("a redirect to {location:?} refused: {e}")),
     }
 }
@@ -574,6 +581,40 @@ mod tests {
         g.window_start = Instant::now() - RATE_WINDOW;
         assert_eq!(g.read(&mut [0u8; 4096]).unwrap(), 4096);
         assert_eq!(g.window_bytes, 0);
+    }
+
+    #[test]
+    fn redirects_stay_within_the_origin() {
+        let o = Origin::of("http://127.0.0.1:8080/targets/").unwrap();
+        let cur = "http://127.0.0.1:8080/targets/a/b.txt";
+        assert_eq!(
+            redirect_target(&o, cur, "/other/b.txt").unwrap(),
+            "http://127.0.0.1:8080/other/b.txt"
+        );
+        assert_eq!(
+            redirect_target(&o, cur, "c.txt").unwrap(),
+            "http://127.0.0.1:8080/targets/a/c.txt"
+        );
+        assert_eq!(
+            redirect_target(&o, cur, "HTTP://127.0.0.1:8080/x").unwrap(),
+            "HTTP://127.0.0.1:8080/x"
+        );
+        for bad in [
+            "file:///etc/passwd",
+            "https://127.0.0.1:8080/x",
+            "http://127.0.0.1:8081/x",
+            "http://evil.example/x",
+            "//evil.example/x",
+            "gopher://127.0.0.1:8080/x",
+        ] {
+            let e = redirect_target(&o, cur, bad).unwrap_err();
+            assert!(e.contains("leaves the mirror's origin"), "{bad}: {e}");
+        }
+        assert!(redirect_target(&o, cur, "").is_err());
+        assert!(redirect_target(&o, cur, "/a\nb").is_err());
+        // The default port is the same origin as no port.
+        let o80 = Origin::of("http://h/t/").unwrap();
+        assert!(redirect_target(&o80, "http://h/t/x", "http://h:80/y").is_ok());
     }
 
     #[test]
