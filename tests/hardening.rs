@@ -13,7 +13,6 @@ mod common;
 #[allow(dead_code)]
 #[path = "support/http.rs"]
 mod http;
-#[allow(dead_code)]
 #[path = "common/nginx.rs"]
 mod nginx;
 
@@ -545,8 +544,8 @@ fn finding7_churn_of_content_metadata_and_readers_leaves_the_tables_bounded() {
     let d = w.mount_local(&["--refresh-interval", "1s"]);
     for round in 0..6 {
         // New signed content for some files, tampering with others, readers everywhere.
-        for i in 0..10 {
-            w.write(&files[i].0, format!("round {round} file {i}\n").as_bytes());
+        for (i, (p, _)) in files.iter().enumerate().take(10) {
+            w.write(p, format!("round {round} file {i}\n").as_bytes());
         }
         w.publish();
         w.write(&files[20].0, b"tampered");
