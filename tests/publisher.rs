@@ -634,6 +634,67 @@ fn not_a_repository_is_an_operational_error() {
     assert!(stderr(&o).contains("not a repository"), "{}", stderr(&o));
 }
 
+/// File names are chosen by whoever writes CONTENT_DIR. A newline or a terminal escape in one
+/// must not forge a line of `add`'s output (an "added" line, a warning) or drive the terminal:
+/// such names are printed escaped, and listed in the metadata as they are.
+#[test]
+fn control_characters_in_file_names_cannot_forge_output_lines() {
+    use std::os::unix::ffi::OsStrExt;
+    let base = scratch("ctrlnames");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    write(&content.join("ok"), b"ok");
+    write(&content.join("a\nadded evil"), b"x");
+    write(&content.join("esc\x1b]0;title\x07\x1b[2K"), b"y");
+    std::os::unix::fs::symlink("ok", content.join("l\ntrustfs: warning: forged")).unwrap();
+    let o = trustfs(&[&"repo", &"add", &r.dir, &content, &"--keys", &r.keys]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, err) = (String::from_utf8(o.stdout.clone()).unwrap(), stderr(&o));
+    assert!(
+        !o.stdout.contains(&0x1b) && !o.stderr.contains(&0x1b),
+        "{out}{err}"
+    );
+    assert!(
+        !o.stdout.contains(&0x07) && !o.stderr.contains(&0x07),
+        "{out}{err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "three added lines and the summary: {out}");
+    assert!(lines.contains(&r#"added "a\nadded evil""#), "{out}");
+    assert!(
+        lines.contains(&r#"added "esc\u{1b}]0;title\u{7}\u{1b}[2K""#),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"added ok"),
+        "plain names stay as they are: {out}"
+    );
+    assert!(!lines.contains(&"added evil"), "{out}");
+    assert_eq!(err.lines().count(), 1, "one warning: {err}");
+    assert!(
+        err.contains(r#"l\ntrustfs: warning: forged": symbolic link"#),
+        "{err}"
+    );
+    // The metadata lists the names as they are.
+    let (_, _, targets) = r.current();
+    assert!(targets.signed.targets.contains_key("a\nadded evil"));
+
+    // An error naming such a file is one line too.
+    let content2 = base.join("content2");
+    write(&content2.join("ok"), b"ok");
+    fs::write(
+        content2.join(std::ffi::OsStr::from_bytes(b"x\xe9\ntrustfs: forged error")),
+        b"z",
+    )
+    .unwrap();
+    let o = trustfs(&[&"repo", &"add", &r.dir, &content2, &"--keys", &r.keys]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(r#"x\xE9\ntrustfs: forged error""#), "{err}");
+    assert!(err.contains("not valid UTF-8"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // repo refresh
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::repo::{self, DelegatedPaths, Expiries, RepoError};
+use crate::repo::{self, display_name, DelegatedPaths, Expiries, RepoError};
 use crate::schema::UtcTime;
 
 #[derive(Subcommand, Debug)]
@@ -155,10 +155,10 @@ fn init(repo: PathBuf, common: KeyArgs) -> Result<(), RepoError> {
         expires: Expiries::from_specs(&common.expires)?,
     })?;
     for k in &report.generated_keys {
-        eprintln!("generated key {}", k.display());
+        eprintln!("generated key {}", display_name(k));
     }
     for f in &report.written {
-        println!("wrote {}", f.display());
+        println!("wrote {}", display_name(f));
     }
     Ok(())
 }
@@ -185,7 +185,7 @@ fn add(
     for s in &report.skipped {
         eprintln!(
             "trustfs: warning: skipped {}: {}",
-            s.path.display(),
+            display_name(&s.path),
             s.reason
         );
     }
@@ -195,7 +195,8 @@ fn add(
         ("removed", &report.removed),
     ] {
         for t in list {
-            println!("{label} {t}");
+            // Names come from CONTENT_DIR: escaped, so none can forge a line.
+            println!("{label} {}", display_name(t));
         }
     }
     println!(
@@ -239,7 +240,7 @@ fn delegate(args: DelegateArgs) -> Result<(), RepoError> {
         public_keys: args.public_keys,
     })?;
     for k in &report.generated_keys {
-        eprintln!("generated key {}", k.display());
+        eprintln!("generated key {}", display_name(k));
     }
     println!(
         "{} role {} (keys {}; threshold {}); {} version {}, {} version {}, snapshot version {}, timestamp version {}",

@@ -25,7 +25,7 @@ use crate::trust::role_matches;
 use super::atomic::{write_atomic, RepoLock};
 use super::content::{self, Skipped};
 use super::delegate::{describe_patterns, RoleTree};
-use super::error::RepoError;
+use super::error::{display_name, RepoError};
 use super::keys;
 
 /// The top-level roles, in the order their key files are looked for in KEYDIR.
@@ -844,7 +844,7 @@ fn read(path: &Path) -> Result<Vec<u8>, RepoError> {
 }
 
 fn parse<T: Signed>(path: &Path, bytes: &[u8]) -> Result<Metadata<T>, RepoError> {
-    Metadata::<T>::from_slice(&path.display().to_string(), bytes).map_err(|e| match e {
+    Metadata::<T>::from_slice(&display_name(path).to_string(), bytes).map_err(|e| match e {
         SchemaError::Malformed { rule, .. } => RepoError::Malformed {
             file: path.to_owned(),
             reason: rule,
@@ -865,7 +865,10 @@ pub(crate) fn read_referenced<T: Signed>(
     let bytes = read(path)?;
     let mismatch = |what: String| RepoError::Malformed {
         file: path.to_owned(),
-        reason: format!("{what} does not match what {} lists", referrer.display()),
+        reason: format!(
+            "{what} does not match what {} lists",
+            display_name(referrer)
+        ),
     };
     if let Some(len) = expected.length {
         if bytes.len() as u64 != len {
