@@ -42,6 +42,10 @@ pub enum RepoError {
     Untrusted { file: PathBuf, source: SchemaError },
     /// A file under CONTENT_DIR cannot become a target (name not UTF-8 or not a safe target path).
     ContentName { path: PathBuf, reason: String },
+    /// A file or directory under CONTENT_DIR changed between the walk and its copy (replaced,
+    /// moved, swapped for a symlink, a mount point): what the walk listed is no longer what that
+    /// path leads to beneath CONTENT_DIR. Nothing was signed.
+    ContentChanged { path: PathBuf, reason: String },
     /// A delegated role name that cannot be used (a top-level name, empty, or unfit for the file
     /// name `N.<NAME>.json`).
     InvalidRoleName { name: String, reason: String },
@@ -134,6 +138,11 @@ impl fmt::Display for RepoError {
             RepoError::ContentName { path, reason } => {
                 write!(f, "{}: cannot be a target: {reason}", display_name(path))
             }
+            RepoError::ContentChanged { path, reason } => write!(
+                f,
+                "{}: changed while publishing ({reason}); nothing was published, run add again",
+                display_name(path)
+            ),
             RepoError::InvalidRoleName { name, reason } => {
                 write!(f, "cannot use {name:?} as a delegated role name: {reason}")
             }

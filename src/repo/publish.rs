@@ -352,11 +352,9 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         role: role.map(str::to_owned),
         ..AddReport::default()
     };
-    let files = content::walk(
-        &opts.content_dir,
-        &[(repo_meta.dev(), repo_meta.ino())],
-        &mut report.skipped,
-    )?;
+    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
+    let content_root = content::ContentRoot::open(&opts.content_dir)?;
+    let files = content_root.walk(&[(repo_meta.dev(), repo_meta.ino())], &mut report.skipped)?;
     // Nothing is written unless every file may be listed by the role.
     if let Some((_, chain)) = &delegated {
         for f in &files {
@@ -391,7 +389,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         let old_hashes = old.and_then(|o| o.get("hashes")).and_then(Value::as_object);
         let want_sha512 = opts.sha512 || old_hashes.is_some_and(|h| h.contains_key("sha512"));
         let published =
-            content::publish_file(&f.path, &f.target, &tdir, want_sha512, state.consistent)?;
+            content::publish_file(&content_root, f, &tdir, want_sha512, state.consistent)?;
         let entry = match old {
             Some(old) if same_content(old, &published) => {
                 report.unchanged.push(name.to_owned());
