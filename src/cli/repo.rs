@@ -26,9 +26,12 @@ pub enum RepoCommand {
     /// Every regular file becomes a target named by its path relative to CONTENT_DIR, with its
     /// length and sha256 (and sha512 with --sha512), and is copied to REPO/targets as
     /// dir/<hash>.<basename>. Targets whose files are gone from CONTENT_DIR are REMOVED from the
-    /// list; unchanged files keep their entries (including `custom`). Symlinks, FIFOs, sockets and
-    /// devices are skipped with a warning; a name that is not UTF-8 or not a safe target path
-    /// stops the command before anything is written. Then targets, snapshot and timestamp are
+    /// list; unchanged files keep their entries (including `custom`). Symlinks, FIFOs, sockets,
+    /// devices and mount points are skipped with a warning; a name that is not UTF-8 or not a safe
+    /// target path stops the command before anything is written. Everything is opened beneath
+    /// CONTENT_DIR without following symlinks; a file or directory replaced, moved or swapped for
+    /// a symlink while add runs stops it before anything is signed ("changed while publishing").
+    /// Then targets, snapshot and timestamp are
     /// re-signed with new versions (even when nothing changed). Needs KEYDIR/targets,
     /// KEYDIR/snapshot and KEYDIR/timestamp.
     ///
