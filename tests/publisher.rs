@@ -32,17 +32,24 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn trustfs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    finish(spawn_trustfs(args))
+}
+
+fn spawn_trustfs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Child {
     let mut cmd = Command::new(BIN);
     for a in args {
         cmd.arg(a);
     }
-    cmd.stdin(Stdio::null());
-    // A hung command (a FIFO opened for reading) must fail the test, not hang it.
-    let mut child = cmd
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Wait for a spawned trustfs. A hung command (a FIFO opened for reading) must fail the test, not
+/// hang it.
+fn finish(mut child: std::process::Child) -> Output {
     let start = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -50,7 +57,8 @@ fn trustfs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
         }
         if start.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("trustfs {:?} did not finish within 60 s", cmd.get_args());
+            let _ = child.wait();
+            panic!("trustfs did not finish within 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -632,6 +640,257 @@ fn not_a_repository_is_an_operational_error() {
     let o = trustfs(&[&"repo", &"refresh", &base, &"--keys", &base.join("keys")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a repository"), "{}", stderr(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// repo add against a content directory whose owner is hostile
+
+/// Every file under `dir`, temporaries and hard links included.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Nothing in the latest targets metadata or in `REPO/targets` is the file `secret`: no target
+/// lists its sha256, no copy of it (by name or by content) is under `REPO/targets`.
+fn assert_not_published(r: &Repo, secret: &[u8]) {
+    let secret_sha = hex::encode(Sha256::digest(secret));
+    let (_, _, targets) = r.current();
+    for (name, t) in &targets.signed.targets {
+        assert_ne!(
+            t.hashes.get("sha256"),
+            Some(&secret_sha),
+            "target {name:?} is the file outside CONTENT_DIR"
+        );
+    }
+    for f in all_files(&r.dir.join("targets")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.contains(&secret_sha), "{} is a copy", f.display());
+        let meta = fs::symlink_metadata(&f).unwrap();
+        if meta.len() == secret.len() as u64 {
+            assert_ne!(fs::read(&f).unwrap(), secret, "{} is a copy", f.display());
+        }
+    }
+}
+
+/// A user who owns a directory inside CONTENT_DIR swaps it for a symlink to a directory outside
+/// (holding a file of the same name) while `add` is copying a large file. `add` must never list
+/// or copy the outside file: it either refuses, naming the file, or publishes content-dir files
+/// only. (It used to open each file again by its full path after the walk, with O_NOFOLLOW on
+/// the last component only: targets.json then listed zz/secret with the outside file's hash and
+/// a 0644 copy of it landed in REPO/targets.)
+#[test]
+fn directory_swapped_for_symlink_during_add_never_publishes_outside_files() {
+    let base = scratch("swaprace");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    let placeholder = b"a file the owner may publish\n";
+    write(&content.join("zz/secret"), placeholder);
+    // "big" sorts before "zz/secret", so it is copied first; sparse, so cheap to create.
+    let big = fs::File::create(content.join("big")).unwrap();
+    big.set_len(200 << 20).unwrap();
+    drop(big);
+    let outside = base.join("outside");
+    let secret = b"root:$6$not-for-publishing$:19000:0:99999:7:::\n";
+    write(&outside.join("secret"), secret);
+
+    let child = spawn_trustfs(&[&"repo", &"add", &r.dir, &content, &"--keys", &r.keys]);
+    // Once big's temporary exists in REPO/targets, the walk is over and the copy under way.
+    let tdir = r.dir.join("targets");
+    let copying = || {
+        fs::read_dir(&tdir).unwrap().any(|e| {
+            let name = e.unwrap().file_name();
+            name.to_string_lossy().starts_with(".big.tmp-")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = child;
+    let mut swapped = false;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        if copying() {
+            fs::rename(content.join("zz"), base.join("zz-moved-away")).unwrap();
+            std::os::unix::fs::symlink(&outside, content.join("zz")).unwrap();
+            swapped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let o = finish(child);
+    assert!(
+        swapped,
+        "the copy of big was never seen in progress; the race was not staged\n{}",
+        stderr(&o)
+    );
+
+    assert_not_published(&r, secret);
+    if o.status.success() {
+        // Allowed only if every target is a content-dir file.
+        let zeros = hex::encode(Sha256::digest(vec![0u8; 200 << 20]));
+        let (_, _, targets) = r.current();
+        for (name, t) in &targets.signed.targets {
+            let h = &t.hashes["sha256"];
+            assert!(
+                *h == zeros || *h == hex::encode(Sha256::digest(placeholder)),
+                "{name}"
+            );
+        }
+    } else {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("zz/secret: changed while publishing")
+                && err.contains("nothing was published, run add again"),
+            "{err}"
+        );
+        assert_eq!(r.versions(), (1, 1, 1), "nothing was signed");
+    }
+    // 200 MB copied into REPO/targets: not left behind.
+    fs::remove_dir_all(&base).unwrap();
+}
+
+/// A mount point inside CONTENT_DIR (a tmpfs, or a file bind-mounted from elsewhere) is another
+/// filesystem: `add` does not cross it, and says so. Needs root (mount(2)).
+#[test]
+fn mount_points_inside_content_dir_are_not_crossed() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test mounts a tmpfs and a bind mount; run it as root"
+    );
+    struct Unmount(Vec<PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for p in self.0.iter().rev() {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: c is a valid NUL-terminated path for the call.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+    let mount = |src: &Path, dst: &Path, fstype: &str, flags: libc::c_ulong| {
+        let c = |p: &std::ffi::OsStr| std::ffi::CString::new(p.as_encoded_bytes()).unwrap();
+        let (s, d, t) = (c(src.as_os_str()), c(dst.as_os_str()), c(fstype.as_ref()));
+        // SAFETY: valid NUL-terminated strings for the call; no data argument.
+        let rc =
+            unsafe { libc::mount(s.as_ptr(), d.as_ptr(), t.as_ptr(), flags, std::ptr::null()) };
+        assert_eq!(
+            rc,
+            0,
+            "mount {}: {}",
+            dst.display(),
+            std::io::Error::last_os_error()
+        );
+    };
+    let base = scratch("mountpoints");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    write(&content.join("ok"), b"ok");
+    let secret = b"bind-mounted from outside CONTENT_DIR\n";
+    write(&base.join("outside/secret"), secret);
+    fs::create_dir_all(content.join("tmp")).unwrap();
+    write(&content.join("file"), b"covered by the bind mount");
+    let mut guard = Unmount(Vec::new());
+    mount(Path::new("tmpfs"), &content.join("tmp"), "tmpfs", 0);
+    guard.0.push(content.join("tmp"));
+    mount(
+        &base.join("outside/secret"),
+        &content.join("file"),
+        "",
+        libc::MS_BIND,
+    );
+    guard.0.push(content.join("file"));
+    write(&content.join("tmp/on-tmpfs"), b"t");
+
+    let o = trustfs(&[&"repo", &"add", &r.dir, &content, &"--keys", &r.keys]);
+    drop(guard);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("tmp: another filesystem (not crossed)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("file: another filesystem (not crossed)"),
+        "{err}"
+    );
+    let (_, _, targets) = r.current();
+    let names: Vec<&str> = targets.signed.targets.keys().map(String::as_str).collect();
+    assert_eq!(names, ["ok"]);
+    assert_not_published(&r, secret);
+}
+
+/// File names are chosen by whoever writes CONTENT_DIR. A newline or a terminal escape in one
+/// must not forge a line of `add`'s output (an "added" line, a warning) or drive the terminal:
+/// such names are printed escaped, and listed in the metadata as they are.
+#[test]
+fn control_characters_in_file_names_cannot_forge_output_lines() {
+    use std::os::unix::ffi::OsStrExt;
+    let base = scratch("ctrlnames");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    write(&content.join("ok"), b"ok");
+    write(&content.join("a\nadded evil"), b"x");
+    write(&content.join("esc\x1b]0;title\x07\x1b[2K"), b"y");
+    std::os::unix::fs::symlink("ok", content.join("l\ntrustfs: warning: forged")).unwrap();
+    let o = trustfs(&[&"repo", &"add", &r.dir, &content, &"--keys", &r.keys]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, err) = (String::from_utf8(o.stdout.clone()).unwrap(), stderr(&o));
+    assert!(
+        !o.stdout.contains(&0x1b) && !o.stderr.contains(&0x1b),
+        "{out}{err}"
+    );
+    assert!(
+        !o.stdout.contains(&0x07) && !o.stderr.contains(&0x07),
+        "{out}{err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "three added lines and the summary: {out}");
+    assert!(lines.contains(&r#"added "a\nadded evil""#), "{out}");
+    assert!(
+        lines.contains(&r#"added "esc\u{1b}]0;title\u{7}\u{1b}[2K""#),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"added ok"),
+        "plain names stay as they are: {out}"
+    );
+    assert!(!lines.contains(&"added evil"), "{out}");
+    assert_eq!(err.lines().count(), 1, "one warning: {err}");
+    assert!(
+        err.contains(r#"l\ntrustfs: warning: forged": symbolic link"#),
+        "{err}"
+    );
+    // The metadata lists the names as they are.
+    let (_, _, targets) = r.current();
+    assert!(targets.signed.targets.contains_key("a\nadded evil"));
+
+    // An error naming such a file is one line too.
+    let content2 = base.join("content2");
+    write(&content2.join("ok"), b"ok");
+    fs::write(
+        content2.join(std::ffi::OsStr::from_bytes(b"x\xe9\ntrustfs: forged error")),
+        b"z",
+    )
+    .unwrap();
+    let o = trustfs(&[&"repo", &"add", &r.dir, &content2, &"--keys", &r.keys]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(r#"x\xE9\ntrustfs: forged error""#), "{err}");
+    assert!(err.contains("not valid UTF-8"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

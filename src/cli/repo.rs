@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::repo::{self, DelegatedPaths, Expiries, RepoError};
+use crate::repo::{self, display_name, DelegatedPaths, Expiries, RepoError};
 use crate::schema::UtcTime;
 
 #[derive(Subcommand, Debug)]
@@ -26,9 +26,12 @@ pub enum RepoCommand {
     /// Every regular file becomes a target named by its path relative to CONTENT_DIR, with its
     /// length and sha256 (and sha512 with --sha512), and is copied to REPO/targets as
     /// dir/<hash>.<basename>. Targets whose files are gone from CONTENT_DIR are REMOVED from the
-    /// list; unchanged files keep their entries (including `custom`). Symlinks, FIFOs, sockets and
-    /// devices are skipped with a warning; a name that is not UTF-8 or not a safe target path
-    /// stops the command before anything is written. Then targets, snapshot and timestamp are
+    /// list; unchanged files keep their entries (including `custom`). Symlinks, FIFOs, sockets,
+    /// devices and mount points are skipped with a warning; a name that is not UTF-8 or not a safe
+    /// target path stops the command before anything is written. Everything is opened beneath
+    /// CONTENT_DIR without following symlinks; a file or directory replaced, moved or swapped for
+    /// a symlink while add runs stops it before anything is signed ("changed while publishing").
+    /// Then targets, snapshot and timestamp are
     /// re-signed with new versions (even when nothing changed). Needs KEYDIR/targets,
     /// KEYDIR/snapshot and KEYDIR/timestamp.
     ///
@@ -155,10 +158,10 @@ fn init(repo: PathBuf, common: KeyArgs) -> Result<(), RepoError> {
         expires: Expiries::from_specs(&common.expires)?,
     })?;
     for k in &report.generated_keys {
-        eprintln!("generated key {}", k.display());
+        eprintln!("generated key {}", display_name(k));
     }
     for f in &report.written {
-        println!("wrote {}", f.display());
+        println!("wrote {}", display_name(f));
     }
     Ok(())
 }
@@ -185,7 +188,7 @@ fn add(
     for s in &report.skipped {
         eprintln!(
             "trustfs: warning: skipped {}: {}",
-            s.path.display(),
+            display_name(&s.path),
             s.reason
         );
     }
@@ -195,7 +198,8 @@ fn add(
         ("removed", &report.removed),
     ] {
         for t in list {
-            println!("{label} {t}");
+            // Names come from CONTENT_DIR: escaped, so none can forge a line.
+            println!("{label} {}", display_name(t));
         }
     }
     println!(
@@ -239,7 +243,7 @@ fn delegate(args: DelegateArgs) -> Result<(), RepoError> {
         public_keys: args.public_keys,
     })?;
     for k in &report.generated_keys {
-        eprintln!("generated key {}", k.display());
+        eprintln!("generated key {}", display_name(k));
     }
     println!(
         "{} role {} (keys {}; threshold {}); {} version {}, {} version {}, snapshot version {}, timestamp version {}",

@@ -36,11 +36,11 @@
 //! `O_NOFOLLOW`, `renameat`, `unlinkat`), never through a path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1087,51 +1087,10 @@ fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
 /// The names in directory `dir` (without `.` and `..`; names that are not UTF-8 are skipped:
 /// the store never makes one).
 fn list_names(dir: &File) -> io::Result<Vec<String>> {
-    // A new open file description, so the read position is our own.
-    let own = openat(
-        dir,
-        ".",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    )?;
-    let fd = own.into_raw_fd();
-    // SAFETY: `fd` is an open directory descriptor owned here; on success fdopendir owns it
-    // (closedir closes it), on failure it is closed below.
-    let dirp = unsafe { libc::fdopendir(fd) };
-    if dirp.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: fdopendir failed, so `fd` is still ours to close.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    let mut names = Vec::new();
-    let result = loop {
-        // SAFETY: errno is thread-local; cleared to tell end of directory from an error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: `dirp` is a valid DIR* used by this thread only.
-        let ent = unsafe { libc::readdir(dirp) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            break if e.raw_os_error().unwrap_or(0) == 0 {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated; it stays valid
-        // until the next readdir/closedir, and is copied out before that.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        let bytes = name.to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
-        }
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            names.push(s.to_owned());
-        }
-    };
-    // SAFETY: `dirp` is valid and closed exactly once.
-    unsafe { libc::closedir(dirp) };
-    result.map(|()| names)
+    Ok(crate::source::list_dir(dir.as_fd())?
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .collect())
 }
 
 #[cfg(test)]

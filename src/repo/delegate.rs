@@ -22,7 +22,7 @@ use crate::schema::{
 };
 
 use super::atomic::RepoLock;
-use super::error::RepoError;
+use super::error::{display_name, RepoError};
 use super::keys;
 use super::publish::{
     bump, create_dir, keyfile, publish_chain, read_referenced, Expiries, RepoState, RoleWrite,
@@ -581,7 +581,7 @@ fn find_role_keys(
             role: format!("{name}{context}"),
             threshold,
             held: found.len(),
-            looked_at: format!("{0}, {0}@2, {0}@3, ...", base.display()),
+            looked_at: format!("{0}, {0}@2, {0}@3, ...", display_name(&base)),
         });
     }
     Ok(found)

@@ -1,5 +1,6 @@
 //! Errors of the publisher commands, one variant per step that can fail, each naming the file.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,10 @@ pub enum RepoError {
     Untrusted { file: PathBuf, source: SchemaError },
     /// A file under CONTENT_DIR cannot become a target (name not UTF-8 or not a safe target path).
     ContentName { path: PathBuf, reason: String },
+    /// A file or directory under CONTENT_DIR changed between the walk and its copy (replaced,
+    /// moved, swapped for a symlink, a mount point): what the walk listed is no longer what that
+    /// path leads to beneath CONTENT_DIR. Nothing was signed.
+    ContentChanged { path: PathBuf, reason: String },
     /// A delegated role name that cannot be used (a top-level name, empty, or unfit for the file
     /// name `N.<NAME>.json`).
     InvalidRoleName { name: String, reason: String },
@@ -94,23 +99,23 @@ impl fmt::Display for RepoError {
                 path,
                 action,
                 source,
-            } => write!(f, "{}: cannot {action}: {source}", path.display()),
+            } => write!(f, "{}: cannot {action}: {source}", display_name(path)),
             RepoError::KeyExists { path } => write!(
                 f,
                 "{}: a key already exists; refusing to overwrite it (use --force to replace it)",
-                path.display()
+                display_name(path)
             ),
             RepoError::KeyMissing { path } => write!(
                 f,
                 "{}: no such key file (create it with `trustfs key generate`)",
-                path.display()
+                display_name(path)
             ),
-            RepoError::KeyFile { path, reason } => write!(f, "{}: {reason}", path.display()),
+            RepoError::KeyFile { path, reason } => write!(f, "{}: {reason}", display_name(path)),
             RepoError::WrongKey { role, path, keyid } => write!(
                 f,
                 "{}: this key (key id {keyid}) is not a {role} key of the repository's current root; \
                  refusing to sign {role} metadata with it",
-                path.display()
+                display_name(path)
             ),
             RepoError::ThresholdTooHigh { role, threshold } => write!(
                 f,
@@ -119,20 +124,25 @@ impl fmt::Display for RepoError {
             RepoError::AlreadyInitialised { path } => write!(
                 f,
                 "{}: already holds a repository; refusing to overwrite it",
-                path.display()
+                display_name(path)
             ),
             RepoError::NotARepository { path } => write!(
                 f,
                 "{}: no N.root.json here; not a repository (create one with `trustfs repo init`)",
-                path.display()
+                display_name(path)
             ),
             RepoError::Malformed { file, reason } => {
-                write!(f, "{}: malformed metadata: {reason}", file.display())
+                write!(f, "{}: malformed metadata: {reason}", display_name(file))
             }
-            RepoError::Untrusted { file, source } => write!(f, "{}: {source}", file.display()),
+            RepoError::Untrusted { file, source } => write!(f, "{}: {source}", display_name(file)),
             RepoError::ContentName { path, reason } => {
-                write!(f, "{}: cannot be a target: {reason}", path.display())
+                write!(f, "{}: cannot be a target: {reason}", display_name(path))
             }
+            RepoError::ContentChanged { path, reason } => write!(
+                f,
+                "{}: changed while publishing ({reason}); nothing was published, run add again",
+                display_name(path)
+            ),
             RepoError::InvalidRoleName { name, reason } => {
                 write!(f, "cannot use {name:?} as a delegated role name: {reason}")
             }
@@ -160,10 +170,39 @@ impl fmt::Display for RepoError {
                 f,
                 "{}: target {target:?} is outside the role {role:?}, which {delegator} delegates only \
                  {patterns}; nothing was written",
-                path.display()
+                display_name(path)
             ),
             RepoError::InvalidArgument(msg) => f.write_str(msg),
             RepoError::Internal(msg) => write!(f, "internal error (a bug): {msg}"),
+        }
+    }
+}
+
+/// A file name or path as it may be printed on one line: as it is when that is unambiguous, else
+/// quoted and escaped like a Rust string literal: `"a\nb"`, `"\u{1b}[2K"`, `"x\xE9"` for bytes
+/// that are not UTF-8. Names come from whoever writes CONTENT_DIR; printed raw, a newline or a
+/// terminal escape in one could forge a line of output or drive the reader's terminal. A name
+/// containing `"` or `\` is quoted too, so a quoted name is never mistaken for a plain one.
+pub fn display_name<S: AsRef<OsStr> + ?Sized>(name: &S) -> DisplayName<'_> {
+    DisplayName(name.as_ref())
+}
+
+/// See [`display_name`].
+pub struct DisplayName<'a>(&'a OsStr);
+
+impl fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.to_str() {
+            Some(s) => {
+                let quoted = format!("{s:?}");
+                if quoted.len() == s.len() + 2 {
+                    // Debug added only the quotes: nothing in `s` needs escaping.
+                    f.write_str(s)
+                } else {
+                    f.write_str(&quoted)
+                }
+            }
+            None => write!(f, "{:?}", self.0),
         }
     }
 }
@@ -175,5 +214,29 @@ impl std::error::Error for RepoError {
             RepoError::Untrusted { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn display_name_escapes_what_could_forge_or_hide_output() {
+        let show = |s: &str| display_name(s).to_string();
+        for plain in ["a.txt", "sub/dir/f", "/tmp/x y", "café", "don't", "日本"] {
+            assert_eq!(show(plain), plain);
+        }
+        assert_eq!(show("a\nadded evil"), r#""a\nadded evil""#);
+        assert_eq!(show("t\x1b[2K\r"), r#""t\u{1b}[2K\r""#);
+        assert_eq!(show("c1\u{9b}31m"), r#""c1\u{9b}31m""#);
+        // Right-to-left override: reorders what a terminal shows.
+        assert_eq!(show("x\u{202e}txt.exe"), r#""x\u{202e}txt.exe""#);
+        // Quoted too, so a plain name never looks like an escaped one.
+        assert_eq!(show(r#"a"b"#), r#""a\"b""#);
+        assert_eq!(show(r"a\nb"), r#""a\\nb""#);
+        let latin1 = OsStr::from_bytes(b"x\xe9\n");
+        assert_eq!(display_name(latin1).to_string(), r#""x\xE9\n""#);
     }
 }

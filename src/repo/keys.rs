@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::schema::{Key, SigningKey};
 
 use super::atomic::{write_atomic, TempFile};
-use super::error::RepoError;
+use super::error::{display_name, RepoError};
 
 /// The path of the public key file belonging to the private key at `path`: `path` + `.pub`.
 pub fn pub_path(path: &Path) -> PathBuf {
@@ -92,7 +92,7 @@ pub fn load(path: &Path) -> Result<SigningKey, RepoError> {
                     path: public_path,
                     reason: format!(
                         "does not hold the public key of {} (a mismatched key pair)",
-                        path.display()
+                        display_name(path)
                     ),
                 });
             }

@@ -26,7 +26,7 @@ mod publish;
 // The public API.
 pub use content::Skipped;
 pub use delegate::{delegate, validate_role_name, DelegateOptions, DelegateReport, DelegatedPaths};
-pub use error::RepoError;
+pub use error::{display_name, DisplayName, RepoError};
 pub use publish::{
     add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,
     InitReport, RefreshOptions, RefreshReport, Versions, TOP_LEVEL_ROLES,

@@ -25,7 +25,7 @@ use crate::trust::role_matches;
 use super::atomic::{write_atomic, RepoLock};
 use super::content::{self, Skipped};
 use super::delegate::{describe_patterns, RoleTree};
-use super::error::RepoError;
+use super::error::{display_name, RepoError};
 use super::keys;
 
 /// The top-level roles, in the order their key files are looked for in KEYDIR.
@@ -352,11 +352,9 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         role: role.map(str::to_owned),
         ..AddReport::default()
     };
-    let files = content::walk(
-        &opts.content_dir,
-        &[(repo_meta.dev(), repo_meta.ino())],
-        &mut report.skipped,
-    )?;
+    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
+    let content_root = content::ContentRoot::open(&opts.content_dir)?;
+    let files = content_root.walk(&[(repo_meta.dev(), repo_meta.ino())], &mut report.skipped)?;
     // Nothing is written unless every file may be listed by the role.
     if let Some((_, chain)) = &delegated {
         for f in &files {
@@ -391,7 +389,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         let old_hashes = old.and_then(|o| o.get("hashes")).and_then(Value::as_object);
         let want_sha512 = opts.sha512 || old_hashes.is_some_and(|h| h.contains_key("sha512"));
         let published =
-            content::publish_file(&f.path, &f.target, &tdir, want_sha512, state.consistent)?;
+            content::publish_file(&content_root, f, &tdir, want_sha512, state.consistent)?;
         let entry = match old {
             Some(old) if same_content(old, &published) => {
                 report.unchanged.push(name.to_owned());
@@ -844,7 +842,7 @@ fn read(path: &Path) -> Result<Vec<u8>, RepoError> {
 }
 
 fn parse<T: Signed>(path: &Path, bytes: &[u8]) -> Result<Metadata<T>, RepoError> {
-    Metadata::<T>::from_slice(&path.display().to_string(), bytes).map_err(|e| match e {
+    Metadata::<T>::from_slice(&display_name(path).to_string(), bytes).map_err(|e| match e {
         SchemaError::Malformed { rule, .. } => RepoError::Malformed {
             file: path.to_owned(),
             reason: rule,
@@ -865,7 +863,10 @@ pub(crate) fn read_referenced<T: Signed>(
     let bytes = read(path)?;
     let mismatch = |what: String| RepoError::Malformed {
         file: path.to_owned(),
-        reason: format!("{what} does not match what {} lists", referrer.display()),
+        reason: format!(
+            "{what} does not match what {} lists",
+            display_name(referrer)
+        ),
     };
     if let Some(len) = expected.length {
         if bytes.len() as u64 != len {

@@ -12,13 +12,15 @@
 //! daemon. The read open uses `O_NONBLOCK` as a second line of defence and must land on the same
 //! `(dev, ino)` as the `O_PATH` probe, or the file is refused as "replaced while opening".
 //!
-//! The `unsafe` of this module is in [`openat2`] and [`fstat`], each with its `// SAFETY:` note.
+//! [`openat2`], [`fstat`] and [`list_dir`] are also the descriptor-relative primitives of the rest
+//! of the crate (the object store, the publisher's walk of CONTENT_DIR). The `unsafe` of this
+//! module is in those three, each with its `// SAFETY:` note.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -274,10 +276,11 @@ impl BackingDir {
     }
 }
 
-/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`.
-fn openat2(
+/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`. Retried on `EINTR`
+/// and `EAGAIN`.
+pub(crate) fn openat2(
     dir: Option<BorrowedFd<'_>>,
-    path: &CString,
+    path: &CStr,
     flags: i32,
     resolve: u64,
 ) -> io::Result<OwnedFd> {
@@ -309,6 +312,53 @@ fn openat2(
             return Err(err);
         }
     }
+}
+
+/// The names in directory `dir` (without `.` and `..`), read with `readdir` from a new open file
+/// description of the same directory, so `dir`'s own read position is untouched and nothing is
+/// looked up by path.
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let own = openat2(
+        Some(dir),
+        c".",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )?;
+    let fd = own.into_raw_fd();
+    // SAFETY: `fd` is an open directory descriptor owned here; on success fdopendir owns it
+    // (closedir closes it), on failure it is closed below.
+    let dirp = unsafe { libc::fdopendir(fd) };
+    if dirp.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let mut names = Vec::new();
+    let result = loop {
+        // SAFETY: errno is thread-local; cleared to tell end of directory from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `dirp` is a valid DIR* used by this thread only.
+        let ent = unsafe { libc::readdir(dirp) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated; it stays valid
+        // until the next readdir/closedir, and is copied out before that.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let bytes = name.to_bytes();
+        if bytes != b"." && bytes != b".." {
+            names.push(OsStr::from_bytes(bytes).to_owned());
+        }
+    };
+    // SAFETY: `dirp` is valid and closed exactly once.
+    unsafe { libc::closedir(dirp) };
+    result.map(|()| names)
 }
 
 /// `fstat(2)` on a descriptor (works on `O_PATH` descriptors too).
