@@ -493,17 +493,24 @@ impl Core {
             return 0;
         };
         let mut sent = 0;
+        // ENOENT: the kernel no longer holds that entry or inode (it forgot it meanwhile), so
+        // there is nothing to invalidate.
+        let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOENT);
         for (parent, name) in entries {
             match n.inval_entry(INodeNo(*parent), name) {
                 Ok(()) => sent += 1,
-                Err(e) if log => log_event!("cannot invalidate the kernel entry {name:?}: {e}"),
+                Err(e) if log && !gone(&e) => {
+                    log_event!("cannot invalidate the kernel entry {name:?}: {e}")
+                }
                 Err(_) => {}
             }
         }
         for ino in inodes {
             match n.inval_inode(INodeNo(*ino), 0, -1) {
                 Ok(()) => sent += 1,
-                Err(e) if log => log_event!("cannot invalidate the kernel inode {ino}: {e}"),
+                Err(e) if log && !gone(&e) => {
+                    log_event!("cannot invalidate the kernel inode {ino}: {e}")
+                }
                 Err(_) => {}
             }
         }
