@@ -771,32 +771,15 @@ impl Core {
     }
 
     fn deny(&self, req: &Request, gen: &Generation, path: &OsStr, d: &Denial) {
-        let summary = format!(
-            "{} {:?}: {} (pid {}, uid {})",
-            crate::fs::log::timestamp(SystemTime::now()),
-            path,
-            d.detail,
-            req.pid(),
-            req.uid()
-        );
-        self.counters.deny(d.reason, summary);
-        log_event!(
-            "DENY open {:?}: {} (pid {}, uid {})",
-            path,
-            d.detail,
-            req.pid(),
-            req.uid()
-        );
+        let who = format!("(pid {}, uid {})", req.pid(), req.uid());
+        let at = crate::fs::log::timestamp(SystemTime::now());
+        self.counters
+            .deny(d.reason, format!("{at} {path:?}: {} {who}", d.detail));
+        log_event!("DENY open {path:?}: {} {who}", d.detail);
         if let Some(audit) = &self.audit {
             let meta = gen.summary.clone().unwrap_or_default();
-            audit.deny(
-                &path.to_string_lossy(),
-                d.reason,
-                &d.detail,
-                req.pid(),
-                req.uid(),
-                &meta,
-            );
+            let p = path.to_string_lossy();
+            audit.deny(&p, d.reason, &d.detail, req.pid(), req.uid(), &meta);
         }
     }
 
@@ -806,33 +789,21 @@ impl Core {
             libc::EMFILE => "EMFILE",
             _ => "EIO",
         };
-        let summary = format!(
-            "{} {:?}: {} ({errno}, pid {}, uid {})",
-            crate::fs::log::timestamp(SystemTime::now()),
-            path,
-            f.detail,
-            req.pid(),
-            req.uid()
+        let who = format!("(pid {}, uid {})", req.pid(), req.uid());
+        let at = crate::fs::log::timestamp(SystemTime::now());
+        self.counters.fault(
+            f.kind,
+            format!("{at} {path:?}: {} ({errno}) {who}", f.detail),
         );
-        self.counters.fault(f.kind, summary);
         log_event!(
-            "ERROR open {:?}: {} ({}: {errno}; not a denial: the content was not judged) (pid {}, uid {})",
-            path,
+            "ERROR open {path:?}: {} ({}: {errno}; not a denial: the content was not judged) {who}",
             f.detail,
-            f.kind.label(),
-            req.pid(),
-            req.uid()
+            f.kind.label()
         );
         if let Some(audit) = &self.audit {
             let meta = gen.summary.clone().unwrap_or_default();
-            audit.fault(
-                &path.to_string_lossy(),
-                f.kind,
-                &f.detail,
-                req.pid(),
-                req.uid(),
-                &meta,
-            );
+            let p = path.to_string_lossy();
+            audit.fault(&p, f.kind, &f.detail, req.pid(), req.uid(), &meta);
         }
     }
 

@@ -82,16 +82,14 @@ impl AuditLog {
         uid: u32,
         meta: &TrustSummary,
     ) {
-        self.write(json!({
-            "time": now(),
-            "event": "deny",
-            "path": path,
-            "reason": reason.label(),
-            "detail": detail,
-            "pid": pid,
-            "uid": uid,
-            "metadata": versions(meta),
-        }));
+        self.refused(
+            "deny",
+            ("reason", reason.label()),
+            path,
+            detail,
+            (pid, uid),
+            meta,
+        );
     }
 
     /// An open (or read) failed on a fault: the daemon could not judge the content.
@@ -104,16 +102,37 @@ impl AuditLog {
         uid: u32,
         meta: &TrustSummary,
     ) {
-        self.write(json!({
+        self.refused(
+            "fault",
+            ("kind", kind.label()),
+            path,
+            detail,
+            (pid, uid),
+            meta,
+        );
+    }
+
+    /// One `deny` or `fault` line: the event, its label, the path and the caller.
+    fn refused(
+        &self,
+        event: &str,
+        (label_key, label): (&str, &str),
+        path: &str,
+        detail: &str,
+        (pid, uid): (u32, u32),
+        meta: &TrustSummary,
+    ) {
+        let mut line = json!({
             "time": now(),
-            "event": "fault",
+            "event": event,
             "path": path,
-            "kind": kind.label(),
             "detail": detail,
             "pid": pid,
             "uid": uid,
             "metadata": versions(meta),
-        }));
+        });
+        line[label_key] = json!(label);
+        self.write(line);
     }
 
     /// The metadata in force changed (mount start, or a refresh that switched in new metadata).

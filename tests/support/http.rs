@@ -195,14 +195,7 @@ fn handle(
             stream.write_all(&body)
         }
         Some(Behaviour::Reset) => Ok(()),
-        Some(Behaviour::Body(body)) => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)
-        }
+        Some(Behaviour::Body(body)) => ok_with_body(&mut stream, &body),
         Some(Behaviour::Endless) => {
             stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
             let chunk = vec![b'x'; 64 * 1024];
@@ -218,20 +211,23 @@ fn handle(
                 "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
         }
-        None => {
-            let Some(body) = file_body() else {
-                return stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            };
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)
-        }
+        None => match file_body() {
+            Some(body) => ok_with_body(&mut stream, &body),
+            None => stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            ),
+        },
     }
+}
+
+/// `200 OK` with `body` and its true length.
+fn ok_with_body(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)
 }
 
 fn percent_decode(s: &str) -> String {
