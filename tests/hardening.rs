@@ -954,3 +954,210 @@ mod flaky {
         Mounted(Some(s), dir.to_owned())
     }
 }
+
+// ---- The attack review of the hardening change (a hostile mirror, content owner and reader) ----
+
+/// Take a write lease on `path` (held while the returned descriptor is open). SIGIO, which the
+/// kernel sends to announce a lease break, is ignored by this test process.
+fn hold_write_lease(path: &Path) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    // SAFETY: ignoring a signal has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    let f: OwnedFd = File::open(path).unwrap().into();
+    // SAFETY: F_SETLEASE on a descriptor we own, with an integer argument.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    assert_eq!(r, 0, "F_SETLEASE: {}", std::io::Error::last_os_error());
+    f
+}
+
+#[test]
+fn review_a_leased_backing_file_is_a_busy_fault_not_a_spinning_worker() {
+    let files = many_files(3);
+    let w = world("lease", &files, &[]);
+    let d = w.mount_local(&["--no-passthrough"]);
+    let lease = hold_write_lease(&w.content.join(&files[0].0));
+    // The open answers at once (EIO, busy) instead of spinning until the lease breaks (45 s),
+    // and the mount keeps serving other files meanwhile.
+    let p = w.at(&files[0].0);
+    let got = bounded(
+        "an open of a leased file",
+        Duration::from_secs(30),
+        move || std::fs::read(p),
+    );
+    assert_eq!(errno_of(got), libc::EIO, "{}", d.log());
+    assert_eq!(std::fs::read(w.at(&files[1].0)).unwrap(), files[1].1);
+    drop(lease);
+    assert_eq!(std::fs::read(w.at(&files[0].0)).unwrap(), files[0].1);
+    let log = d.stop();
+    assert!(log.contains("holds a lease or lock"), "{log}");
+    assert_no_denial(&log);
+}
+
+#[test]
+fn review_touching_a_file_between_opens_keeps_one_record_per_file() {
+    let files = many_files(2);
+    let w = world("touch", &files, &[]);
+    let d = w.mount_local(&["--no-passthrough"]);
+    let path = w.content.join(&files[0].0);
+    for i in 0..3000u64 {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000 + i);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        assert_eq!(std::fs::read(w.at(&files[0].0)).unwrap(), files[0].1);
+    }
+    wait_for(
+        "the status record",
+        || format!("{}", status_tables(&w)),
+        || status_tables(&w)["records"].as_u64().is_some_and(|n| n > 0),
+    );
+    let t = status_tables(&w);
+    // One record per backing file (its latest version) and one verified object: not 3000.
+    assert!(t["records"].as_u64().unwrap() <= 4, "{t}");
+    d.stop();
+}
+
+#[test]
+fn review_a_dripping_download_holds_no_fuse_worker_and_its_waiters_share_its_failure() {
+    let big = pattern(300_000, 8);
+    let files = vec![
+        ("big.bin".to_owned(), big),
+        ("cached.txt".to_owned(), b"cached".to_vec()),
+    ];
+    let w = world("pinned", &files, &[]);
+    let good = Nginx::start(&w.repo);
+    let hostile = HttpServer::serve(w.repo.clone());
+    let d = w
+        .mount_remote(
+            &good.url("metadata"),
+            &[hostile.url("targets")],
+            &["--http-timeout", "5s"],
+        )
+        .unwrap();
+    assert_eq!(std::fs::read(w.at("cached.txt")).unwrap(), b"cached");
+    hostile.set_all(Behaviour::DripBody(Duration::from_millis(200)));
+    // 24 readers of the dripping file (more than the 16 FUSE workers).
+    let readers: Vec<_> = (0..24)
+        .map(|_| {
+            let p = w.at("big.bin");
+            std::thread::spawn(move || std::fs::read(p))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Meanwhile everything else is served at once: on main every worker was held.
+    let (mnt, p) = (w.mnt.clone(), w.at("cached.txt"));
+    let other = bounded(
+        "a cached open and ls during the drip",
+        Duration::from_secs(4),
+        move || (std::fs::read(p), std::fs::read_dir(mnt).map(|d| d.count())),
+    );
+    assert_eq!(other.0.unwrap(), b"cached");
+    assert_eq!(other.1.unwrap(), 2);
+    for r in readers {
+        assert_eq!(errno_of(r.join().unwrap()), libc::EIO);
+    }
+    // The waiters took the failure of the attempt they waited for: not one download each.
+    let gets = hostile
+        .counts()
+        .iter()
+        .filter(|(path, _)| path.ends_with(".big.bin"))
+        .map(|(_, n)| *n)
+        .sum::<usize>();
+    assert!(
+        gets <= 3,
+        "{gets} downloads of one dripping file\n{}",
+        d.log()
+    );
+    let log = d.stop();
+    assert!(
+        log.contains("an attempt that ended after this open arrived failed"),
+        "{log}"
+    );
+    assert_no_denial(&log);
+}
+
+#[test]
+fn review_a_reader_looping_on_a_refused_file_cannot_flood_the_log() {
+    let w = world("flood", &many_files(1), &[]);
+    w.write("unregistered.txt", b"not signed");
+    let d = w.mount_local(&["--audit-log", &w.audit.display().to_string()]);
+    for _ in 0..2000 {
+        assert_eq!(
+            errno_of(std::fs::read(w.at("unregistered.txt"))),
+            libc::EACCES
+        );
+    }
+    wait_for(
+        "the status record to count every denial",
+        || format!("{:?}", w.status_record()),
+        || {
+            w.status_record()
+                .is_some_and(|r| r["counters"]["denied"]["unregistered"].as_u64() == Some(2000))
+        },
+    );
+    let log = d.stop();
+    assert_eq!(
+        log.matches("DENY open \"unregistered.txt\"").count(),
+        1,
+        "{log}"
+    );
+    let denies = w
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "deny")
+        .count();
+    assert_eq!(denies, 1);
+}
+
+#[test]
+fn review_an_offline_start_is_not_a_green_check_mark_and_a_404_timestamp_starts_offline() {
+    let files = many_files(2);
+    let w = world("offline404", &files, &[]);
+    let good = Nginx::start(&w.repo);
+    let meta = HttpServer::serve(w.repo.clone());
+    // A first start fills the state dir.
+    let d = w
+        .mount_remote(&meta.url("metadata"), &[good.url("targets")], &[])
+        .unwrap();
+    d.stop();
+    for behaviour in [
+        Behaviour::Status(404),
+        Behaviour::Status(403),
+        Behaviour::Reset,
+    ] {
+        meta.set("metadata/timestamp.json", behaviour);
+        let d = w
+            .mount_remote(&meta.url("metadata"), &[good.url("targets")], &[])
+            .unwrap_or_else(|(code, log)| panic!("exit {code}: {log}"));
+        assert_eq!(std::fs::read(w.at(&files[0].0)).unwrap(), files[0].1);
+        let r = w.status_record().unwrap();
+        assert_eq!(r["verified"], false, "{r}");
+        assert!(
+            r["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("started offline")),
+            "{r}"
+        );
+        let (code, out) = status_cmd(&w);
+        assert_eq!(code, 1, "{out}");
+        let log = d.stop();
+        assert!(log.contains("OFFLINE"), "{log}");
+    }
+}
+
+#[test]
+fn review_content_length_beside_transfer_encoding_is_ignored() {
+    let data = pattern(50_000, 9);
+    let w = world("te", &[("c.bin".to_owned(), data.clone())], &[]);
+    let good = Nginx::start(&w.repo);
+    let hostile = HttpServer::serve(w.repo.clone());
+    hostile.set_all(Behaviour::Chunked(Some(99)));
+    let d = w
+        .mount_remote(&good.url("metadata"), &[hostile.url("targets")], &[])
+        .unwrap();
+    assert_eq!(std::fs::read(w.at("c.bin")).unwrap(), data, "{}", d.log());
+    d.stop();
+}

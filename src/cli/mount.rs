@@ -260,7 +260,7 @@ pub fn run(args: Args) -> i32 {
     let loaded = if args.metadata_url.is_some() {
         trust::load_or_offline(&trust_options)
     } else {
-        trust::load(&trust_options).map(|t| (t, false))
+        trust::load(&trust_options).map(|t| (t, None))
     };
     let (trusted, offline) = match loaded {
         Ok(t) => t,
@@ -272,9 +272,9 @@ pub fn run(args: Args) -> i32 {
             return super::EXIT_METADATA;
         }
     };
-    if offline {
+    if let Some(why) = &offline {
         log_event!(
-            "metadata repository unreachable; starting OFFLINE from the metadata trusted earlier in {} (valid until {}, when {} expires)",
+            "metadata repository unreachable ({why}); starting OFFLINE from the metadata trusted earlier in {} (valid until {}, when {} expires)",
             state_dir.display(),
             trusted.summary.expires,
             trusted.summary.expires_role
@@ -380,6 +380,12 @@ pub fn run(args: Args) -> i32 {
         state_dir.display()
     );
     let live = handle.live();
+    if let Some(why) = &offline {
+        // Serving metadata the repository has not confirmed: ✘ until a refresh reaches it.
+        live.started_offline(format!(
+            "started offline: the repository could not be reached ({why}); serving the metadata trusted earlier until a refresh confirms it"
+        ));
+    }
     if let Some(a) = &audit {
         a.metadata_change(None, &summary, targets);
     }

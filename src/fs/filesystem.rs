@@ -49,12 +49,14 @@ use fuser::{
 
 use super::fetch::fetch_into_cache;
 use super::freshness::Freshness;
-use super::gate::Gates;
+use super::gate::{Gates, Shut};
 use super::inodes::{Inodes, Node, NodeKey, NodeTarget, ROOT};
-use super::listing::{DirEntry, Listing, ListingKey, Listings};
+use super::listing::{DirEntry, Listing, ListingError, ListingKey, Listings};
+use super::openers::Openers;
 use super::readfiles::ReadFiles;
 use super::refusal::{Denial, Fault, Refusal};
 use super::store::{object_name, ObjectStore};
+use super::throttle::Throttle;
 use super::{lock, ContentSource, MountOptions, SwitchReport, TableSizes, Unregistered};
 use crate::index::{TargetIndex, TargetInfo};
 use crate::log_event;
@@ -243,6 +245,10 @@ pub(super) struct Core {
     next_fh: AtomicU64,
     /// Sends invalidations to the kernel (set once the session exists).
     notifier: OnceLock<Notifier>,
+    /// Repeats of one refusal are logged once per window (they are all counted).
+    throttle: Throttle,
+    /// Threads that finish opens needing a verification or download (off the FUSE workers).
+    openers: Openers,
     /// Serializes metadata switches (the generation swap itself is one write-lock step).
     switching: Mutex<()>,
     // ---- for the status record ----
@@ -272,34 +278,86 @@ impl std::ops::Deref for TrustFs {
     }
 }
 
-/// What the mount remembers about verifications: which backing file versions were verified into
-/// which objects, and which objects were verified during this mount (the `verified` xattr).
-/// Bounded: when it grows, entries whose object the store no longer holds are dropped.
+/// Who asked: the pid and uid of a request, for log lines and audit records (a `Request` does not
+/// outlive its handler; an open finished on the pool needs them later).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Caller {
+    pid: u32,
+    uid: u32,
+    /// When the request arrived (an open queued for the pool still arrived then).
+    arrived: Instant,
+}
+
+impl Caller {
+    fn of(req: &Request) -> Caller {
+        Caller {
+            pid: req.pid(),
+            uid: req.uid(),
+            arrived: Instant::now(),
+        }
+    }
+}
+
+/// A successful open: the handle, the passthrough backing (if any), the open flags.
+type Opened = (u64, Option<Arc<BackingId>>, FopenFlags);
+
+fn send_opened(reply: ReplyOpen, (fh, backing, fopen): Opened) {
+    match backing {
+        Some(id) => reply.opened_passthrough(FileHandle(fh), fopen, &id),
+        None => reply.opened(FileHandle(fh), fopen),
+    }
+}
+
+/// What the mount remembers about verifications: which backing file version was verified into
+/// which object (one record per backing file, its latest verified version), and which objects
+/// were verified during this mount (the `verified` xattr). Bounded: at most [`MAX_RECORDS`]
+/// files (the oldest half dropped beyond; a dropped record costs one hash pass), and verified
+/// objects the store no longer holds are pruned.
 #[derive(Debug, Default)]
 struct Records {
-    by_version: HashMap<FileKey, String>,
+    /// (dev, ino) → (the version verified, its object, when recorded).
+    by_file: HashMap<(u64, u64), (FileKey, String, u64)>,
     verified: HashSet<String>,
+    tick: u64,
     prune_at: usize,
 }
+
+/// Backing files with a verification record at most.
+const MAX_RECORDS: usize = 262_144;
 
 impl Records {
     const MIN_PRUNE_AT: usize = 1024;
 
     fn insert(&mut self, key: Option<FileKey>, object: &str, store: &ObjectStore) {
         if let Some(key) = key {
-            self.by_version.insert(key, object.to_owned());
+            self.tick += 1;
+            self.by_file
+                .insert((key.dev, key.ino), (key, object.to_owned(), self.tick));
+            if self.by_file.len() > MAX_RECORDS {
+                let mut ticks: Vec<u64> = self.by_file.values().map(|v| v.2).collect();
+                ticks.sort_unstable();
+                let cut = ticks[ticks.len() / 2];
+                self.by_file.retain(|_, v| v.2 > cut);
+            }
         }
-        self.verified.insert(object.to_owned());
-        let size = self.by_version.len() + self.verified.len();
-        if size > self.prune_at.max(Self::MIN_PRUNE_AT) {
-            self.by_version.retain(|_, o| store.contains(o));
+        if self.verified.insert(object.to_owned())
+            && self.verified.len() > self.prune_at.max(Self::MIN_PRUNE_AT)
+        {
             self.verified.retain(|o| store.contains(o));
-            self.prune_at = 2 * (self.by_version.len() + self.verified.len());
+            self.prune_at = 2 * self.verified.len();
         }
     }
 
+    /// The object verified from exactly this version of a backing file, if any.
+    fn object_of(&self, key: &FileKey) -> Option<&str> {
+        self.by_file
+            .get(&(key.dev, key.ino))
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, o, _)| o.as_str())
+    }
+
     fn len(&self) -> usize {
-        self.by_version.len() + self.verified.len()
+        self.by_file.len() + self.verified.len()
     }
 }
 
@@ -375,6 +433,8 @@ impl Core {
             listings: Listings::default(),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
+            throttle: Throttle::default(),
+            openers: Openers::new(options.threads.max(1)),
             switching: Mutex::new(()),
             mountpoint: options.mountpoint.clone(),
             repository: options.repository.clone(),
@@ -756,105 +816,134 @@ impl Core {
 
     /// Answer a refused open: a denial (`EACCES`, `DENY`, denial metric, audit `deny`), a fault
     /// (`EIO`/`ENOSPC`/`EMFILE`, `ERROR`, fault metric, audit `fault`) or `ENOENT`.
-    fn refuse(&self, req: &Request, gen: &Generation, path: &OsStr, refusal: Refusal) -> Errno {
+    fn refuse(&self, who: Caller, gen: &Generation, path: &OsStr, refusal: Refusal) -> Errno {
         match refusal {
             Refusal::Denied(d) => {
-                self.deny(req, gen, path, &d);
+                self.deny(who, gen, path, &d);
                 Errno::EACCES
             }
             Refusal::Fault(f) => {
-                self.fault(req, gen, path, &f);
+                self.fault(who, gen, path, &f);
                 Errno::from_i32(f.errno)
             }
             Refusal::Absent => Errno::ENOENT,
         }
     }
 
-    fn deny(&self, req: &Request, gen: &Generation, path: &OsStr, d: &Denial) {
-        let who = format!("(pid {}, uid {})", req.pid(), req.uid());
+    fn deny(&self, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
+        let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
         let at = crate::fs::log::timestamp(SystemTime::now());
         self.counters
             .deny(d.reason, format!("{at} {path:?}: {} {who}", d.detail));
-        log_event!("DENY open {path:?}: {} {who}", d.detail);
+        let Some(left_out) = self.throttle.admit(caller.uid, path, d.reason.label()) else {
+            return;
+        };
+        log_event!(
+            "DENY open {path:?}: {} {who}{}",
+            d.detail,
+            repeats(left_out)
+        );
         if let Some(audit) = &self.audit {
             let meta = gen.summary.clone().unwrap_or_default();
             let p = path.to_string_lossy();
-            audit.deny(&p, d.reason, &d.detail, req.pid(), req.uid(), &meta);
+            let caller = (caller.pid, caller.uid);
+            audit.deny(&p, d.reason, &d.detail, caller, left_out, &meta);
         }
     }
 
-    fn fault(&self, req: &Request, gen: &Generation, path: &OsStr, f: &Fault) {
+    fn fault(&self, caller: Caller, gen: &Generation, path: &OsStr, f: &Fault) {
         let errno = match f.errno {
             libc::ENOSPC => "ENOSPC",
             libc::EMFILE => "EMFILE",
+            libc::ENOMEM => "ENOMEM",
             _ => "EIO",
         };
-        let who = format!("(pid {}, uid {})", req.pid(), req.uid());
+        let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
         let at = crate::fs::log::timestamp(SystemTime::now());
         self.counters.fault(
             f.kind,
             format!("{at} {path:?}: {} ({errno}) {who}", f.detail),
         );
+        let Some(left_out) = self.throttle.admit(caller.uid, path, f.kind.label()) else {
+            return;
+        };
         log_event!(
-            "ERROR open {path:?}: {} ({}: {errno}; not a denial: the content was not judged) {who}",
+            "ERROR open {path:?}: {} ({}: {errno}; not a denial: the content was not judged) {who}{}",
             f.detail,
-            f.kind.label()
+            f.kind.label(),
+            repeats(left_out)
         );
         if let Some(audit) = &self.audit {
             let meta = gen.summary.clone().unwrap_or_default();
             let p = path.to_string_lossy();
-            audit.fault(&p, f.kind, &f.detail, req.pid(), req.uid(), &meta);
+            let caller = (caller.pid, caller.uid);
+            audit.fault(&p, f.kind, &f.detail, caller, left_out, &meta);
         }
     }
 
     /// Find or make the verified object for `path`; returns the object name, acquired.
-    fn verified_object(&self, path: &OsStr, info: &TargetInfo) -> Result<String, Refusal> {
+    fn verified_object(
+        &self,
+        path: &OsStr,
+        info: &TargetInfo,
+        arrived: Instant,
+    ) -> Result<String, Refusal> {
         let name = object_name(info);
         // A stuck download (or a huge verification) must not pin every FUSE worker: waiters
         // give up after `gate_wait` with EIO, and may try again.
-        let Some(_serialized) = self.gates.enter(&name, self.gate_wait) else {
-            return Err(Fault::eio(
-                FaultKind::Busy,
-                format_args!(
-                    "still being downloaded or verified by another open after {} s; try again",
-                    self.gate_wait.as_secs()
-                ),
-            )
-            .into());
+        let pass = match self.gates.enter(&name, arrived, self.gate_wait) {
+            Ok(pass) => pass,
+            Err(Shut::Busy) => {
+                return Err(Fault::eio(
+                    FaultKind::Busy,
+                    format_args!(
+                        "still being downloaded or verified by another open after {} s; try again",
+                        self.gate_wait.as_secs()
+                    ),
+                )
+                .into())
+            }
+            Err(Shut::Failed(mut f)) => {
+                f.detail = format!(
+                    "an attempt that ended after this open arrived failed: {}",
+                    f.detail
+                );
+                return Err(f.into());
+            }
         };
+        let result = self.verify_or_fetch(path, info, &name);
+        if let Err(Refusal::Fault(f)) = &result {
+            // Those waiting behind this attempt get its fault instead of a doomed retry each.
+            pass.failed(f);
+        }
+        result
+    }
+
+    /// The body of [`Self::verified_object`], holding the object's gate.
+    fn verify_or_fetch(
+        &self,
+        path: &OsStr,
+        info: &TargetInfo,
+        name: &str,
+    ) -> Result<String, Refusal> {
+        // Whoever held the gate before may have made it ready.
+        if let Some(ready) = self.ready_object(path, info) {
+            return Ok(ready);
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let backing = match &self.content {
             Content::Backing(b) => b,
             Content::Remote(mirrors) => {
-                // The cache is content-addressed by the signed length and hashes: an object
-                // under this name was verified against exactly this metadata.
-                if self.store.acquire(&name, info.length) {
-                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(name);
-                }
-                self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
                 let p = path.to_str().ok_or(SourceError::BadName)?;
-                fetch_into_cache(mirrors, &self.store, p, info, &name)?;
+                fetch_into_cache(mirrors, &self.store, p, info, name)?;
                 self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-                return Ok(name);
+                return Ok(name.to_owned());
             }
         };
-        // Fast path: an O_PATH probe and fstat identify the backing file's version; if that
-        // version was verified into an object still in the store, nothing is read or hashed.
-        let probe = backing.stat(path)?;
-        if probe.kind == EntryKind::Regular {
-            let records = lock(&self.records);
-            if records.by_version.get(&probe.key) == Some(&name)
-                && self.store.acquire(&name, info.length)
-            {
-                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(name);
-            }
-        }
         let src = backing.open_file(path)?;
-        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let method = self.store.verify_and_store(&src, info, &name)?;
-        lock(&self.records).insert(Some(src.stat.key), &name, &self.store);
+        let method = self.store.verify_and_store(&src, info, name)?;
+        lock(&self.records).insert(Some(src.stat.key), name, &self.store);
         log_event!(
             "verified {:?}: {} bytes in {} ms ({:?})",
             path,
@@ -862,7 +951,27 @@ impl Core {
             started.elapsed().as_millis(),
             method
         );
-        Ok(name)
+        Ok(name.to_owned())
+    }
+
+    /// The verified object for `path`, if it is ready without any verification or download: a
+    /// verification record of the backing file's current version (local) or a cached object
+    /// (remote). Acquired. Cheap (an `fstat`, a lookup): answered on the FUSE worker.
+    fn ready_object(&self, path: &OsStr, info: &TargetInfo) -> Option<String> {
+        let name = object_name(info);
+        let ready = match &self.content {
+            Content::Remote(_) => self.store.acquire(&name, info.length),
+            Content::Backing(b) => {
+                let probe = b.stat(path).ok()?;
+                probe.kind == EntryKind::Regular
+                    && lock(&self.records).object_of(&probe.key) == Some(name.as_str())
+                    && self.store.acquire(&name, info.length)
+            }
+        };
+        if ready {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        ready.then_some(name)
     }
 
     /// Whether the content `node` stands for was verified during this mount and (local mount)
@@ -874,7 +983,7 @@ impl Core {
         match &self.content {
             Content::Remote(_) => true,
             Content::Backing(b) => match b.stat(&node.path) {
-                Ok(stat) => lock(&self.records).by_version.get(&stat.key) == Some(&t.object),
+                Ok(stat) => lock(&self.records).object_of(&stat.key) == Some(t.object.as_str()),
                 Err(_) => false,
             },
         }
@@ -893,10 +1002,22 @@ impl Core {
     }
 
     /// Extended attributes of inode `ino`: (name, value) pairs.
-    fn xattrs(&self, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
+    /// The status record as `who` may see it: root sees everything; anyone else (with
+    /// `--allow-other`, any uid) not the last denial or fault, which name other users' paths,
+    /// pids and uids.
+    fn status_for(&self, who: Caller) -> MountStatus {
+        let mut st = self.status();
+        if who.uid != 0 {
+            st.counters.last_denial = None;
+            st.counters.last_fault = None;
+        }
+        st
+    }
+
+    fn xattrs(&self, who: Caller, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
         if ino == ROOT {
-            let status = serde_json::to_vec(&self.status()).unwrap_or_default();
+            let status = serde_json::to_vec(&self.status_for(who)).unwrap_or_default();
             out.push((XATTR_STATUS, status));
         }
         if let Some(t) = &node.target {
@@ -917,16 +1038,14 @@ impl Core {
         out
     }
 
-    /// The open policy: unregistered, stale, expired, then the verified object and how reads are
-    /// served. Ok: (handle, passthrough backing, open flags); Err: the errno to answer (already
-    /// logged and counted).
-    fn open_checked(
+    /// The open policy before any content is looked at: unregistered, stale inode, expired
+    /// metadata. Ok: the signed info the open must match.
+    fn admit<'g>(
         &self,
-        req: &Request,
-        gen: &Generation,
+        who: Caller,
+        gen: &'g Generation,
         node: &Node,
-        reply: &ReplyOpen,
-    ) -> Result<(u64, Option<Arc<BackingId>>, FopenFlags), Errno> {
+    ) -> Result<&'g TargetInfo, Errno> {
         let path = &node.path;
         let Some(info) = gen.target(path) else {
             if node.target.is_some() {
@@ -939,7 +1058,7 @@ impl Core {
                 DenyReason::Unregistered,
                 "not listed in the signed targets metadata",
             );
-            return Err(self.refuse(req, gen, path, d.into()));
+            return Err(self.refuse(who, gen, path, d.into()));
         };
         if node.target.as_ref().map(|t| t.object.as_str()) != Some(object_name(info).as_str()) {
             // The inode stands for other content than the metadata in force lists (a lookup
@@ -954,11 +1073,63 @@ impl Core {
                     "the trusted metadata expired at {at} (the {role} role); no fresh metadata could be trusted since"
                 ),
             );
-            return Err(self.refuse(req, gen, path, d.into()));
+            return Err(self.refuse(who, gen, path, d.into()));
         }
-        let object = self
-            .verified_object(path, info)
-            .map_err(|r| self.refuse(req, gen, path, r))?;
+        Ok(info)
+    }
+
+    /// An open whose object is ready (see [`Self::ready_object`]): answered on the FUSE worker.
+    /// Ok(None): it needs a verification or download ([`Self::open_slow`]).
+    fn open_fast(
+        &self,
+        who: Caller,
+        gen: &Generation,
+        node: &Node,
+        reply: &ReplyOpen,
+    ) -> Result<Option<Opened>, Errno> {
+        let info = self.admit(who, gen, node)?;
+        match self.ready_object(&node.path, info) {
+            Some(object) => self
+                .finish_open(who, gen, &node.path, info, object, reply)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An open that verifies or downloads its object, on the pool ([`Openers`]); replies itself.
+    /// A panic costs this open (an `internal` fault), never the pool thread.
+    fn open_slow(&self, who: Caller, gen: &Generation, node: &Node, reply: ReplyOpen) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let info = self.admit(who, gen, node)?;
+            let object = self
+                .verified_object(&node.path, info, who.arrived)
+                .map_err(|r| self.refuse(who, gen, &node.path, r))?;
+            self.finish_open(who, gen, &node.path, info, object, &reply)
+        }));
+        match outcome {
+            Ok(Ok(opened)) => send_opened(reply, opened),
+            Ok(Err(errno)) => reply.error(errno),
+            Err(panic) => {
+                let f = Fault::eio(
+                    FaultKind::Internal,
+                    format_args!("internal error: {}", panic_message(&*panic)),
+                );
+                reply.error(self.refuse(who, gen, &node.path, f.into()));
+            }
+        }
+    }
+
+    /// After the object (acquired) is verified: re-check what may have changed meanwhile, then
+    /// make the handle and choose how reads are served.
+    fn finish_open(
+        &self,
+        who: Caller,
+        gen: &Generation,
+        path: &OsStr,
+        info: &TargetInfo,
+        object: String,
+        reply: &ReplyOpen,
+    ) -> Result<Opened, Errno> {
         // Verification (or a download) can take long; if metadata was switched or expired
         // meanwhile, what this open verified may no longer be what is in force.
         let now_gen = self.generation();
@@ -976,7 +1147,7 @@ impl Core {
                 DenyReason::Expired,
                 format_args!("the trusted metadata expired at {at} (the {role} role) while this open was being verified"),
             );
-            return Err(self.refuse(req, &now_gen, path, d.into()));
+            return Err(self.refuse(who, &now_gen, path, d.into()));
         }
         lock(&self.records).insert(None, &object, &self.store);
         let use_passthrough =
@@ -989,7 +1160,7 @@ impl Core {
                 Err(e) => {
                     self.store.release(&object);
                     let f = Fault::io("opening the verified object for passthrough", &e);
-                    return Err(self.refuse(req, &now_gen, path, f.into()));
+                    return Err(self.refuse(who, &now_gen, path, f.into()));
                 }
             }
         } else {
@@ -1018,17 +1189,17 @@ impl Core {
     }
 
     /// A read failed on a fault: counted, logged as an `ERROR`, audited.
-    fn read_fault(&self, req: &Request, object: &str, f: &Fault) {
+    fn read_fault(&self, who: Caller, object: &str, f: &Fault) {
         let gen = self.generation();
-        self.fault(req, &gen, OsStr::new(object), f);
+        self.fault(who, &gen, OsStr::new(object), f);
     }
 
     /// `opendir` of a directory that cannot be listed: the errno to answer.
-    fn refuse_listing(&self, req: &Request, path: &OsStr, r: Refusal) -> Errno {
+    fn refuse_listing(&self, who: Caller, path: &OsStr, r: Refusal) -> Errno {
         match r {
             Refusal::Fault(f) => {
                 let gen = self.generation();
-                self.fault(req, &gen, path, &f);
+                self.fault(who, &gen, path, &f);
                 Errno::from_i32(f.errno)
             }
             // A directory that escapes or is not one: as lookup answers it.
@@ -1040,14 +1211,14 @@ impl Core {
     /// The entries of directory `node` (inode `ino`) under `gen`, `.` and `..` first.
     fn build_listing(
         &self,
-        req: &Request,
+        who: Caller,
         gen: &Generation,
         ino: u64,
         node: &Node,
     ) -> Result<Vec<DirEntry>, Errno> {
         let entries = self
             .list(gen, &node.path)
-            .map_err(|r| self.refuse_listing(req, &node.path, r))?;
+            .map_err(|r| self.refuse_listing(who, &node.path, r))?;
         let parent_ino = if node.path.is_empty() {
             ROOT
         } else {
@@ -1229,22 +1400,26 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
+        let who = Caller::of(req);
+        let gen = self.generation();
         // A bug below must cost this open (EIO, counted, logged), never the FUSE worker: a
         // panic that unwinds out of here would kill the thread, and enough of them the mount.
-        let gen = self.generation();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.open_checked(req, &gen, &node, &reply)
+        let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.open_fast(who, &gen, &node, &reply)
         }));
-        match outcome {
-            Ok(Ok((fh, backing, fopen))) => match backing {
-                Some(id) => reply.opened_passthrough(FileHandle(fh), fopen, &id),
-                None => reply.opened(FileHandle(fh), fopen),
-            },
+        match fast {
+            Ok(Ok(Some(opened))) => send_opened(reply, opened),
+            Ok(Ok(None)) => {
+                // A verification or download: off the worker, which goes back to serving.
+                let core = self.0.clone();
+                self.openers
+                    .run(move || core.open_slow(who, &gen, &node, reply));
+            }
             Ok(Err(errno)) => reply.error(errno),
             Err(panic) => {
                 let what = panic_message(&*panic);
                 let f = Fault::eio(FaultKind::Internal, format_args!("internal error: {what}"));
-                reply.error(self.refuse(req, &gen, &node.path, f.into()));
+                reply.error(self.refuse(who, &gen, &node.path, f.into()));
             }
         }
     }
@@ -1268,7 +1443,7 @@ impl Filesystem for TrustFs {
             Ok(f) => f,
             Err(e) => {
                 let f = Fault::io(format_args!("opening verified object {object}"), &e);
-                self.read_fault(req, &object, &f);
+                self.read_fault(Caller::of(req), &object, &f);
                 reply.error(Errno::from_i32(f.errno));
                 return;
             }
@@ -1282,7 +1457,7 @@ impl Filesystem for TrustFs {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let f = Fault::io(format_args!("reading verified object {object}"), &e);
-                    self.read_fault(req, &object, &f);
+                    self.read_fault(Caller::of(req), &object, &f);
                     reply.error(Errno::EIO);
                     return;
                 }
@@ -1326,7 +1501,7 @@ impl Filesystem for TrustFs {
             Content::Backing(b) => match b.stat(&node.path) {
                 Ok(st) => Some(st.key),
                 Err(e) => {
-                    reply.error(self.refuse_listing(req, &node.path, e.into()));
+                    reply.error(self.refuse_listing(Caller::of(req), &node.path, e.into()));
                     return;
                 }
             },
@@ -1337,16 +1512,27 @@ impl Filesystem for TrustFs {
             generation: gen.number,
             backing,
         };
-        let listing = self
-            .listings
-            .get_or_build(key, || self.build_listing(req, &gen, ino.0, &node));
+        let listing = self.listings.get_or_build(key, || {
+            self.build_listing(Caller::of(req), &gen, ino.0, &node)
+        });
         match listing {
             Ok(listing) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 lock(&self.dirs).insert(fh, listing);
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
-            Err(e) => reply.error(e),
+            Err(ListingError::Build(e)) => reply.error(e),
+            Err(ListingError::OverBudget(live)) => {
+                let f = Fault {
+                    kind: FaultKind::Memory,
+                    errno: libc::ENOMEM,
+                    detail: format!(
+                        "directory handles already hold {live} listed entries (the bound is {}); close some first",
+                        super::listing::MAX_ENTRIES
+                    ),
+                };
+                reply.error(self.refuse(Caller::of(req), &gen, &node.path, f.into()));
+            }
         }
     }
 
@@ -1537,7 +1723,7 @@ impl Filesystem for TrustFs {
         reply.error(Errno::EROFS);
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some(node) = self.node(ino) else {
             reply.error(Errno::ENOENT);
             return;
@@ -1555,7 +1741,7 @@ impl Filesystem for TrustFs {
             return;
         }
         match self
-            .xattrs(ino.0, &node)
+            .xattrs(Caller::of(req), ino.0, &node)
             .into_iter()
             .find(|(n, _)| OsStr::new(n) == name)
         {
@@ -1617,6 +1803,18 @@ impl Filesystem for TrustFs {
         reply: ReplyWrite,
     ) {
         reply.error(Errno::EROFS);
+    }
+}
+
+/// The tail of a log line written after `n` repeats were left out (see `throttle.rs`).
+fn repeats(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {n} more like it in the last {} s not logged",
+            super::throttle::WINDOW.as_secs()
+        )
     }
 }
 

@@ -21,6 +21,9 @@ pub(super) struct Freshness {
     last_ok: SystemTime,
     failures: u64,
     last_problem: Option<String>,
+    /// Started from the state dir without reaching the repository, and why; cleared by a
+    /// successful refresh.
+    offline: Option<String>,
 }
 
 /// The judgement of [`Freshness::judge`].
@@ -39,7 +42,12 @@ impl Freshness {
             last_ok: now,
             failures: 0,
             last_problem: None,
+            offline: None,
         }
+    }
+
+    pub(super) fn offline(&mut self, why: String) {
+        self.offline = Some(why);
     }
 
     pub(super) fn set_refresh(&mut self, interval: Duration, stale_after: Duration) {
@@ -50,6 +58,7 @@ impl Freshness {
         self.last_ok = now;
         self.failures = 0;
         self.last_problem = None;
+        self.offline = None;
     }
 
     pub(super) fn failed(&mut self, problem: String) {
@@ -58,6 +67,17 @@ impl Freshness {
     }
 
     pub(super) fn judge(&self, now: SystemTime) -> FreshnessVerdict {
+        if let Some(why) = &self.offline {
+            let last = match &self.last_problem {
+                Some(p) => format!("; since then: {p}"),
+                None => String::new(),
+            };
+            return FreshnessVerdict {
+                stale: true,
+                problem: Some(format!("{why}{last}")),
+                last_ok: self.last_ok,
+            };
+        }
         let since = now.duration_since(self.last_ok).unwrap_or_default();
         let stale = self.refresh.is_some_and(|(_, after)| since > after);
         let problem = if stale {
@@ -118,6 +138,19 @@ mod tests {
         // No attempt finished at all: stale too, and says so.
         let v = f.judge(t0 + Duration::from_secs(200));
         assert!(v.stale && v.problem.unwrap().contains("stuck"));
+    }
+
+    #[test]
+    fn an_offline_start_is_unconfirmed_until_a_refresh_succeeds() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut f = Freshness::new(t0);
+        f.offline("started offline: connection refused".into());
+        let v = f.judge(t0);
+        assert!(v.stale && v.problem.unwrap().contains("started offline"));
+        f.failed("still refused".into());
+        assert!(f.judge(t0).problem.unwrap().contains("still refused"));
+        f.ok(t0 + Duration::from_secs(5));
+        assert!(!f.judge(t0 + Duration::from_secs(6)).stale);
     }
 
     #[test]

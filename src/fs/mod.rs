@@ -39,9 +39,11 @@ mod inodes;
 pub mod limits;
 mod listing;
 pub mod log;
+mod openers;
 mod readfiles;
 pub mod refusal;
 pub mod store;
+mod throttle;
 
 /// Lock `m`, recovering the guard if a thread panicked while holding it: every critical section
 /// of this module leaves its data consistent at each step, and a panic elsewhere must not turn
@@ -339,6 +341,12 @@ impl LiveMount {
     /// `stale_after`, it is reported stale (✘ in `trustfs status`, `trustfs_up` 0).
     pub fn set_refresh(&self, interval: Duration, stale_after: Duration) {
         lock(&self.core.freshness).set_refresh(interval, stale_after);
+    }
+
+    /// The mount started from metadata trusted earlier because the repository could not be
+    /// reached: reported unconfirmed (✘, stale) until a refresh succeeds.
+    pub fn started_offline(&self, why: String) {
+        lock(&self.core.freshness).offline(why);
     }
 
     /// A refresh confirmed (or replaced) the metadata in force.

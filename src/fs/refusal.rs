@@ -44,7 +44,7 @@ impl Denial {
 }
 
 /// The daemon could not judge the content.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Fault {
     pub kind: FaultKind,
     /// What the reader gets: `EIO`, `ENOSPC` or `EMFILE`.
@@ -109,6 +109,7 @@ impl From<SourceError> for Refusal {
                 Denial::new(DenyReason::NotRegular, &e).into()
             }
             SourceError::Replaced => Denial::new(DenyReason::Changed, &e).into(),
+            SourceError::Busy => Fault::eio(FaultKind::Busy, &e).into(),
             SourceError::Io(ref io) => Fault::io("opening the backing file", io).into(),
         }
     }

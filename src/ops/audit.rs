@@ -72,24 +72,18 @@ impl AuditLog {
         }
     }
 
-    /// An open was denied.
+    /// An open was denied; `left_out` repeats of it were not written since the last line.
     pub fn deny(
         &self,
         path: &str,
         reason: DenyReason,
         detail: &str,
-        pid: u32,
-        uid: u32,
+        caller: (u32, u32),
+        left_out: u64,
         meta: &TrustSummary,
     ) {
-        self.refused(
-            "deny",
-            ("reason", reason.label()),
-            path,
-            detail,
-            (pid, uid),
-            meta,
-        );
+        let label = ("reason", reason.label());
+        self.refused("deny", label, path, detail, caller, left_out, meta);
     }
 
     /// An open (or read) failed on a fault: the daemon could not judge the content.
@@ -98,21 +92,17 @@ impl AuditLog {
         path: &str,
         kind: FaultKind,
         detail: &str,
-        pid: u32,
-        uid: u32,
+        caller: (u32, u32),
+        left_out: u64,
         meta: &TrustSummary,
     ) {
-        self.refused(
-            "fault",
-            ("kind", kind.label()),
-            path,
-            detail,
-            (pid, uid),
-            meta,
-        );
+        let label = ("kind", kind.label());
+        self.refused("fault", label, path, detail, caller, left_out, meta);
     }
 
-    /// One `deny` or `fault` line: the event, its label, the path and the caller.
+    /// One `deny` or `fault` line: the event, its label, the path, the caller (pid, uid) and how
+    /// many repeats were left out before it (`"repeats_not_logged"`, only when not 0).
+    #[allow(clippy::too_many_arguments)]
     fn refused(
         &self,
         event: &str,
@@ -120,6 +110,7 @@ impl AuditLog {
         path: &str,
         detail: &str,
         (pid, uid): (u32, u32),
+        left_out: u64,
         meta: &TrustSummary,
     ) {
         let mut line = json!({
@@ -132,6 +123,9 @@ impl AuditLog {
             "metadata": versions(meta),
         });
         line[label_key] = json!(label);
+        if left_out > 0 {
+            line["repeats_not_logged"] = json!(left_out);
+        }
         self.write(line);
     }
 
@@ -176,19 +170,12 @@ mod tests {
             "a \"quoted\"\nname",
             DenyReason::Altered,
             "sha256 mismatch",
-            42,
-            1000,
-            &meta,
-        );
-        log.metadata_change(None, &meta, 7);
-        log.fault(
-            "b",
-            FaultKind::NoSpace,
-            "No space left on device",
-            43,
+            (42, 1000),
             0,
             &meta,
         );
+        log.metadata_change(None, &meta, 7);
+        log.fault("b", FaultKind::NoSpace, "No space", (43, 0), 7, &meta);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -197,6 +184,8 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["event"], "fault");
         assert_eq!(lines[2]["kind"], "no_space");
+        assert_eq!(lines[2]["repeats_not_logged"], 7);
+        assert!(lines[0].get("repeats_not_logged").is_none());
         assert_eq!(lines[0]["event"], "deny");
         assert_eq!(lines[0]["path"], "a \"quoted\"\nname");
         assert_eq!(lines[0]["reason"], "altered");

@@ -70,17 +70,20 @@ pub enum FaultKind {
     Network,
     /// Another open's download or verification of the same file did not finish in time (`EIO`).
     Busy,
+    /// A bound on the daemon's memory was reached (directory listings held open) (`ENOMEM`).
+    Memory,
     /// A bug caught at a boundary (a panic) (`EIO`).
     Internal,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Io,
         FaultKind::NoSpace,
         FaultKind::Descriptors,
         FaultKind::Network,
         FaultKind::Busy,
+        FaultKind::Memory,
         FaultKind::Internal,
     ];
 
@@ -91,6 +94,7 @@ impl FaultKind {
             FaultKind::Descriptors => "descriptors",
             FaultKind::Network => "network",
             FaultKind::Busy => "busy",
+            FaultKind::Memory => "memory",
             FaultKind::Internal => "internal",
         }
     }

@@ -224,7 +224,7 @@ pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
         Some(s) => {
             if !pid_alive(s.pid) {
                 problems.push(format!("daemon pid {} is not running (stale mount)", s.pid));
-            } else if now.0 - s.updated_unix > STALE_AFTER {
+            } else if now.0.saturating_sub(s.updated_unix) > STALE_AFTER {
                 problems.push(format!(
                     "daemon pid {} has not updated its status since {}",
                     s.pid, s.updated

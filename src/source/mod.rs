@@ -129,6 +129,9 @@ pub enum SourceError {
     Replaced,
     /// The name is not a plain component (contains `/` or NUL, or is `.`/`..`).
     BadName,
+    /// The file cannot be opened now: another process holds a lease or mandatory lock on it
+    /// (`EAGAIN` on the non-blocking open). Not judged: try again.
+    Busy,
     /// Any other I/O error.
     Io(io::Error),
 }
@@ -145,6 +148,9 @@ impl fmt::Display for SourceError {
             }
             SourceError::Replaced => f.write_str("backing file was replaced while being opened"),
             SourceError::BadName => f.write_str("name is not a plain path component"),
+            SourceError::Busy => f.write_str(
+                "the backing file cannot be opened now: another process holds a lease or lock on it",
+            ),
             SourceError::Io(e) => write!(f, "backing directory I/O error: {e}"),
         }
     }
@@ -157,6 +163,7 @@ impl SourceError {
         match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => SourceError::NotFound,
             Some(libc::EXDEV) | Some(libc::ELOOP) => SourceError::Escapes,
+            Some(libc::EAGAIN) => SourceError::Busy,
             _ => SourceError::Io(e),
         }
     }
@@ -166,6 +173,7 @@ impl SourceError {
         match self {
             SourceError::NotFound => libc::ENOENT,
             SourceError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            SourceError::Busy => libc::EIO,
             _ => libc::EACCES,
         }
     }
@@ -241,7 +249,10 @@ impl BackingDir {
         if before.kind != EntryKind::Regular {
             return Err(SourceError::NotRegular(before.kind));
         }
-        let fd = self.resolve(rel, libc::O_RDONLY | libc::O_NONBLOCK)?;
+        let fd = match self.resolve(rel, libc::O_RDONLY | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) => return Err(self.explain_failed_open(rel, &before, e)),
+        };
         let stat = fstat(fd.as_fd()).map_err(SourceError::Io)?;
         if stat.kind != EntryKind::Regular {
             return Err(SourceError::NotRegular(stat.kind));
@@ -253,6 +264,24 @@ impl BackingDir {
             file: File::from(fd),
             stat,
         })
+    }
+
+    /// The read open of `rel` failed with `e` after the probe saw the regular file `before`. If
+    /// the name now leads to another file or to something that is not a regular file (a socket
+    /// answers `ENXIO`, a device `ENODEV`…), that is what the open met: a replaced or
+    /// non-regular entry, a denial. Otherwise `e` stands (a fault, or `Busy`).
+    fn explain_failed_open(&self, rel: &OsStr, before: &Stat, e: SourceError) -> SourceError {
+        if !matches!(e, SourceError::Io(_)) {
+            return e;
+        }
+        match self.stat(rel) {
+            Ok(now) if now.kind != EntryKind::Regular => SourceError::NotRegular(now.kind),
+            Ok(now) if (now.key.dev, now.key.ino) != (before.key.dev, before.key.ino) => {
+                SourceError::Replaced
+            }
+            Err(SourceError::NotFound) => SourceError::Replaced,
+            _ => e,
+        }
     }
 
     /// List the directory at `rel`: (name, kind) for each entry except `.` and `..`.
@@ -276,8 +305,10 @@ impl BackingDir {
     }
 }
 
-/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`. Retried on `EINTR`
-/// and `EAGAIN`.
+/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`. Retried on `EINTR`,
+/// and on `EAGAIN` (a rename racing a `RESOLVE_BENEATH` walk) at most [`EAGAIN_RETRIES`] times:
+/// an `O_NONBLOCK` open of a file someone holds a lease on answers `EAGAIN` for as long as the
+/// lease lasts, and must not spin a worker.
 pub(crate) fn openat2(
     dir: Option<BorrowedFd<'_>>,
     path: &CStr,
@@ -290,6 +321,7 @@ pub(crate) fn openat2(
     how.mode = 0;
     how.resolve = resolve;
     let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let mut again = 0;
     loop {
         // SAFETY: `path` is a valid NUL-terminated string and `how` a valid `open_how` for the
         // duration of the call; the size passed is the size of that struct. The kernel only reads
@@ -308,11 +340,16 @@ pub(crate) fn openat2(
             return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) && err.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(err);
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) if again < EAGAIN_RETRIES => again += 1,
+            _ => return Err(err),
         }
     }
 }
+
+/// How often [`openat2`] retries `EAGAIN`.
+const EAGAIN_RETRIES: u32 = 3;
 
 /// The names in directory `dir` (without `.` and `..`), read with `readdir` from a new open file
 /// description of the same directory, so `dir`'s own read position is untouched and nothing is

@@ -398,9 +398,12 @@ impl HttpFetcher {
             let status = resp.status().as_u16();
             match status {
                 200 => {
-                    let len = resp
-                        .headers()
+                    // With a Transfer-Encoding, Content-Length means nothing (RFC 9112 §6.3):
+                    // the body's framing and the hash decide.
+                    let headers = resp.headers();
+                    let len = headers
                         .get("content-length")
+                        .filter(|_| !headers.contains_key("transfer-encoding"))
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
                     let reader = resp.into_body().into_with_config().reader();

@@ -144,14 +144,18 @@ pub fn load(opts: &TrustOptions) -> Result<Trusted, TrustError> {
     finish(client)
 }
 
-/// Like [`load`], but when the repository cannot be reached (a fetch failure, not a trust
-/// failure) start from the metadata trusted earlier and persisted in the state directory, if it
-/// is complete and unexpired. Returns whether it started offline.
-pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, bool), TrustError> {
+/// Like [`load`], but when the repository cannot be reached (a fetch failure or a "not found",
+/// not a trust failure) start from the metadata trusted earlier and persisted in the state
+/// directory, if it is complete and unexpired. Returns, with the trusted metadata, why it started
+/// offline (None: online).
+pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, Option<TrustError>), TrustError> {
     let mut client = client(opts)?;
     match client.refresh() {
-        Ok(()) => Ok((finish(client)?, false)),
-        Err(e) if e.kind == TrustErrorKind::Fetch => {
+        Ok(()) => Ok((finish(client)?, None)),
+        // Unreachable, or answering "not found" (a proxy's 403, a CDN's 404): the repository
+        // cannot be asked now. A trust failure (signature, rollback, expiry, malformed) never
+        // falls back.
+        Err(e) if matches!(e.kind, TrustErrorKind::Fetch | TrustErrorKind::Missing) => {
             let mut offline = self::client(opts)?;
             offline.load_trusted_state().map_err(|state_err| {
                 TrustError::new(
@@ -159,7 +163,7 @@ pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, bool), TrustErro
                     format!("{e}; and the state directory cannot stand in: {state_err}"),
                 )
             })?;
-            Ok((finish(offline)?, true))
+            Ok((finish(offline)?, Some(e)))
         }
         Err(e) => Err(e),
     }

@@ -31,6 +31,9 @@ pub enum Behaviour {
     Reset,
     /// `200 OK` with this body instead of the file.
     Body(Vec<u8>),
+    /// The file's body in `Transfer-Encoding: chunked`, with this (meaningless) Content-Length
+    /// as well if given.
+    Chunked(Option<u64>),
 }
 
 pub struct HttpServer {
@@ -196,6 +199,20 @@ fn handle(
         }
         Some(Behaviour::Reset) => Ok(()),
         Some(Behaviour::Body(body)) => ok_with_body(&mut stream, &body),
+        Some(Behaviour::Chunked(announce)) => {
+            let body = file_body().unwrap_or_default();
+            let cl = announce.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\n{cl}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            )?;
+            for chunk in body.chunks(1000) {
+                write!(stream, "{:x}\r\n", chunk.len())?;
+                stream.write_all(chunk)?;
+                stream.write_all(b"\r\n")?;
+            }
+            stream.write_all(b"0\r\n\r\n")
+        }
         Some(Behaviour::Endless) => {
             stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
             let chunk = vec![b'x'; 64 * 1024];
