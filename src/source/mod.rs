@@ -437,6 +437,43 @@ mod tests {
     }
 
     #[test]
+    fn a_read_open_that_fails_after_a_swap_names_the_swap_not_an_io_error() {
+        let dir = std::env::temp_dir().join(format!("trustfs-src-swap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), b"x").unwrap();
+        let b = BackingDir::open(&dir).unwrap();
+        let before = b.stat(OsStr::new("a")).unwrap();
+        let enxio = || SourceError::Io(io::Error::from_raw_os_error(libc::ENXIO));
+        // Swapped for a socket (its open answers ENXIO): a non-regular entry, a denial.
+        std::fs::remove_file(dir.join("a")).unwrap();
+        let sock = std::os::unix::net::UnixListener::bind(dir.join("a")).unwrap();
+        assert!(matches!(
+            b.explain_failed_open(OsStr::new("a"), &before, enxio()),
+            SourceError::NotRegular(EntryKind::Socket)
+        ));
+        drop(sock);
+        // Swapped for another regular file (created while the first still exists, so its inode
+        // number cannot be reused): replaced.
+        std::fs::remove_file(dir.join("a")).unwrap();
+        std::fs::write(dir.join("a"), b"x").unwrap();
+        let before = b.stat(OsStr::new("a")).unwrap();
+        std::fs::write(dir.join("b"), b"y").unwrap();
+        std::fs::rename(dir.join("b"), dir.join("a")).unwrap();
+        assert!(matches!(
+            b.explain_failed_open(OsStr::new("a"), &before, enxio()),
+            SourceError::Replaced
+        ));
+        // Still the same file: the error stands (a fault).
+        let now = b.stat(OsStr::new("a")).unwrap();
+        assert!(matches!(
+            b.explain_failed_open(OsStr::new("a"), &now, enxio()),
+            SourceError::Io(_)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn escapes_and_special_files_are_refused() {
         let dir = std::env::temp_dir().join(format!("trustfs-src-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
