@@ -490,12 +490,12 @@ fn offline_start_uses_trusted_state_only_while_unexpired() {
         http: Default::default(),
     };
     let (online, offline) = trustfs::trust::load_or_offline(&opts).unwrap();
-    assert!(!offline);
+    assert!(offline.is_none());
     assert_eq!(online.index.len(), 1);
     // Repository unreachable: the state directory stands in.
     drop(server);
     let (t, offline) = trustfs::trust::load_or_offline(&opts).unwrap();
-    assert!(offline);
+    assert!(offline.is_some());
     assert!(t.index.get("a").is_some());
     // ... but not after the trusted metadata expired.
     let later = trustfs::trust::TrustOptions {
