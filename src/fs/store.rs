@@ -26,7 +26,9 @@
 //! - an object in use is held with `flock(LOCK_SH)`; the evictor of any process takes
 //!   `LOCK_EX | LOCK_NB` before unlinking, so an open object is never evicted, by anyone;
 //! - LRU order is the object's mtime, touched at every use, so it is shared across processes;
-//!   the size bound is checked against a directory scan after every insert;
+//!   the size bound is checked against a running total (the last directory scan plus what this
+//!   daemon stored since), and the directory is rescanned when that passes the bound or once a
+//!   minute (other daemons' objects), never after every insert;
 //! - the directory must be owned by the euid and not group/other-writable (else it is refused),
 //!   and an object is used only if it is a regular file owned by the euid, without group/other
 //!   write, of exactly the signed length; anything else under its name is removed and fetched
@@ -60,6 +62,9 @@ const CHUNK: usize = 1 << 20;
 const BUFFERS: usize = 4;
 /// The most verified copies the private store keeps (unused ones beyond are evicted, LRU).
 const MAX_PRIVATE_OBJECTS: usize = 100_000;
+/// The shared cache's directory is rescanned (other daemons' objects) at most this often while
+/// the running total stays under the bound.
+const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a backing file could not be turned into a verified object.
 #[derive(Debug)]
@@ -128,6 +133,8 @@ struct Inner {
     tick: u64,
     /// Shared cache only: the last scan ended above the bound (everything left was in use).
     over: bool,
+    /// Shared cache only: when the directory was last scanned.
+    scanned_at: Option<Instant>,
 }
 
 /// Whether the store outlives the daemon and can be shared.
@@ -474,7 +481,18 @@ impl ObjectStore {
 
     fn evict(&self, inner: &mut Inner) {
         if self.mode == StoreMode::SharedCache {
-            self.evict_shared(inner);
+            // The running total (the last scan plus what this daemon stored since) decides; a
+            // rescan (every daemon's objects) happens when it passes the bound, or at most every
+            // RESCAN_INTERVAL to see other daemons' objects. Not after every insert: that made
+            // filling a cache quadratic in its size.
+            let due = inner.over
+                || inner.total > self.max_bytes
+                || inner
+                    .scanned_at
+                    .is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL);
+            if self.max_bytes < u64::MAX && due {
+                self.evict_shared(inner);
+            }
             return;
         }
         // Bounded in bytes and in count: a million tiny objects cost memory here even when
@@ -533,6 +551,7 @@ impl ObjectStore {
         }
         inner.total = total;
         inner.over = total > self.max_bytes;
+        inner.scanned_at = Some(Instant::now());
     }
 
     /// Open a stored object for reading (relative to the held directory, no symlink followed);
