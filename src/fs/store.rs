@@ -17,8 +17,9 @@
 //! ([`StoreMode::SharedCache`]): filled from a stream ([`ObjectStore::fetch_and_store`], the same
 //! copy-and-hash pipeline), kept across restarts, and shareable by several daemons. What changes
 //! in that mode:
-//! - temporary files are `fsync`ed before the rename and the directory after it, so a crash or
-//!   `kill -9` leaves either the complete verified object or an unnamed-for-use `tmp.*` file;
+//! - a verified object is renamed into place at once and made durable in batches (`syncfs` at
+//!   most every second, see `durability.rs`): a `kill -9` loses nothing, and after a system
+//!   crash the first daemon removes the objects of the last unsynced moments before serving;
 //! - each writer creates its temporary as `new.<pid>.<unique>`, takes `flock(LOCK_SH)` and only
 //!   then renames it `tmp.<pid>.<unique>`, and holds that lock until the object is published and
 //!   released (one lock, never converted); at start, `tmp.*` files whose lock is free are removed
@@ -51,6 +52,7 @@ use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::durability::{self, SyncRecord, Syncer};
 use crate::index::TargetInfo;
 use crate::ops::Counters;
 use crate::source::{fstat, BackingFile};
@@ -161,6 +163,8 @@ pub struct ObjectStore {
     inner: Mutex<Inner>,
     tmp_counter: AtomicU64,
     counters: Arc<Counters>,
+    /// Shared cache: syncs stored objects in batches and records it (see `durability.rs`).
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// How the copy was made (for the log line).
@@ -202,6 +206,7 @@ impl ObjectStore {
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
             counters,
+            syncer: None,
         })
     }
 
@@ -217,7 +222,7 @@ impl ObjectStore {
             .mode(0o700)
             .create(dir)?;
         let dirfd = open_owned_dir(dir)?;
-        let store = ObjectStore {
+        let mut store = ObjectStore {
             dir: dir.to_owned(),
             dirfd,
             mode: StoreMode::SharedCache,
@@ -225,6 +230,7 @@ impl ObjectStore {
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
             counters,
+            syncer: None,
         };
         let removed = store.remove_stale_temps()?;
         if removed > 0 {
@@ -233,6 +239,16 @@ impl ObjectStore {
                 dir.display()
             );
         }
+        store.recover_after_reboot()?;
+        // Everything there now is on disk from here on; record it before storing anything.
+        let syncfd = store.dirfd.try_clone()?;
+        sync_and_record(&syncfd)?;
+        let dir_for_log = dir.to_owned();
+        store.syncer = Some(Syncer::start(move || {
+            if let Err(e) = sync_and_record(&syncfd) {
+                crate::log_event!("cache {}: cannot sync: {e}", dir_for_log.display());
+            }
+        }));
         let mut inner = store.lock();
         store.evict(&mut inner);
         drop(inner);
@@ -245,6 +261,66 @@ impl ObjectStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// If the system crashed since the cache was last synced (its record names another boot),
+    /// remove every object not clearly older than that sync: its bytes may not have reached the
+    /// disk. Objects in use (locked by a daemon started in this boot) are left alone.
+    fn recover_after_reboot(&self) -> io::Result<()> {
+        let record = match openat(
+            &self.dirfd,
+            durability::RECORD,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0,
+        ) {
+            Ok(mut f) => {
+                let mut text = String::new();
+                let _ = Read::by_ref(&mut f).take(256).read_to_string(&mut text);
+                SyncRecord::parse(&text)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(record) = record else {
+            // A cache from before batched syncs (every object was fsynced) or a new one.
+            return Ok(());
+        };
+        if record.boot == durability::boot_id() {
+            return Ok(());
+        }
+        let mut removed = 0;
+        for name in list_names(&self.dirfd)? {
+            if !name.starts_with("t-") {
+                continue;
+            }
+            let Ok(st) = fstatat_nofollow(&self.dirfd, &name) else {
+                continue;
+            };
+            if !record.suspect(st.st_mtime) {
+                continue;
+            }
+            let Ok(file) = self.open_entry(&name) else {
+                continue;
+            };
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+                && self.same_name(&file, &name)
+                && unlinkat(&self.dirfd, &name).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        crate::log_event!(
+            "cache {}: the system restarted since the cache was last synced; removed {removed} object(s) stored in the last moments before (they may not have reached the disk; they are downloaded again when opened)",
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    /// Sync every object stored so far now (the next batch would within a second).
+    pub fn sync(&self) {
+        if let Some(s) = &self.syncer {
+            s.flush();
+        }
     }
 
     /// Remove temporary files whose writer is gone. A writer takes `flock(LOCK_SH)` on its file
@@ -649,9 +725,6 @@ impl ObjectStore {
                     info.length
                 ))));
             }
-            if shared {
-                tmp.sync_all().map_err(StoreError::Io)?;
-            }
             Ok(out)
         })();
         let out = match result {
@@ -716,8 +789,11 @@ impl ObjectStore {
             let _ = unlinkat(&self.dirfd, tmp_name);
             return Err(StoreError::Io(e));
         }
-        // Make the name durable; a crash before this leaves no name, never a partial object.
-        let _ = self.dirfd.sync_all();
+        // Durable with the next batch (within a second); a system crash before that is handled
+        // by the first daemon after the reboot (`durability.rs`).
+        if let Some(s) = &self.syncer {
+            s.dirty();
+        }
         // The writer's LOCK_SH, held since before the file had a name anyone scans, now keeps
         // the object from every evictor until the caller releases it.
         if let Some(e) = inner.objects.remove(name) {
@@ -905,6 +981,27 @@ fn temp_owner(name: &str) -> Option<u32> {
         return None;
     }
     pid.parse().ok()
+}
+
+/// `syncfs` the cache's filesystem, then record (atomically, by rename) that everything stored
+/// before the sync began is on disk.
+fn sync_and_record(dirfd: &File) -> io::Result<()> {
+    let before = durability::now_secs();
+    durability::syncfs(dirfd)?;
+    let record = SyncRecord {
+        boot: durability::boot_id(),
+        synced_before: before,
+    };
+    let tmp = format!("{}.{}", durability::RECORD, std::process::id());
+    let mut f = openat(
+        dirfd,
+        &tmp,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0o600,
+    )?;
+    f.write_all(record.render().as_bytes())?;
+    drop(f);
+    renameat(dirfd, &tmp, durability::RECORD)
 }
 
 /// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
