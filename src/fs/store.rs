@@ -649,6 +649,28 @@ impl ObjectStore {
         Ok(file)
     }
 
+    /// Private store: remove those of `names` that no handle uses (their content is no longer
+    /// listed by the metadata in force). Returns how many were removed. The shared cache keeps
+    /// them (other mounts may use them; its own bound evicts them in time).
+    pub fn drop_unused(&self, names: &[String]) -> usize {
+        if self.mode != StoreMode::PrivateCleared {
+            return 0;
+        }
+        let mut inner = self.lock();
+        let mut dropped = 0;
+        for name in names {
+            if inner.objects.get(name).is_some_and(|e| e.open == 0) {
+                if let Some(e) = inner.objects.remove(name) {
+                    inner.total = inner.total.saturating_sub(e.size);
+                    inner.lru.remove(&e.tick);
+                    let _ = unlinkat(&self.dirfd, name);
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
+    }
+
     /// Bytes currently stored.
     pub fn total_bytes(&self) -> u64 {
         self.lock().total
