@@ -260,7 +260,7 @@ fn delegated_targets_verify_with_trustfs() {
         ["top.txt"]
     );
     let d = targets.signed.delegations.as_ref().unwrap();
-    let entry = &d.roles[0];
+    let entry = &d.roles()[0];
     assert_eq!(entry.name, "team");
     assert_eq!(entry.threshold, 1);
     assert!(!entry.terminating);

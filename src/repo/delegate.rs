@@ -419,7 +419,7 @@ impl RoleTree {
             let Some(d) = &md.signed.delegations else {
                 continue;
             };
-            for entry in &d.roles {
+            for entry in d.roles() {
                 // A role listed by two delegators is one file; the first listing is used here.
                 if roles.contains_key(&entry.name) || entry.name == "targets" {
                     continue;
