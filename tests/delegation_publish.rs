@@ -324,6 +324,7 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
         sha512: false,
         expires: Expiries::default(),
         role: Some("team".into()),
+        sharding: Default::default(),
     })
     .unwrap_err();
     assert!(

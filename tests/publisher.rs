@@ -115,6 +115,7 @@ impl Repo {
             sha512,
             expires: Expiries::default(),
             role: None,
+            sharding: Default::default(),
         })
     }
 
