@@ -5,6 +5,10 @@
 //! other with a reason. Issue: "A million targets" (one 16.9 MB targets.json refused by every
 //! client at 100,000 files).
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/mount.rs"]
+mod common;
 #[path = "common/python.rs"]
 mod python_support;
 
@@ -579,4 +583,76 @@ fn bad_bin_counts_are_usage_errors() {
     }
     r.add(&dir, &["--bins", "4", "--role", "team"])
         .expect_code(64, "--bins with --role");
+}
+
+/// The value of xattr `name` of `path`, or the errno.
+fn xattr(path: &Path, name: &str) -> Result<String, i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid NUL-terminated strings; `buf` has the length passed.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    buf.truncate(r as usize);
+    Ok(String::from_utf8(buf).unwrap())
+}
+
+#[test]
+fn a_live_mount_follows_the_repository_into_bins() {
+    // A mount that trusted the single targets file switches to the sharded layout on its next
+    // refresh, serves every file from its bin, and keeps following one-bin updates.
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            (
+                format!("d{}/f{i}.txt", i % 3),
+                format!("file {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    let w = cli::World::new("bins-live", &refs, &[]);
+    let d = w.mount_local(&["--refresh-interval", "1s"]);
+    assert_eq!(
+        xattr(&w.at("d0/f0.txt"), "user.trustfs.role").unwrap(),
+        "targets"
+    );
+    let updates = || d.log().matches("metadata updated").count();
+
+    cli::run_ok(
+        Command::new(BIN)
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .arg(&w.content)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--bins", "8"]),
+    );
+    cli::wait_for("the switch to hash bins", || d.log(), || updates() >= 1);
+    let r = Repo {
+        dir: w.repo.clone(),
+        keys: w.keys.clone(),
+    };
+    let succinct = r.succinct();
+    for (path, data) in &files {
+        assert_eq!(&fs::read(w.at(path)).unwrap(), data, "{path}");
+        assert_eq!(
+            xattr(&w.at(path), "user.trustfs.role").unwrap(),
+            succinct.role_for(path),
+            "{path}"
+        );
+    }
+    // A new file is refused until published, then served from its bin.
+    w.write("d1/new.txt", b"new");
+    assert_eq!(cli::errno_of(fs::read(w.at("d1/new.txt"))), libc::EACCES);
+    w.publish();
+    cli::wait_for("the one-bin update", || d.log(), || updates() >= 2);
+    assert_eq!(fs::read(w.at("d1/new.txt")).unwrap(), b"new");
+    let log = d.stop();
+    assert!(!log.contains("left out of the mount"), "{log}");
 }
