@@ -577,12 +577,40 @@ fn bad_bin_counts_are_usage_errors() {
     let r = Repo::init(&s);
     let dir = s.join("content");
     content(&dir, 3);
-    for bad in ["0", "1", "3", "65536", "x"] {
+    for bad in ["0", "1", "3", "65536", "x", ""] {
         let out = r.add(&dir, &["--bins", bad]);
         out.expect_code(64, &format!("--bins {bad}"));
     }
     r.add(&dir, &["--bins", "4", "--role", "team"])
         .expect_code(64, "--bins with --role");
+}
+
+#[test]
+fn bins_off_keeps_one_file_until_the_repository_is_sharded() {
+    // For fleets whose clients predate succinct hash bins: no sharding, however many targets.
+    let s = Scratch::new("off");
+    let r = Repo::init(&s);
+    let dir = s.join("content");
+    content(&dir, 30);
+    let report = r.add_lib(&dir, Sharding::Off, Expiries::default()).unwrap();
+    assert_eq!(report.bins, None);
+    assert_eq!(r.role("targets").signed.targets.len(), 30);
+    r.add(&dir, &["--bins", "auto"])
+        .expect_code(0, "--bins auto");
+    assert_eq!(
+        r.role("targets").signed.targets.len(),
+        30,
+        "30 is below 2,000"
+    );
+    r.add(&dir, &["--bins", "2"]).expect_code(0, "--bins 2");
+    let out = r.add(&dir, &["--bins", "off"]);
+    out.expect_code(1, "--bins off once sharded");
+    assert!(
+        out.stderr
+            .contains("--bins off: targets is already sharded into 2 hash bins"),
+        "{}",
+        out.describe()
+    );
 }
 
 /// The value of xattr `name` of `path`, or the errno.

@@ -60,8 +60,9 @@ pub enum RepoCommand {
         #[arg(long, value_name = "NAME")]
         role: Option<String>,
         /// Shard the top-level targets into exactly N hash bins (a power of two, 2 to 32768),
-        /// whatever the number of targets (default: automatic past 2,000 targets).
-        #[arg(long, value_name = "N", value_parser = parse_bins, conflicts_with = "role")]
+        /// whatever the number of targets; `auto` (the default): past 2,000 targets; `off`: keep
+        /// one targets file (for clients without succinct hash bins; refused once sharded).
+        #[arg(long, value_name = "N|auto|off", value_parser = parse_bins, conflicts_with = "role")]
         bins: Option<Sharding>,
     },
     /// Delegate target paths to a role NAME: add (or replace) its entry in the delegator's
@@ -332,11 +333,16 @@ fn refresh(repo: PathBuf, common: KeyArgs, resign_targets: bool) -> Result<(), R
     Ok(())
 }
 
-/// `--bins N`: a power of two from 2 to 2^15.
+/// `--bins N|auto|off`: a power of two from 2 to 2^15, or automatic, or never.
 fn parse_bins(s: &str) -> Result<Sharding, String> {
+    match s {
+        "auto" => return Ok(Sharding::default()),
+        "off" => return Ok(Sharding::Off),
+        _ => {}
+    }
     let n: u64 = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a number of bins"))?;
+        .map_err(|_| format!("{s:?} is not a number of bins, auto or off"))?;
     Sharding::from_bin_count(n)
 }
 

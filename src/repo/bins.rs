@@ -53,6 +53,9 @@ pub enum Sharding {
     Auto { threshold: usize },
     /// Exactly `2^bit_length` hash bins (`--bins N`), whatever the number of targets.
     Bins { bit_length: u32 },
+    /// One targets file however many targets (`--bins off`), for clients without TAP 15; refused
+    /// once the repository is sharded.
+    Off,
 }
 
 impl Default for Sharding {
@@ -296,6 +299,14 @@ pub(crate) fn publish_top_level(
     let state = top.state;
     let n = targets.len();
     let bits = match (top.current, top.sharding) {
+        (Current::Binned(b), Sharding::Off) => {
+            return Err(RepoError::InvalidArgument(format!(
+                "--bins off: targets is already sharded into {} hash bins, and clients refuse a \
+                 snapshot that drops a role they saw, so it stays sharded",
+                b.succinct.bin_count()
+            )))
+        }
+        (_, Sharding::Off) => None,
         (Current::Paths, Sharding::Bins { .. }) => {
             return Err(RepoError::InvalidArgument(
                 "--bins: targets delegates paths to named roles, and a TUF delegations object \
