@@ -272,6 +272,35 @@ fn bin_whose_version_disagrees_with_snapshot_is_refused() {
 }
 
 #[test]
+fn bin_substituted_behind_snapshots_length_and_hash_is_refused() {
+    // Snapshot pins each bin's length and sha256; a mirror serves another validly signed file
+    // under the name (here: the same bin and version, without the target added since). A longer
+    // substitute is cut off at the pinned length instead (endless data).
+    let tmp = TempDir::new("bins-substituted");
+    let (mut repo, names) = binned_repo(tmp.path(), 2, 10);
+    repo.publish();
+    let bin = bins(&repo).bin_of(&names[0]);
+    let substitute = repo.read(&format!("1.{bin}.json"));
+    let extra = (0..)
+        .map(|i| format!("extra-{i}"))
+        .find(|p| bins(&repo).bin_of(p) == bin)
+        .unwrap();
+    repo.add_binned_file(&extra, b"extra");
+    bins_mut(&mut repo).pin_in_snapshot = true;
+    repo.publish();
+    assert!(client(&repo).find_target(&extra).unwrap().is_some());
+    repo.write(&format!("1.{bin}.json"), &substitute);
+    let err = client(&repo).find_target(&names[0]).unwrap_err();
+    assert_eq!(err.kind, TrustErrorKind::Mismatch, "{err}");
+    let want = format!(
+        "1.{bin}.json is {} bytes, but the referring role says",
+        substitute.len()
+    );
+    assert!(err.message.contains(&want), "{err}");
+    assert_verify_refuses(&repo, &[&want]);
+}
+
+#[test]
 fn bin_signed_by_a_key_the_delegation_does_not_list_is_refused() {
     let tmp = TempDir::new("bins-wrongkey");
     let (mut repo, names) = binned_repo(tmp.path(), 2, 10);

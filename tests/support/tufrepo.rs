@@ -30,6 +30,8 @@ pub struct Bins {
     pub snapshot_versions: BTreeMap<String, u64>,
     /// Bins left out of the repository (listed in snapshot, no file written).
     pub not_written: Vec<String>,
+    /// List each bin in snapshot with its length and sha256 too (not just its version).
+    pub pin_in_snapshot: bool,
     /// Publish only the first this many bins (the others are neither written nor listed in
     /// snapshot): for bit lengths too large to write every bin.
     pub only_first: Option<u64>,
@@ -55,6 +57,7 @@ impl Bins {
             versions: BTreeMap::new(),
             snapshot_versions: BTreeMap::new(),
             not_written: Vec::new(),
+            pin_in_snapshot: false,
             only_first: None,
         }
     }
@@ -342,6 +345,7 @@ impl TestRepo {
         let count = bins.only_first.unwrap_or(u64::MAX) as usize;
         for name in bins.succinct.bin_names().take(count) {
             let version = bins.version(&name);
+            let mut pinned = None;
             if !bins.not_written.contains(&name) {
                 let mut md = Metadata::new(Targets {
                     common: common("targets", version, self.expiry(&name)),
@@ -358,7 +362,13 @@ impl TestRepo {
                     .iter()
                     .collect();
                 sign(&mut md, &signers);
-                self.write(&format!("{version}.{name}.json"), &md.to_bytes());
+                let bytes = md.to_bytes();
+                self.write(&format!("{version}.{name}.json"), &bytes);
+                if bins.pin_in_snapshot {
+                    let mut hashes = BTreeMap::new();
+                    hashes.insert("sha256".to_owned(), hex::encode(Sha256::digest(&bytes)));
+                    pinned = Some((bytes.len() as u64, hashes));
+                }
             }
             if self.snapshot_omit.contains(&name) {
                 continue;
@@ -368,12 +378,16 @@ impl TestRepo {
                 .get(&name)
                 .copied()
                 .unwrap_or(version);
+            let (length, hashes) = match pinned {
+                Some((l, h)) => (Some(l), Some(h)),
+                None => (None, None),
+            };
             meta.insert(
                 format!("{name}.json"),
                 MetaFile {
                     version: listed,
-                    length: None,
-                    hashes: None,
+                    length,
+                    hashes,
                     extra: BTreeMap::new(),
                 },
             );
