@@ -586,7 +586,7 @@ fn bad_bin_counts_are_usage_errors() {
 }
 
 #[test]
-fn bins_off_keeps_one_file_until_the_repository_is_sharded() {
+fn bins_off_keeps_or_brings_back_one_targets_file() {
     // For fleets whose clients predate succinct hash bins: no sharding, however many targets.
     let s = Scratch::new("off");
     let r = Repo::init(&s);
@@ -602,15 +602,22 @@ fn bins_off_keeps_one_file_until_the_repository_is_sharded() {
         30,
         "30 is below 2,000"
     );
+    let state = s.join("state");
+    assert_all_ok(&r.verify(&dir, Some(&state)), 30);
     r.add(&dir, &["--bins", "2"]).expect_code(0, "--bins 2");
-    let out = r.add(&dir, &["--bins", "off"]);
-    out.expect_code(1, "--bins off once sharded");
-    assert!(
-        out.stderr
-            .contains("--bins off: targets is already sharded into 2 hash bins"),
-        "{}",
-        out.describe()
-    );
+    assert_all_ok(&r.verify(&dir, Some(&state)), 30);
+    // Back to one file: targets lists every file and delegates nothing; the bins stay listed in
+    // snapshot (a client that saw them would refuse a snapshot without them), and clients follow.
+    r.add(&dir, &["--bins", "off"])
+        .expect_code(0, "--bins off once sharded");
+    let targets = r.role("targets");
+    assert_eq!(targets.signed.targets.len(), 30);
+    assert!(targets.signed.delegations.is_none());
+    assert!(r.snapshot_meta().get("bins-1.json").is_some());
+    assert_all_ok(&r.verify(&dir, Some(&state)), 30);
+    // And auto mode leaves it so below the threshold.
+    r.add(&dir, &[]).expect_code(0, "repo add");
+    assert_eq!(r.role("targets").signed.targets.len(), 30);
 }
 
 /// The value of xattr `name` of `path`, or the errno.

@@ -60,8 +60,8 @@ pub enum RepoCommand {
         #[arg(long, value_name = "NAME")]
         role: Option<String>,
         /// Shard the top-level targets into exactly N hash bins (a power of two, 2 to 32768),
-        /// whatever the number of targets; `auto` (the default): past 2,000 targets; `off`: keep
-        /// one targets file (for clients without succinct hash bins; refused once sharded).
+        /// whatever the number of targets; `auto` (the default): past 2,000 targets; `off`: one
+        /// targets file (for clients without succinct hash bins; a sharded repository goes back).
         #[arg(long, value_name = "N|auto|off", value_parser = parse_bins, conflicts_with = "role")]
         bins: Option<Sharding>,
     },

@@ -15,9 +15,10 @@
 //!
 //! A TUF delegations object holds either named roles or succinct bins, not both: a targets role
 //! that already delegates paths to named roles is never sharded (add warns past the threshold),
-//! and `repo delegate` refuses to add named roles to a sharded targets. Once sharded, a repository
-//! stays sharded: clients refuse a snapshot that drops a role they saw, so bins are never removed
-//! (a smaller bin count leaves the old bins listed, unused).
+//! and `repo delegate` refuses to add named roles to a sharded targets. Clients refuse a snapshot
+//! that drops a role they saw, so bins are never removed from snapshot: a smaller bin count, or
+//! going back to one file with `--bins off`, leaves the old bins listed, unused. Automatic
+//! sharding never goes back by itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,12 +50,12 @@ pub const NAME_PREFIX: &str = "bins";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sharding {
     /// One file up to `threshold` targets; hash bins, their count chosen by the number of
-    /// targets, beyond (and for good once sharded).
+    /// targets, beyond (and then for good, unless `Off` says otherwise).
     Auto { threshold: usize },
     /// Exactly `2^bit_length` hash bins (`--bins N`), whatever the number of targets.
     Bins { bit_length: u32 },
-    /// One targets file however many targets (`--bins off`), for clients without TAP 15; refused
-    /// once the repository is sharded.
+    /// One targets file however many targets (`--bins off`), for clients without TAP 15; a
+    /// sharded repository goes back to one file.
     Off,
 }
 
@@ -299,13 +300,6 @@ pub(crate) fn publish_top_level(
     let state = top.state;
     let n = targets.len();
     let bits = match (top.current, top.sharding) {
-        (Current::Binned(b), Sharding::Off) => {
-            return Err(RepoError::InvalidArgument(format!(
-                "--bins off: targets is already sharded into {} hash bins, and clients refuse a \
-                 snapshot that drops a role they saw, so it stays sharded",
-                b.succinct.bin_count()
-            )))
-        }
         (_, Sharding::Off) => None,
         (Current::Paths, Sharding::Bins { .. }) => {
             return Err(RepoError::InvalidArgument(
@@ -337,7 +331,21 @@ pub(crate) fn publish_top_level(
     let Some(bits) = bits else {
         let mut value = state.targets.signed_value.clone();
         set_field(&mut value, "targets", Value::Object(targets))?;
-        let write = RoleWrite::top_level(state, top.signers, value, top.expires)?;
+        // `--bins off` of a sharded repository: targets lists every file again and delegates
+        // nothing; the bins stay listed in snapshot (clients refuse a snapshot that drops a
+        // role), unused.
+        let loaded;
+        let signers = match top.current {
+            Current::Binned(_) => {
+                if let Some(o) = value.as_object_mut() {
+                    o.remove("delegations");
+                }
+                loaded = Signers::load(state, top.keydir, &["targets"])?;
+                &loaded
+            }
+            _ => top.signers,
+        };
+        let write = RoleWrite::top_level(state, signers, value, top.expires)?;
         let version = write.version;
         let versions = publish_chain(state, top.signers, vec![write], top.expires)?;
         return Ok((versions, version, None));
