@@ -308,36 +308,37 @@ fn send_opened(reply: ReplyOpen, (fh, backing, fopen): Opened) {
     }
 }
 
-/// What the mount remembers about verifications: which backing file version was verified into
-/// which object (one record per backing file, its latest verified version), and which objects
-/// were verified during this mount (the `verified` xattr). Bounded: at most [`MAX_RECORDS`]
-/// files (the oldest half dropped beyond; a dropped record costs one hash pass), and verified
-/// objects the store no longer holds are pruned.
+/// What the mount remembers about verifications: which version of the backing file at a path
+/// was verified into which object (one record per path, its latest verified version), and which
+/// objects were verified during this mount (the `verified` xattr). Bounded: one record per path
+/// of the backing tree, at most [`MAX_RECORDS`] (the oldest half dropped beyond; a dropped record
+/// costs one hash pass), and verified objects the store no longer holds are pruned.
 #[derive(Debug, Default)]
 struct Records {
-    /// (dev, ino) → (the version verified, its object, when recorded).
-    by_file: HashMap<(u64, u64), (FileKey, String, u64)>,
+    /// Backing path → (the version verified, its object, when recorded).
+    by_path: HashMap<OsString, (FileKey, String, u64)>,
     verified: HashSet<String>,
     tick: u64,
     prune_at: usize,
 }
 
-/// Backing files with a verification record at most.
+/// Paths with a verification record at most.
 const MAX_RECORDS: usize = 262_144;
 
 impl Records {
     const MIN_PRUNE_AT: usize = 1024;
 
-    fn insert(&mut self, key: Option<FileKey>, object: &str, store: &ObjectStore) {
-        if let Some(key) = key {
+    /// `object` was verified (from the backing file at `path`, version `key`, if local).
+    fn insert(&mut self, source: Option<(&OsStr, FileKey)>, object: &str, store: &ObjectStore) {
+        if let Some((path, key)) = source {
             self.tick += 1;
-            self.by_file
-                .insert((key.dev, key.ino), (key, object.to_owned(), self.tick));
-            if self.by_file.len() > MAX_RECORDS {
-                let mut ticks: Vec<u64> = self.by_file.values().map(|v| v.2).collect();
+            let record = (key, object.to_owned(), self.tick);
+            self.by_path.insert(path.to_owned(), record);
+            if self.by_path.len() > MAX_RECORDS {
+                let mut ticks: Vec<u64> = self.by_path.values().map(|v| v.2).collect();
                 ticks.sort_unstable();
                 let cut = ticks[ticks.len() / 2];
-                self.by_file.retain(|_, v| v.2 > cut);
+                self.by_path.retain(|_, v| v.2 > cut);
             }
         }
         if self.verified.insert(object.to_owned())
@@ -348,16 +349,22 @@ impl Records {
         }
     }
 
-    /// The object verified from exactly this version of a backing file, if any.
-    fn object_of(&self, key: &FileKey) -> Option<&str> {
-        self.by_file
-            .get(&(key.dev, key.ino))
+    /// Drop records of objects the store no longer holds.
+    fn prune(&mut self, store: &ObjectStore) {
+        self.by_path.retain(|_, (_, o, _)| store.contains(o));
+        self.verified.retain(|o| store.contains(o));
+    }
+
+    /// The object verified from exactly version `key` of the backing file at `path`, if any.
+    fn object_of(&self, path: &OsStr, key: &FileKey) -> Option<&str> {
+        self.by_path
+            .get(path)
             .filter(|(k, _, _)| k == key)
             .map(|(_, o, _)| o.as_str())
     }
 
     fn len(&self) -> usize {
-        self.by_file.len() + self.verified.len()
+        self.by_path.len() + self.verified.len()
     }
 }
 
@@ -500,6 +507,13 @@ impl Core {
             stale.push((dir.clone(), None));
         }
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = new;
+        // Verified copies of content the metadata no longer lists are dropped now (unless a
+        // handle still reads them), not when the byte bound is reached: under steady republishing
+        // the store and the records stay the size of what is current.
+        let superseded: Vec<String> = stale.iter().filter_map(|(_, o)| o.clone()).collect();
+        if self.store.drop_unused(&superseded) > 0 {
+            lock(&self.records).prune(&self.store);
+        }
 
         // Collect inode numbers first, then notify without holding any lock: an invalidation
         // waits for the kernel's directory lock, which a request in that directory may hold
@@ -943,7 +957,7 @@ impl Core {
         let src = backing.open_file(path)?;
         let started = Instant::now();
         let method = self.store.verify_and_store(&src, info, name)?;
-        lock(&self.records).insert(Some(src.stat.key), name, &self.store);
+        lock(&self.records).insert(Some((path, src.stat.key)), name, &self.store);
         log_event!(
             "verified {:?}: {} bytes in {} ms ({:?})",
             path,
@@ -964,7 +978,7 @@ impl Core {
             Content::Backing(b) => {
                 let probe = b.stat(path).ok()?;
                 probe.kind == EntryKind::Regular
-                    && lock(&self.records).object_of(&probe.key) == Some(name.as_str())
+                    && lock(&self.records).object_of(path, &probe.key) == Some(name.as_str())
                     && self.store.acquire(&name, info.length)
             }
         };
@@ -983,7 +997,9 @@ impl Core {
         match &self.content {
             Content::Remote(_) => true,
             Content::Backing(b) => match b.stat(&node.path) {
-                Ok(stat) => lock(&self.records).object_of(&stat.key) == Some(t.object.as_str()),
+                Ok(stat) => {
+                    lock(&self.records).object_of(&node.path, &stat.key) == Some(t.object.as_str())
+                }
                 Err(_) => false,
             },
         }

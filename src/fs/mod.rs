@@ -31,6 +31,7 @@ use crate::source::remote::Mirrors;
 use crate::source::BackingDir;
 use crate::trust::TrustSummary;
 
+mod durability;
 pub mod fetch;
 mod filesystem;
 pub mod freshness;

@@ -17,8 +17,9 @@
 //! ([`StoreMode::SharedCache`]): filled from a stream ([`ObjectStore::fetch_and_store`], the same
 //! copy-and-hash pipeline), kept across restarts, and shareable by several daemons. What changes
 //! in that mode:
-//! - temporary files are `fsync`ed before the rename and the directory after it, so a crash or
-//!   `kill -9` leaves either the complete verified object or an unnamed-for-use `tmp.*` file;
+//! - a verified object is renamed into place at once and made durable in batches (`syncfs` at
+//!   most every second, see `durability.rs`): a `kill -9` loses nothing, and after a system
+//!   crash the first daemon removes the objects of the last unsynced moments before serving;
 //! - each writer creates its temporary as `new.<pid>.<unique>`, takes `flock(LOCK_SH)` and only
 //!   then renames it `tmp.<pid>.<unique>`, and holds that lock until the object is published and
 //!   released (one lock, never converted); at start, `tmp.*` files whose lock is free are removed
@@ -26,7 +27,9 @@
 //! - an object in use is held with `flock(LOCK_SH)`; the evictor of any process takes
 //!   `LOCK_EX | LOCK_NB` before unlinking, so an open object is never evicted, by anyone;
 //! - LRU order is the object's mtime, touched at every use, so it is shared across processes;
-//!   the size bound is checked against a directory scan after every insert;
+//!   the size bound is checked against a running total (the last directory scan plus what this
+//!   daemon stored since), and the directory is rescanned when that passes the bound or once a
+//!   minute (other daemons' objects), never after every insert;
 //! - the directory must be owned by the euid and not group/other-writable (else it is refused),
 //!   and an object is used only if it is a regular file owned by the euid, without group/other
 //!   write, of exactly the signed length; anything else under its name is removed and fetched
@@ -49,6 +52,7 @@ use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::durability::{self, SyncRecord, Syncer};
 use crate::index::TargetInfo;
 use crate::ops::Counters;
 use crate::source::{fstat, BackingFile};
@@ -60,6 +64,9 @@ const CHUNK: usize = 1 << 20;
 const BUFFERS: usize = 4;
 /// The most verified copies the private store keeps (unused ones beyond are evicted, LRU).
 const MAX_PRIVATE_OBJECTS: usize = 100_000;
+/// The shared cache's directory is rescanned (other daemons' objects) at most this often while
+/// the running total stays under the bound.
+const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a backing file could not be turned into a verified object.
 #[derive(Debug)]
@@ -128,6 +135,8 @@ struct Inner {
     tick: u64,
     /// Shared cache only: the last scan ended above the bound (everything left was in use).
     over: bool,
+    /// Shared cache only: when the directory was last scanned.
+    scanned_at: Option<Instant>,
 }
 
 /// Whether the store outlives the daemon and can be shared.
@@ -154,6 +163,8 @@ pub struct ObjectStore {
     inner: Mutex<Inner>,
     tmp_counter: AtomicU64,
     counters: Arc<Counters>,
+    /// Shared cache: syncs stored objects in batches and records it (see `durability.rs`).
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// How the copy was made (for the log line).
@@ -195,6 +206,7 @@ impl ObjectStore {
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
             counters,
+            syncer: None,
         })
     }
 
@@ -210,7 +222,7 @@ impl ObjectStore {
             .mode(0o700)
             .create(dir)?;
         let dirfd = open_owned_dir(dir)?;
-        let store = ObjectStore {
+        let mut store = ObjectStore {
             dir: dir.to_owned(),
             dirfd,
             mode: StoreMode::SharedCache,
@@ -218,6 +230,7 @@ impl ObjectStore {
             inner: Mutex::new(Inner::default()),
             tmp_counter: AtomicU64::new(0),
             counters,
+            syncer: None,
         };
         let removed = store.remove_stale_temps()?;
         if removed > 0 {
@@ -226,6 +239,16 @@ impl ObjectStore {
                 dir.display()
             );
         }
+        store.recover_after_reboot()?;
+        // Everything there now is on disk from here on; record it before storing anything.
+        let syncfd = store.dirfd.try_clone()?;
+        sync_and_record(&syncfd)?;
+        let dir_for_log = dir.to_owned();
+        store.syncer = Some(Syncer::start(move || {
+            if let Err(e) = sync_and_record(&syncfd) {
+                crate::log_event!("cache {}: cannot sync: {e}", dir_for_log.display());
+            }
+        }));
         let mut inner = store.lock();
         store.evict(&mut inner);
         drop(inner);
@@ -238,6 +261,66 @@ impl ObjectStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// If the system crashed since the cache was last synced (its record names another boot),
+    /// remove every object not clearly older than that sync: its bytes may not have reached the
+    /// disk. Objects in use (locked by a daemon started in this boot) are left alone.
+    fn recover_after_reboot(&self) -> io::Result<()> {
+        let record = match openat(
+            &self.dirfd,
+            durability::RECORD,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0,
+        ) {
+            Ok(mut f) => {
+                let mut text = String::new();
+                let _ = Read::by_ref(&mut f).take(256).read_to_string(&mut text);
+                SyncRecord::parse(&text)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(record) = record else {
+            // A cache from before batched syncs (every object was fsynced) or a new one.
+            return Ok(());
+        };
+        if record.boot == durability::boot_id() {
+            return Ok(());
+        }
+        let mut removed = 0;
+        for name in list_names(&self.dirfd)? {
+            if !name.starts_with("t-") {
+                continue;
+            }
+            let Ok(st) = fstatat_nofollow(&self.dirfd, &name) else {
+                continue;
+            };
+            if !record.suspect(st.st_mtime) {
+                continue;
+            }
+            let Ok(file) = self.open_entry(&name) else {
+                continue;
+            };
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+                && self.same_name(&file, &name)
+                && unlinkat(&self.dirfd, &name).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        crate::log_event!(
+            "cache {}: the system restarted since the cache was last synced; removed {removed} object(s) stored in the last moments before (they may not have reached the disk; they are downloaded again when opened)",
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    /// Sync every object stored so far now (the next batch would within a second).
+    pub fn sync(&self) {
+        if let Some(s) = &self.syncer {
+            s.flush();
+        }
     }
 
     /// Remove temporary files whose writer is gone. A writer takes `flock(LOCK_SH)` on its file
@@ -474,7 +557,18 @@ impl ObjectStore {
 
     fn evict(&self, inner: &mut Inner) {
         if self.mode == StoreMode::SharedCache {
-            self.evict_shared(inner);
+            // The running total (the last scan plus what this daemon stored since) decides; a
+            // rescan (every daemon's objects) happens when it passes the bound, or at most every
+            // RESCAN_INTERVAL to see other daemons' objects. Not after every insert: that made
+            // filling a cache quadratic in its size.
+            let due = inner.over
+                || inner.total > self.max_bytes
+                || inner
+                    .scanned_at
+                    .is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL);
+            if self.max_bytes < u64::MAX && due {
+                self.evict_shared(inner);
+            }
             return;
         }
         // Bounded in bytes and in count: a million tiny objects cost memory here even when
@@ -533,6 +627,7 @@ impl ObjectStore {
         }
         inner.total = total;
         inner.over = total > self.max_bytes;
+        inner.scanned_at = Some(Instant::now());
     }
 
     /// Open a stored object for reading (relative to the held directory, no symlink followed);
@@ -552,6 +647,28 @@ impl ObjectStore {
             )
         })?;
         Ok(file)
+    }
+
+    /// Private store: remove those of `names` that no handle uses (their content is no longer
+    /// listed by the metadata in force). Returns how many were removed. The shared cache keeps
+    /// them (other mounts may use them; its own bound evicts them in time).
+    pub fn drop_unused(&self, names: &[String]) -> usize {
+        if self.mode != StoreMode::PrivateCleared {
+            return 0;
+        }
+        let mut inner = self.lock();
+        let mut dropped = 0;
+        for name in names {
+            if inner.objects.get(name).is_some_and(|e| e.open == 0) {
+                if let Some(e) = inner.objects.remove(name) {
+                    inner.total = inner.total.saturating_sub(e.size);
+                    inner.lru.remove(&e.tick);
+                    let _ = unlinkat(&self.dirfd, name);
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
     }
 
     /// Bytes currently stored.
@@ -630,9 +747,6 @@ impl ObjectStore {
                     info.length
                 ))));
             }
-            if shared {
-                tmp.sync_all().map_err(StoreError::Io)?;
-            }
             Ok(out)
         })();
         let out = match result {
@@ -697,8 +811,11 @@ impl ObjectStore {
             let _ = unlinkat(&self.dirfd, tmp_name);
             return Err(StoreError::Io(e));
         }
-        // Make the name durable; a crash before this leaves no name, never a partial object.
-        let _ = self.dirfd.sync_all();
+        // Durable with the next batch (within a second); a system crash before that is handled
+        // by the first daemon after the reboot (`durability.rs`).
+        if let Some(s) = &self.syncer {
+            s.dirty();
+        }
         // The writer's LOCK_SH, held since before the file had a name anyone scans, now keeps
         // the object from every evictor until the caller releases it.
         if let Some(e) = inner.objects.remove(name) {
@@ -886,6 +1003,27 @@ fn temp_owner(name: &str) -> Option<u32> {
         return None;
     }
     pid.parse().ok()
+}
+
+/// `syncfs` the cache's filesystem, then record (atomically, by rename) that everything stored
+/// before the sync began is on disk.
+fn sync_and_record(dirfd: &File) -> io::Result<()> {
+    let before = durability::now_secs();
+    durability::syncfs(dirfd)?;
+    let record = SyncRecord {
+        boot: durability::boot_id(),
+        synced_before: before,
+    };
+    let tmp = format!("{}.{}", durability::RECORD, std::process::id());
+    let mut f = openat(
+        dirfd,
+        &tmp,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0o600,
+    )?;
+    f.write_all(record.render().as_bytes())?;
+    drop(f);
+    renameat(dirfd, &tmp, durability::RECORD)
 }
 
 /// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.

@@ -1,0 +1,10 @@
+//! cargo-fuzz target `metadata`: a thin wrapper; the logic is `targets::metadata` in fuzz/targets.rs,
+//! which tests/fuzz_corpus.rs also runs over the committed corpus on stable.
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    targets::metadata(data);
+});
