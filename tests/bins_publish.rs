@@ -123,6 +123,7 @@ impl Repo {
             expires,
             role: None,
             sharding,
+            reread: false,
         })
     }
 

@@ -325,6 +325,7 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
         expires: Expiries::default(),
         role: Some("team".into()),
         sharding: Default::default(),
+        reread: false,
     })
     .unwrap_err();
     assert!(

@@ -35,6 +35,11 @@ pub enum RepoCommand {
     /// re-signed with new versions (even when nothing changed). Needs KEYDIR/targets,
     /// KEYDIR/snapshot and KEYDIR/timestamp.
     ///
+    /// Files are hashed on all cores, and made durable with one filesystem flush before any
+    /// metadata names them. A file whose device, inode, size, mtime and ctime are those recorded
+    /// by the last add (REPO/.trustfs-add-cache.json) and whose published copy is in place is not
+    /// read again (--reread reads every file).
+    ///
     /// With more than 2,000 targets (or with --bins), the top-level targets role delegates every
     /// path to succinct hash bins (TAP 15) named bins-00, bins-01, ..., signed with KEYDIR/bins
     /// (generated when missing), about 500 targets a bin; only bins whose list changed are signed
@@ -64,6 +69,9 @@ pub enum RepoCommand {
         /// targets file (for clients without succinct hash bins; a sharded repository goes back).
         #[arg(long, value_name = "N|auto|off", value_parser = parse_bins, conflicts_with = "role")]
         bins: Option<Sharding>,
+        /// Read and hash every file, also those unchanged since the last add.
+        #[arg(long)]
+        reread: bool,
     },
     /// Delegate target paths to a role NAME: add (or replace) its entry in the delegator's
     /// delegations, with its keys, threshold, terminating flag and --path globs or --hash-prefix
@@ -149,6 +157,7 @@ pub fn run(cmd: RepoCommand) -> i32 {
             sha512,
             role,
             bins,
+            reread,
         } => (
             "repo add",
             add(
@@ -158,6 +167,7 @@ pub fn run(cmd: RepoCommand) -> i32 {
                 sha512,
                 role,
                 bins.unwrap_or_default(),
+                reread,
             ),
         ),
         RepoCommand::Delegate(args) => ("repo delegate", delegate(args)),
@@ -196,6 +206,7 @@ fn add(
     sha512: bool,
     role: Option<String>,
     sharding: Sharding,
+    reread: bool,
 ) -> Result<(), RepoError> {
     let expires = match &role {
         Some(r) => Expiries::from_specs_for_role(&common.expires, r)?,
@@ -209,6 +220,7 @@ fn add(
         expires,
         role,
         sharding,
+        reread,
     })?;
     if let Some(k) = report.bins.as_ref().and_then(|b| b.generated_key.as_ref()) {
         eprintln!("generated key {}", display_name(k));
@@ -270,6 +282,12 @@ fn add(
         report.versions.snapshot,
         report.versions.timestamp
     );
+    if report.not_reread > 0 {
+        println!(
+            "{} files not read again (unchanged since the last add; --reread reads them)",
+            report.not_reread
+        );
+    }
     if let Some(t) = report.root_expires {
         warn_root_expiry(t);
     }

@@ -17,6 +17,7 @@
 //! Not implemented yet: root rotation, removing delegations, removing old consistent-snapshot
 //! files.
 
+mod addcache;
 mod atomic;
 mod bins;
 mod content;

@@ -10,6 +10,8 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -22,9 +24,10 @@ use crate::schema::{
 
 use crate::trust::role_matches;
 
-use super::atomic::{write_atomic, RepoLock};
+use super::addcache::AddCache;
+use super::atomic::{syncfs, write_atomic, RepoLock};
 use super::bins::{self, BinsReport, Current, Sharding};
-use super::content::{self, Skipped};
+use super::content::{self, Known, Outcome, Skipped};
 use super::delegate::{describe_patterns, RoleTree};
 use super::error::{display_name, RepoError};
 use super::keys;
@@ -169,6 +172,9 @@ pub struct AddOptions {
     /// When and how the top-level targets role's own files are sharded into hash bins (not used
     /// with `role`).
     pub sharding: Sharding,
+    /// Read every file, even those whose identity says they did not change since the last add
+    /// (see `addcache`).
+    pub reread: bool,
 }
 
 /// What [`add`] did. Target names are sorted.
@@ -191,6 +197,9 @@ pub struct AddReport {
     pub bins: Option<BinsReport>,
     /// Things the publisher should know that did not stop the command.
     pub warnings: Vec<String>,
+    /// Files not read again: unchanged since the last add (same device, inode, size, mtime and
+    /// ctime), their published copies kept.
+    pub not_reread: usize,
 }
 
 /// Options of [`refresh`].
@@ -410,17 +419,39 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
 
     let tdir = targets_dir(&opts.repo);
     create_dir(&tdir, 0o755)?;
-    // 1. Content first: by the time metadata names a file, it is in place.
+    // 1. Content first: by the time metadata names a file, it is in place and on disk.
+    let mut cache = if opts.reread {
+        AddCache::empty(&opts.repo)
+    } else {
+        AddCache::load(&opts.repo)
+    };
+    let want_sha512 = |name: &str| {
+        opts.sha512
+            || old_targets
+                .get(name)
+                .and_then(|o| o.get("hashes"))
+                .and_then(Value::as_object)
+                .is_some_and(|h| h.contains_key("sha512"))
+    };
+    let outcomes = publish_all(
+        &content_root,
+        &files,
+        &tdir,
+        state.consistent,
+        &cache,
+        &want_sha512,
+    )?;
+    // One flush of the filesystem for every copy and rename above (instead of two fsyncs a file).
+    syncfs(&tdir)?;
     let mut new_targets = Map::new();
-    for f in &files {
+    for (f, outcome) in files.iter().zip(outcomes) {
         let name = f.target.as_str();
-        let old = old_targets.get(name);
-        let old_hashes = old.and_then(|o| o.get("hashes")).and_then(Value::as_object);
-        let want_sha512 = opts.sha512 || old_hashes.is_some_and(|h| h.contains_key("sha512"));
-        let published =
-            content::publish_file(&content_root, f, &tdir, want_sha512, state.consistent)?;
-        let entry = match old {
-            Some(old) if same_content(old, &published) => {
+        let published = &outcome.published;
+        if outcome.reused {
+            report.not_reread += 1;
+        }
+        let entry = match old_targets.get(name) {
+            Some(old) if same_content(old, published) => {
                 report.unchanged.push(name.to_owned());
                 let mut kept = old.clone();
                 if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
@@ -440,6 +471,11 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
         };
         new_targets.insert(name.to_owned(), entry);
+        let known = outcome.key.map(|key| Known {
+            key,
+            published: outcome.published,
+        });
+        cache.set(name, known);
     }
     report.removed = old_targets
         .keys()
@@ -480,7 +516,73 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         }
         _ => return Err(RepoError::Internal("add: no role to write".into())),
     }
+    for name in &report.removed {
+        cache.set(name, None);
+    }
+    if let Err(e) = cache.save() {
+        report.warnings.push(format!(
+            "{e}; the next add reads every file again (nothing else is affected)"
+        ));
+    }
     Ok(report)
+}
+
+/// Publish every file of `files` ([`content::publish_file`]) on all cores: the outcomes in the
+/// order of `files`, or the error of the first file (in that order) that failed. After a failure
+/// no further file is started.
+fn publish_all(
+    root: &content::ContentRoot,
+    files: &[content::ContentFile],
+    tdir: &Path,
+    consistent: bool,
+    cache: &AddCache,
+    sha512: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<Outcome>, RepoError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<Outcome, RepoError>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let name = f.target.as_str();
+                    let r = content::publish_file(
+                        root,
+                        f,
+                        tdir,
+                        sha512(name),
+                        consistent,
+                        cache.get(name),
+                    );
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    // Files are claimed in order, so every file before a failed one has its outcome.
+    let mut out = Vec::with_capacity(files.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(o)) => out.push(o),
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(RepoError::Internal(
+                    "a content file was not published".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The `targets` list of a targets-type role's signed value (parsed as a map when the file was
