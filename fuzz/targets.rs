@@ -367,7 +367,7 @@ fn check_targets(role: &str, t: &Targets) {
         assert_eq!(info.hashes.len(), file.hashes.len());
     }
     if let Some(d) = &t.delegations {
-        for r in &d.roles {
+        for r in d.roles() {
             for path in t.targets.keys().take(16) {
                 check_role_matches(r, path);
             }
@@ -418,7 +418,7 @@ fn one_delegated(bytes: &[u8]) -> u32 {
     check_targets("role", &md.signed);
     let f = fixtures();
     let mut m = 0;
-    for role in &f.parent.roles {
+    for role in f.parent.roles() {
         if !verify(
             &role.name,
             &md,
@@ -779,7 +779,7 @@ pub fn repository(data: &[u8]) -> u32 {
             let covering: Vec<&DelegatedRole> = listed
                 .iter()
                 .filter_map(|md| md.signed.delegations.as_ref())
-                .flat_map(|d| &d.roles)
+                .flat_map(|d| d.roles())
                 .filter(|r| r.name == role && trust::role_matches(r, path.as_str()))
                 .collect();
             assert!(

@@ -260,7 +260,7 @@ fn delegated_targets_verify_with_trustfs() {
         ["top.txt"]
     );
     let d = targets.signed.delegations.as_ref().unwrap();
-    let entry = &d.roles[0];
+    let entry = &d.roles()[0];
     assert_eq!(entry.name, "team");
     assert_eq!(entry.threshold, 1);
     assert!(!entry.terminating);
@@ -324,6 +324,8 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
         sha512: false,
         expires: Expiries::default(),
         role: Some("team".into()),
+        sharding: Default::default(),
+        reread: false,
     })
     .unwrap_err();
     assert!(

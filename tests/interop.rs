@@ -5,12 +5,17 @@
 //!   content (altered, unregistered, missing files) or signatures is caught with the right
 //!   exit code (0 ok, 1 content, 2 metadata) and a readable reason;
 //! - repositories made by `trustfs repo` are accepted by python-tuf's `ngclient.Updater`, which
-//!   downloads every target, in subdirectories too, over HTTP on 127.0.0.1.
+//!   downloads every target, in subdirectories too, over HTTP on 127.0.0.1;
+//! - succinct hash bins (TAP 15) both ways: python-tuf's `SuccinctRoles` layout verifies and
+//!   mounts (a bin listing another bin's path is refused), and python-tuf follows a trustfs
+//!   repository from one targets file into bins.
 //!
 //! The Python side is `tests/interop/*.py` in the venv that `bash .ci/run` creates from
 //! `tests/interop/requirements.txt` (see `common/python.rs` for how it is found). Without it these
 //! tests fail with instructions rather than skip.
 
+#[path = "common/mount.rs"]
+mod mount_support;
 #[path = "common/python.rs"]
 mod python;
 
@@ -547,4 +552,247 @@ fn trustfs_repo_downloads_with_python_tuf() {
             "{name}: downloaded bytes differ from the content"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Succinct hash bins (TAP 15) both ways
+
+/// `make_repo.py --succinct-bins BITS [--misbin]`; returns the repository and the target paths
+/// the script printed.
+fn python_tuf_binned_repo(name: &str, bits: u32, misbin: bool) -> (PyRepo, Vec<String>) {
+    let dir = TempDir::new(name);
+    let out = dir.join("repo");
+    let mut cmd = python_script("make_repo.py");
+    cmd.arg(&out).args(["--succinct-bins", &bits.to_string()]);
+    if misbin {
+        cmd.arg("--misbin");
+    }
+    let made = run(&mut cmd);
+    made.expect_code(EXIT_OK, "make_repo.py --succinct-bins (python-tuf) failed");
+    let names = made.stdout.lines().map(str::to_owned).collect();
+    let repo = PyRepo {
+        root: out.join("metadata/1.root.json"),
+        metadata: out.join("metadata"),
+        content: out.join("content"),
+        _dir: dir,
+    };
+    (repo, names)
+}
+
+/// `trustfs mount` of a python-tuf repository's metadata over its content directory at `mnt`;
+/// returns the daemon once the mount is up.
+fn mount_py_repo(repo: &PyRepo, mnt: &Path, state: &Path) -> std::process::Child {
+    mount_support::require_fuse();
+    std::fs::create_dir_all(mnt).unwrap();
+    let mut child = trustfs()
+        .arg("mount")
+        .arg("--root")
+        .arg(&repo.root)
+        .arg("--metadata")
+        .arg(&repo.metadata)
+        .arg("--backing")
+        .arg(&repo.content)
+        .arg("--state-dir")
+        .arg(state)
+        .arg(mnt)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn trustfs mount");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mount_support::is_mounted(mnt) {
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "trustfs mount exited with {st} before mounting: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mount did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// SIGTERM the daemon and return its log (stderr).
+fn stop_mount(mut child: std::process::Child, mnt: &Path) -> String {
+    // SAFETY: kill with our own child's pid and a valid signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    mount_support::lazy_umount(mnt);
+    let mut log = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut log);
+    }
+    log
+}
+
+#[test]
+fn python_tuf_succinct_bins_repo_verifies_and_mounts() {
+    let (repo, names) = python_tuf_binned_repo("bins-verify", 4, false);
+    assert_eq!(names.len(), PY_REPO_TARGETS.len() + 40);
+    let targets = read_json(&repo.metadata.join("1.targets.json"));
+    assert_eq!(
+        targets["signed"]["delegations"]["succinct_roles"]["bit_length"], 4,
+        "python-tuf wrote succinct_roles: {targets}"
+    );
+    let json = verify(&repo, true);
+    json.expect_code(EXIT_OK, "a python-tuf binned repository must verify");
+    assert_counts(&json.json(), &json, [names.len() as u64, 0, 0, 0]);
+
+    let mnt = repo.content.with_file_name("mnt");
+    let state = repo.content.with_file_name("state");
+    let daemon = mount_py_repo(&repo, &mnt, &state);
+    let read = |p: &str| std::fs::read(mnt.join(p));
+    assert_eq!(read("hello.txt").unwrap(), b"hello from python-tuf\n");
+    assert_eq!(read("many/file-07.txt").unwrap(), b"file 7\n");
+    std::fs::write(repo.content.join("many/smuggled.txt"), b"x").unwrap();
+    let denied = read("many/smuggled.txt").unwrap_err();
+    assert_eq!(denied.raw_os_error(), Some(libc::EACCES), "{denied}");
+    let log = stop_mount(daemon, &mnt);
+    assert!(
+        log.contains(&format!("serving {} targets", names.len())),
+        "{log}"
+    );
+    // The bins were persisted like any delegated role.
+    assert!(state.join("delegated_bin-0.json").is_file());
+}
+
+#[test]
+fn python_tuf_bin_vouching_outside_its_range_is_refused_by_verify_and_never_served() {
+    let (repo, _) = python_tuf_binned_repo("bins-misbin", 4, true);
+    let json = verify(&repo, true);
+    json.expect_code(
+        EXIT_METADATA,
+        "a bin listing a path of another bin makes the metadata untrusted",
+    );
+    let report = json.json();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("\"sub/dir/data.bin\"")
+            && error.contains("may only vouch for its own range"),
+        "{}",
+        json.describe()
+    );
+    // The mount leaves the foreign listing out (and says so); the path's own bin decides.
+    let mnt = repo.content.with_file_name("mnt");
+    let state = repo.content.with_file_name("state");
+    let daemon = mount_py_repo(&repo, &mnt, &state);
+    let served = std::fs::read(mnt.join("sub/dir/data.bin")).unwrap();
+    assert_eq!(
+        served,
+        std::fs::read(repo.content.join("sub/dir/data.bin")).unwrap()
+    );
+    std::fs::write(
+        repo.content.join("sub/dir/data.bin"),
+        b"not the signed data",
+    )
+    .unwrap();
+    let denied = std::fs::read(mnt.join("sub/dir/data.bin")).unwrap_err();
+    assert_eq!(denied.raw_os_error(), Some(libc::EACCES), "{denied}");
+    let log = stop_mount(daemon, &mnt);
+    assert!(
+        log.contains("left out of the mount: hash bin") && log.contains("sub/dir/data.bin"),
+        "{log}"
+    );
+}
+
+/// `download.py` of `names` with a kept metadata directory (a long-lived python-tuf client).
+fn download_names(
+    server: &HttpServer,
+    root: &Path,
+    out: &Path,
+    cache: &Path,
+    names: &[String],
+) -> Run {
+    run(python_script("download.py")
+        .arg("--metadata-url")
+        .arg(server.url("metadata/"))
+        .arg("--targets-url")
+        .arg(server.url("targets/"))
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .arg("--metadata-dir")
+        .arg(cache)
+        .args(names))
+}
+
+#[test]
+fn python_tuf_follows_a_trustfs_repository_into_hash_bins() {
+    let dir = TempDir::new("bins-download");
+    let keys = dir.join("keys");
+    let repo = dir.join("repo");
+    let content = dir.join("content");
+    let cache = dir.join("python-tuf-metadata");
+    let names: Vec<String> = (0..30).map(|i| format!("d{}/f{i}.txt", i % 4)).collect();
+    let write_all = |tag: &str| {
+        for n in &names {
+            let p = content.join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, format!("{tag} {n}\n")).unwrap();
+        }
+    };
+    let add = |extra: &[&str]| {
+        run(trustfs()
+            .args(["repo", "add"])
+            .arg(&repo)
+            .arg(&content)
+            .arg("--keys")
+            .arg(&keys)
+            .args(extra))
+        .expect_code(EXIT_OK, "trustfs repo add");
+    };
+    run(trustfs()
+        .args(["repo", "init"])
+        .arg(&repo)
+        .arg("--keys")
+        .arg(&keys))
+    .expect_code(EXIT_OK, "trustfs repo init");
+    let server = HttpServer::serve(&repo, &dir.join("http.log"));
+    let root = repo.join("metadata/1.root.json");
+    let check = |step: &str, tag: &str| {
+        let out = dir.join(&format!("downloaded-{step}"));
+        let d = download_names(&server, &root, &out, &cache, &names);
+        assert_eq!(
+            d.code,
+            Some(EXIT_OK),
+            "{step}: python-tuf must download every target\n{}\n{}",
+            d.describe(),
+            server.log()
+        );
+        for n in &names {
+            let got = std::fs::read_to_string(out.join(n)).unwrap();
+            assert_eq!(got, format!("{tag} {n}\n"), "{step}: {n}");
+        }
+    };
+    // One targets file, trusted and cached by the python-tuf client ...
+    write_all("v1");
+    add(&[]);
+    check("single", "v1");
+    // ... which then follows the repository into 8 bins (and new content),
+    write_all("v2");
+    add(&["--bins", "8"]);
+    let targets = read_json(&repo.join("metadata/3.targets.json"));
+    assert_eq!(
+        targets["signed"]["delegations"]["succinct_roles"]["bit_length"], 3,
+        "{targets}"
+    );
+    check("sharded", "v2");
+    // ... and through an update that re-signs only the bins whose list changed.
+    let changed = &names[4];
+    std::fs::write(content.join(changed), format!("v3 {changed}\n")).unwrap();
+    add(&[]);
+    let out = dir.join("downloaded-update");
+    let d = download_names(&server, &root, &out, &cache, std::slice::from_ref(changed));
+    d.expect_code(EXIT_OK, "python-tuf after a one-bin update");
+    assert_eq!(
+        std::fs::read_to_string(out.join(changed)).unwrap(),
+        format!("v3 {changed}\n")
+    );
 }

@@ -108,6 +108,15 @@ impl Repo {
     }
 
     fn add(&self, content: &Path, sha512: bool) -> Result<repo::AddReport, RepoError> {
+        self.add_with(content, sha512, false)
+    }
+
+    fn add_with(
+        &self,
+        content: &Path,
+        sha512: bool,
+        reread: bool,
+    ) -> Result<repo::AddReport, RepoError> {
         repo::add(&AddOptions {
             repo: self.dir.clone(),
             keydir: self.keys.clone(),
@@ -115,6 +124,8 @@ impl Repo {
             sha512,
             expires: Expiries::default(),
             role: None,
+            sharding: Default::default(),
+            reread,
         })
     }
 
@@ -1035,4 +1046,111 @@ fn python_tuf_ngclient_reads_the_repository() {
         String::from_utf8_lossy(&out.stdout),
         "a.txt=alpha;sub/b.txt=beta;"
     );
+}
+
+/// The sha256 a target is listed with in the current targets metadata.
+fn listed_sha256(r: &Repo, target: &str) -> String {
+    let (_, _, targets) = r.current();
+    let t = &targets.signed.targets[target];
+    t.hashes["sha256"].clone()
+}
+
+/// Set a file's mtime (and atime) to `secs` after the epoch, as `touch -d` does; its ctime
+/// becomes now (only the kernel sets ctime).
+fn set_mtime(path: &Path, secs: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid NUL-terminated path and two valid timespecs.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+#[test]
+fn add_reads_only_files_that_changed_since_the_last_add() {
+    let base = scratch("addcache");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    fs::create_dir_all(content.join("d")).unwrap();
+    for i in 0..20 {
+        fs::write(content.join(format!("d/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    // Files changed within two seconds of being read are read again next time (racy clean):
+    // first an add right away, which must remember nothing.
+    let first = r.add(&content, false).unwrap();
+    assert_eq!(first.added.len(), 20);
+    assert_eq!(first.not_reread, 0);
+    let again = r.add(&content, false).unwrap();
+    assert_eq!(again.not_reread, 0, "files changed 0 s ago were remembered");
+    std::thread::sleep(Duration::from_millis(2100));
+    let settled = r.add(&content, false).unwrap();
+    assert_eq!(settled.unchanged.len(), 20);
+    assert_eq!(
+        settled.not_reread, 0,
+        "this add is the first to see settled files"
+    );
+    let cached = r.add(&content, false).unwrap();
+    assert_eq!(cached.unchanged.len(), 20);
+    assert_eq!(cached.not_reread, 20, "unchanged files were read again");
+
+    // Same size, content changed, mtime put back: ctime gives it away.
+    let f3 = content.join("d/f3");
+    let old_mtime = fs::metadata(&f3).unwrap().modified().unwrap();
+    let secs = old_mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    fs::write(&f3, "FILE 3\n").unwrap();
+    set_mtime(&f3, secs);
+    let after_edit = r.add(&content, false).unwrap();
+    assert_eq!(after_edit.changed, vec!["d/f3".to_string()]);
+    assert_eq!(after_edit.not_reread, 19);
+    assert_eq!(
+        listed_sha256(&r, "d/f3"),
+        hex::encode(Sha256::digest(b"FILE 3\n"))
+    );
+
+    // A published copy that went missing is made again from the content file.
+    let f5_sha = listed_sha256(&r, "d/f5");
+    let copy = r.dir.join("targets/d").join(format!("{f5_sha}.f5"));
+    fs::remove_file(&copy).unwrap();
+    let repaired = r.add(&content, false).unwrap();
+    assert!(copy.is_file(), "the missing copy was not made again");
+    assert_eq!(fs::read(&copy).unwrap(), b"file 5\n");
+    assert!(repaired.not_reread <= 19, "{}", repaired.not_reread);
+
+    // A file replaced by another (new inode) is read again.
+    let f7 = content.join("d/f7");
+    fs::write(content.join("d/.f7.new"), "seven\n").unwrap();
+    fs::rename(content.join("d/.f7.new"), &f7).unwrap();
+    let replaced = r.add(&content, false).unwrap();
+    assert_eq!(replaced.changed, vec!["d/f7".to_string()]);
+    assert_eq!(
+        listed_sha256(&r, "d/f7"),
+        hex::encode(Sha256::digest(b"seven\n"))
+    );
+
+    // --reread reads everything; asking for sha512 reads every file that lacks one.
+    let reread = r.add_with(&content, false, true).unwrap();
+    assert_eq!(reread.not_reread, 0);
+    let with_sha512 = r.add(&content, true).unwrap();
+    assert_eq!(
+        with_sha512.not_reread, 0,
+        "files without sha512 were not read"
+    );
+    let (_, _, targets) = r.current();
+    assert!(targets
+        .signed
+        .targets
+        .values()
+        .all(|t| t.hashes.contains_key("sha512")));
+
+    // A malformed cache is ignored: everything is read, nothing fails.
+    fs::write(r.dir.join(".trustfs-add-cache.json"), b"{not json").unwrap();
+    let garbage = r.add(&content, false).unwrap();
+    assert_eq!(garbage.not_reread, 0);
+    assert!(garbage.warnings.is_empty(), "{:?}", garbage.warnings);
+    let _ = fs::remove_dir_all(&base);
 }

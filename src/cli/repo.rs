@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::repo::{self, display_name, DelegatedPaths, Expiries, RepoError};
+use crate::repo::{self, display_name, DelegatedPaths, Expiries, RepoError, Sharding};
 use crate::schema::UtcTime;
 
 #[derive(Subcommand, Debug)]
@@ -35,6 +35,17 @@ pub enum RepoCommand {
     /// re-signed with new versions (even when nothing changed). Needs KEYDIR/targets,
     /// KEYDIR/snapshot and KEYDIR/timestamp.
     ///
+    /// Files are hashed on all cores, and made durable with one filesystem flush before any
+    /// metadata names them. A file whose device, inode, size, mtime and ctime are those recorded
+    /// by the last add (REPO/.trustfs-add-cache.json) and whose published copy is in place is not
+    /// read again (--reread reads every file).
+    ///
+    /// With more than 2,000 targets (or with --bins), the top-level targets role delegates every
+    /// path to succinct hash bins (TAP 15) named bins-00, bins-01, ..., signed with KEYDIR/bins
+    /// (generated when missing), about 500 targets a bin; only bins whose list changed are signed
+    /// anew, and targets itself (then KEYDIR/targets) only when the bin layout changes or half its
+    /// validity is gone. A targets role that delegates paths to named roles is not sharded.
+    ///
     /// With --role NAME the files become the target list of the delegated role NAME instead
     /// (signed with KEYDIR/NAME, KEYDIR/NAME@2, ...; KEYDIR/targets is not needed). Every file
     /// must lie within the paths or hash prefixes NAME is delegated; if one does not, nothing is
@@ -53,6 +64,14 @@ pub enum RepoCommand {
         /// top-level targets role.
         #[arg(long, value_name = "NAME")]
         role: Option<String>,
+        /// Shard the top-level targets into exactly N hash bins (a power of two, 2 to 32768),
+        /// whatever the number of targets; `auto` (the default): past 2,000 targets; `off`: one
+        /// targets file (for clients without succinct hash bins; a sharded repository goes back).
+        #[arg(long, value_name = "N|auto|off", value_parser = parse_bins, conflicts_with = "role")]
+        bins: Option<Sharding>,
+        /// Read and hash every file, also those unchanged since the last add.
+        #[arg(long)]
+        reread: bool,
     },
     /// Delegate target paths to a role NAME: add (or replace) its entry in the delegator's
     /// delegations, with its keys, threshold, terminating flag and --path globs or --hash-prefix
@@ -66,7 +85,8 @@ pub enum RepoCommand {
     /// '~', not starting with '.', not a top-level role name.
     Delegate(DelegateArgs),
     /// Re-sign snapshot and timestamp with new versions and expiry dates (for cron or CI).
-    /// Needs KEYDIR/snapshot and KEYDIR/timestamp (and KEYDIR/targets with --role targets).
+    /// Needs KEYDIR/snapshot and KEYDIR/timestamp (and KEYDIR/targets with --role targets, and
+    /// KEYDIR/bins too when targets is sharded into hash bins: every bin is re-signed then).
     Refresh {
         /// The repository directory.
         repo: PathBuf,
@@ -87,9 +107,9 @@ pub struct KeyArgs {
     #[arg(long, value_name = "KEYDIR")]
     pub keys: PathBuf,
     /// How long newly signed metadata of ROLE stays valid, e.g. timestamp=2h, targets=30d
-    /// (repeatable). Defaults: root=365d, targets=90d, snapshot=7d, timestamp=1d. For the
-    /// delegated role of `delegate` and `add --role`: NAME=DURATION or a bare DURATION (default:
-    /// as targets).
+    /// (repeatable). Defaults: root=365d, targets=90d, snapshot=7d, timestamp=1d, bins (the hash
+    /// bins) as targets. For the delegated role of `delegate` and `add --role`: NAME=DURATION or
+    /// a bare DURATION (default: as targets).
     #[arg(long, value_name = "ROLE=DURATION")]
     pub expires: Vec<String>,
 }
@@ -136,7 +156,20 @@ pub fn run(cmd: RepoCommand) -> i32 {
             common,
             sha512,
             role,
-        } => ("repo add", add(repo, content_dir, common, sha512, role)),
+            bins,
+            reread,
+        } => (
+            "repo add",
+            add(
+                repo,
+                content_dir,
+                common,
+                sha512,
+                role,
+                bins.unwrap_or_default(),
+                reread,
+            ),
+        ),
         RepoCommand::Delegate(args) => ("repo delegate", delegate(args)),
         RepoCommand::Refresh { repo, common, role } => {
             ("repo refresh", refresh(repo, common, role.is_some()))
@@ -172,6 +205,8 @@ fn add(
     common: KeyArgs,
     sha512: bool,
     role: Option<String>,
+    sharding: Sharding,
+    reread: bool,
 ) -> Result<(), RepoError> {
     let expires = match &role {
         Some(r) => Expiries::from_specs_for_role(&common.expires, r)?,
@@ -184,7 +219,15 @@ fn add(
         sha512,
         expires,
         role,
+        sharding,
+        reread,
     })?;
+    if let Some(k) = report.bins.as_ref().and_then(|b| b.generated_key.as_ref()) {
+        eprintln!("generated key {}", display_name(k));
+    }
+    for w in &report.warnings {
+        eprintln!("trustfs: warning: {w}");
+    }
     for s in &report.skipped {
         eprintln!(
             "trustfs: warning: skipped {}: {}",
@@ -202,18 +245,49 @@ fn add(
             println!("{label} {}", display_name(t));
         }
     }
+    if let Some(b) = &report.bins {
+        let last = b.count - 1;
+        let width = (b.bit_length as usize).div_ceil(4);
+        let range = format!(
+            "{p}-{0:0width$x} … {p}-{last:0width$x}",
+            0,
+            p = display_name(&b.name_prefix)
+        );
+        match b.previous_bit_length {
+            Some(0) => println!("sharded targets into {} hash bins ({range})", b.count),
+            Some(old) => println!(
+                "re-sharded targets from {} into {} hash bins ({range})",
+                1u64 << old,
+                b.count
+            ),
+            None => {}
+        }
+    }
+    let role_version = match &report.bins {
+        Some(b) if !b.targets_resigned => format!("{} (unchanged)", report.role_version),
+        _ => report.role_version.to_string(),
+    };
+    let bins = match &report.bins {
+        Some(b) => format!(", {} hash bins ({} signed anew)", b.count, b.resigned),
+        None => String::new(),
+    };
     println!(
-        "{} targets ({} added, {} changed, {} unchanged, {} removed); {} version {}, snapshot version {}, timestamp version {}",
+        "{} targets ({} added, {} changed, {} unchanged, {} removed); {} version {role_version}{bins}, snapshot version {}, timestamp version {}",
         report.added.len() + report.changed.len() + report.unchanged.len(),
         report.added.len(),
         report.changed.len(),
         report.unchanged.len(),
         report.removed.len(),
         report.role.as_deref().unwrap_or("targets"),
-        report.role_version,
         report.versions.snapshot,
         report.versions.timestamp
     );
+    if report.not_reread > 0 {
+        println!(
+            "{} files not read again (unchanged since the last add; --reread reads them)",
+            report.not_reread
+        );
+    }
     if let Some(t) = report.root_expires {
         warn_root_expiry(t);
     }
@@ -275,6 +349,19 @@ fn refresh(repo: PathBuf, common: KeyArgs, resign_targets: bool) -> Result<(), R
     );
     warn_root_expiry(report.root_expires);
     Ok(())
+}
+
+/// `--bins N|auto|off`: a power of two from 2 to 2^15, or automatic, or never.
+fn parse_bins(s: &str) -> Result<Sharding, String> {
+    match s {
+        "auto" => return Ok(Sharding::default()),
+        "off" => return Ok(Sharding::Off),
+        _ => {}
+    }
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bins, auto or off"))?;
+    Sharding::from_bin_count(n)
 }
 
 /// Root is not re-signed by these commands; say so before it runs out.

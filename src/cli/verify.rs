@@ -81,6 +81,9 @@ pub struct Report {
     pub counts: Counts,
 }
 
+/// Most untrusted-metadata problems printed (a hostile bin can list a million foreign paths).
+const MAX_PROBLEMS_SHOWN: usize = 20;
+
 pub fn run(args: Args) -> i32 {
     let opts = TrustOptions {
         trusted_root: args.root.clone(),
@@ -89,19 +92,36 @@ pub fn run(args: Args) -> i32 {
         now: SystemTime::now(),
         http: Default::default(),
     };
-    let trusted = match trust::load(&opts).and_then(|t| match t.problems.first() {
-        Some(p) => Err(p.clone()),
-        None => Ok(t),
-    }) {
+    // A delegated role (or hash bin) that cannot be trusted, or a bin listing a path outside its
+    // range, makes the whole answer untrusted: each is reported, the first one as `error`.
+    let loaded =
+        trust::load(&opts)
+            .map_err(|e| vec![e])
+            .and_then(|t| match t.problems.is_empty() {
+                true => Ok(t),
+                false => Err(t.problems),
+            });
+    let trusted = match loaded {
         Ok(t) => t,
-        Err(e) => {
+        Err(all) => {
+            // Never empty: one load error, or the (non-empty) list of problems.
+            let e = &all[0];
+            let shown = &all[..all.len().min(MAX_PROBLEMS_SHOWN)];
             if args.json {
+                let problems: Vec<String> = shown.iter().map(|p| p.to_string()).collect();
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": e.to_string(), "kind": format!("{:?}", e.kind)})
+                    serde_json::json!({"ok": false, "error": e.to_string(),
+                        "kind": format!("{:?}", e.kind), "problems": problems,
+                        "problem_count": all.len()})
                 );
             } else {
-                eprintln!("✘ metadata cannot be trusted: {e}");
+                for p in shown {
+                    eprintln!("✘ metadata cannot be trusted: {p}");
+                }
+                if all.len() > shown.len() {
+                    eprintln!("✘ ... and {} more", all.len() - shown.len());
+                }
             }
             return super::EXIT_METADATA;
         }

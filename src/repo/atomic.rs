@@ -19,6 +19,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct TempFile {
     path: PathBuf,
     file: Option<File>,
+    /// Flush to disk before the rename (the default); off for files made durable in a batch
+    /// ([`syncfs`]) before anything refers to them.
+    sync: bool,
 }
 
 impl TempFile {
@@ -44,12 +47,20 @@ impl TempFile {
                     return Ok(TempFile {
                         path,
                         file: Some(file),
+                        sync: true,
                     })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(RepoError::io("create a temporary file", &path, e)),
             }
         }
+    }
+
+    /// Do not flush this file on its own: the caller makes it durable with [`syncfs`] before
+    /// anything refers to it.
+    pub(crate) fn batched(mut self) -> TempFile {
+        self.sync = false;
+        self
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -71,8 +82,10 @@ impl TempFile {
     /// Flush to disk and close, leaving the file at its temporary name.
     fn sync_and_close(&mut self) -> Result<(), RepoError> {
         if let Some(file) = self.file.take() {
-            file.sync_all()
-                .map_err(|e| RepoError::io("flush to disk", &self.path, e))?;
+            if self.sync {
+                file.sync_all()
+                    .map_err(|e| RepoError::io("flush to disk", &self.path, e))?;
+            }
         }
         Ok(())
     }
@@ -146,6 +159,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), RepoError> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         Err(e) => Err(RepoError::io("flush directory", dir, e)),
     }
+}
+
+/// Flush everything written to the filesystem that holds `dir` (one `syncfs` instead of an
+/// `fsync` per file and directory): files written [`TempFile::batched`] and the renames that put
+/// them in place are on disk when this returns.
+pub(crate) fn syncfs(dir: &Path) -> Result<(), RepoError> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(|e| RepoError::io("open", dir, e))?;
+    // SAFETY: `d` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(RepoError::io(
+            "flush to disk (syncfs)",
+            dir,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// An exclusive lock on a repository, held while a command publishes, so that a cron `refresh`

@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::index::TargetPath;
-use crate::source::{fstat, list_dir, openat2, EntryKind, Stat};
+use crate::source::{fstat, list_dir, openat2, EntryKind, FileKey, Stat};
 use crate::verify::MultiHasher;
 
-use super::atomic::{sync_dir, TempFile};
+use super::atomic::TempFile;
 use super::error::RepoError;
 
 /// How every path below CONTENT_DIR is resolved: beneath the descriptor it is relative to, no
@@ -217,7 +217,7 @@ impl ContentRoot {
 
     /// Open `file` for reading, beneath the root, only if it is still the regular file the walk
     /// recorded.
-    fn open_walked(&self, file: &ContentFile) -> Result<File, RepoError> {
+    fn open_walked(&self, file: &ContentFile) -> Result<(File, FileKey), RepoError> {
         let c = CString::new(file.target.as_str())
             .map_err(|_| RepoError::Internal("target path with NUL".into()))?;
         let open = |flags: i32| {
@@ -229,16 +229,17 @@ impl ContentRoot {
             )
             .map_err(|e| changed_or_io(&file.path, e))
         };
-        let same = |fd: &OwnedFd| -> Result<(), RepoError> {
+        let same = |fd: &OwnedFd| -> Result<FileKey, RepoError> {
             let st = fstat(fd.as_fd()).map_err(|e| RepoError::io("stat", &file.path, e))?;
-            check_walked(file, &st)
+            check_walked(file, &st)?;
+            Ok(st.key)
         };
         // First without opening for reading, so a file swapped for a FIFO or device is not opened;
         // O_NONBLOCK as a second line of defence should it be swapped between the two opens.
         same(&open(libc::O_PATH)?)?;
         let fd = open(libc::O_RDONLY | libc::O_NONBLOCK)?;
-        same(&fd)?;
-        Ok(File::from(fd))
+        let key = same(&fd)?;
+        Ok((File::from(fd), key))
     }
 }
 
@@ -289,26 +290,67 @@ fn changed_or_io(path: &Path, e: io::Error) -> RepoError {
 }
 
 /// What [`publish_file`] copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Published {
     pub(crate) length: u64,
     /// algorithm → lowercase hex digest.
     pub(crate) hashes: BTreeMap<String, String>,
 }
 
+/// What an earlier `add` published for a target, and the identity of the file it read
+/// (see `addcache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Known {
+    pub(crate) key: FileKey,
+    pub(crate) published: Published,
+}
+
+/// The outcome of [`publish_file`].
+pub(crate) struct Outcome {
+    pub(crate) published: Published,
+    /// The file's identity when it was read, if it did not change while it was read and is old
+    /// enough for the identity to stand for its content (see [`settled`]); `None`: do not
+    /// remember it.
+    pub(crate) key: Option<FileKey>,
+    /// The copy an earlier `add` made was kept: the file was not read.
+    pub(crate) reused: bool,
+}
+
+/// How long after its last change a file's (device, inode, size, mtime, ctime) is trusted to
+/// stand for its content. File times come from a coarse clock (a few ms), so a file written
+/// twice within one tick keeps its times; a file changed this recently is read again next time
+/// (git's "racy clean" rule).
+const SETTLE: i128 = 2_000_000_000;
+
+/// Is `key` old enough (ctime and mtime more than [`SETTLE`] ago) to be remembered?
+fn settled(key: &FileKey) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    key.ctime_ns.max(key.mtime_ns) < now - SETTLE
+}
+
 /// Copy `file` (opened beneath `root`, and only if it is still the file the walk recorded) into
 /// `targets_dir` under `dir/<hash>.<basename>` for each computed hash (or under `dir/basename`
 /// when the repository does not use consistent snapshots), hashing exactly the bytes written (one
 /// read pass: read → hash → temporary file → rename). The hash-named copies are hard links of one
-/// file.
+/// file. Copies are not flushed one by one: the caller runs one `syncfs` before any metadata
+/// names them.
+///
+/// With `known` (what an earlier `add` published for this target): if the opened file still has
+/// the recorded identity (device, inode, size, mtime, ctime) and the earlier copies are in place
+/// with the recorded length, they are kept and the file is not read.
 pub(crate) fn publish_file(
     root: &ContentRoot,
     file: &ContentFile,
     targets_dir: &Path,
     sha512: bool,
     consistent: bool,
-) -> Result<Published, RepoError> {
+    known: Option<&Known>,
+) -> Result<Outcome, RepoError> {
     let (src, target) = (&file.path, &file.target);
-    let file = root.open_walked(file)?;
+    let (file, key) = root.open_walked(file)?;
     let components: Vec<&str> = target.components().collect();
     let (basename, dirs) = components
         .split_last()
@@ -317,28 +359,50 @@ pub(crate) fn publish_file(
     for d in dirs {
         dest_dir.push(d);
     }
+    let names = |hashes: &BTreeMap<String, String>| -> Vec<PathBuf> {
+        if consistent {
+            hashes
+                .values()
+                .map(|h| dest_dir.join(format!("{h}.{basename}")))
+                .collect()
+        } else {
+            vec![dest_dir.join(basename)]
+        }
+    };
+    if let Some(k) = known {
+        let copies_in_place = || {
+            names(&k.published.hashes).iter().all(|n| {
+                fs::symlink_metadata(n).is_ok_and(|m| m.is_file() && m.len() == k.published.length)
+            })
+        };
+        if k.key == key
+            && key.size == k.published.length
+            && k.published.hashes.contains_key("sha256")
+            && (!sha512 || k.published.hashes.contains_key("sha512"))
+            && copies_in_place()
+        {
+            return Ok(Outcome {
+                published: k.published.clone(),
+                key: Some(key),
+                reused: true,
+            });
+        }
+    }
     fs::create_dir_all(&dest_dir).map_err(|e| RepoError::io("create directory", &dest_dir, e))?;
     // The temporary name lives in the destination directory so the rename is atomic.
-    let mut tmp = TempFile::beside(&dest_dir.join(basename), 0o644)?;
+    let mut tmp = TempFile::beside(&dest_dir.join(basename), 0o644)?.batched();
     let mut hasher = if sha512 {
         MultiHasher::sha256_and_sha512()
     } else {
         MultiHasher::sha256_only()
     };
-    copy_hashing(file, src, &mut tmp, &mut hasher)?;
+    let file = copy_hashing(file, src, &mut tmp, &mut hasher)?;
     let (length, digests) = hasher.finish();
     let hashes: BTreeMap<String, String> = digests
         .into_iter()
         .map(|(alg, d)| (alg.to_owned(), hex::encode(d)))
         .collect();
-    let names: Vec<PathBuf> = if consistent {
-        hashes
-            .values()
-            .map(|h| dest_dir.join(format!("{h}.{basename}")))
-            .collect()
-    } else {
-        vec![dest_dir.join(basename)]
-    };
+    let names = names(&hashes);
     let (last, others) = names
         .split_last()
         .ok_or_else(|| RepoError::Internal("no hash computed".into()))?;
@@ -346,20 +410,27 @@ pub(crate) fn publish_file(
         tmp.link_also(name)?;
     }
     tmp.persist(last)?;
-    sync_dir(&dest_dir)?;
-    Ok(Published { length, hashes })
+    // Remembered only if the file did not change while it was read, and not too recently.
+    let after = fstat(file.as_fd()).map(|st| st.key).ok();
+    let key = (after == Some(key) && key.size == length && settled(&key)).then_some(key);
+    Ok(Outcome {
+        published: Published { length, hashes },
+        key,
+        reused: false,
+    })
 }
 
+/// Copy `file` into `out`, hashing every byte; gives the file back.
 fn copy_hashing(
     mut file: File,
     src: &Path,
     out: &mut TempFile,
     hasher: &mut MultiHasher,
-) -> Result<(), RepoError> {
+) -> Result<File, RepoError> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(file),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(RepoError::io("read", src, e)),
@@ -437,9 +508,11 @@ mod tests {
     impl Staged {
         /// Publish every walked file; the result for zz/secret.
         fn publish(&self) -> Result<Published, RepoError> {
-            let a = publish_file(&self.root, &self.files[0], &self.tdir, false, true).unwrap();
-            assert_eq!(a.length, 1, "untouched files still publish");
-            publish_file(&self.root, &self.files[1], &self.tdir, false, true)
+            let a =
+                publish_file(&self.root, &self.files[0], &self.tdir, false, true, None).unwrap();
+            assert_eq!(a.published.length, 1, "untouched files still publish");
+            publish_file(&self.root, &self.files[1], &self.tdir, false, true, None)
+                .map(|o| o.published)
         }
 
         /// No copy of outside/secret (by hash name or content) under targets/.

@@ -156,6 +156,9 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
     let tree = RoleTree::load(&state)?;
+    if let Some(why) = super::bins::is_bin_of(&state, delegator) {
+        return Err(RepoError::InvalidArgument(why));
+    }
     let top: &[&str] = if delegator == "targets" {
         &["targets", "snapshot", "timestamp"]
     } else {
@@ -172,6 +175,21 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
         let d = tree.get(delegator)?;
         (&d.md.signed_value, &d.path, d.md.version())
     };
+    // A delegations object holds named roles or succinct hash bins, never both.
+    let delegator_delegations: Option<&crate::schema::Delegations> = if delegator == "targets" {
+        state.targets.signed.delegations.as_ref()
+    } else {
+        tree.get(delegator)?.md.signed.delegations.as_ref()
+    };
+    if let Some(s) = delegator_delegations.and_then(|d| d.succinct_roles.as_ref()) {
+        return Err(RepoError::InvalidArgument(format!(
+            "{delegator} delegates every path to {} hash bins ({}-…), and a TUF delegations \
+             object holds either hash bins or named roles, not both; {role:?} cannot be delegated \
+             from it",
+            s.bin_count(),
+            display_name(&s.name_prefix)
+        )));
+    }
     let existing = tree.roles.get(role);
     if let Some(e) = existing {
         if e.delegator != delegator {
@@ -419,7 +437,7 @@ impl RoleTree {
             let Some(d) = &md.signed.delegations else {
                 continue;
             };
-            for entry in &d.roles {
+            for entry in d.roles() {
                 // A role listed by two delegators is one file; the first listing is used here.
                 if roles.contains_key(&entry.name) || entry.name == "targets" {
                     continue;
@@ -544,7 +562,7 @@ fn key_files(keydir: &Path, name: &str) -> Result<Vec<PathBuf>, RepoError> {
 
 /// Load every key file of role `name` in KEYDIR whose public key the delegation lists (by key
 /// material: key ids are labels), one per key id; refuse when they are fewer than `threshold`.
-fn find_role_keys(
+pub(crate) fn find_role_keys(
     keydir: &Path,
     name: &str,
     keyids: &[String],

@@ -67,6 +67,14 @@ pub enum RepoError {
         delegator: String,
         patterns: String,
     },
+    /// Signed metadata would be larger than clients download (snapshot does not pin its length):
+    /// nothing from this role on was written.
+    TooLarge {
+        file: PathBuf,
+        role: String,
+        size: u64,
+        limit: u64,
+    },
     /// A command-line value is invalid (`--expires`).
     InvalidArgument(String),
     /// An internal invariant failed; a bug, reported instead of a panic.
@@ -171,6 +179,24 @@ impl fmt::Display for RepoError {
                 "{}: target {target:?} is outside the role {role:?}, which {delegator} delegates only \
                  {patterns}; nothing was written",
                 display_name(path)
+            ),
+            RepoError::TooLarge {
+                file,
+                role,
+                size,
+                limit,
+            } => write!(
+                f,
+                "{}: the {role} metadata would be {size} bytes, more than the {limit} bytes TUF \
+                 clients (python-tuf, trustfs) download for a role snapshot lists by version; \
+                 not written, and snapshot and timestamp still name the previous version{}",
+                display_name(file),
+                if role == "targets" {
+                    " (targets that delegates paths to named roles is never sharded into hash \
+                     bins: move files into delegated roles)"
+                } else {
+                    " (publish part of its files through a role it delegates to)"
+                }
             ),
             RepoError::InvalidArgument(msg) => f.write_str(msg),
             RepoError::Internal(msg) => write!(f, "internal error (a bug): {msg}"),

@@ -12,11 +12,14 @@
 //! snapshot,timestamp}`); top-level roles with a threshold above 1 are refused rather than signed
 //! short. Delegated targets roles (`delegate`, `add` with a role) are signed with every key of
 //! theirs KEYDIR holds (`KEYDIR/<NAME>`, `KEYDIR/<NAME>@2`, ...), and refused when those are
-//! fewer than the role's threshold.
+//! fewer than the role's threshold. Past 2,000 targets, `add` shards the top-level targets role's
+//! own files into succinct hash bins (TAP 15) signed by `KEYDIR/bins` (see `bins.rs`).
 //! Not implemented yet: root rotation, removing delegations, removing old consistent-snapshot
 //! files.
 
+mod addcache;
 mod atomic;
+mod bins;
 mod content;
 mod delegate;
 mod error;
@@ -24,6 +27,10 @@ pub mod keys;
 mod publish;
 
 // The public API.
+pub use bins::{
+    bit_length_for, BinsReport, Sharding, MAX_BIT_LENGTH, NAME_PREFIX, SHARD_THRESHOLD,
+    TARGETS_PER_BIN,
+};
 pub use content::Skipped;
 pub use delegate::{delegate, validate_role_name, DelegateOptions, DelegateReport, DelegatedPaths};
 pub use error::{display_name, DisplayName, RepoError};

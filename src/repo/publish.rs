@@ -10,6 +10,8 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -22,8 +24,10 @@ use crate::schema::{
 
 use crate::trust::role_matches;
 
-use super::atomic::{write_atomic, RepoLock};
-use super::content::{self, Skipped};
+use super::addcache::AddCache;
+use super::atomic::{syncfs, write_atomic, RepoLock};
+use super::bins::{self, BinsReport, Current, Sharding};
+use super::content::{self, Known, Outcome, Skipped};
 use super::delegate::{describe_patterns, RoleTree};
 use super::error::{display_name, RepoError};
 use super::keys;
@@ -40,6 +44,8 @@ pub struct Expiries {
     pub timestamp: Duration,
     /// The delegated role a command signs (`delegate`, `add --role`); `None`: as `targets`.
     pub delegated: Option<Duration>,
+    /// Hash bins (`bins=DURATION`); `None`: as `targets`.
+    pub bins: Option<Duration>,
 }
 
 impl Default for Expiries {
@@ -53,6 +59,7 @@ impl Default for Expiries {
             snapshot: Duration::from_secs(7 * DAY),
             timestamp: Duration::from_secs(DAY),
             delegated: None,
+            bins: None,
         }
     }
 }
@@ -93,6 +100,11 @@ impl Expiries {
         self.delegated.unwrap_or(self.targets)
     }
 
+    /// How long a hash bin's new metadata stays valid.
+    pub(crate) fn bins(&self) -> Duration {
+        self.bins.unwrap_or(self.targets)
+    }
+
     /// Apply one `ROLE=DURATION` spec.
     pub fn set(&mut self, spec: &str) -> Result<(), RepoError> {
         let bad = |why: String| RepoError::InvalidArgument(format!("--expires {spec:?}: {why}"));
@@ -105,9 +117,10 @@ impl Expiries {
             "targets" => self.targets = d,
             "snapshot" => self.snapshot = d,
             "timestamp" => self.timestamp = d,
+            "bins" => self.bins = Some(d),
             other => {
                 return Err(bad(format!(
-                    "unknown role {other:?} (use root, targets, snapshot or timestamp)"
+                    "unknown role {other:?} (use root, targets, snapshot, timestamp or bins)"
                 )))
             }
         }
@@ -156,6 +169,12 @@ pub struct AddOptions {
     /// The delegated role whose target list this is (signed with `KEYDIR/<role>`); `None` (or
     /// `targets`): the top-level targets role.
     pub role: Option<String>,
+    /// When and how the top-level targets role's own files are sharded into hash bins (not used
+    /// with `role`).
+    pub sharding: Sharding,
+    /// Read every file, even those whose identity says they did not change since the last add
+    /// (see `addcache`).
+    pub reread: bool,
 }
 
 /// What [`add`] did. Target names are sorted.
@@ -174,6 +193,13 @@ pub struct AddReport {
     /// Versions of the top-level roles after the command (`targets` unchanged with `role`).
     pub versions: Versions,
     pub root_expires: Option<UtcTime>,
+    /// The hash bins the top-level targets list is sharded into (`None`: one targets file).
+    pub bins: Option<BinsReport>,
+    /// Things the publisher should know that did not stop the command.
+    pub warnings: Vec<String>,
+    /// Files not read again: unchanged since the last add (same device, inode, size, mtime and
+    /// ctime), their published copies kept.
+    pub not_reread: usize,
 }
 
 /// Options of [`refresh`].
@@ -328,23 +354,42 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
     let role = opts.role.as_deref().filter(|r| *r != "targets");
-    let (signers, tree) = match role {
-        None => (
+    if let Some(why) = role.and_then(|r| bins::is_bin_of(&state, r)) {
+        return Err(RepoError::InvalidArgument(why));
+    }
+    // How the top-level targets delegates now (hash bins are loaded and verified here).
+    let layout = match role {
+        None => Some(Current::of(&state)?),
+        Some(_) => None,
+    };
+    let (signers, tree) = match (role, &layout) {
+        // With hash bins, targets is signed only when its delegation changes or nears expiry.
+        (None, Some(Current::Binned(_))) => (
+            Signers::load(&state, &opts.keydir, &["snapshot", "timestamp"])?,
+            None,
+        ),
+        (None, _) => (
             Signers::load(&state, &opts.keydir, &["targets", "snapshot", "timestamp"])?,
             None,
         ),
-        Some(_) => (
+        (Some(_), _) => (
             Signers::load(&state, &opts.keydir, &["snapshot", "timestamp"])?,
             Some(RoleTree::load(&state)?),
         ),
     };
-    // The role whose list is replaced: its current signed value, and what checks a path.
-    let (current, delegated) = match (role, &tree) {
-        (Some(name), Some(tree)) => {
+    // The role whose list is replaced: its current list, and what checks a path.
+    let (old_targets, delegated) = match (role, &tree, &layout) {
+        (Some(name), Some(tree), _) => {
             let r = tree.get(name)?;
-            (&r.md.signed_value, Some((r, tree.chain(name)?)))
+            (list_of(&r.md.signed_value), Some((r, tree.chain(name)?)))
         }
-        _ => (&state.targets.signed_value, None),
+        (_, _, Some(Current::Binned(b))) => {
+            // Files targets lists itself (a repository sharded by another tool) count too.
+            let mut all = b.targets();
+            all.extend(list_of(&state.targets.signed_value));
+            (all, None)
+        }
+        _ => (list_of(&state.targets.signed_value), None),
     };
 
     let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
@@ -372,26 +417,41 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         }
     }
 
-    // The list parsed as a map when the file was loaded, so this is an object; an empty default
-    // could only drop entries that do not exist.
-    let old_targets = current
-        .get("targets")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
     let tdir = targets_dir(&opts.repo);
     create_dir(&tdir, 0o755)?;
-    // 1. Content first: by the time metadata names a file, it is in place.
+    // 1. Content first: by the time metadata names a file, it is in place and on disk.
+    let mut cache = if opts.reread {
+        AddCache::empty(&opts.repo)
+    } else {
+        AddCache::load(&opts.repo)
+    };
+    let want_sha512 = |name: &str| {
+        opts.sha512
+            || old_targets
+                .get(name)
+                .and_then(|o| o.get("hashes"))
+                .and_then(Value::as_object)
+                .is_some_and(|h| h.contains_key("sha512"))
+    };
+    let outcomes = publish_all(
+        &content_root,
+        &files,
+        &tdir,
+        state.consistent,
+        &cache,
+        &want_sha512,
+    )?;
+    // One flush of the filesystem for every copy and rename above (instead of two fsyncs a file).
+    syncfs(&tdir)?;
     let mut new_targets = Map::new();
-    for f in &files {
+    for (f, outcome) in files.iter().zip(outcomes) {
         let name = f.target.as_str();
-        let old = old_targets.get(name);
-        let old_hashes = old.and_then(|o| o.get("hashes")).and_then(Value::as_object);
-        let want_sha512 = opts.sha512 || old_hashes.is_some_and(|h| h.contains_key("sha512"));
-        let published =
-            content::publish_file(&content_root, f, &tdir, want_sha512, state.consistent)?;
-        let entry = match old {
-            Some(old) if same_content(old, &published) => {
+        let published = &outcome.published;
+        if outcome.reused {
+            report.not_reread += 1;
+        }
+        let entry = match old_targets.get(name) {
+            Some(old) if same_content(old, published) => {
                 report.unchanged.push(name.to_owned());
                 let mut kept = old.clone();
                 if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
@@ -411,6 +471,11 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
         };
         new_targets.insert(name.to_owned(), entry);
+        let known = outcome.key.map(|key| Known {
+            key,
+            published: outcome.published,
+        });
+        cache.set(name, known);
     }
     report.removed = old_targets
         .keys()
@@ -418,31 +483,121 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         .cloned()
         .collect();
 
-    let mut value = current.clone();
-    set_field(&mut value, "targets", Value::Object(new_targets))?;
-    let role_keys = match (role, &tree) {
-        (Some(name), Some(tree)) => tree.signing_keys(&opts.keydir, name)?,
-        _ => Vec::new(),
-    };
-    let write = match (role, &delegated) {
-        (Some(name), Some((r, _))) => RoleWrite {
-            name: name.to_owned(),
-            value,
-            version: bump(&r.path, r.md.version())?,
-            valid_for: opts.expires.delegated(),
-            keys: role_keys.iter().map(|(k, id)| (k, id.clone())).collect(),
-        },
-        _ => RoleWrite::top_level(&state, &signers, value, &opts.expires)?,
-    };
-    report.role_version = write.version;
-    report.versions = publish_chain(&state, &signers, vec![write], &opts.expires)?;
     report.root_expires = Some(state.root.expires());
+    match (role, &tree, &delegated, &layout) {
+        (Some(name), Some(tree), Some((r, _)), _) => {
+            let mut value = r.md.signed_value.clone();
+            set_field(&mut value, "targets", Value::Object(new_targets))?;
+            let role_keys = tree.signing_keys(&opts.keydir, name)?;
+            let write = RoleWrite {
+                name: name.to_owned(),
+                value,
+                version: bump(&r.path, r.md.version())?,
+                valid_for: opts.expires.delegated(),
+                keys: role_keys.iter().map(|(k, id)| (k, id.clone())).collect(),
+            };
+            report.role_version = write.version;
+            report.versions = publish_chain(&state, &signers, vec![write], &opts.expires)?;
+        }
+        (None, _, _, Some(current)) => {
+            let top = bins::TopLevel {
+                state: &state,
+                current,
+                keydir: &opts.keydir,
+                sharding: opts.sharding,
+                expires: &opts.expires,
+                signers: &signers,
+            };
+            let (versions, targets_version, bins) =
+                bins::publish_top_level(&top, new_targets, &mut report.warnings)?;
+            report.versions = versions;
+            report.role_version = targets_version;
+            report.bins = bins;
+        }
+        _ => return Err(RepoError::Internal("add: no role to write".into())),
+    }
+    for name in &report.removed {
+        cache.set(name, None);
+    }
+    if let Err(e) = cache.save() {
+        report.warnings.push(format!(
+            "{e}; the next add reads every file again (nothing else is affected)"
+        ));
+    }
     Ok(report)
 }
 
+/// Publish every file of `files` ([`content::publish_file`]) on all cores: the outcomes in the
+/// order of `files`, or the error of the first file (in that order) that failed. After a failure
+/// no further file is started.
+fn publish_all(
+    root: &content::ContentRoot,
+    files: &[content::ContentFile],
+    tdir: &Path,
+    consistent: bool,
+    cache: &AddCache,
+    sha512: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<Outcome>, RepoError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<Outcome, RepoError>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let name = f.target.as_str();
+                    let r = content::publish_file(
+                        root,
+                        f,
+                        tdir,
+                        sha512(name),
+                        consistent,
+                        cache.get(name),
+                    );
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    // Files are claimed in order, so every file before a failed one has its outcome.
+    let mut out = Vec::with_capacity(files.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(o)) => out.push(o),
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(RepoError::Internal(
+                    "a content file was not published".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `targets` list of a targets-type role's signed value (parsed as a map when the file was
+/// loaded; an empty default could only drop entries that do not exist).
+fn list_of(signed: &Value) -> Map<String, Value> {
+    signed
+        .get("targets")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Re-sign snapshot and timestamp with bumped versions and fresh expiry (and targets too with
-/// `resign_targets`). For cron jobs and CI that keep a repository fresh. Delegated roles are not
-/// re-signed; snapshot keeps listing them.
+/// `resign_targets`, and then, in a sharded repository, every hash bin). For cron jobs and CI
+/// that keep a repository fresh. Delegated roles are not re-signed; snapshot keeps listing them.
 pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
@@ -452,16 +607,27 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
         &["snapshot", "timestamp"]
     };
     let signers = Signers::load(&state, &opts.keydir, roles)?;
-    let writes = if opts.resign_targets {
-        vec![RoleWrite::top_level(
+    // With hash bins, "targets" is targets and its bins: every bin is signed anew too.
+    let bins = match opts.resign_targets {
+        true => bins::LoadedBins::load(&state)?,
+        false => None,
+    };
+    let bin_keys = match &bins {
+        Some(b) => bins::signing_keys(&opts.keydir, b)?,
+        None => Vec::new(),
+    };
+    let mut writes = match &bins {
+        Some(b) => bins::resign_all(&state, b, &bin_keys, &opts.expires)?,
+        None => Vec::new(),
+    };
+    if opts.resign_targets {
+        writes.push(RoleWrite::top_level(
             &state,
             &signers,
             state.targets.signed_value.clone(),
             &opts.expires,
-        )?]
-    } else {
-        Vec::new()
-    };
+        )?);
+    }
     let versions = publish_chain(&state, &signers, writes, &opts.expires)?;
     Ok(RefreshReport {
         versions,
@@ -516,21 +682,30 @@ pub(crate) fn publish_chain(
         let keys: Vec<(&SigningKey, &str)> =
             role.keys.iter().map(|(k, id)| (*k, id.as_str())).collect();
         let (_, bytes) = sign_all::<Targets>(value, &keys)?;
-        write_atomic(
-            &mdir.join(state.meta_name(&role.name, role.version)),
-            &bytes,
-            0o644,
-        )?;
-        if role.name == "targets" {
-            targets_version = role.version;
-        }
+        let path = mdir.join(state.meta_name(&role.name, role.version));
         // Keep the form the snapshot already uses for this role (for a new role: the form of
         // targets.json): version only (python-tuf's default), or version, length and sha256 when
         // the existing entry lists length or hashes.
         let file = format!("{}.json", role.name);
         let meta = &state.snapshot.signed.meta;
         let old = meta.get(&file).or_else(|| meta.get("targets.json"));
-        let entry = if old.is_some_and(|m| m.length.is_some() || m.hashes.is_some()) {
+        let pinned = old.is_some_and(|m| m.length.is_some() || m.hashes.is_some());
+        // Without a length in snapshot, clients download at most their default limit: metadata
+        // above it would be written only to be refused by every client.
+        let limit = crate::trust::Limits::default().targets_max_bytes;
+        if !pinned && bytes.len() as u64 > limit {
+            return Err(RepoError::TooLarge {
+                file: path,
+                role: role.name,
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        write_atomic(&path, &bytes, 0o644)?;
+        if role.name == "targets" {
+            targets_version = role.version;
+        }
+        let entry = if pinned {
             json!({"version": role.version, "length": bytes.len(),
                "hashes": {"sha256": hex::encode(Sha256::digest(&bytes))}})
         } else {
@@ -706,6 +881,10 @@ impl Signers {
             .get(role)
             .map(|(k, id)| (k, id.as_str()))
             .ok_or_else(|| RepoError::Internal(format!("no {role} key loaded")))
+    }
+
+    pub(crate) fn has(&self, role: &str) -> bool {
+        self.keys.contains_key(role)
     }
 }
 

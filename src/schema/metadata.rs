@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::cjson;
 use super::error::SchemaError;
@@ -132,12 +133,137 @@ pub struct DelegatedRole {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// Succinct hash bin delegations (TAP 15, python-tuf's `SuccinctRoles`): `2^bit_length` roles
+/// named `{name_prefix}-{i:0Wx}` (W: hex digits of `2^bit_length - 1`), all with these keys and
+/// threshold, all terminating. A target path belongs to the bin whose number is the first
+/// `bit_length` bits of sha256(path); a bin may only vouch for paths that hash to it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SuccinctRoles {
+    pub keyids: Vec<String>,
+    pub threshold: u64,
+    pub bit_length: u32,
+    pub name_prefix: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl SuccinctRoles {
+    /// Most bits a bin number may have (TAP 15: 1 to 32).
+    pub const MAX_BIT_LENGTH: u32 = 32;
+
+    /// How many bins there are: `2^bit_length`.
+    pub fn bin_count(&self) -> u64 {
+        1u64 << self.bit_length.min(Self::MAX_BIT_LENGTH)
+    }
+
+    /// Hex digits of a bin name's suffix: those of the last bin number, `2^bit_length - 1`.
+    pub fn suffix_len(&self) -> usize {
+        self.bit_length.div_ceil(4).max(1) as usize
+    }
+
+    /// The bin number of `path`: the first `bit_length` bits of sha256(path), big-endian.
+    pub fn bin_of(&self, path: &str) -> u64 {
+        let digest = sha2::Sha256::digest(path.as_bytes());
+        let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        // validate() keeps bit_length in 1..=32, so the shift is in 0..=31; clamp regardless.
+        let shift = 32 - self.bit_length.clamp(1, Self::MAX_BIT_LENGTH);
+        u64::from(first >> shift)
+    }
+
+    /// The name of bin `i`: `{name_prefix}-{i:0Wx}`.
+    pub fn bin_name(&self, i: u64) -> String {
+        format!(
+            "{}-{:0width$x}",
+            self.name_prefix,
+            i,
+            width = self.suffix_len()
+        )
+    }
+
+    /// The name of the bin responsible for `path`.
+    pub fn role_for(&self, path: &str) -> String {
+        self.bin_name(self.bin_of(path))
+    }
+
+    /// The bin number `name` stands for, if it is exactly the name of one of these bins (the
+    /// prefix, `-`, W lowercase hex digits, in range; python-tuf's `is_delegated_role`, without
+    /// its leniency for uppercase or `0x`).
+    pub fn bin_number(&self, name: &str) -> Option<u64> {
+        let suffix = name.strip_prefix(&self.name_prefix)?.strip_prefix('-')?;
+        if suffix.len() != self.suffix_len()
+            || !suffix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let n = u64::from_str_radix(suffix, 16).ok()?;
+        (n < self.bin_count()).then_some(n)
+    }
+
+    /// Every bin name, in bin order.
+    pub fn bin_names(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.bin_count()).map(|i| self.bin_name(i))
+    }
+
+    /// The structural rules of TAP 15 plus the file-name safety of role names: `bit_length` 1 to
+    /// 32, and a `name_prefix` that can be part of a file name and a URL component as it is.
+    pub fn check(&self) -> Result<(), String> {
+        if self.bit_length == 0 || self.bit_length > Self::MAX_BIT_LENGTH {
+            return Err(format!(
+                "succinct_roles bit_length {} is out of range (1 to {})",
+                self.bit_length,
+                Self::MAX_BIT_LENGTH
+            ));
+        }
+        check_name_prefix(&self.name_prefix)
+    }
+}
+
+/// A succinct `name_prefix` becomes part of every bin's file name (`N.{prefix}-{i}.json`) and URL:
+/// no path characters, no `.`/`..` tricks, no NUL or control characters.
+fn check_name_prefix(prefix: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "succinct_roles name_prefix {prefix:?} cannot name bin metadata files: {why}"
+        ))
+    };
+    if prefix.is_empty() {
+        return bad("it is empty");
+    }
+    if prefix.len() > 200 {
+        return bad("it is longer than 200 bytes");
+    }
+    if prefix.contains('/') || prefix.contains('\\') {
+        return bad("it contains a path separator");
+    }
+    if prefix.starts_with('.') {
+        return bad("it starts with '.' (as '.' and '..' do)");
+    }
+    if prefix.chars().any(char::is_control) {
+        return bad("it contains NUL or another control character");
+    }
+    Ok(())
+}
+
+/// A targets role's `delegations`: keys, and exactly one of `roles` (named roles with paths or
+/// hash prefixes) and `succinct_roles` (hash bins, TAP 15).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Delegations {
     pub keys: BTreeMap<String, Value>,
-    pub roles: Vec<DelegatedRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<DelegatedRole>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succinct_roles: Option<SuccinctRoles>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl Delegations {
+    /// The named delegated roles (none when the delegation is succinct).
+    pub fn roles(&self) -> &[DelegatedRole] {
+        self.roles.as_deref().unwrap_or(&[])
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,8 +357,32 @@ impl Signed for Targets {
             for (keyid, key) in &d.keys {
                 Key::from_value(key).map_err(|e| format!("delegated key {keyid}: {e}"))?;
             }
+            match (&d.roles, &d.succinct_roles) {
+                (Some(_), Some(_)) => {
+                    return Err(
+                        "delegations sets both roles and succinct_roles; exactly one is allowed"
+                            .into(),
+                    )
+                }
+                (None, None) => {
+                    return Err(
+                        "delegations sets neither roles nor succinct_roles; exactly one is needed"
+                            .into(),
+                    )
+                }
+                _ => {}
+            }
+            if let Some(s) = &d.succinct_roles {
+                s.check()?;
+                check_role_keys(
+                    &format!("{}-*", s.name_prefix),
+                    &s.keyids,
+                    s.threshold,
+                    &d.keys,
+                )?;
+            }
             let mut names = std::collections::BTreeSet::new();
-            for role in &d.roles {
+            for role in d.roles() {
                 if !names.insert(role.name.as_str()) {
                     return Err(format!("delegated role {:?} is listed twice", role.name));
                 }
@@ -440,4 +590,153 @@ impl<T: Signed> Metadata<T> {
 pub fn peek_type(bytes: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(bytes).ok()?;
     v.get("signed")?.get("_type")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bins(bit_length: u32, name_prefix: &str) -> SuccinctRoles {
+        SuccinctRoles {
+            keyids: vec![],
+            threshold: 1,
+            bit_length,
+            name_prefix: name_prefix.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The values python-tuf 7's `SuccinctRoles.get_role_for_target` and `get_roles` give.
+    #[test]
+    fn bin_names_and_numbers_are_python_tufs() {
+        let paths = ["a", "dir/file.txt", "caf\u{e9}/x", ""];
+        for (b, want, last) in [
+            (1, ["bins-1", "bins-0", "bins-0", "bins-1"], "bins-1"),
+            (4, ["bins-c", "bins-7", "bins-2", "bins-e"], "bins-f"),
+            (5, ["bins-19", "bins-0f", "bins-05", "bins-1c"], "bins-1f"),
+            (8, ["bins-ca", "bins-78", "bins-2a", "bins-e3"], "bins-ff"),
+            (
+                10,
+                ["bins-32a", "bins-1e0", "bins-0aa", "bins-38e"],
+                "bins-3ff",
+            ),
+            (
+                15,
+                ["bins-654b", "bins-3c09", "bins-1556", "bins-71d8"],
+                "bins-7fff",
+            ),
+        ] {
+            let s = bins(b, "bins");
+            let got: Vec<String> = paths.iter().map(|p| s.role_for(p)).collect();
+            assert_eq!(got, want, "bit_length {b}");
+            assert_eq!(s.bin_names().last().unwrap(), last);
+            assert_eq!(s.bin_names().count() as u64, 1 << b);
+        }
+        let s = bins(32, "bins");
+        assert_eq!(s.role_for("a"), "bins-ca978112");
+        assert_eq!(s.role_for(""), "bins-e3b0c442");
+        assert_eq!(s.bin_count(), 1 << 32);
+    }
+
+    #[test]
+    fn only_exact_bin_names_are_bins() {
+        let s = bins(8, "bins");
+        assert_eq!(s.bin_number("bins-00"), Some(0));
+        assert_eq!(s.bin_number("bins-ff"), Some(255));
+        for not in [
+            "bins-0", "bins-100", "bins-FF", "bins-0x", "bins_00", "bin-00", "bins-+1",
+        ] {
+            assert_eq!(s.bin_number(not), None, "{not}");
+        }
+        let s = bins(5, "bins");
+        assert_eq!(s.bin_number("bins-1f"), Some(31));
+        assert_eq!(s.bin_number("bins-20"), None, "out of range");
+    }
+
+    #[test]
+    fn bad_bit_lengths_and_prefixes_are_refused() {
+        assert!(bins(0, "bins")
+            .check()
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(bins(33, "bins")
+            .check()
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(bins(1, "bins").check().is_ok());
+        assert!(bins(32, "bins").check().is_ok());
+        for (prefix, why) in [
+            ("", "empty"),
+            ("a/b", "path separator"),
+            ("..", "starts with '.'"),
+            (".hidden", "starts with '.'"),
+            ("../../etc", "path separator"),
+            ("a\\b", "path separator"),
+            ("a\0b", "control character"),
+            ("a\nb", "control character"),
+        ] {
+            let e = bins(8, prefix).check().unwrap_err();
+            assert!(e.contains(why), "{prefix:?}: {e}");
+        }
+    }
+
+    fn targets_with(delegations: Value) -> Result<Metadata<Targets>, SchemaError> {
+        let md = serde_json::json!({
+            "signed": {"_type": "targets", "spec_version": "1.0.31", "version": 1,
+                       "expires": "2030-01-01T00:00:00Z", "targets": {},
+                       "delegations": delegations},
+            "signatures": []
+        });
+        Metadata::<Targets>::from_slice("t", &serde_json::to_vec(&md).unwrap())
+    }
+
+    #[test]
+    fn delegations_hold_exactly_one_of_roles_and_succinct_roles() {
+        let key = crate::schema::SigningKey::generate()
+            .public_key()
+            .to_value();
+        let succinct = serde_json::json!({"keyids": ["k"], "threshold": 1, "bit_length": 4,
+            "name_prefix": "bins", "x-unknown": 1});
+        let md = targets_with(serde_json::json!({"keys": {"k": key},
+            "succinct_roles": succinct, "x-deleg": true}))
+        .unwrap();
+        let d = md.signed.delegations.as_ref().unwrap();
+        let s = d.succinct_roles.as_ref().unwrap();
+        assert_eq!((s.bit_length, s.name_prefix.as_str()), (4, "bins"));
+        assert!(d.roles().is_empty());
+        // Unknown fields are kept, and covered by the canonical form.
+        assert_eq!(s.extra["x-unknown"], 1);
+        let canonical = String::from_utf8(md.canonical_signed().unwrap()).unwrap();
+        assert!(canonical.contains("\"x-unknown\":1") && canonical.contains("\"x-deleg\":true"));
+
+        let both = targets_with(serde_json::json!({"keys": {"k": key}, "roles": [],
+            "succinct_roles": succinct}))
+        .unwrap_err();
+        assert!(
+            both.to_string().contains("both roles and succinct_roles"),
+            "{both}"
+        );
+        let neither = targets_with(serde_json::json!({"keys": {}})).unwrap_err();
+        assert!(neither.to_string().contains("neither"), "{neither}");
+        let unknown_key = targets_with(serde_json::json!({"keys": {},
+            "succinct_roles": succinct}))
+        .unwrap_err();
+        assert!(
+            unknown_key.to_string().contains("not among the keys"),
+            "{unknown_key}"
+        );
+        let mut zero = succinct.clone();
+        zero["bit_length"] = 0.into();
+        let e = targets_with(serde_json::json!({"keys": {"k": key}, "succinct_roles": zero}))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("bit_length 0 is out of range"),
+            "{e}"
+        );
+        let mut slash = succinct.clone();
+        slash["name_prefix"] = "../x".into();
+        let e = targets_with(serde_json::json!({"keys": {"k": key}, "succinct_roles": slash}))
+            .unwrap_err();
+        assert!(e.to_string().contains("path separator"), "{e}");
+    }
 }

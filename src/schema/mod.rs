@@ -4,7 +4,8 @@
 //! (with delegations), snapshot and timestamp; signing schemes ed25519, ecdsa-sha2-nistp256 and
 //! rsassa-pss-sha256 for verification, ed25519 for signing; hashes sha256 and sha512. Parsing is
 //! strict about structure and keeps unknown fields, which the signatures still cover.
-//! Not implemented: TAP extensions (succinct hash delegations, mirrors metadata).
+//! Succinct hash bin delegations (TAP 15, `delegations.succinct_roles`, python-tuf's
+//! `SuccinctRoles`) are read and written. Not implemented: mirrors metadata (TAP 5).
 
 mod cjson;
 mod error;
@@ -18,7 +19,7 @@ pub use error::SchemaError;
 pub use keys::{Key, PublicKey, SigningKey};
 pub use metadata::{
     peek_type, Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, RoleType, Root,
-    Signature, Signed, Snapshot, TargetFile, Targets, Timestamp, SPEC_VERSION,
+    Signature, Signed, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, SPEC_VERSION,
 };
 pub use threshold::verify_threshold;
 pub use time::{parse_duration, UtcTime};

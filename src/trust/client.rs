@@ -12,9 +12,16 @@
 //! versions, lengths and hashes exactly as the referring role names them; expiry of every role
 //! against the start time; byte limits on every fetch; a cap on root rotations and on delegated
 //! roles visited.
+//!
+//! Succinct hash bins (TAP 15, `delegations.succinct_roles`) are delegated roles like any other
+//! here: fetched at the version snapshot names, checked against the length and hashes it lists,
+//! signed by the threshold of the succinct keys, unexpired, persisted. The search goes to the one
+//! bin a path hashes to, and bins are terminating; a bin that lists a path hashing to another bin
+//! is reported (its key may only vouch for its own range) and that listing is never used.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256, Sha512};
 
@@ -23,8 +30,8 @@ use super::fetch::Fetcher;
 use super::state::{quote, StateDir};
 use crate::index::{TargetIndex, TargetInfo, TargetPath};
 use crate::schema::{
-    verify_threshold, DelegatedRole, MetaFile, Metadata, Root, Signed, Snapshot, TargetFile,
-    Targets, Timestamp, UtcTime,
+    verify_threshold, DelegatedRole, MetaFile, Metadata, Root, Signed, Snapshot, SuccinctRoles,
+    TargetFile, Targets, Timestamp, UtcTime,
 };
 
 /// Bounds on what a repository can make the client do.
@@ -38,8 +45,11 @@ pub struct Limits {
     pub max_root_rotations: u64,
     /// Most delegated roles visited in one target search.
     pub max_delegations: usize,
-    /// Most roles loaded in total when indexing every target.
+    /// Most named delegated roles (and the top-level targets) loaded when indexing every target.
     pub max_roles: usize,
+    /// Most succinct hash bins loaded when indexing every target, over all succinct delegations
+    /// (a full index loads every bin; snapshot lists each, which bounds them near 2^15 anyway).
+    pub max_bins: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +63,7 @@ impl Default for Limits {
             max_root_rotations: 256,
             max_delegations: 32,
             max_roles: 10_000,
+            max_bins: 1 << 15,
         }
     }
 }
@@ -493,39 +504,53 @@ impl Client {
                 )
             })?;
         // Keys and threshold come from the delegator.
-        let (keyids, threshold, keys) =
-            if delegator == "root" {
-                let r =
-                    self.root.signed.roles.get("targets").ok_or_else(|| {
-                        err(TrustErrorKind::Malformed, "root lists no targets role")
-                    })?;
-                (r.keyids.clone(), r.threshold, self.root.signed.keys.clone())
+        let (keyids, threshold, keys) = if delegator == "root" {
+            let r = self
+                .root
+                .signed
+                .roles
+                .get("targets")
+                .ok_or_else(|| err(TrustErrorKind::Malformed, "root lists no targets role"))?;
+            (r.keyids.clone(), r.threshold, self.root.signed.keys.clone())
+        } else {
+            // The usual delegator (and the one of every hash bin) first, without a scan.
+            let parent = self
+                .role(delegator, "root")
+                .filter(|_| delegator == "targets")
+                .or_else(|| {
+                    self.roles
+                        .iter()
+                        .find(|((name, _), _)| name == delegator)
+                        .map(|(_, md)| md)
+                })
+                .ok_or_else(|| {
+                    err(
+                        TrustErrorKind::Delegation,
+                        format!("delegator {delegator:?} is not loaded"),
+                    )
+                })?;
+            let d = parent.signed.delegations.as_ref().ok_or_else(|| {
+                err(
+                    TrustErrorKind::Delegation,
+                    format!("{delegator:?} has no delegations"),
+                )
+            })?;
+            let (keyids, threshold) = if let Some(r) = d.roles().iter().find(|r| r.name == role) {
+                (r.keyids.clone(), r.threshold)
+            } else if let Some(s) = d
+                .succinct_roles
+                .as_ref()
+                .filter(|s| s.bin_number(role).is_some())
+            {
+                (s.keyids.clone(), s.threshold)
             } else {
-                let parent = self
-                    .roles
-                    .iter()
-                    .find(|((name, _), _)| name == delegator)
-                    .map(|(_, md)| md)
-                    .ok_or_else(|| {
-                        err(
-                            TrustErrorKind::Delegation,
-                            format!("delegator {delegator:?} is not loaded"),
-                        )
-                    })?;
-                let d = parent.signed.delegations.as_ref().ok_or_else(|| {
-                    err(
-                        TrustErrorKind::Delegation,
-                        format!("{delegator:?} has no delegations"),
-                    )
-                })?;
-                let r = d.roles.iter().find(|r| r.name == role).ok_or_else(|| {
-                    err(
-                        TrustErrorKind::Delegation,
-                        format!("{delegator:?} does not delegate to {role:?}"),
-                    )
-                })?;
-                (r.keyids.clone(), r.threshold, d.keys.clone())
+                return Err(err(
+                    TrustErrorKind::Delegation,
+                    format!("{delegator:?} does not delegate to {role:?}"),
+                ));
             };
+            (keyids, threshold, d.keys.clone())
+        };
         let verify = |name: &str, bytes: &[u8]| -> Result<Metadata<Targets>, TrustError> {
             check_meta_file(name, &meta, bytes)?;
             let md = Metadata::<Targets>::from_slice(name, bytes)?;
@@ -608,10 +633,22 @@ impl Client {
                     role,
                 }));
             }
+            if let Some(s) = md
+                .signed
+                .delegations
+                .as_ref()
+                .and_then(|d| d.succinct_roles.as_ref())
+            {
+                // TAP 15: exactly one bin covers each path, and every bin is terminating.
+                let bin = s.role_for(path);
+                stack.clear();
+                stack.push((bin, role));
+                continue;
+            }
             if let Some(d) = &md.signed.delegations {
                 let mut children = Vec::new();
                 let mut terminate = false;
-                for child in &d.roles {
+                for child in d.roles() {
                     if role_matches(child, path) {
                         children.push((child.name.clone(), role.clone()));
                         if child.terminating {
@@ -638,13 +675,19 @@ impl Client {
         // Walk every reachable role to collect candidate paths.
         let mut candidates = BTreeSet::new();
         let mut problems = Vec::new();
-        let mut queue: Vec<(String, String)> = vec![("targets".to_owned(), "root".to_owned())];
+        // (role, delegator, its bin number and delegation when the role is a succinct hash bin)
+        type Pending = (String, String, Option<(u64, Rc<SuccinctRoles>)>);
+        let mut queue: Vec<Pending> = vec![("targets".to_owned(), "root".to_owned(), None)];
         let mut seen = BTreeSet::new();
-        while let Some((role, delegator)) = queue.pop() {
+        let (mut named, mut bins) = (0usize, 0u64);
+        while let Some((role, delegator, bin)) = queue.pop() {
             if !seen.insert((role.clone(), delegator.clone())) {
                 continue;
             }
-            if seen.len() > self.limits.max_roles {
+            if bin.is_none() {
+                named += 1;
+            }
+            if named > self.limits.max_roles {
                 return Err(err(
                     TrustErrorKind::Delegation,
                     format!(
@@ -660,10 +703,51 @@ impl Client {
             let Some(md) = self.role(&role, &delegator) else {
                 continue;
             };
-            candidates.extend(md.signed.targets.keys().cloned());
-            if let Some(d) = &md.signed.delegations {
-                for child in &d.roles {
-                    queue.push((child.name.clone(), role.clone()));
+            match &bin {
+                None => candidates.extend(md.signed.targets.keys().cloned()),
+                Some((number, succinct)) => {
+                    for path in md.signed.targets.keys() {
+                        // Never indexed from here: the search for `path` only visits its own bin.
+                        if succinct.bin_of(path) != *number {
+                            problems.push(err(
+                                TrustErrorKind::Delegation,
+                                format!(
+                                    "hash bin {role:?} lists {path:?}, whose path hashes to bin \
+                                     {:?}: a bin's key may only vouch for its own range, so this \
+                                     listing is ignored",
+                                    succinct.role_for(path)
+                                ),
+                            ));
+                        } else {
+                            candidates.insert(path.clone());
+                        }
+                    }
+                }
+            }
+            let Some(d) = &md.signed.delegations else {
+                continue;
+            };
+            if let Some(s) = &d.succinct_roles {
+                bins = bins.saturating_add(s.bin_count());
+                if bins > self.limits.max_bins {
+                    return Err(err(
+                        TrustErrorKind::Delegation,
+                        format!(
+                            "{role:?} delegates to {} hash bins (bit_length {}); a full index \
+                             loads at most {} bins",
+                            s.bin_count(),
+                            s.bit_length,
+                            self.limits.max_bins
+                        ),
+                    ));
+                }
+                let s = Rc::new(s.clone());
+                for i in (0..s.bin_count()).rev() {
+                    queue.push((s.bin_name(i), role.clone(), Some((i, s.clone()))));
+                }
+            } else {
+                for child in d.roles() {
+                    queue.push((child.name.clone(), role.clone(), None));
                 }
             }
         }

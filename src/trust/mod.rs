@@ -92,7 +92,8 @@ pub struct TrustSummary {
 pub struct Trusted {
     pub index: TargetIndex,
     pub summary: TrustSummary,
-    /// Delegated roles that could not be trusted; their targets are absent from the index.
+    /// Delegated roles (hash bins included) that could not be trusted, whose targets are absent
+    /// from the index; and hash bins' listings of paths outside their range, which are ignored.
     pub problems: Vec<TrustError>,
 }
 

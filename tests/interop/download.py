@@ -2,10 +2,11 @@
 """Download targets from a TUF repository with python-tuf's ngclient.Updater.
 
 Usage: download.py --metadata-url URL --targets-url URL --root ROOT.json --out DIR
-                   (--all | TARGET...)
+                   [--metadata-dir DIR] (--all | TARGET...)
 
 The given root is the trust anchor (passed as `bootstrap`, cached as root.json in a fresh
-temporary metadata dir). Runs refresh(), then get_targetinfo() and download_target() for each
+temporary metadata dir, or in --metadata-dir, which is kept: a later run there starts from the
+metadata this one trusted, as a long-lived client does). Runs refresh(), then get_targetinfo() and download_target() for each
 TARGET, or with --all for every target listed in the top-level targets metadata. Each target is
 written to DIR/<target path>; each written path is printed on its own line.
 Exits 0 on success; 1 with the error on stderr if anything fails (untrusted metadata, unknown
@@ -27,6 +28,7 @@ def main() -> int:
     parser.add_argument("--targets-url", required=True)
     parser.add_argument("--root", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--metadata-dir", type=Path, help="keep trusted metadata here")
     parser.add_argument("--all", action="store_true", help="download every top-level target")
     parser.add_argument("targets", nargs="*")
     args = parser.parse_args()
@@ -35,6 +37,9 @@ def main() -> int:
 
     try:
         with tempfile.TemporaryDirectory(prefix="tuf-client-") as metadata_dir:
+            if args.metadata_dir is not None:
+                args.metadata_dir.mkdir(parents=True, exist_ok=True)
+                metadata_dir = str(args.metadata_dir)
             updater = Updater(
                 metadata_dir=metadata_dir,
                 metadata_base_url=args.metadata_url,

@@ -2,6 +2,7 @@
 """Create a small TUF repository with python-tuf's Metadata API.
 
 Usage: make_repo.py OUT_DIR [--meta-hashes] [--key-type ed25519|ecdsa|rsa|mixed]
+                   [--succinct-bins BITS [--misbin]]
 
 Writes:
   OUT_DIR/metadata/{1.root.json,root.json,1.targets.json,1.snapshot.json,timestamp.json}
@@ -16,6 +17,13 @@ ecdsa-sha2-nistp256 keys, rsa gives rsassa-pss-sha256 keys, mixed gives each rol
 threshold 1, consistent snapshots on, 30 day expiry,
 sha256 target hashes. With --meta-hashes, snapshot and timestamp also record length and sha256
 of the metadata they point to (optional in the spec; off by default like python-tuf's examples).
+
+With --succinct-bins BITS, python-tuf's succinct hash bin API (TAP 15) does the layout: targets
+lists no files and delegates to 2^BITS bins `delegated_bin-<hex>` (SuccinctRoles), each a
+Targets role at version 1 signed by one more ed25519 key (keys/bins), all listed in snapshot;
+40 more files (many/file-NN.txt) are added so bins are not all empty, and each target goes into
+the bin get_role_for_target names. --misbin then also lists one target (sub/dir/data.bin, with
+other bytes) in the bin after its own: a bin vouching outside its range, which clients must ignore.
 Touches no network.
 """
 
@@ -29,10 +37,12 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import (
+    Delegations,
     MetaFile,
     Metadata,
     Root,
     Snapshot,
+    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -65,7 +75,11 @@ def main() -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--meta-hashes", action="store_true")
     parser.add_argument("--key-type", default="ed25519", choices=["ed25519", "ecdsa", "rsa", "mixed"])
+    parser.add_argument("--succinct-bins", type=int, metavar="BITS")
+    parser.add_argument("--misbin", action="store_true")
     args = parser.parse_args()
+    if args.misbin and not args.succinct_bins:
+        parser.error("--misbin needs --succinct-bins")
 
     out: Path = args.out_dir
     metadata_dir, content_dir, targets_dir, keys_dir = (
@@ -111,9 +125,14 @@ def main() -> int:
     root_path = write(Metadata(root), "1.root.json")
     (metadata_dir / "root.json").write_bytes(root_path.read_bytes())
 
+    content = dict(CONTENT)
+    if args.succinct_bins:
+        for i in range(40):
+            content[f"many/file-{i:02d}.txt"] = f"file {i}\n".encode()
+
     # content and targets
     targets = Targets(version=1, expires=expires)
-    for target_path, data in CONTENT.items():
+    for target_path, data in content.items():
         plain = content_dir / target_path
         plain.parent.mkdir(parents=True, exist_ok=True)
         plain.write_bytes(data)
@@ -123,18 +142,50 @@ def main() -> int:
         served = targets_dir / f"{dirname}{sep}{info.hashes['sha256']}.{basename}"
         served.parent.mkdir(parents=True, exist_ok=True)
         served.write_bytes(data)
+
+    bin_paths = {}
+    if args.succinct_bins:
+        # python-tuf's succinct hash bin API: the delegation, then every bin, each target in the
+        # bin get_role_for_target names.
+        bins_signer = CryptoSigner.generate_ed25519()
+        (keys_dir / "bins").write_bytes(bins_signer.private_bytes)
+        os.chmod(keys_dir / "bins", 0o600)
+        succinct = SuccinctRoles(
+            keyids=[], threshold=1, bit_length=args.succinct_bins, name_prefix="delegated_bin"
+        )
+        targets.delegations = Delegations(keys={}, succinct_roles=succinct)
+        targets.add_key(bins_signer.public_key)
+        bins = {name: Targets(version=1, expires=expires) for name in succinct.get_roles()}
+        for target_path, info in targets.targets.items():
+            bins[succinct.get_role_for_target(target_path)].targets[target_path] = info
+        targets.targets = {}
+        if args.misbin:
+            victim = "sub/dir/data.bin"
+            own = succinct.get_role_for_target(victim)
+            names = list(succinct.get_roles())
+            other = names[(names.index(own) + 1) % len(names)]
+            evil = TargetFile.from_data(victim, b"not the signed data", ["sha256"])
+            bins[other].targets[victim] = evil
+        for name, bin_targets in bins.items():
+            md = Metadata(bin_targets)
+            md.sign(bins_signer)
+            path = metadata_dir / f"1.{name}.json"
+            md.to_file(str(path), serializer=pretty)
+            bin_paths[name] = path
     targets_path = write(Metadata(targets), "1.targets.json")
 
     # snapshot and timestamp
     snapshot = Snapshot(version=1, expires=expires)
     snapshot.meta["targets.json"] = meta_file(1, targets_path, args.meta_hashes)
+    for name, path in bin_paths.items():
+        snapshot.meta[f"{name}.json"] = meta_file(1, path, args.meta_hashes)
     snapshot_path = write(Metadata(snapshot), "1.snapshot.json")
 
     timestamp = Timestamp(version=1, expires=expires)
     timestamp.snapshot_meta = meta_file(1, snapshot_path, args.meta_hashes)
     write(Metadata(timestamp), "timestamp.json")
 
-    for target_path in CONTENT:
+    for target_path in content:
         print(target_path)
     return 0
 

@@ -8,8 +8,69 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trustfs::schema::{
     Common, DelegatedRole, Delegations, Key, MetaFile, Metadata, RoleKeys, Root, Signature, Signed,
-    SigningKey, Snapshot, TargetFile, Targets, Timestamp, UtcTime, SPEC_VERSION,
+    SigningKey, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, UtcTime, SPEC_VERSION,
 };
+
+/// Succinct hash bins (TAP 15) delegated by one role of a [`TestRepo`]: every bin is written
+/// unless the test says otherwise, each at its own version, signed by the bins' keys.
+pub struct Bins {
+    /// The delegating role ("targets" or a [`Deleg`]'s name).
+    pub parent: String,
+    pub succinct: SuccinctRoles,
+    pub keys: Vec<SigningKey>,
+    /// Sign every bin with these instead of `keys` (to stage attacks).
+    pub signers: Option<Vec<SigningKey>>,
+    /// Sign these bins with other keys (bin name → signers).
+    pub bin_signers: BTreeMap<String, Vec<SigningKey>>,
+    /// Files per bin name; [`TestRepo::add_binned_file`] puts a file in the bin it hashes to.
+    pub files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Version per bin name (default 1).
+    pub versions: BTreeMap<String, u64>,
+    /// The version snapshot names for a bin, when it should disagree with the file.
+    pub snapshot_versions: BTreeMap<String, u64>,
+    /// Bins left out of the repository (listed in snapshot, no file written).
+    pub not_written: Vec<String>,
+    /// List each bin in snapshot with its length and sha256 too (not just its version).
+    pub pin_in_snapshot: bool,
+    /// Publish only the first this many bins (the others are neither written nor listed in
+    /// snapshot): for bit lengths too large to write every bin.
+    pub only_first: Option<u64>,
+}
+
+impl Bins {
+    /// `2^bit_length` bins `bins-…` delegated by `parent` to one fresh key, threshold 1.
+    pub fn new(parent: &str, bit_length: u32) -> Bins {
+        let keys = vec![SigningKey::generate()];
+        Bins {
+            parent: parent.into(),
+            succinct: SuccinctRoles {
+                keyids: keys.iter().map(keyid).collect(),
+                threshold: 1,
+                bit_length,
+                name_prefix: "bins".into(),
+                extra: BTreeMap::new(),
+            },
+            keys,
+            signers: None,
+            bin_signers: BTreeMap::new(),
+            files: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            snapshot_versions: BTreeMap::new(),
+            not_written: Vec::new(),
+            pin_in_snapshot: false,
+            only_first: None,
+        }
+    }
+
+    /// The bin `path` belongs to.
+    pub fn bin_of(&self, path: &str) -> String {
+        self.succinct.role_for(path)
+    }
+
+    pub fn version(&self, bin: &str) -> u64 {
+        self.versions.get(bin).copied().unwrap_or(1)
+    }
+}
 
 /// A delegated targets role in a [`TestRepo`].
 pub struct Deleg {
@@ -61,6 +122,8 @@ pub struct TestRepo {
     pub delegations: Vec<Deleg>,
     /// Delegated roles left out of snapshot's meta (to stage attacks).
     pub snapshot_omit: Vec<String>,
+    /// Succinct hash bins, published with the top-level targets.
+    pub bins: Option<Bins>,
 }
 
 pub fn keyid(k: &SigningKey) -> String {
@@ -110,6 +173,7 @@ impl TestRepo {
             targets_extra: BTreeMap::new(),
             delegations: Vec::new(),
             snapshot_omit: Vec::new(),
+            bins: None,
         };
         repo.write_root(&["root"]);
         repo
@@ -196,6 +260,19 @@ impl TestRepo {
 
     /// The `delegations` object of role `parent`, if it delegates at all.
     pub fn delegations_of(&self, parent: &str) -> Option<Delegations> {
+        if let Some(bins) = self.bins.as_ref().filter(|b| b.parent == parent) {
+            let keys = bins
+                .keys
+                .iter()
+                .map(|k| (keyid(k), k.public_key().to_value()))
+                .collect();
+            return Some(Delegations {
+                keys,
+                roles: None,
+                succinct_roles: Some(bins.succinct.clone()),
+                extra: BTreeMap::new(),
+            });
+        }
         let children: Vec<&Deleg> = self
             .delegations
             .iter()
@@ -224,7 +301,8 @@ impl TestRepo {
             .collect();
         Some(Delegations {
             keys,
-            roles,
+            roles: Some(roles),
+            succinct_roles: None,
             extra: BTreeMap::new(),
         })
     }
@@ -237,6 +315,84 @@ impl TestRepo {
         self.delegations[i]
             .files
             .insert(path.to_owned(), data.to_vec());
+    }
+
+    /// Add a file to the hash bin its path belongs to (and to the content dir).
+    pub fn add_binned_file(&mut self, path: &str, data: &[u8]) {
+        let bin = self.bins.as_ref().expect("no bins").bin_of(path);
+        self.add_file_to_bin(&bin, path, data);
+    }
+
+    /// Add a file to hash bin `bin`, whether or not its path hashes there (and to the content dir).
+    pub fn add_file_to_bin(&mut self, bin: &str, path: &str, data: &[u8]) {
+        let p = self.content_dir().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        let bins = self.bins.as_mut().expect("no bins");
+        bins.files
+            .entry(bin.to_owned())
+            .or_default()
+            .insert(path.to_owned(), data.to_vec());
+    }
+
+    /// Sign and write every bin (as configured), returning snapshot's entries for them.
+    fn write_bins(&self) -> BTreeMap<String, MetaFile> {
+        let mut meta = BTreeMap::new();
+        let Some(bins) = &self.bins else {
+            return meta;
+        };
+        let no_files = BTreeMap::new();
+        let count = bins.only_first.unwrap_or(u64::MAX) as usize;
+        for name in bins.succinct.bin_names().take(count) {
+            let version = bins.version(&name);
+            let mut pinned = None;
+            if !bins.not_written.contains(&name) {
+                let mut md = Metadata::new(Targets {
+                    common: common("targets", version, self.expiry(&name)),
+                    targets: target_files(bins.files.get(&name).unwrap_or(&no_files)),
+                    delegations: self.delegations_of(&name),
+                    extra: BTreeMap::new(),
+                })
+                .unwrap();
+                let signers: Vec<&SigningKey> = bins
+                    .bin_signers
+                    .get(&name)
+                    .or(bins.signers.as_ref())
+                    .unwrap_or(&bins.keys)
+                    .iter()
+                    .collect();
+                sign(&mut md, &signers);
+                let bytes = md.to_bytes();
+                self.write(&format!("{version}.{name}.json"), &bytes);
+                if bins.pin_in_snapshot {
+                    let mut hashes = BTreeMap::new();
+                    hashes.insert("sha256".to_owned(), hex::encode(Sha256::digest(&bytes)));
+                    pinned = Some((bytes.len() as u64, hashes));
+                }
+            }
+            if self.snapshot_omit.contains(&name) {
+                continue;
+            }
+            let listed = bins
+                .snapshot_versions
+                .get(&name)
+                .copied()
+                .unwrap_or(version);
+            let (length, hashes) = match pinned {
+                Some((l, h)) => (Some(l), Some(h)),
+                None => (None, None),
+            };
+            meta.insert(
+                format!("{name}.json"),
+                MetaFile {
+                    version: listed,
+                    length,
+                    hashes,
+                    extra: BTreeMap::new(),
+                },
+            );
+        }
+        meta
     }
 
     fn role_keys(&self, role: &str) -> Vec<&SigningKey> {
@@ -288,6 +444,7 @@ impl TestRepo {
                 },
             );
         }
+        meta.extend(self.write_bins());
         let mut s = Metadata::new(Snapshot {
             common: common("snapshot", self.snapshot_version, self.expiry("snapshot")),
             meta,
