@@ -124,6 +124,7 @@ impl Repo {
             role: None,
             sharding,
             reread: false,
+            progress: false,
         })
     }
 

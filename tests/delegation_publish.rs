@@ -326,6 +326,7 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
         role: Some("team".into()),
         sharding: Default::default(),
         reread: false,
+        progress: false,
     })
     .unwrap_err();
     assert!(

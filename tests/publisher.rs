@@ -126,6 +126,7 @@ impl Repo {
             role: None,
             sharding: Default::default(),
             reread,
+            progress: false,
         })
     }
 

@@ -221,6 +221,7 @@ fn add(
         role,
         sharding,
         reread,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     })?;
     if let Some(k) = report.bins.as_ref().and_then(|b| b.generated_key.as_ref()) {
         eprintln!("generated key {}", display_name(k));

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -175,6 +175,9 @@ pub struct AddOptions {
     /// Read every file, even those whose identity says they did not change since the last add
     /// (see `addcache`).
     pub reread: bool,
+    /// Show progress (files, bytes, rate) on stderr while files are published, from the first
+    /// second on (the CLI sets it when stderr is a terminal).
+    pub progress: bool,
 }
 
 /// What [`add`] did. Target names are sorted.
@@ -440,6 +443,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         state.consistent,
         &cache,
         &want_sha512,
+        opts.progress,
     )?;
     // One flush of the filesystem for every copy and rename above (instead of two fsyncs a file).
     syncfs(&tdir)?;
@@ -529,7 +533,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
 
 /// Publish every file of `files` ([`content::publish_file`]) on all cores: the outcomes in the
 /// order of `files`, or the error of the first file (in that order) that failed. After a failure
-/// no further file is started.
+/// no further file is started. With `progress`, a line on stderr shows files, bytes and rate.
 fn publish_all(
     root: &content::ContentRoot,
     files: &[content::ContentFile],
@@ -537,6 +541,7 @@ fn publish_all(
     consistent: bool,
     cache: &AddCache,
     sha512: &(dyn Fn(&str) -> bool + Sync),
+    progress: bool,
 ) -> Result<Vec<Outcome>, RepoError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -544,29 +549,49 @@ fn publish_all(
         .min(files.len().max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
     let slots: Vec<Mutex<Option<Result<Outcome, RepoError>>>> =
         files.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(f) = files.get(i) else { break };
-                    let name = f.target.as_str();
-                    let r = content::publish_file(
-                        root,
-                        f,
-                        tdir,
-                        sha512(name),
-                        consistent,
-                        cache.get(name),
-                    );
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
+        let reporter =
+            progress.then(|| s.spawn(|| show_progress(&finished, &done, &bytes, files.len())));
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break };
+                        let name = f.target.as_str();
+                        let r = content::publish_file(
+                            root,
+                            f,
+                            tdir,
+                            sha512(name),
+                            consistent,
+                            cache.get(name),
+                        );
+                        match &r {
+                            Ok(o) if !o.reused => {
+                                bytes.fetch_add(o.published.length, Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(_) => failed.store(true, Ordering::Relaxed),
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                        *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                     }
-                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-                }
-            });
+                })
+            })
+            .collect();
+        for w in workers {
+            // A worker that panicked leaves its file's slot empty (reported below).
+            let _ = w.join();
+        }
+        finished.store(true, Ordering::Relaxed);
+        if let Some(r) = reporter {
+            let _ = r.join();
         }
     });
     // Files are claimed in order, so every file before a failed one has its outcome.
@@ -583,6 +608,38 @@ fn publish_all(
         }
     }
     Ok(out)
+}
+
+/// Until `finished`: from the first second on, about every 250 ms, rewrite one stderr line with
+/// the files done, the bytes read and the read rate; end it with a newline if it was shown.
+fn show_progress(finished: &AtomicBool, done: &AtomicUsize, bytes: &AtomicU64, total: usize) {
+    use std::io::Write;
+    let start = std::time::Instant::now();
+    let line = |end: &str| {
+        let secs = start.elapsed().as_secs_f64().max(0.001);
+        let mib = bytes.load(Ordering::Relaxed) as f64 / 1048576.0;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[Ktrustfs: {} of {total} files, {mib:.1} MiB read, {:.0} MiB/s{end}",
+            done.load(Ordering::Relaxed),
+            mib / secs,
+        );
+        let _ = err.flush();
+    };
+    let mut shown = false;
+    let mut next = Duration::from_secs(1);
+    while !finished.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if start.elapsed() >= next {
+            line("");
+            shown = true;
+            next = start.elapsed() + Duration::from_millis(250);
+        }
+    }
+    if shown {
+        line("\n");
+    }
 }
 
 /// The `targets` list of a targets-type role's signed value (parsed as a map when the file was
