@@ -1171,3 +1171,48 @@ fn review_content_length_beside_transfer_encoding_is_ignored() {
     assert_eq!(std::fs::read(w.at("c.bin")).unwrap(), data, "{}", d.log());
     d.stop();
 }
+
+/// The value of the extended attribute `name` of `path` (as text).
+fn xattr_of(path: &Path, name: &str) -> Option<String> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a writable buffer of the given length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| String::from_utf8_lossy(&buf[..len as usize]).into_owned())
+}
+
+#[test]
+fn review_a_verified_copy_another_path_still_lists_survives_a_republish() {
+    // `a` and `dup` have the same content, so one verified copy serves both. When `a` changes,
+    // the copy is superseded for `a` only: `dup` must keep it, not be hashed again. (Attack
+    // review of 629ea59: the shared copy was dropped, `dup` went back to unverified.)
+    let files = vec![
+        ("a".to_owned(), b"same content\n".to_vec()),
+        ("dup".to_owned(), b"same content\n".to_vec()),
+    ];
+    let w = world("shared-copy", &files, &[]);
+    let d = w.mount_local(&["--refresh-interval", "1s"]);
+    for (p, data) in &files {
+        assert_eq!(&std::fs::read(w.at(p)).unwrap(), data);
+    }
+    assert_eq!(
+        xattr_of(&w.at("dup"), "user.trustfs.verified").as_deref(),
+        Some("yes")
+    );
+    w.write("a", b"new content\n");
+    w.publish();
+    wait_for(
+        "the refresh to switch in the new `a`",
+        || d.log(),
+        || std::fs::read(w.at("a")).is_ok_and(|b| b == b"new content\n"),
+    );
+    assert_eq!(
+        xattr_of(&w.at("dup"), "user.trustfs.verified").as_deref(),
+        Some("yes"),
+        "the copy `dup` still lists was dropped\n{}",
+        d.log()
+    );
+    assert_eq!(std::fs::read(w.at("dup")).unwrap(), b"same content\n");
+    d.stop();
+}

@@ -679,6 +679,46 @@ fn after_a_system_crash_objects_stored_since_the_last_sync_are_fetched_again_not
 }
 
 #[test]
+fn a_torn_or_missing_sync_record_vouches_for_no_object() {
+    // The record itself can be lost in a crash (or come from an older version): then nothing
+    // says which objects reached the disk, and none may be served without a new download.
+    // Staged as above, with the record empty, zero-filled or gone. (Attack review of 89a5f8a:
+    // each of these served 300,000 zero bytes.)
+    for variant in ["empty", "zeros", "missing"] {
+        let data = pattern(300_000, 11);
+        let w = World::new(&format!("torn-{variant}"), &[("r.bin", data.clone())], &[]);
+        let server = Nginx::start(&w.repo);
+        let d = w.mount(&server, &[]).unwrap();
+        assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data);
+        d.stop();
+        let record = w.cache.join(".trustfs-synced");
+        let object = w.cache.join(&w.objects()[0].0);
+        std::fs::write(&object, vec![0u8; data.len()]).unwrap();
+        match variant {
+            "empty" => std::fs::write(&record, b"").unwrap(),
+            "zeros" => std::fs::write(&record, vec![0u8; 48]).unwrap(),
+            _ => std::fs::remove_file(&record).unwrap(),
+        }
+        let d = w.mount(&server, &[]).unwrap();
+        let got = std::fs::read(w.at("r.bin")).unwrap();
+        assert!(
+            got == data,
+            "{variant}: the zero-filled object was served\n{}",
+            d.log()
+        );
+        let log = d.stop();
+        assert!(
+            log.contains("the cache has no readable sync record; removed 1"),
+            "{variant}: {log}"
+        );
+        assert!(log.contains("fetched \"r.bin\""), "{variant}: {log}");
+        // A sound record again, flushed before it was renamed into place.
+        let now = std::fs::read_to_string(&record).unwrap();
+        assert_eq!(now.split_whitespace().count(), 2, "{variant}: {now:?}");
+    }
+}
+
+#[test]
 fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
     let files: Vec<(String, Vec<u8>)> = (0..12)
         .map(|i| (format!("f{i:02}.bin"), pattern(1 << 20, 100 + i)))

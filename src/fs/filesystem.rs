@@ -483,15 +483,19 @@ impl Core {
         let mut report = SwitchReport::default();
         // Paths whose kernel entries must go, with the inode keys they may be cached under.
         let mut stale: Vec<(OsString, Option<String>)> = Vec::new();
+        // Lengths of the superseded contents (see `still_unlisted`).
+        let mut superseded_lengths = HashSet::new();
         for (path, info) in old.index.iter() {
             match new.index.get(path.as_str()) {
                 None => {
                     report.removed.push(path.to_string());
                     stale.push((OsString::from(path.as_str()), Some(object_name(info))));
+                    superseded_lengths.insert(info.length);
                 }
                 Some(n) if n != info => {
                     report.changed.push(path.to_string());
                     stale.push((OsString::from(path.as_str()), Some(object_name(info))));
+                    superseded_lengths.insert(info.length);
                 }
                 Some(_) => {}
             }
@@ -506,11 +510,15 @@ impl Core {
         for dir in old.dirs().difference(new.dirs()) {
             stale.push((dir.clone(), None));
         }
-        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = new;
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         // Verified copies of content the metadata no longer lists are dropped now (unless a
         // handle still reads them), not when the byte bound is reached: under steady republishing
         // the store and the records stay the size of what is current.
-        let superseded: Vec<String> = stale.iter().filter_map(|(_, o)| o.clone()).collect();
+        let superseded = still_unlisted(
+            stale.iter().filter_map(|(_, o)| o.clone()).collect(),
+            &superseded_lengths,
+            &new.index,
+        );
         if self.store.drop_unused(&superseded) > 0 {
             lock(&self.records).prune(&self.store);
         }
@@ -1343,6 +1351,29 @@ fn file_attr(
         blksize: 4096,
         flags: 0,
     }
+}
+
+/// The objects of `superseded` that no target of `index` maps to: a copy another path still
+/// lists with the same content (length and hashes) stays. Only targets whose length is one of
+/// the superseded objects' are hashed into object names.
+fn still_unlisted(
+    superseded: Vec<String>,
+    lengths: &HashSet<u64>,
+    index: &TargetIndex,
+) -> Vec<String> {
+    if superseded.is_empty() {
+        return superseded;
+    }
+    let mut gone: HashSet<String> = superseded.into_iter().collect();
+    for (_, info) in index.iter() {
+        if gone.is_empty() {
+            break;
+        }
+        if lengths.contains(&info.length) {
+            gone.remove(&object_name(info));
+        }
+    }
+    gone.into_iter().collect()
 }
 
 /// Background requests (RELEASE, async reads) the kernel keeps in flight; see `init`.

@@ -242,11 +242,20 @@ impl ObjectStore {
         store.recover_after_reboot()?;
         // Everything there now is on disk from here on; record it before storing anything.
         let syncfd = store.dirfd.try_clone()?;
-        sync_and_record(&syncfd)?;
+        sync_and_record(&syncfd, &[]).map_err(|e| e.error)?;
         let dir_for_log = dir.to_owned();
-        store.syncer = Some(Syncer::start(move || {
-            if let Err(e) = sync_and_record(&syncfd) {
-                crate::log_event!("cache {}: cannot sync: {e}", dir_for_log.display());
+        store.syncer = Some(Syncer::start(move |batch| {
+            if let Err(e) = sync_and_record(&syncfd, &batch) {
+                crate::log_event!(
+                    "ERROR cache {}: cannot make stored objects durable: {}{}",
+                    dir_for_log.display(),
+                    e.error,
+                    if e.removed > 0 {
+                        format!("; removed {} object(s) whose bytes did not reach the disk (downloaded again when opened)", e.removed)
+                    } else {
+                        String::new()
+                    }
+                );
             }
         }));
         let mut inner = store.lock();
@@ -281,13 +290,19 @@ impl ObjectStore {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
             Err(e) => return Err(e),
         };
-        let Some(record) = record else {
-            // A cache from before batched syncs (every object was fsynced) or a new one.
-            return Ok(());
+        // Without a readable record (a crash while the first one was written, a cache of an
+        // older version) or without a known boot, nothing vouches for any object.
+        let current = durability::boot_id();
+        let why = match (&record, &current) {
+            (Some(r), Some(boot)) if &r.boot == boot => return Ok(()),
+            (Some(_), Some(_)) => "the system restarted since the cache was last synced",
+            (None, _) => "the cache has no readable sync record",
+            (Some(_), None) => "this boot's id cannot be read (/proc/sys/kernel/random/boot_id)",
         };
-        if record.boot == durability::boot_id() {
-            return Ok(());
-        }
+        let suspect = |mtime: i64| match (&record, &current) {
+            (Some(r), Some(_)) => r.suspect(mtime),
+            _ => true,
+        };
         let mut removed = 0;
         for name in list_names(&self.dirfd)? {
             if !name.starts_with("t-") {
@@ -296,7 +311,7 @@ impl ObjectStore {
             let Ok(st) = fstatat_nofollow(&self.dirfd, &name) else {
                 continue;
             };
-            if !record.suspect(st.st_mtime) {
+            if !suspect(st.st_mtime) {
                 continue;
             }
             let Ok(file) = self.open_entry(&name) else {
@@ -309,10 +324,12 @@ impl ObjectStore {
                 removed += 1;
             }
         }
-        crate::log_event!(
-            "cache {}: the system restarted since the cache was last synced; removed {removed} object(s) stored in the last moments before (they may not have reached the disk; they are downloaded again when opened)",
-            self.dir.display()
-        );
+        if removed > 0 || record.is_some() {
+            crate::log_event!(
+                "cache {}: {why}; removed {removed} object(s) that may not have reached the disk (they are downloaded again when opened)",
+                self.dir.display()
+            );
+        }
         Ok(())
     }
 
@@ -814,7 +831,7 @@ impl ObjectStore {
         // Durable with the next batch (within a second); a system crash before that is handled
         // by the first daemon after the reboot (`durability.rs`).
         if let Some(s) = &self.syncer {
-            s.dirty();
+            s.dirty(name);
         }
         // The writer's LOCK_SH, held since before the file had a name anyone scans, now keeps
         // the object from every evictor until the caller releases it.
@@ -1005,25 +1022,79 @@ fn temp_owner(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// `syncfs` the cache's filesystem, then record (atomically, by rename) that everything stored
-/// before the sync began is on disk.
-fn sync_and_record(dirfd: &File) -> io::Result<()> {
+/// Why a batch could not be made durable, and how many of its objects were removed for it.
+struct SyncFailure {
+    error: io::Error,
+    removed: usize,
+}
+
+/// `syncfs` the cache's filesystem and `fsync` each object of `batch` (to learn of a write error
+/// per file: an object whose bytes did not reach the disk is removed), then record (a flushed
+/// temporary file, renamed) that everything stored before the sync began is on disk, unless an
+/// object of the batch failed.
+fn sync_and_record(dirfd: &File, batch: &[String]) -> Result<(), SyncFailure> {
+    let fail = |error: io::Error, removed: usize| SyncFailure { error, removed };
     let before = durability::now_secs();
-    durability::syncfs(dirfd)?;
+    let synced = durability::syncfs(dirfd);
+    let mut first_error = None;
+    let mut removed = 0;
+    for name in batch {
+        let result = openat(
+            dirfd,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0,
+        )
+        .and_then(|f| f.sync_all());
+        match result {
+            Ok(()) => {}
+            // Evicted meanwhile: nothing left to be durable.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                if unlinkat(dirfd, name).is_ok() {
+                    removed += 1;
+                }
+                first_error.get_or_insert(io::Error::new(e.kind(), format!("{name}: {e}")));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(fail(e, removed));
+    }
+    if batch.is_empty() {
+        // The start-up sync: nothing but the syncfs vouches for what is there.
+        synced.map_err(|e| fail(e, 0))?;
+    }
     let record = SyncRecord {
-        boot: durability::boot_id(),
+        boot: durability::boot_id().unwrap_or_else(|| durability::UNKNOWN_BOOT.to_owned()),
         synced_before: before,
     };
-    let tmp = format!("{}.{}", durability::RECORD, std::process::id());
-    let mut f = openat(
-        dirfd,
-        &tmp,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        0o600,
-    )?;
-    f.write_all(record.render().as_bytes())?;
-    drop(f);
-    renameat(dirfd, &tmp, durability::RECORD)
+    // Unique among daemons sharing the cache, also two pid 1s in different containers.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = format!(
+        "{}.{}.{}.{nanos}",
+        durability::RECORD,
+        std::process::id(),
+        durability::now_secs()
+    );
+    let write = || -> io::Result<()> {
+        let mut f = openat(
+            dirfd,
+            &tmp,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )?;
+        f.write_all(record.render().as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        renameat(dirfd, &tmp, durability::RECORD)
+    };
+    write().map_err(|e| {
+        let _ = unlinkat(dirfd, &tmp);
+        fail(e, 0)
+    })
 }
 
 /// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
