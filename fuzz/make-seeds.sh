@@ -84,6 +84,14 @@ for bin in bin-0 bin-8; do
     "$T" repo add "$r2" "$cb" --keys "$keys" --role "$bin" "${long[@]}" >/dev/null
 done
 
+# Succinct hash bins (TAP 15): 4 bins, forced (the bins key is generated into $keys).
+r3="$work/repo-bins"
+c3="$work/content-bins"
+mkdir -p "$c3/sub"
+for i in $(seq 1 12); do printf 'binned %s\n' "$i" >"$c3/sub/f$i.txt"; done
+"$T" repo init "$r3" --keys "$keys" "${long[@]}" >/dev/null
+"$T" repo add "$r3" "$c3" --keys "$keys" --bins 4 "${long[@]}" >/dev/null
+
 # --- python-tuf-made repositories -----------------------------------------------------------------
 py_repos=()
 if [ -n "$PY" ]; then
@@ -94,12 +102,18 @@ if [ -n "$PY" ]; then
             py_repos+=("$d")
         done
     done
+    # python-tuf's succinct hash bin API, and a bin vouching outside its range.
+    for extra in "" --misbin; do
+        d="$work/py-bins${extra}"
+        "$PY" "$REPO/tests/interop/make_repo.py" "$d" --succinct-bins 3 $extra >/dev/null
+        py_repos+=("$d")
+    done
 fi
 
 # --- assemble ----------------------------------------------------------------------------------
-python3 - "$OUT" "$REPO" "$r1" "$r2" "${py_repos[@]}" <<'PY'
+python3 - "$OUT" "$REPO" "$r1" "$r2" "$r3" "${py_repos[@]}" <<'PY'
 import datetime, hashlib, json, os, re, sys
-out, repo, r1, r2, *py = sys.argv[1:]
+out, repo, r1, r2, r3, *py = sys.argv[1:]
 count = [0]
 def put(target, data, tag):
     if isinstance(data, str):
@@ -143,7 +157,7 @@ def repo_sections(fs, sign=(), extra=()):
     return [(("!" if f in sign else "") + f, fs[f]) for f in secs] + list(extra)
 
 example = files(os.path.join(repo, "examples", "repo"))
-for name, src in [("example", example), ("plain", files(r1)), ("deleg", files(r2))]:
+for name, src in [("example", example), ("plain", files(r1)), ("deleg", files(r2)), ("bins", files(r3))]:
     for f, d in src.items():
         put("metadata", kind(f, d).encode() + d, f"{name}-single")
         put("cjson", json.dumps(json.loads(d)["signed"]), f"{name}-signed")

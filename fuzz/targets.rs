@@ -147,6 +147,7 @@ pub const M_REPO_RESIGNED: u32 = 1 << 14;
 pub const M_REPO_ECDSA: u32 = 1 << 15;
 pub const M_REPO_RSA: u32 = 1 << 16;
 pub const M_REPO_PROBLEMS: u32 = 1 << 17;
+pub const M_REPO_SUCCINCT: u32 = 1 << 18;
 
 const METADATA_MILESTONES: Milestones = &[
     (M_ROOT, "a root signed by the trusted root and by itself"),
@@ -196,6 +197,10 @@ const METADATA_MILESTONES: Milestones = &[
     (
         M_REPO_PROBLEMS,
         "client workflow: index built with a failed delegated role",
+    ),
+    (
+        M_REPO_SUCCINCT,
+        "client workflow: a target from a succinct hash bin (TAP 15)",
     ),
 ];
 
@@ -776,18 +781,28 @@ pub fn repository(data: &[u8]) -> u32 {
         if role != "targets" {
             m |= M_REPO_DELEGATED;
             // Some delegation in the repository must give `path` to `role`.
-            let covering: Vec<&DelegatedRole> = listed
-                .iter()
-                .filter_map(|md| md.signed.delegations.as_ref())
+            let delegations = || {
+                listed
+                    .iter()
+                    .filter_map(|md| md.signed.delegations.as_ref())
+            };
+            let covering: Vec<&DelegatedRole> = delegations()
                 .flat_map(|d| d.roles())
                 .filter(|r| r.name == role && trust::role_matches(r, path.as_str()))
                 .collect();
+            // Or succinct hash bins (TAP 15) whose bin for `path` is `role`.
+            let succinct = delegations()
+                .filter_map(|d| d.succinct_roles.as_ref())
+                .any(|b| b.role_for(path.as_str()) == role);
             assert!(
-                !covering.is_empty(),
+                !covering.is_empty() || succinct,
                 "{path}: served from {role:?}, but no delegation to {role:?} covers it"
             );
             if covering.iter().any(|r| r.path_hash_prefixes.is_some()) {
                 m |= M_REPO_HASH_BIN;
+            }
+            if succinct {
+                m |= M_REPO_SUCCINCT;
             }
         }
     }
