@@ -1216,3 +1216,72 @@ fn review_a_verified_copy_another_path_still_lists_survives_a_republish() {
     assert_eq!(std::fs::read(w.at("dup")).unwrap(), b"same content\n");
     d.stop();
 }
+
+#[test]
+fn an_idle_refresh_fetches_only_the_next_root_and_the_timestamp() {
+    // Nothing published: each refresh asks for N+1.root.json and timestamp.json, finds them as
+    // trusted, and stops there (no snapshot, no targets, no new index). Then a publish is
+    // followed as before.
+    let files = vec![("a.txt".to_owned(), b"one\n".to_vec())];
+    let w = world("quiet", &files, &[]);
+    let server = HttpServer::serve(w.repo.clone());
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[server.url("targets")],
+            &["--refresh-interval", "1s"],
+        )
+        .unwrap();
+    assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"one\n");
+    let count = |suffix: &str| {
+        server
+            .counts()
+            .iter()
+            .filter(|(p, _)| p.ends_with(suffix))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    let (snapshots, targets) = (count("snapshot.json"), count("targets.json"));
+    let timestamps = count("timestamp.json");
+    wait_for(
+        "three refreshes",
+        || format!("{:?}\n{}", server.counts(), d.log()),
+        || count("timestamp.json") >= timestamps + 3,
+    );
+    assert_eq!(count("snapshot.json"), snapshots, "{:?}", server.counts());
+    assert_eq!(count("targets.json"), targets, "{:?}", server.counts());
+    assert!(count("2.root.json") >= 3, "{:?}", server.counts());
+    // And stopped there: no full client workflow (which would also fetch nothing new here, but
+    // re-verify everything and build a new index every second).
+    let unchanged = || {
+        w.status_record()
+            .and_then(|r| r["counters"]["refresh_unchanged"].as_u64())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "quiet refreshes in the status record",
+        || d.log(),
+        || unchanged() >= 2,
+    );
+    assert!(w.status_record().unwrap()["stale"] == false);
+
+    w.write("a.txt", b"two\n");
+    w.publish();
+    wait_for(
+        "the new version",
+        || d.log(),
+        || std::fs::read(w.at("a.txt")).is_ok_and(|b| b == b"two\n"),
+    );
+    assert!(count("snapshot.json") > snapshots, "{:?}", server.counts());
+    // And quiet again after the switch.
+    let snapshots = count("snapshot.json");
+    let timestamps = count("timestamp.json");
+    wait_for(
+        "three more refreshes",
+        || format!("{:?}", server.counts()),
+        || count("timestamp.json") >= timestamps + 3,
+    );
+    assert_eq!(count("snapshot.json"), snapshots, "{:?}", server.counts());
+    let log = d.stop();
+    assert!(log.contains("metadata updated"), "{log}");
+}

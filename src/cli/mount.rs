@@ -360,6 +360,11 @@ pub fn run(args: Args) -> i32 {
     for problem in &trusted.problems {
         log_event!("warning: left out of the mount: {problem}");
     }
+    // What the first refresh may find unchanged (an offline start or problems: load again).
+    let quiet = (offline.is_none() && trusted.problems.is_empty())
+        .then(|| trust::trusted_timestamp(&trust_options))
+        .flatten()
+        .map(|t| (trusted.summary.root_version, t));
     let targets = trusted.index.len();
     let summary = trusted.summary.clone();
     let handle = match fs::spawn(options, trusted.index) {
@@ -407,6 +412,7 @@ pub fn run(args: Args) -> i32 {
             options: trust_options.clone(),
             audit: audit.clone(),
             last_failure: None,
+            quiet,
         };
         log_event!(
             "refreshing the metadata every {} s (reported stale after {} s without success)",
@@ -496,6 +502,11 @@ struct Refresher {
     /// The kind of the last failed refresh and when it was last logged: a failure of the same
     /// kind is counted every time but logged (and audited) again only after [`REPEAT_LOG`].
     last_failure: Option<(TrustErrorKind, Instant)>,
+    /// After a refresh that loaded everything without problems: the trusted root version and
+    /// the exact timestamp bytes trusted. While the repository still offers exactly these
+    /// ([`trust::unchanged`]: no next root, the same timestamp bytes), a refresh costs two small
+    /// fetches instead of the whole workflow and a new index.
+    quiet: Option<(u64, Vec<u8>)>,
 }
 
 /// A refresh failing the same way again is logged and audited at most this often.
@@ -534,12 +545,30 @@ impl Refresher {
         let mut opts = self.options.clone();
         opts.now = SystemTime::now();
         let current = self.live.summary().unwrap_or_default();
+        if let Some((root_version, timestamp)) = &self.quiet {
+            if trust::unchanged(&opts, *root_version, timestamp) {
+                self.live
+                    .counters()
+                    .refresh_unchanged
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.last_failure.take().is_some() {
+                    log_event!("metadata refresh works again");
+                }
+                self.live.refresh_ok();
+                return;
+            }
+        }
+        self.quiet = None;
         match trust::load(&opts) {
             Ok(trusted) => {
                 if self.last_failure.take().is_some() {
                     log_event!("metadata refresh works again");
                 }
                 self.live.refresh_ok();
+                if trusted.problems.is_empty() {
+                    self.quiet =
+                        trust::trusted_timestamp(&opts).map(|t| (trusted.summary.root_version, t));
+                }
                 // Same versions and expiry can still mean a different index: a delegated role
                 // that could not be loaded last time may load now.
                 if trusted.summary == current && self.live.same_index(&trusted.index) {

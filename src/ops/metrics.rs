@@ -170,6 +170,13 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
     );
     metric(
         &mut out,
+        "refresh_unchanged_total",
+        "counter",
+        "Live updates: refreshes that found no new root and the trusted timestamp, and stopped there.",
+        &one(c.refresh_unchanged),
+    );
+    metric(
+        &mut out,
         "metadata_stale",
         "gauge",
         "1 when the metadata was not confirmed by a refresh for longer than the staleness bound.",

@@ -128,6 +128,9 @@ pub struct Counters {
     pub metadata_switches: AtomicU64,
     /// Live updates: refreshes that failed (the last good metadata stayed in force).
     pub refresh_failures: AtomicU64,
+    /// Live updates: refreshes that found the repository exactly as trusted (no next root, the
+    /// same timestamp) and stopped there.
+    pub refresh_unchanged: AtomicU64,
     /// The most recent denial, for `trustfs status`.
     pub last_denial: Mutex<Option<String>>,
     /// The most recent fault, for `trustfs status`.
@@ -194,6 +197,7 @@ impl Counters {
             fetch_failures: get(&self.fetch_failures),
             metadata_switches: get(&self.metadata_switches),
             refresh_failures: get(&self.refresh_failures),
+            refresh_unchanged: get(&self.refresh_unchanged),
             last_denial: self
                 .last_denial
                 .lock()
@@ -258,6 +262,8 @@ pub struct CountersSnapshot {
     pub metadata_switches: u64,
     #[serde(default)]
     pub refresh_failures: u64,
+    #[serde(default)]
+    pub refresh_unchanged: u64,
     pub last_denial: Option<String>,
     #[serde(default)]
     pub last_fault: Option<String>,

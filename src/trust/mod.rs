@@ -170,6 +170,41 @@ pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, Option<TrustErro
     }
 }
 
+/// The cheap part of a refresh: whether the repository still offers exactly what was trusted,
+/// i.e. no `N+1.root.json` after the trusted root version `root_version` and a `timestamp.json`
+/// byte for byte equal to `trusted_timestamp` (the one the state directory holds, verified when
+/// it was stored). Then the client workflow would keep everything it trusts (an equal timestamp
+/// version, §5.4.3), so a refresh can stop here: expiry is watched by the mount itself. `false`
+/// on any difference or failure: run the whole workflow ([`load`]) to learn what changed.
+pub fn unchanged(opts: &TrustOptions, root_version: u64, trusted_timestamp: &[u8]) -> bool {
+    let limits = Limits::default();
+    let Ok(fetcher) = opts.source.fetcher(opts.http) else {
+        return false;
+    };
+    let Some(next) = root_version.checked_add(1) else {
+        return false;
+    };
+    match fetcher.fetch(&format!("{next}.root.json"), limits.root_max_bytes) {
+        Ok(None) => {}
+        _ => return false,
+    }
+    matches!(
+        fetcher.fetch("timestamp.json", limits.timestamp_max_bytes),
+        Ok(Some(bytes)) if bytes == trusted_timestamp
+    )
+}
+
+/// The timestamp metadata the state directory holds (the last one the client trusted and
+/// stored), if there is a state directory.
+pub fn trusted_timestamp(opts: &TrustOptions) -> Option<Vec<u8>> {
+    let dir = opts.state_dir.as_deref()?;
+    StateDir::open(dir)
+        .ok()?
+        .load("timestamp", Limits::default().timestamp_max_bytes)
+        .ok()
+        .flatten()
+}
+
 fn finish(mut client: Client) -> Result<Trusted, TrustError> {
     let (index, problems) = client.target_index()?;
     Ok(Trusted {

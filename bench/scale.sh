@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Scale benchmark: N small files (default 1,000,000) in directories of 1,000, end to end through
+# the real binary. Reports (never asserts) what issue 10 asks for:
+#   - repo add from scratch: time, max RSS, bins, the largest metadata file;
+#   - repo add after changing one file: time, bins signed anew, files not read again;
+#   - trustfs verify of the whole tree: time, max RSS;
+#   - local mount to serving; daemon RSS at start, after a full `find`, after 10,000 random
+#     reads (bytes per target); `find` over the mount vs over a bindfs mount of the same tree;
+#   - CPU of an idle mount with --refresh-interval 1s over 30 s.
+#
+#   bench/scale.sh [N]                      (default 1000000)
+#
+# Environment: SCALE_DIR (work dir, default /var/tmp/trustfs-scale; the content is kept between
+# runs of the same N), TRUSTFS_BIN (a trustfs binary instead of target/release/trustfs).
+# Needs root, /dev/fuse, bindfs (apt-get install -y bindfs) for the find comparison.
+set -euo pipefail
+N=${1:-1000000}
+W=${SCALE_DIR:-/var/tmp/trustfs-scale}
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "scale.sh: needs root (FUSE mounts)" >&2; exit 1; }
+[ -c /dev/fuse ] || { echo "scale.sh: /dev/fuse is missing" >&2; exit 1; }
+if [ -z "${TRUSTFS_BIN:-}" ]; then
+    cargo build --release --quiet
+    T=$PWD/target/release/trustfs
+else
+    T=$TRUSTFS_BIN
+fi
+CONTENT=$W/content-$N REPO=$W/repo KEYS=$W/keys MNT=$W/mnt STATE=$W/state BMNT=$W/bindfs
+DAEMON_PID=
+
+cleanup() {
+    [ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    for m in "$MNT" "$BMNT"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+    true
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$W" "$MNT" "$BMNT"
+
+say() { printf '%-44s %s\n' "$1" "$2"; }
+# timed OUT CMD...: run CMD (stdout and stderr to OUT) under GNU time; print "<seconds> <max RSS
+# KiB>". A failing CMD is not an error here (verify exits 1 on a mismatch).
+timed() {
+    local out=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$W/time.out" "$@" >"$out" 2>&1 || true
+    tail -1 "$W/time.out"
+}
+calc() { python3 -c "print($1)"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+echo "trustfs: $("$T" --version); $(nproc) cores; $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tree: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), N=$N"
+
+if [ ! -f "$CONTENT/.complete" ]; then
+    rm -rf "$CONTENT"
+    python3 - "$CONTENT" "$N" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, f"d{i // 1000:04d}")
+    if i % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i % 1000:03d}"), "w") as f:
+        f.write(f"{i}\n")
+PY
+    touch "$CONTENT/.complete"
+    # Let file times settle (repo add does not remember files changed in the last 2 s).
+    sleep 3
+fi
+rm -f "$CONTENT/.complete"   # not a target; put back at the end
+trap 'touch "$CONTENT/.complete"; cleanup' EXIT
+
+rm -rf "$REPO" "$KEYS" "$STATE"
+"$T" repo init "$REPO" --keys "$KEYS" >/dev/null 2>&1
+read -r secs rss < <(timed "$W/add1.out" "$T" repo add "$REPO" "$CONTENT" --keys "$KEYS")
+say "repo add from scratch" "$secs s, max RSS $((rss / 1024)) MiB"
+grep -E 'targets \(|hash bins' "$W/add1.out" | sed 's/^/    /'
+largest=$(find "$REPO/metadata" -type f -printf '%s %f\n' | sort -n | tail -1)
+say "largest metadata file" "$largest bytes"
+say "metadata files" "$(find "$REPO/metadata" -type f | wc -l)"
+
+echo "changed" > "$CONTENT/d0000/f000"
+read -r secs rss < <(timed "$W/add2.out" "$T" repo add "$REPO" "$CONTENT" --keys "$KEYS")
+say "repo add after changing one file" "$secs s, max RSS $((rss / 1024)) MiB"
+grep -E 'targets \(|not read again' "$W/add2.out" | sed 's/^/    /'
+printf '0\n' > "$CONTENT/d0000/f000"
+
+read -r secs rss < <(timed "$W/verify.out" "$T" verify --root "$REPO/metadata/1.root.json" \
+    --metadata "$REPO/metadata" "$CONTENT")
+say "trustfs verify (d0000/f000 differs)" "$secs s, max RSS $((rss / 1024)) MiB; $(tail -1 "$W/verify.out")"
+
+start=$(date +%s.%N)
+"$T" mount --root "$REPO/metadata/1.root.json" --metadata "$REPO/metadata" \
+    --backing "$CONTENT" --state-dir "$STATE" --refresh-interval 1s "$MNT" 2> "$W/daemon.log" &
+DAEMON_PID=$!
+until [ -e "$MNT/d0000/f001" ]; do
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log"; exit 1; }
+    sleep 0.02
+done
+ready=$(date +%s.%N)
+say "local mount to serving" "$(calc "round($ready - $start, 2)") s"
+say "daemon RSS at start" "$(( $(rss_kib $DAEMON_PID) / 1024 )) MiB"
+read -r secs _ < <(timed /dev/null find "$MNT" -type f -name 'f9*')
+say "find over the mount" "$secs s"
+r=$(rss_kib $DAEMON_PID)
+say "daemon RSS after find" "$((r / 1024)) MiB ($((r * 1024 / N)) bytes/target)"
+python3 - "$MNT" "$N" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+random.seed(1)
+for _ in range(10000):
+    i = random.randrange(n)
+    with open(os.path.join(root, f"d{i // 1000:04d}", f"f{i % 1000:03d}"), "rb") as f:
+        f.read()
+PY
+r=$(rss_kib $DAEMON_PID)
+say "daemon RSS after 10,000 random reads" "$((r / 1024)) MiB ($((r * 1024 / N)) bytes/target)"
+t0=$(cpu_ticks $DAEMON_PID)
+sleep 30
+t1=$(cpu_ticks $DAEMON_PID)
+say "idle CPU, --refresh-interval 1s, 30 s" "$(calc "round(($t1 - $t0) * 100 / $(getconf CLK_TCK) / 30, 1)") % of a core"
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
+
+if command -v bindfs >/dev/null; then
+    bindfs -o ro "$CONTENT" "$BMNT"
+    read -r secs _ < <(timed /dev/null find "$BMNT" -type f -name 'f9*')
+    say "find over bindfs" "$secs s"
+    umount -l "$BMNT"
+else
+    say "find over bindfs" "(bindfs not installed)"
+fi
