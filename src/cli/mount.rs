@@ -367,6 +367,7 @@ pub fn run(args: Args) -> i32 {
         .map(|t| (trusted.summary.root_version, t));
     let targets = trusted.index.len();
     let summary = trusted.summary.clone();
+    release_free_memory();
     let handle = match fs::spawn(options, trusted.index) {
         Ok(h) => h,
         Err(e) => {
@@ -580,6 +581,7 @@ impl Refresher {
                 let targets = trusted.index.len();
                 let new = trusted.summary.clone();
                 let report = self.live.switch(trusted.index, trusted.summary);
+                release_free_memory();
                 log_event!(
                     "metadata updated: timestamp v{} -> v{}, snapshot v{} -> v{}, targets v{} -> v{}, root v{} -> v{}; {} targets ({} added, {} removed, {} changed); valid until {} ({} role)",
                     current.timestamp_version,
@@ -630,6 +632,18 @@ impl Refresher {
                 self.live.write_status();
             }
         }
+    }
+}
+
+/// Give the memory the metadata workflow freed back to the system. Loading a large repository
+/// parses every metadata file (hash bins included) into values that are dropped once the target
+/// index is built; glibc keeps such freed memory in its heaps, so without this the daemon's RSS
+/// stays at the peak of the load (100,000 targets in 256 hash bins: 350 MiB at start, 253 MiB
+/// with this).
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; 0 keeps no extra pad.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
