@@ -1178,7 +1178,7 @@ fn check_target_path(raw: &str) -> u32 {
             let mut index = TargetIndex::new();
             let info = TargetInfo {
                 length: raw.len() as u64,
-                hashes: BTreeMap::new(),
+                hashes: Default::default(),
                 custom: None,
             };
             index.insert_signed_by(p.clone(), info.clone(), "targets");

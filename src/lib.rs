@@ -21,4 +21,4 @@ pub mod source;
 pub mod trust;
 pub mod verify;
 
-pub use index::{TargetIndex, TargetInfo, TargetPath, TargetPathError};
+pub use index::{Hashes, TargetIndex, TargetInfo, TargetPath, TargetPathError};

@@ -82,7 +82,7 @@ impl MultiHasher {
             length: 0,
         };
         for alg in info.hashes.keys() {
-            match alg.as_str() {
+            match alg {
                 "sha256" => h.sha256 = Some(Sha256::new()),
                 "sha512" => h.sha512 = Some(Sha512::new()),
                 other => return Err(Mismatch::UnsupportedHash(other.to_owned())),
@@ -148,7 +148,7 @@ impl MultiHasher {
         for (alg, digest) in digests {
             let expected = info.hashes.get(alg).ok_or(Mismatch::NoHashes)?;
             // Digests are public values; constant-time comparison is not needed.
-            if expected != &digest {
+            if expected != digest {
                 return Err(Mismatch::Hash {
                     algorithm: alg,
                     expected: hex::encode(expected),
@@ -201,12 +201,12 @@ pub fn check_reader(mut reader: impl Read, info: &TargetInfo) -> Result<(), Chec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::index::Hashes;
 
     fn info_for(data: &[u8]) -> TargetInfo {
-        let mut hashes = BTreeMap::new();
-        hashes.insert("sha256".to_owned(), Sha256::digest(data).to_vec());
-        hashes.insert("sha512".to_owned(), Sha512::digest(data).to_vec());
+        let mut hashes = Hashes::new();
+        hashes.insert("sha256", Sha256::digest(data).to_vec());
+        hashes.insert("sha512", Sha512::digest(data).to_vec());
         TargetInfo {
             length: data.len() as u64,
             hashes,
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn unknown_algorithm_fails_closed() {
         let mut info = info_for(b"x");
-        info.hashes.insert("md5".into(), vec![0; 16]);
+        info.hashes.insert("md5", vec![0; 16]);
         assert!(
             matches!(MultiHasher::for_target(&info), Err(Mismatch::UnsupportedHash(a)) if a == "md5")
         );

@@ -148,7 +148,7 @@ impl Inodes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::index::Hashes;
 
     #[test]
     fn inodes_live_exactly_as_long_as_the_kernel_holds_them() {
@@ -174,7 +174,7 @@ mod tests {
         let mut t = Inodes::default();
         let info = TargetInfo {
             length: 1,
-            hashes: BTreeMap::new(),
+            hashes: Hashes::new(),
             custom: None,
         };
         let v1 = t.lookup(OsStr::new("f"), Some(("t-1", &info)));

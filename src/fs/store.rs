@@ -107,7 +107,7 @@ impl fmt::Display for StoreError {
 pub fn object_name(info: &TargetInfo) -> String {
     let mut h = Sha256::new();
     h.update(info.length.to_string().as_bytes());
-    for (alg, digest) in &info.hashes {
+    for (alg, digest) in info.hashes.iter() {
         h.update(b"\n");
         h.update(alg.as_bytes());
         h.update(b"=");
@@ -1305,19 +1305,19 @@ fn list_names(dir: &File) -> io::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::index::Hashes;
 
     #[test]
     fn object_names_depend_on_length_and_every_hash() {
         let mut a = TargetInfo {
             length: 1,
-            hashes: BTreeMap::from([("sha256".to_owned(), vec![1; 32])]),
+            hashes: Hashes::from([("sha256".to_owned(), vec![1; 32])]),
             custom: None,
         };
         let n1 = object_name(&a);
         a.length = 2;
         let n2 = object_name(&a);
-        a.hashes.insert("sha512".into(), vec![2; 64]);
+        a.hashes.insert("sha512", vec![2; 64]);
         let n3 = object_name(&a);
         assert!(n1 != n2 && n2 != n3 && n1 != n3);
     }
@@ -1331,7 +1331,7 @@ mod tests {
     fn info_of(data: &[u8]) -> TargetInfo {
         TargetInfo {
             length: data.len() as u64,
-            hashes: BTreeMap::from([("sha256".to_owned(), Sha256::digest(data).to_vec())]),
+            hashes: Hashes::from([("sha256".to_owned(), Sha256::digest(data).to_vec())]),
             custom: None,
         }
     }

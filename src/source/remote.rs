@@ -130,9 +130,7 @@ pub fn request_name(path: &str, info: &TargetInfo, consistent_snapshot: bool) ->
     if !consistent_snapshot {
         return path.to_owned();
     }
-    let digest = info
-        .sha256()
-        .or_else(|| info.hashes.values().next().map(Vec::as_slice));
+    let digest = info.sha256().or_else(|| info.hashes.values().next());
     let Some(digest) = digest else {
         return path.to_owned();
     };
@@ -146,13 +144,13 @@ pub fn request_name(path: &str, info: &TargetInfo, consistent_snapshot: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::index::Hashes;
 
     #[test]
     fn consistent_snapshot_names() {
         let info = TargetInfo {
             length: 1,
-            hashes: BTreeMap::from([("sha256".to_owned(), vec![0xab, 0xcd])]),
+            hashes: Hashes::from([("sha256".to_owned(), vec![0xab, 0xcd])]),
             custom: None,
         };
         assert_eq!(request_name("a/b/c.txt", &info, true), "a/b/abcd.c.txt");

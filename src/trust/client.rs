@@ -19,7 +19,7 @@
 //! bin a path hashes to, and bins are terminating; a bin that lists a path hashing to another bin
 //! is reported (its key may only vouch for its own range) and that listing is never used.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256, Sha512};
 use super::error::{TrustError, TrustErrorKind};
 use super::fetch::Fetcher;
 use super::state::{quote, StateDir};
-use crate::index::{TargetIndex, TargetInfo, TargetPath};
+use crate::index::{Hashes, TargetIndex, TargetInfo, TargetPath};
 use crate::schema::{
     verify_threshold, DelegatedRole, MetaFile, Metadata, Root, Signed, Snapshot, SuccinctRoles,
     TargetFile, Targets, Timestamp, UtcTime,
@@ -894,7 +894,7 @@ fn check_meta_file(name: &str, meta: &MetaFile, bytes: &[u8]) -> Result<(), Trus
 
 /// Convert a listed target to the index form (hex digests decoded).
 pub fn target_info(role: &str, path: &str, file: &TargetFile) -> Result<TargetInfo, TrustError> {
-    let mut hashes = BTreeMap::new();
+    let mut hashes = Hashes::new();
     for (alg, h) in &file.hashes {
         let bytes = hex::decode(h).map_err(|_| {
             err(
@@ -907,7 +907,7 @@ pub fn target_info(role: &str, path: &str, file: &TargetFile) -> Result<TargetIn
     Ok(TargetInfo {
         length: file.length,
         hashes,
-        custom: file.custom.clone(),
+        custom: file.custom.clone().map(Box::new),
     })
 }
 

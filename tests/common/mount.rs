@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256, Sha512};
 use trustfs::fs::{MountHandle, MountOptions, Unregistered};
-use trustfs::{TargetIndex, TargetInfo, TargetPath};
+use trustfs::{Hashes, TargetIndex, TargetInfo, TargetPath};
 
 /// Fail (never skip) when the machine cannot run FUSE mounts.
 pub fn require_fuse() {
@@ -28,9 +27,9 @@ pub fn require_fuse() {
 }
 
 pub fn info_for(data: &[u8]) -> TargetInfo {
-    let mut hashes = BTreeMap::new();
-    hashes.insert("sha256".to_owned(), Sha256::digest(data).to_vec());
-    hashes.insert("sha512".to_owned(), Sha512::digest(data).to_vec());
+    let mut hashes = Hashes::new();
+    hashes.insert("sha256", Sha256::digest(data).to_vec());
+    hashes.insert("sha512", Sha512::digest(data).to_vec());
     TargetInfo {
         length: data.len() as u64,
         hashes,
