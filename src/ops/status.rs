@@ -150,10 +150,12 @@ pub fn remove(mountpoint: &Path) {
 /// Mountpoints of trustfs mounts in `/proc/self/mountinfo`: type `fuse` with source `trustfs`
 /// (how the daemon mounts through mount(2)), or type `fuse.trustfs`.
 pub fn trustfs_mounts() -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    // Bytes, not a String: a mount elsewhere on the host whose path is not UTF-8 (the kernel
+    // writes it raw) must not hide every trustfs mount.
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    parse_mountinfo(&info)
+    parse_mountinfo(&String::from_utf8_lossy(&info))
 }
 
 /// The trustfs mountpoints listed in `text`, in the format of `/proc/self/mountinfo`.
