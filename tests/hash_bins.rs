@@ -478,3 +478,27 @@ fn a_full_index_of_2_to_the_15_bins_is_allowed() {
     );
     assert_eq!(index.len(), names.len());
 }
+
+#[test]
+fn a_path_targets_lists_itself_comes_from_targets_not_its_bin() {
+    // The search checks targets' own list before its bins, and the index (which reads bins
+    // directly, without a search per path) must agree.
+    let tmp = TempDir::new("bins-own");
+    let (mut repo, names) = binned_repo(tmp.path(), 4, 20);
+    let both = names[3].clone();
+    repo.add_file(&both, b"targets' own version");
+    repo.publish();
+    let mut c = client(&repo);
+    let found = c.find_target(&both).unwrap().unwrap();
+    assert_eq!(found.role, "targets");
+    assert_eq!(found.info.length, b"targets' own version".len() as u64);
+    let (index, problems) = c.target_index().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(index.signed_by(&both), Some("targets"));
+    assert_eq!(index.get(&both).unwrap(), &found.info);
+    for name in names.iter().filter(|n| **n != both) {
+        let found = c.find_target(name).unwrap().unwrap();
+        assert_eq!(index.signed_by(name), Some(found.role.as_str()), "{name}");
+        assert_eq!(index.get(name).unwrap(), &found.info, "{name}");
+    }
+}

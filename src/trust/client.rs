@@ -676,8 +676,10 @@ impl Client {
         let mut candidates = BTreeSet::new();
         let mut problems = Vec::new();
         // (role, delegator, its bin number and delegation when the role is a succinct hash bin)
-        type Pending = (String, String, Option<(u64, Rc<SuccinctRoles>)>);
+        // (and whether that delegation is the top-level targets role's own)
+        type Pending = (String, String, Option<(u64, Rc<SuccinctRoles>, bool)>);
         let mut queue: Vec<Pending> = vec![("targets".to_owned(), "root".to_owned(), None)];
+        let mut index = TargetIndex::new();
         let mut seen = BTreeSet::new();
         let (mut named, mut bins) = (0usize, 0u64);
         while let Some((role, delegator, bin)) = queue.pop() {
@@ -703,10 +705,18 @@ impl Client {
             let Some(md) = self.role(&role, &delegator) else {
                 continue;
             };
+            // Bins delegated by the top-level targets role: the search for a path in its own
+            // bin ends there (TAP 15: one bin per path, terminating) unless targets lists the
+            // path itself, which it checks first. So these are indexed from here directly, without
+            // a search per path (a million searches took most of a mount's start).
+            let top = bin
+                .as_ref()
+                .filter(|(_, _, from_top)| *from_top)
+                .and_then(|_| self.role("targets", "root"));
             match &bin {
                 None => candidates.extend(md.signed.targets.keys().cloned()),
-                Some((number, succinct)) => {
-                    for path in md.signed.targets.keys() {
+                Some((number, succinct, _)) => {
+                    for (path, file) in &md.signed.targets {
                         // Never indexed from here: the search for `path` only visits its own bin.
                         if succinct.bin_of(path) != *number {
                             problems.push(err(
@@ -718,6 +728,21 @@ impl Client {
                                     succinct.role_for(path)
                                 ),
                             ));
+                        } else if top.is_some_and(|t| !t.signed.targets.contains_key(path)) {
+                            match target_info(&role, path, file) {
+                                Ok(info) => {
+                                    let tp = TargetPath::parse(path).map_err(|e| {
+                                        err(
+                                            TrustErrorKind::Malformed,
+                                            format!("{role}: target {path:?}: {e}"),
+                                        )
+                                    })?;
+                                    index.insert_signed_by(tp, info, &role);
+                                }
+                                Err(e) => {
+                                    problems.push(err(e.kind, format!("target {path:?}: {e}")))
+                                }
+                            }
                         } else {
                             candidates.insert(path.clone());
                         }
@@ -742,8 +767,9 @@ impl Client {
                     ));
                 }
                 let s = Rc::new(s.clone());
+                let from_top = role == "targets" && delegator == "root";
                 for i in (0..s.bin_count()).rev() {
-                    queue.push((s.bin_name(i), role.clone(), Some((i, s.clone()))));
+                    queue.push((s.bin_name(i), role.clone(), Some((i, s.clone(), from_top))));
                 }
             } else {
                 for child in d.roles() {
@@ -751,7 +777,6 @@ impl Client {
                 }
             }
         }
-        let mut index = TargetIndex::new();
         for path in candidates {
             match self.find_target(&path) {
                 Ok(Some(found)) => {
