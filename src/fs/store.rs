@@ -314,13 +314,7 @@ impl ObjectStore {
             if !suspect(st.st_mtime) {
                 continue;
             }
-            let Ok(file) = self.open_entry(&name) else {
-                continue;
-            };
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
-                && self.same_name(&file, &name)
-                && unlinkat(&self.dirfd, &name).is_ok()
-            {
+            if self.remove_unused(&name) {
                 removed += 1;
             }
         }
@@ -331,6 +325,17 @@ impl ObjectStore {
             );
         }
         Ok(())
+    }
+
+    /// Remove the entry `name` if no one holds a lock on it (no daemon uses it) and the name
+    /// still leads to the file locked.
+    fn remove_unused(&self, name: &str) -> bool {
+        let Ok(file) = self.open_entry(name) else {
+            return false;
+        };
+        flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+            && self.same_name(&file, name)
+            && unlinkat(&self.dirfd, name).is_ok()
     }
 
     /// Sync every object stored so far now (the next batch would within a second).
@@ -353,23 +358,13 @@ impl ObjectStore {
                 continue;
             }
             if fresh {
-                let old = fstatat_nofollow(&self.dirfd, &name).is_ok_and(|st| {
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
-                    now - st.st_mtime > 3600
-                });
+                let old = fstatat_nofollow(&self.dirfd, &name)
+                    .is_ok_and(|st| durability::now_secs() - st.st_mtime > 3600);
                 if !old {
                     continue;
                 }
             }
-            let Ok(file) = self.open_entry(&name) else {
-                continue;
-            };
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok()
-                && self.same_name(&file, &name)
-                && unlinkat(&self.dirfd, &name).is_ok()
-            {
+            if self.remove_unused(&name) {
                 removed += 1;
             }
         }
