@@ -11,7 +11,8 @@
 #   bench/scale.sh [N]                      (default 1000000)
 #
 # Environment: SCALE_DIR (work dir, default /var/tmp/trustfs-scale; the content is kept between
-# runs of the same N), TRUSTFS_BIN (a trustfs binary instead of target/release/trustfs).
+# runs of the same N), TRUSTFS_BIN (a trustfs binary instead of target/release/trustfs),
+# SCALE_MOUNT_ONLY=1 (reuse the repository of an earlier run: only the mount figures).
 # Needs root, /dev/fuse, bindfs (apt-get install -y bindfs) for the find comparison.
 set -euo pipefail
 N=${1:-1000000}
@@ -72,7 +73,11 @@ fi
 rm -f "$CONTENT/.complete"   # not a target; put back at the end
 trap 'touch "$CONTENT/.complete"; cleanup' EXIT
 
-rm -rf "$REPO" "$KEYS" "$STATE"
+rm -rf "$STATE"
+if [ -n "${SCALE_MOUNT_ONLY:-}" ] && [ -f "$REPO/metadata/timestamp.json" ]; then
+    echo "(SCALE_MOUNT_ONLY: the repository from an earlier run, no add or verify)"
+else
+rm -rf "$REPO" "$KEYS"
 "$T" repo init "$REPO" --keys "$KEYS" >/dev/null 2>&1
 read -r secs rss < <(timed "$W/add1.out" "$T" repo add "$REPO" "$CONTENT" --keys "$KEYS")
 say "repo add from scratch" "$secs s, max RSS $((rss / 1024)) MiB"
@@ -90,6 +95,7 @@ printf '0\n' > "$CONTENT/d0000/f000"
 read -r secs rss < <(timed "$W/verify.out" "$T" verify --root "$REPO/metadata/1.root.json" \
     --metadata "$REPO/metadata" "$CONTENT")
 say "trustfs verify (d0000/f000 differs)" "$secs s, max RSS $((rss / 1024)) MiB; $(tail -1 "$W/verify.out")"
+fi
 
 start=$(date +%s.%N)
 "$T" mount --root "$REPO/metadata/1.root.json" --metadata "$REPO/metadata" \

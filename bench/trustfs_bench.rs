@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use trustfs::fs::{spawn, MountOptions};
 use trustfs::verify::MultiHasher;
-use trustfs::{TargetIndex, TargetInfo, TargetPath};
+use trustfs::{IndexBuilder, TargetIndex, TargetInfo, TargetPath};
 
 fn sha256_info(path: &Path) -> TargetInfo {
     let mut f = std::fs::File::open(path).expect("open");
@@ -39,7 +39,7 @@ fn sha256_info(path: &Path) -> TargetInfo {
     }
 }
 
-fn walk(root: &Path, rel: &str, index: &mut TargetIndex) {
+fn walk(root: &Path, rel: &str, index: &mut IndexBuilder) {
     for e in std::fs::read_dir(root.join(rel)).expect("read_dir") {
         let e = e.expect("entry");
         let name = e.file_name().into_string().expect("utf-8 name");
@@ -102,7 +102,7 @@ fn main() {
                 Path::new(&args[3]),
                 Path::new(&args[4]),
             );
-            let mut index = TargetIndex::new();
+            let mut index = TargetIndex::builder();
             walk(backing, "", &mut index);
             let mut o = MountOptions::new(mnt, backing, state);
             o.passthrough = !args.iter().any(|a| a == "--no-passthrough");
@@ -113,7 +113,7 @@ fn main() {
                     .and_then(|n| n.parse().ok())
                     .expect("--threads N");
             }
-            let h = spawn(o, index).expect("mount");
+            let h = spawn(o, index.build()).expect("mount");
             eprintln!("mounted (passthrough: {})", h.passthrough());
             let mut sink = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut sink);

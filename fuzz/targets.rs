@@ -762,18 +762,18 @@ pub fn repository(data: &[u8]) -> u32 {
     }
     for (path, info) in index.iter() {
         let role = index
-            .signed_by(path.as_str())
+            .signed_by(path)
             .expect("the index records the role of every target")
             .to_owned();
         assert!(
             in_snapshot.contains(&format!("{role}.json")),
             "{path}: listed by {role:?}, which snapshot does not list"
         );
-        let found = match client.find_target(path.as_str()) {
+        let found = match client.find_target(path) {
             Ok(Some(found)) => found,
             other => panic!("{path}: in the index, but the search says {other:?}"),
         };
-        assert_eq!(&found.info, info, "{path}: index and search disagree");
+        assert_eq!(found.info, info, "{path}: index and search disagree");
         assert_eq!(
             found.role, role,
             "{path}: index and search disagree on the role"
@@ -788,12 +788,12 @@ pub fn repository(data: &[u8]) -> u32 {
             };
             let covering: Vec<&DelegatedRole> = delegations()
                 .flat_map(|d| d.roles())
-                .filter(|r| r.name == role && trust::role_matches(r, path.as_str()))
+                .filter(|r| r.name == role && trust::role_matches(r, path))
                 .collect();
             // Or succinct hash bins (TAP 15) whose bin for `path` is `role`.
             let succinct = delegations()
                 .filter_map(|d| d.succinct_roles.as_ref())
-                .any(|b| b.role_for(path.as_str()) == role);
+                .any(|b| b.role_for(path) == role);
             assert!(
                 !covering.is_empty() || succinct,
                 "{path}: served from {role:?}, but no delegation to {role:?} covers it"
@@ -816,7 +816,7 @@ pub fn repository(data: &[u8]) -> u32 {
         match client.find_target(path) {
             Ok(Some(found)) => assert_eq!(
                 index.get(path),
-                Some(&found.info),
+                Some(found.info),
                 "{path}: found by the search but not in the index"
             ),
             Ok(None) | Err(_) => assert!(
@@ -1175,15 +1175,25 @@ fn check_target_path(raw: &str) -> u32 {
             );
             let base = Path::new("/srv/backing");
             assert!(base.join(raw).starts_with(base));
-            let mut index = TargetIndex::new();
+            let mut index = TargetIndex::builder();
             let info = TargetInfo {
                 length: raw.len() as u64,
                 hashes: Default::default(),
                 custom: None,
             };
             index.insert_signed_by(p.clone(), info.clone(), "targets");
-            assert_eq!(index.get(raw), Some(&info));
+            let index = index.build();
+            assert_eq!(index.get(raw), Some(info));
             assert_eq!(index.signed_by(raw), Some("targets"));
+            // Every ancestor is a directory of the index, and lists the next component.
+            for (at, _) in raw.match_indices('/') {
+                let (dir, rest) = (&raw[..at], &raw[at + 1..]);
+                assert!(index.is_dir(dir), "{dir:?} is a directory of {raw:?}");
+                let name = rest.split('/').next().unwrap_or_default();
+                assert_eq!(index.children(dir).len(), 1, "{dir:?} of {raw:?}");
+                assert_eq!(index.children(dir)[0].name(), name);
+            }
+            assert!(!index.is_dir(raw));
             assert_eq!(TargetPath::parse(p.as_str()).as_ref(), Ok(&p));
             if comps.len() > 1 {
                 P_ACCEPTED | P_ACCEPTED_NESTED

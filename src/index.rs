@@ -6,7 +6,6 @@
 //! say about this path?". Nothing here is trusted by construction: an index is only as good as the
 //! client that filled it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// What signed metadata says about one target file.
@@ -153,7 +152,7 @@ impl<A: Into<String>, D: Into<Vec<u8>>, const N: usize> From<[(A, D); N]> for Ha
 }
 
 /// A target path that passed the safety rules: relative, `/`-separated, no empty, `.` or `..`
-/// components, no NUL, no backslash-free tricks. Constructed only by [`TargetPath::parse`].
+/// components, no NUL, at most 4096 bytes (255 a component). Constructed only by [`TargetPath::parse`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetPath(Box<str>);
 
@@ -239,33 +238,216 @@ impl fmt::Display for TargetPath {
     }
 }
 
-/// Every target the trusted metadata vouches for, after delegation resolution.
+/// Every target the trusted metadata vouches for, after delegation resolution: a sorted, flat
+/// table, built once ([`IndexBuilder`]) and then only read.
+///
+/// A target costs one 56-byte record plus its path's bytes (one shared buffer, in path order);
+/// the few targets with more than a sha256 or with a `custom` object keep those in a side table.
+/// At a million targets that is about 70 MB where a map of owned entries took several times
+/// that. Positions (`0..len()`) are stable for the life of an index: the mount's inodes name
+/// targets by position. Paths sort bytewise, so the targets under a directory are one range:
+/// directories are derived ([`TargetIndex::is_dir`], [`TargetIndex::children`]), never stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TargetIndex {
-    /// Each target with the position in `roles` of the role that listed it (`u32::MAX`: not
-    /// recorded).
-    targets: BTreeMap<TargetPath, (TargetInfo, u32)>,
+    /// Every path, concatenated in sorted order; record `i` ends at `records[i].end`.
+    names: Box<str>,
+    records: Box<[Record]>,
+    /// Hashes and `custom` of targets that do not fit a record.
+    extras: Box<[Extra]>,
     /// The roles that listed targets ("targets" or a delegated role), each once.
-    roles: Vec<Box<str>>,
+    roles: Box<[Box<str>]>,
 }
 
-const NO_ROLE: u32 = u32::MAX;
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Record {
+    /// End of this record's path in `names` (it starts where the previous one ends).
+    end: u64,
+    length: u64,
+    /// The sha256 digest, when `extra` is [`NONE`].
+    sha256: [u8; 32],
+    /// Position in `roles` ([`NONE`]: not recorded).
+    role: u32,
+    /// Position in `extras` ([`NONE`]: the hashes are exactly `sha256`, no `custom`).
+    extra: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Extra {
+    hashes: Hashes,
+    custom: Option<Box<serde_json::Value>>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// One entry of a directory as the target paths imply it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Child<'a> {
+    /// A directory: some target path continues below it.
+    Dir(&'a str),
+    /// A target file at this position (and no target path continues below it).
+    File(&'a str, usize),
+}
+
+impl<'a> Child<'a> {
+    pub fn name(&self) -> &'a str {
+        match self {
+            Child::Dir(n) | Child::File(n, _) => n,
+        }
+    }
+}
 
 impl TargetIndex {
+    /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Insert a target; the first insertion for a path wins (delegation order is the caller's job).
-    pub fn insert(&mut self, path: TargetPath, info: TargetInfo) {
-        self.targets.entry(path).or_insert((info, NO_ROLE));
+    pub fn builder() -> IndexBuilder {
+        IndexBuilder::default()
     }
 
-    /// Insert a target together with the role that listed it (first insertion wins).
-    pub fn insert_signed_by(&mut self, path: TargetPath, info: TargetInfo, role: &str) {
-        if self.targets.contains_key(&path) {
-            return;
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The path of the target at `pos` (panics past `len()`, like slice indexing).
+    pub fn path_at(&self, pos: usize) -> &str {
+        let start = match pos {
+            0 => 0,
+            _ => self.records[pos - 1].end as usize,
+        };
+        &self.names[start..self.records[pos].end as usize]
+    }
+
+    /// What the metadata says about the target at `pos`.
+    pub fn info_at(&self, pos: usize) -> TargetInfo {
+        let r = &self.records[pos];
+        match self.extras.get(r.extra as usize) {
+            Some(e) => TargetInfo {
+                length: r.length,
+                hashes: e.hashes.clone(),
+                custom: e.custom.clone(),
+            },
+            None => TargetInfo {
+                length: r.length,
+                hashes: Hashes {
+                    sha256: Some(r.sha256),
+                    others: None,
+                },
+                custom: None,
+            },
         }
+    }
+
+    /// The role that listed the target at `pos`, if recorded.
+    pub fn role_at(&self, pos: usize) -> Option<&str> {
+        self.roles
+            .get(self.records[pos].role as usize)
+            .map(|r| &**r)
+    }
+
+    /// The first position whose path is not less than `key`.
+    fn lower_bound(&self, key: &str) -> usize {
+        let (mut lo, mut hi) = (0, self.records.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.path_at(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The position of `path`.
+    pub fn position(&self, path: &str) -> Option<usize> {
+        let at = self.lower_bound(path);
+        (at < self.len() && self.path_at(at) == path).then_some(at)
+    }
+
+    pub fn get(&self, path: &str) -> Option<TargetInfo> {
+        self.position(path).map(|pos| self.info_at(pos))
+    }
+
+    /// The role that listed `path`, if recorded.
+    pub fn signed_by(&self, path: &str) -> Option<&str> {
+        self.position(path).and_then(|pos| self.role_at(pos))
+    }
+
+    /// Every target, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, TargetInfo)> {
+        (0..self.len()).map(|pos| (self.path_at(pos), self.info_at(pos)))
+    }
+
+    /// Whether some target path continues below `dir` (`""`, the root, always is a directory).
+    pub fn is_dir(&self, dir: &str) -> bool {
+        if dir.is_empty() {
+            return true;
+        }
+        let prefix = format!("{dir}/");
+        let at = self.lower_bound(&prefix);
+        at < self.len() && self.path_at(at).starts_with(&prefix)
+    }
+
+    /// The entries of directory `dir` (`""`: the root) the target paths imply, sorted by name.
+    /// A name that is both a target and a directory of other targets is the directory. Costs a
+    /// binary search per subdirectory, nothing per target below them.
+    pub fn children(&self, dir: &str) -> Vec<Child<'_>> {
+        let prefix = match dir {
+            "" => String::new(),
+            d => format!("{d}/"),
+        };
+        let mut out = Vec::new();
+        let mut at = self.lower_bound(&prefix);
+        while at < self.len() {
+            let Some(rest) = self.path_at(at).strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            match rest.split_once('/') {
+                Some((name, _)) => {
+                    out.push(Child::Dir(name));
+                    // Past every path below `name/`: '0' is the byte after '/'.
+                    at = self.lower_bound(&format!("{prefix}{name}0"));
+                }
+                None => {
+                    out.push(Child::File(rest, at));
+                    at += 1;
+                }
+            }
+        }
+        // A directory sorts after a target of the same name ("a" < "a-b" < "a/x"): put names in
+        // order, and keep the directory where a name is both.
+        out.sort_by(|a, b| {
+            a.name()
+                .cmp(b.name())
+                .then_with(|| matches!(b, Child::Dir(_)).cmp(&matches!(a, Child::Dir(_))))
+        });
+        out.dedup_by(|later, first| later.name() == first.name());
+        out
+    }
+}
+
+/// Collects targets in delegation order, then sorts them into a [`TargetIndex`]: for a path
+/// listed more than once, the first insertion wins.
+#[derive(Clone, Debug, Default)]
+pub struct IndexBuilder {
+    entries: Vec<(TargetPath, TargetInfo, u32)>,
+    roles: Vec<Box<str>>,
+}
+
+impl IndexBuilder {
+    /// Add a target (the first insertion for a path wins; delegation order is the caller's job).
+    pub fn insert(&mut self, path: TargetPath, info: TargetInfo) {
+        self.entries.push((path, info, NONE));
+    }
+
+    /// Add a target together with the role that listed it (the first insertion wins).
+    pub fn insert_signed_by(&mut self, path: TargetPath, info: TargetInfo, role: &str) {
         // Roles are few and inserted in runs (one role's targets after another's).
         let at = match self.roles.iter().rposition(|r| &**r == role) {
             Some(i) => i,
@@ -274,30 +456,68 @@ impl TargetIndex {
                 self.roles.len() - 1
             }
         };
-        let at = u32::try_from(at).unwrap_or(NO_ROLE);
-        self.targets.insert(path, (info, at));
+        let role = u32::try_from(at).unwrap_or(NONE);
+        self.entries.push((path, info, role));
     }
 
-    /// The role that listed `path`, if recorded.
-    pub fn signed_by(&self, path: &str) -> Option<&str> {
-        let (_, role) = self.targets.get(path)?;
-        self.roles.get(*role as usize).map(|r| &**r)
-    }
-
-    pub fn get(&self, path: &str) -> Option<&TargetInfo> {
-        self.targets.get(path).map(|(info, _)| info)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&TargetPath, &TargetInfo)> {
-        self.targets.iter().map(|(p, (info, _))| (p, info))
-    }
-
+    /// Targets added so far (a path added twice counts twice).
     pub fn len(&self) -> usize {
-        self.targets.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.entries.is_empty()
+    }
+
+    pub fn build(self) -> TargetIndex {
+        let mut entries = self.entries;
+        // Stable: among equal paths the first inserted stays first, and dedup keeps it.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, first| later.0 == first.0);
+        let bytes: usize = entries.iter().map(|(p, _, _)| p.as_str().len()).sum();
+        let mut names = String::with_capacity(bytes);
+        let mut records = Vec::with_capacity(entries.len());
+        let mut extras = Vec::new();
+        for (path, info, role) in entries {
+            names.push_str(path.as_str());
+            let plain = info.custom.is_none() && info.hashes.others.is_none();
+            let (sha256, extra) = match info.hashes.sha256 {
+                Some(d) if plain => (d, NONE),
+                _ => {
+                    extras.push(Extra {
+                        hashes: info.hashes,
+                        custom: info.custom,
+                    });
+                    // More than 4 billion unusual targets cannot come from bounded metadata.
+                    let at = u32::try_from(extras.len() - 1).expect("extras fit u32");
+                    ([0; 32], at)
+                }
+            };
+            records.push(Record {
+                end: names.len() as u64,
+                length: info.length,
+                sha256,
+                role,
+                extra,
+            });
+        }
+        // Roles that listed only duplicates stay: harmless, and positions stay as recorded.
+        TargetIndex {
+            names: names.into_boxed_str(),
+            records: records.into_boxed_slice(),
+            extras: extras.into_boxed_slice(),
+            roles: self.roles.into_boxed_slice(),
+        }
+    }
+}
+
+impl FromIterator<(TargetPath, TargetInfo)> for TargetIndex {
+    fn from_iter<I: IntoIterator<Item = (TargetPath, TargetInfo)>>(iter: I) -> TargetIndex {
+        let mut b = IndexBuilder::default();
+        for (p, i) in iter {
+            b.insert(p, i);
+        }
+        b.build()
     }
 }
 
@@ -328,7 +548,7 @@ mod tests {
 
     #[test]
     fn first_insert_wins() {
-        let mut idx = TargetIndex::new();
+        let mut idx = TargetIndex::builder();
         let info = |n| TargetInfo {
             length: n,
             hashes: Hashes::new(),
@@ -336,12 +556,13 @@ mod tests {
         };
         idx.insert(TargetPath::parse("a").unwrap(), info(1));
         idx.insert(TargetPath::parse("a").unwrap(), info(2));
-        assert_eq!(idx.get("a").unwrap().length, 1);
-        assert!(idx.get("b").is_none());
         idx.insert_signed_by(TargetPath::parse("b").unwrap(), info(3), "bins-1");
         idx.insert_signed_by(TargetPath::parse("c").unwrap(), info(4), "targets");
         idx.insert_signed_by(TargetPath::parse("d").unwrap(), info(5), "bins-1");
         idx.insert_signed_by(TargetPath::parse("b").unwrap(), info(6), "targets");
+        let idx = idx.build();
+        assert_eq!(idx.get("a").unwrap().length, 1);
+        assert!(idx.get("e").is_none());
         assert_eq!(idx.signed_by("a"), None);
         assert_eq!(idx.signed_by("b"), Some("bins-1"));
         assert_eq!(idx.signed_by("c"), Some("targets"));
@@ -376,6 +597,104 @@ mod tests {
         assert_eq!(
             only,
             [("sha256".to_owned(), vec![1u8; 32])].into_iter().collect()
+        );
+    }
+
+    fn plain(n: u64) -> TargetInfo {
+        TargetInfo {
+            length: n,
+            hashes: Hashes::from([("sha256", vec![n as u8; 32])]),
+            custom: None,
+        }
+    }
+
+    fn index_of(paths: &[&str]) -> TargetIndex {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (TargetPath::parse(p).unwrap(), plain(i as u64)))
+            .collect()
+    }
+
+    #[test]
+    fn positions_paths_and_infos_round_trip() {
+        let mut b = TargetIndex::builder();
+        let odd = TargetInfo {
+            length: 7,
+            hashes: Hashes::from([("sha512", vec![1u8; 64]), ("sha256", vec![2u8; 32])]),
+            custom: Some(Box::new(serde_json::json!({"k": "v"}))),
+        };
+        let short = TargetInfo {
+            length: 8,
+            hashes: Hashes::from([("sha256", vec![3u8; 5])]),
+            custom: None,
+        };
+        b.insert_signed_by(TargetPath::parse("z").unwrap(), plain(1), "targets");
+        b.insert_signed_by(TargetPath::parse("m/odd").unwrap(), odd.clone(), "bins-0");
+        b.insert_signed_by(TargetPath::parse("a").unwrap(), short.clone(), "targets");
+        assert_eq!(b.len(), 3);
+        let idx = b.build();
+        let paths: Vec<&str> = idx.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["a", "m/odd", "z"]);
+        assert_eq!(idx.get("m/odd"), Some(odd));
+        assert_eq!(idx.get("a"), Some(short));
+        assert_eq!(idx.get("z"), Some(plain(1)));
+        assert_eq!(idx.position("z"), Some(2));
+        assert_eq!(idx.path_at(1), "m/odd");
+        assert_eq!(idx.role_at(1), Some("bins-0"));
+        assert_eq!(idx.signed_by("z"), Some("targets"));
+        for missing in ["", "b", "m", "m/", "zz", "m/od"] {
+            assert_eq!(idx.position(missing), None, "{missing:?}");
+        }
+        assert!(TargetIndex::new().get("a").is_none());
+    }
+
+    #[test]
+    fn directories_are_derived_from_the_paths() {
+        let idx = index_of(&["a", "a-b", "a/x", "a/y/z", "a.c", "b/c/d", "top"]);
+        for d in ["", "a", "a/y", "b", "b/c"] {
+            assert!(idx.is_dir(d), "{d:?}");
+        }
+        for f in ["a-b", "a/x", "top", "b/c/d", "nothing", "a/y/z/w"] {
+            assert!(!idx.is_dir(f), "{f:?}");
+        }
+        let show = |d: &str| -> Vec<String> {
+            idx.children(d)
+                .iter()
+                .map(|c| match c {
+                    Child::Dir(n) => format!("{n}/"),
+                    Child::File(n, pos) => {
+                        assert_eq!(idx.path_at(*pos).rsplit('/').next(), Some(*n));
+                        n.to_string()
+                    }
+                })
+                .collect()
+        };
+        // "a" is a target and a directory of other targets: shown once, as the directory.
+        assert_eq!(show(""), ["a/", "a-b", "a.c", "b/", "top"]);
+        assert_eq!(show("a"), ["x", "y/"]);
+        assert_eq!(show("a/y"), ["z"]);
+        assert_eq!(show("b"), ["c/"]);
+        assert!(show("top").is_empty());
+        assert!(show("nothing").is_empty());
+    }
+
+    #[test]
+    fn children_skip_whole_subtrees() {
+        let mut paths: Vec<String> = (0..2000).map(|i| format!("d{}/f{i}", i % 7)).collect();
+        paths.push("d3".into());
+        paths.push("e".into());
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let idx = index_of(&refs);
+        let root: Vec<&str> = idx.children("").iter().map(Child::name).collect();
+        assert_eq!(root, ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "e"]);
+        assert!(idx
+            .children("")
+            .iter()
+            .all(|c| c.name() == "e" || matches!(c, Child::Dir(_))));
+        assert_eq!(
+            idx.children("d3").len(),
+            (0..2000).filter(|i| i % 7 == 3).count()
         );
     }
 }

@@ -21,4 +21,6 @@ pub mod source;
 pub mod trust;
 pub mod verify;
 
-pub use index::{Hashes, TargetIndex, TargetInfo, TargetPath, TargetPathError};
+pub use index::{
+    Child, Hashes, IndexBuilder, TargetIndex, TargetInfo, TargetPath, TargetPathError,
+};

@@ -495,10 +495,10 @@ fn a_path_targets_lists_itself_comes_from_targets_not_its_bin() {
     let (index, problems) = c.target_index().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(index.signed_by(&both), Some("targets"));
-    assert_eq!(index.get(&both).unwrap(), &found.info);
+    assert_eq!(index.get(&both).unwrap(), found.info);
     for name in names.iter().filter(|n| **n != both) {
         let found = c.find_target(name).unwrap().unwrap();
         assert_eq!(index.signed_by(name), Some(found.role.as_str()), "{name}");
-        assert_eq!(index.get(name).unwrap(), &found.info, "{name}");
+        assert_eq!(index.get(name).unwrap(), found.info, "{name}");
     }
 }

@@ -382,7 +382,7 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
 
         // New metadata: small.txt and big.bin changed, dir/removed.txt removed (its backing
         // file too), new.txt added.
-        s.index = trustfs::TargetIndex::new();
+        s.index = trustfs::IndexBuilder::default();
         s.add("same.txt", b"unchanged");
         s.add("small.txt", b"small v2, longer");
         s.add("big.bin", &pattern(400_001, 8));
@@ -395,7 +395,7 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
             expires_role: "timestamp".into(),
             ..Default::default()
         };
-        let report = live.switch(s.index.clone(), summary);
+        let report = live.switch(s.index(), summary);
         assert_eq!(report.added, ["new.txt"]);
         assert_eq!(report.removed, ["dir/removed.txt"]);
         assert_eq!(report.changed, ["big.bin", "small.txt"]);
@@ -442,7 +442,7 @@ fn switch_to_metadata_without_a_valid_expiry_fails_closed() {
         targets_version: 2,
         ..Default::default()
     };
-    live.switch(s.index.clone(), summary);
+    live.switch(s.index(), summary);
     let err = std::fs::read(s.at("a.txt")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
 }

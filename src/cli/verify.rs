@@ -197,7 +197,7 @@ pub fn check_dir(dir: &Path, index: &TargetIndex) -> Result<Vec<FileReport>, Str
     let mut found: BTreeMap<String, FileReport> = BTreeMap::new();
     walk(dir, "", index, &mut found)?;
     for (path, _) in index.iter() {
-        if !found.contains_key(path.as_str()) {
+        if !found.contains_key(path) {
             found.insert(
                 path.to_string(),
                 FileReport {
@@ -261,7 +261,7 @@ fn walk(
                     .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                     .open(entry.path())
                     .map_err(|e| e.to_string())
-                    .and_then(|f| check_reader(f, info).map_err(|e| e.to_string()));
+                    .and_then(|f| check_reader(f, &info).map_err(|e| e.to_string()));
                 match result {
                     Ok(()) => FileReport {
                         path: rel.clone(),

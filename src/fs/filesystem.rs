@@ -50,7 +50,7 @@ use fuser::{
 use super::fetch::fetch_into_cache;
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
-use super::inodes::{Inodes, Node, NodeKey, NodeTarget, ROOT};
+use super::inodes::{Inodes, Node, ROOT};
 use super::listing::{DirEntry, Listing, ListingError, ListingKey, Listings};
 use super::openers::Openers;
 use super::readfiles::ReadFiles;
@@ -58,7 +58,7 @@ use super::refusal::{Denial, Fault, Refusal};
 use super::store::{object_name, ObjectStore};
 use super::throttle::Throttle;
 use super::{lock, ContentSource, MountOptions, SwitchReport, TableSizes, Unregistered};
-use crate::index::{TargetIndex, TargetInfo};
+use crate::index::{Child, TargetIndex, TargetInfo};
 use crate::log_event;
 use crate::ops::audit::AuditLog;
 use crate::ops::status::MountStatus;
@@ -84,9 +84,6 @@ pub const XATTR_VERIFIED: &str = "user.trustfs.verified";
 pub const XATTR_STATUS: &str = "user.trustfs.status";
 pub const XATTR_ROLE: &str = "user.trustfs.role";
 
-/// A remote mount's directory tree: directory path ("" is the root) → (name, is a directory).
-type Tree = HashMap<OsString, Vec<(OsString, bool)>>;
-
 /// Where the mount's bytes come from.
 pub(super) enum Content {
     /// A local backing directory: its tree is the namespace; files are copied and verified.
@@ -99,11 +96,8 @@ pub(super) enum Content {
 pub(super) struct Generation {
     /// 1 at mount, +1 per switch.
     pub(super) number: u64,
-    pub(super) index: TargetIndex,
-    /// Directories that contain at least one registered target (for `Hide`).
-    registered_dirs: HashSet<OsString>,
-    /// Remote mount: the tree the target paths imply.
-    tree: Option<Tree>,
+    /// Shared with the inodes that name its targets by position.
+    pub(super) index: Arc<TargetIndex>,
     pub(super) summary: Option<TrustSummary>,
     /// When the metadata expires, and the role that expires first.
     expires: Option<(SystemTime, String)>,
@@ -114,17 +108,8 @@ impl Generation {
         number: u64,
         index: TargetIndex,
         summary: Option<TrustSummary>,
-        remote: bool,
         fallback_expires: Option<SystemTime>,
     ) -> Generation {
-        let mut registered_dirs = HashSet::from([OsString::new()]);
-        for (path, _) in index.iter() {
-            let p = path.as_str();
-            for (i, _) in p.match_indices('/') {
-                registered_dirs.insert(OsString::from(&p[..i]));
-            }
-        }
-        let tree = remote.then(|| remote_tree(&index, &registered_dirs));
         let expires = match &summary {
             Some(s) => {
                 let role = if s.expires_role.is_empty() {
@@ -142,16 +127,19 @@ impl Generation {
         };
         Generation {
             number,
-            index,
-            registered_dirs,
-            tree,
+            index: Arc::new(index),
             summary,
             expires,
         }
     }
 
-    fn target(&self, path: &OsStr) -> Option<&TargetInfo> {
-        path.to_str().and_then(|p| self.index.get(p))
+    /// The position of the target at `path`.
+    fn target_pos(&self, path: &OsStr) -> Option<usize> {
+        path.to_str().and_then(|p| self.index.position(p))
+    }
+
+    fn target(&self, path: &OsStr) -> Option<TargetInfo> {
+        self.target_pos(path).map(|pos| self.index.info_at(pos))
     }
 
     /// The expiry, if it has passed at `now`.
@@ -159,46 +147,15 @@ impl Generation {
         self.expires.as_ref().filter(|(t, _)| now >= *t)
     }
 
-    /// Directories implied by the target paths (a remote mount's whole tree; with `Hide`, the
-    /// only directories a local mount shows).
-    fn dirs(&self) -> &HashSet<OsString> {
-        &self.registered_dirs
+    /// Whether some target path continues below `path` (a remote mount's whole tree; with
+    /// `Hide`, the only directories a local mount shows).
+    fn is_dir(&self, path: &OsStr) -> bool {
+        path.to_str().is_some_and(|p| self.index.is_dir(p))
     }
 }
 
 fn utc_to_system(t: UtcTime) -> SystemTime {
     u64::try_from(t.0).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s))
-}
-
-/// The directory tree every target path implies. A path that is both a target and a directory
-/// of other targets is shown as the directory (and logged).
-fn remote_tree(index: &TargetIndex, dirs: &HashSet<OsString>) -> Tree {
-    let mut tree: Tree = HashMap::new();
-    let mut add = |path: &str, is_dir: bool| {
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        tree.entry(OsString::from(parent))
-            .or_default()
-            .push((OsString::from(name), is_dir));
-    };
-    for dir in dirs {
-        if let Some(d) = dir.to_str().filter(|d| !d.is_empty()) {
-            add(d, true);
-        }
-    }
-    for (path, _) in index.iter() {
-        if dirs.contains(OsStr::new(path.as_str())) {
-            log_event!("warning: target {path:?} is also a directory of other targets; shown as the directory");
-        } else {
-            add(path.as_str(), false);
-        }
-    }
-    for dir in dirs {
-        tree.entry(dir.clone()).or_default();
-    }
-    for entries in tree.values_mut() {
-        entries.sort();
-    }
-    tree
 }
 
 /// An open file: the verified object it reads from. It holds no descriptor: userspace reads take
@@ -404,15 +361,9 @@ impl Core {
         store: ObjectStore,
         counters: Arc<Counters>,
     ) -> Core {
-        let remote = matches!(content, Content::Remote(_));
-        let generation = Generation::new(
-            1,
-            index,
-            options.metadata.clone(),
-            remote,
-            options.metadata_expires,
-        );
-        let inodes = Inodes::default();
+        let generation =
+            Generation::new(1, index, options.metadata.clone(), options.metadata_expires);
+        let inodes = Inodes::new(generation.index.clone());
         let content_desc = match &options.source {
             ContentSource::Backing(p) => p.display().to_string(),
             ContentSource::Remote(r) => r.targets_urls.join(", "),
@@ -464,61 +415,75 @@ impl Core {
             .clone()
     }
 
-    fn is_remote(&self) -> bool {
-        matches!(self.content, Content::Remote(_))
-    }
-
     /// Switch in new metadata: one atomic swap, then kernel cache invalidations for every target
     /// added, removed or changed and every directory that disappeared.
     pub(super) fn switch(&self, index: TargetIndex, summary: TrustSummary) -> SwitchReport {
         let _one_at_a_time = lock(&self.switching);
         let old = self.generation();
-        let new = Arc::new(Generation::new(
-            old.number + 1,
-            index,
-            Some(summary),
-            self.is_remote(),
-            None,
-        ));
+        let new = Arc::new(Generation::new(old.number + 1, index, Some(summary), None));
         let mut report = SwitchReport::default();
-        // Paths whose kernel entries must go, with the inode keys they may be cached under.
-        let mut stale: Vec<(OsString, Option<String>)> = Vec::new();
-        // Lengths of the superseded contents (see `still_unlisted`).
+        // Superseded contents: their object names and lengths (see `still_unlisted`).
+        let mut superseded = Vec::new();
         let mut superseded_lengths = HashSet::new();
-        for (path, info) in old.index.iter() {
-            match new.index.get(path.as_str()) {
-                None => {
-                    report.removed.push(path.to_string());
-                    stale.push((OsString::from(path.as_str()), Some(object_name(info))));
+        // Both indexes are sorted: one merge walk finds what was added, removed and changed.
+        let (o, n) = (&old.index, &new.index);
+        let (mut i, mut j) = (0, 0);
+        while i < o.len() || j < n.len() {
+            let order = match (i < o.len(), j < n.len()) {
+                (true, true) => o.path_at(i).cmp(n.path_at(j)),
+                (true, false) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let info = o.info_at(i);
+                    report.removed.push(o.path_at(i).to_owned());
+                    superseded.push(object_name(&info));
                     superseded_lengths.insert(info.length);
+                    i += 1;
                 }
-                Some(n) if n != info => {
-                    report.changed.push(path.to_string());
-                    stale.push((OsString::from(path.as_str()), Some(object_name(info))));
-                    superseded_lengths.insert(info.length);
+                std::cmp::Ordering::Greater => {
+                    report.added.push(n.path_at(j).to_owned());
+                    j += 1;
                 }
-                Some(_) => {}
+                std::cmp::Ordering::Equal => {
+                    let info = o.info_at(i);
+                    if info != n.info_at(j) {
+                        report.changed.push(o.path_at(i).to_owned());
+                        superseded.push(object_name(&info));
+                        superseded_lengths.insert(info.length);
+                    }
+                    i += 1;
+                    j += 1;
+                }
             }
         }
-        for (path, _) in new.index.iter() {
-            if old.index.get(path.as_str()).is_none() {
-                report.added.push(path.to_string());
-                // Cached as an unregistered file (local mount) until now.
-                stale.push((OsString::from(path.as_str()), None));
+        // Directories that held only removed targets.
+        let mut gone_dirs: HashSet<&str> = HashSet::new();
+        for path in &report.removed {
+            for (at, _) in path.match_indices('/') {
+                let dir = &path[..at];
+                if !new.index.is_dir(dir) {
+                    gone_dirs.insert(dir);
+                }
             }
         }
-        for dir in old.dirs().difference(new.dirs()) {
-            stale.push((dir.clone(), None));
-        }
-        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        // The swap, and the inodes carried over or detached with it, under both locks: no
+        // lookup sees the new generation before its inodes point into it.
+        let detached = {
+            let mut current = self.generation.write().unwrap_or_else(|e| e.into_inner());
+            let detached = self
+                .inodes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .switch(new.index.clone());
+            *current = new.clone();
+            detached
+        };
         // Verified copies of content the metadata no longer lists are dropped now (unless a
         // handle still reads them), not when the byte bound is reached: under steady republishing
         // the store and the records stay the size of what is current.
-        let superseded = still_unlisted(
-            stale.iter().filter_map(|(_, o)| o.clone()).collect(),
-            &superseded_lengths,
-            &new.index,
-        );
+        let superseded = still_unlisted(superseded, &superseded_lengths, &new.index);
         if self.store.drop_unused(&superseded) > 0 {
             lock(&self.records).prune(&self.store);
         }
@@ -530,15 +495,23 @@ impl Core {
         let mut inodes_to_drop: Vec<u64> = Vec::new();
         {
             let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
-            for (path, object) in &stale {
+            let mut entry = |path: &OsStr| {
                 let (parent, name) = split_parent(path);
-                if let Some(parent_ino) = inodes.find(&(parent.to_owned(), None)) {
+                if let Some(parent_ino) = inodes.find_path(parent) {
                     entries.push((parent_ino, name.to_owned()));
                 }
-                for key in [(path.clone(), object.clone()), (path.clone(), None)] {
-                    if let Some(ino) = inodes.find(&key) {
-                        inodes_to_drop.push(ino);
-                    }
+            };
+            for (ino, path) in &detached {
+                entry(path);
+                inodes_to_drop.push(*ino);
+            }
+            // Cached as an unregistered file (local mount) or a directory until now.
+            let paths = report.added.iter().map(String::as_str);
+            for path in paths.chain(gone_dirs.iter().copied()) {
+                let path = OsStr::new(path);
+                entry(path);
+                if let Some(ino) = inodes.find_path(path) {
+                    inodes_to_drop.push(ino);
                 }
             }
         }
@@ -662,46 +635,47 @@ impl Core {
         }
     }
 
-    fn node(&self, ino: INodeNo) -> Option<Arc<Node>> {
+    fn node(&self, ino: INodeNo) -> Option<Node> {
         self.inodes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(ino.0)
     }
 
-    /// The inode a lookup answers with for `path` standing for `target` (None: a directory or
-    /// unregistered entry), allocated if needed and counted until the kernel forgets it.
-    fn lookup_ino(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
-        let object = target.map(object_name);
-        let target = object.as_deref().zip(target);
-        self.inodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .lookup(path, target)
+    /// The inode a lookup answers with for `path` (a directory or unregistered entry; `pos`: the
+    /// target at `pos` of `gen`'s index), allocated if needed and counted until the kernel
+    /// forgets it.
+    fn lookup_ino(&self, gen: &Generation, path: &OsStr, pos: Option<usize>) -> u64 {
+        let mut inodes = self.inodes.write().unwrap_or_else(|e| e.into_inner());
+        match pos {
+            Some(pos) => inodes.lookup_target(&gen.index, pos),
+            None => inodes.lookup_path(path),
+        }
     }
 
-    /// The inode the kernel holds for `path` standing for `target`, if any; else a stable
-    /// stand-in number for listings (`d_ino` is informational: the kernel looks each name up
-    /// before using it). Allocates nothing.
-    fn peek_ino(&self, path: &OsStr, target: Option<&TargetInfo>) -> u64 {
-        let key: NodeKey = (path.to_owned(), target.map(object_name));
-        if let Some(ino) = self
-            .inodes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .find(&key)
-        {
+    /// The inode the kernel holds for `path` (as in [`Self::lookup_ino`]), if any; else a
+    /// stable stand-in number for listings (`d_ino` is informational: the kernel looks each name
+    /// up before using it). Allocates nothing.
+    fn peek_ino(&self, gen: &Generation, path: &OsStr, pos: Option<usize>) -> u64 {
+        let held = {
+            let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
+            match pos {
+                Some(pos) => inodes.find_target(&gen.index, pos),
+                None => inodes.find_path(path),
+            }
+        };
+        if let Some(ino) = held {
             return ino;
         }
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
+        (path, pos.is_some()).hash(&mut h);
         // Top bit set: never a number the table allocates.
         h.finish() | (1 << 63)
     }
 
     fn visible_dir(&self, gen: &Generation, path: &OsStr) -> bool {
-        self.unregistered == Unregistered::Deny || gen.registered_dirs.contains(path)
+        self.unregistered == Unregistered::Deny || gen.is_dir(path)
     }
 
     /// Resolve `path` against the metadata in force: its inode, attributes and TTL. With
@@ -714,26 +688,26 @@ impl Core {
         path: &OsStr,
         lookup: bool,
     ) -> Result<(FileAttr, Duration), Errno> {
-        let ino_for = |path: &OsStr, target: Option<&TargetInfo>| {
+        let ino_for = |path: &OsStr, pos: Option<usize>| {
             if lookup {
-                self.lookup_ino(path, target)
+                self.lookup_ino(gen, path, pos)
             } else {
-                self.peek_ino(path, target)
+                self.peek_ino(gen, path, pos)
             }
         };
         let backing = match &self.content {
             Content::Backing(b) => b,
             Content::Remote(_) => {
                 let t = self.mount_time;
-                let tree = gen.tree.as_ref().ok_or(Errno::EIO)?;
-                return if tree.contains_key(path) {
+                return if gen.is_dir(path) {
                     let ino = ino_for(path, None);
                     Ok((
                         file_attr(ino, FileType::Directory, 0, 0o555, t, t),
                         LONG_TTL,
                     ))
-                } else if let Some(info) = gen.target(path) {
-                    let ino = ino_for(path, Some(info));
+                } else if let Some(pos) = gen.target_pos(path) {
+                    let info = gen.index.info_at(pos);
+                    let ino = ino_for(path, Some(pos));
                     let attr = file_attr(ino, FileType::RegularFile, info.length, 0o444, t, t);
                     Ok((attr, LONG_TTL))
                 } else {
@@ -756,9 +730,10 @@ impl Core {
             ));
         }
         let exec = if stat.mode & 0o111 != 0 { 0o111 } else { 0 };
-        match gen.target(path) {
-            Some(info) => {
-                let ino = ino_for(path, Some(info));
+        match gen.target_pos(path) {
+            Some(pos) => {
+                let info = gen.index.info_at(pos);
+                let ino = ino_for(path, Some(pos));
                 Ok((
                     local_attr(ino, &stat, FileType::RegularFile, info.length, 0o444 | exec),
                     LONG_TTL,
@@ -789,17 +764,17 @@ impl Core {
         ino: u64,
         node: &Node,
     ) -> Result<(FileAttr, Duration), Errno> {
-        let Some(t) = &node.target else {
-            let (mut attr, ttl) = self.resolve(gen, &node.path, false)?;
+        let Some(t) = node.target() else {
+            let (mut attr, ttl) = self.resolve(gen, node.path(), false)?;
             // If the path now resolves to another inode (it became registered), report its
             // attributes under the old number with a short TTL; the switch invalidated it.
             let ttl = if attr.ino.0 == ino { ttl } else { SHORT_TTL };
             attr.ino = INodeNo(ino);
             return Ok((attr, ttl));
         };
-        let length = t.info.length;
+        let length = t.length;
         if let Content::Backing(b) = &self.content {
-            if let Ok(stat) = b.stat(&node.path) {
+            if let Ok(stat) = b.stat(node.path()) {
                 let exec = if stat.mode & 0o111 != 0 { 0o111 } else { 0 };
                 let kind = FileType::RegularFile;
                 return Ok((local_attr(ino, &stat, kind, length, 0o444 | exec), LONG_TTL));
@@ -817,19 +792,17 @@ impl Core {
         match &self.content {
             Content::Backing(b) => Ok(b.list(path)?),
             Content::Remote(_) => {
-                let tree = gen.tree.as_ref().ok_or_else(|| {
-                    Fault::eio(FaultKind::Internal, "a remote mount without its tree")
-                })?;
-                let entries = tree.get(path).ok_or(Refusal::Absent)?;
-                Ok(entries
-                    .iter()
-                    .map(|(name, is_dir)| {
-                        let kind = if *is_dir {
-                            EntryKind::Directory
-                        } else {
-                            EntryKind::Regular
-                        };
-                        (name.clone(), kind)
+                let dir = path.to_str().ok_or(Refusal::Absent)?;
+                if !gen.index.is_dir(dir) {
+                    return Err(Refusal::Absent);
+                }
+                Ok(gen
+                    .index
+                    .children(dir)
+                    .into_iter()
+                    .map(|c| match c {
+                        Child::Dir(name) => (OsString::from(name), EntryKind::Directory),
+                        Child::File(name, _) => (OsString::from(name), EntryKind::Regular),
                     })
                     .collect())
             }
@@ -998,16 +971,14 @@ impl Core {
 
     /// Whether the content `node` stands for was verified during this mount and (local mount)
     /// the backing file is still the version that was verified.
-    fn is_verified(&self, node: &Node, t: &NodeTarget) -> bool {
-        if !lock(&self.records).verified.contains(&t.object) {
+    fn is_verified(&self, node: &Node, object: &str) -> bool {
+        if !lock(&self.records).verified.contains(object) {
             return false;
         }
         match &self.content {
             Content::Remote(_) => true,
-            Content::Backing(b) => match b.stat(&node.path) {
-                Ok(stat) => {
-                    lock(&self.records).object_of(&node.path, &stat.key) == Some(t.object.as_str())
-                }
+            Content::Backing(b) => match b.stat(node.path()) {
+                Ok(stat) => lock(&self.records).object_of(node.path(), &stat.key) == Some(object),
                 Err(_) => false,
             },
         }
@@ -1015,14 +986,13 @@ impl Core {
 
     /// The role that listed the content this inode stands for, while the metadata in force still
     /// lists exactly that content for its path (a stale inode after a switch has none).
-    fn role_of(&self, node: &Node, t: &NodeTarget) -> Option<String> {
+    fn role_of(&self, node: &Node, object: &str) -> Option<String> {
         let gen = self.generation();
-        let path = node.path.to_str()?;
-        let current = gen.target(OsStr::new(path))?;
-        if object_name(current) != t.object {
+        let pos = gen.target_pos(node.path())?;
+        if object_name(&gen.index.info_at(pos)) != object {
             return None;
         }
-        gen.index.signed_by(path).map(str::to_owned)
+        gen.index.role_at(pos).map(str::to_owned)
     }
 
     /// Extended attributes of inode `ino`: (name, value) pairs.
@@ -1044,18 +1014,19 @@ impl Core {
             let status = serde_json::to_vec(&self.status_for(who)).unwrap_or_default();
             out.push((XATTR_STATUS, status));
         }
-        if let Some(t) = &node.target {
-            if let Some(sha) = t.info.sha256() {
+        if let Some(info) = node.target() {
+            if let Some(sha) = info.sha256() {
                 out.push((XATTR_SHA256, hex::encode(sha).into_bytes()));
             }
-            out.push((XATTR_LENGTH, t.info.length.to_string().into_bytes()));
-            let v: &[u8] = if self.is_verified(node, t) {
+            out.push((XATTR_LENGTH, info.length.to_string().into_bytes()));
+            let object = object_name(&info);
+            let v: &[u8] = if self.is_verified(node, &object) {
                 b"yes"
             } else {
                 b"no"
             };
             out.push((XATTR_VERIFIED, v.to_vec()));
-            if let Some(role) = self.role_of(node, t) {
+            if let Some(role) = self.role_of(node, &object) {
                 out.push((XATTR_ROLE, role.into_bytes()));
             }
         }
@@ -1064,15 +1035,10 @@ impl Core {
 
     /// The open policy before any content is looked at: unregistered, stale inode, expired
     /// metadata. Ok: the signed info the open must match.
-    fn admit<'g>(
-        &self,
-        who: Caller,
-        gen: &'g Generation,
-        node: &Node,
-    ) -> Result<&'g TargetInfo, Errno> {
-        let path = &node.path;
+    fn admit(&self, who: Caller, gen: &Generation, node: &Node) -> Result<TargetInfo, Errno> {
+        let path = node.path();
         let Some(info) = gen.target(path) else {
-            if node.target.is_some() {
+            if node.is_target() {
                 // Registered when the kernel looked it up, not any more: look it up again.
                 return Err(Errno::ESTALE);
             } else if self.unregistered == Unregistered::Hide {
@@ -1084,7 +1050,7 @@ impl Core {
             );
             return Err(self.refuse(who, gen, path, d.into()));
         };
-        if node.target.as_ref().map(|t| t.object.as_str()) != Some(object_name(info).as_str()) {
+        if node.object() != Some(object_name(&info)) {
             // The inode stands for other content than the metadata in force lists (a lookup
             // raced a metadata switch): ESTALE makes the kernel look the name up again.
             return Err(Errno::ESTALE);
@@ -1112,9 +1078,9 @@ impl Core {
         reply: &ReplyOpen,
     ) -> Result<Option<Opened>, Errno> {
         let info = self.admit(who, gen, node)?;
-        match self.ready_object(&node.path, info) {
+        match self.ready_object(node.path(), &info) {
             Some(object) => self
-                .finish_open(who, gen, &node.path, info, object, reply)
+                .finish_open(who, gen, node.path(), &info, object, reply)
                 .map(Some),
             None => Ok(None),
         }
@@ -1126,9 +1092,9 @@ impl Core {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let info = self.admit(who, gen, node)?;
             let object = self
-                .verified_object(&node.path, info, who.arrived)
-                .map_err(|r| self.refuse(who, gen, &node.path, r))?;
-            self.finish_open(who, gen, &node.path, info, object, &reply)
+                .verified_object(node.path(), &info, who.arrived)
+                .map_err(|r| self.refuse(who, gen, node.path(), r))?;
+            self.finish_open(who, gen, node.path(), &info, object, &reply)
         }));
         match outcome {
             Ok(Ok(opened)) => send_opened(reply, opened),
@@ -1138,7 +1104,7 @@ impl Core {
                     FaultKind::Internal,
                     format_args!("internal error: {}", panic_message(&*panic)),
                 );
-                reply.error(self.refuse(who, gen, &node.path, f.into()));
+                reply.error(self.refuse(who, gen, node.path(), f.into()));
             }
         }
     }
@@ -1158,7 +1124,7 @@ impl Core {
         // meanwhile, what this open verified may no longer be what is in force.
         let now_gen = self.generation();
         if now_gen.number != gen.number {
-            let still = now_gen.target(path).map(object_name);
+            let still = now_gen.target(path).map(|i| object_name(&i));
             if still.as_deref() != Some(object.as_str()) {
                 self.store.release(&object);
                 return Err(Errno::ESTALE);
@@ -1240,27 +1206,28 @@ impl Core {
         ino: u64,
         node: &Node,
     ) -> Result<Vec<DirEntry>, Errno> {
+        let dir = node.path();
         let entries = self
-            .list(gen, &node.path)
-            .map_err(|r| self.refuse_listing(who, &node.path, r))?;
-        let parent_ino = if node.path.is_empty() {
+            .list(gen, dir)
+            .map_err(|r| self.refuse_listing(who, dir, r))?;
+        let parent_ino = if dir.is_empty() {
             ROOT
         } else {
-            self.peek_ino(split_parent(&node.path).0, None)
+            self.peek_ino(gen, split_parent(dir).0, None)
         };
         let mut list = Vec::with_capacity(entries.len() + 2);
         list.push((ino, FileType::Directory, OsString::from(".")));
         list.push((parent_ino, FileType::Directory, OsString::from("..")));
         for (name, kind) in entries {
-            let path = join(&node.path, &name);
+            let path = join(dir, &name);
             if kind == EntryKind::Directory {
                 if self.visible_dir(gen, &path) {
-                    list.push((self.peek_ino(&path, None), FileType::Directory, name));
+                    list.push((self.peek_ino(gen, &path, None), FileType::Directory, name));
                 }
             } else {
-                let target = gen.target(&path);
-                if self.unregistered == Unregistered::Deny || target.is_some() {
-                    let ino = self.peek_ino(&path, target);
+                let pos = gen.target_pos(&path);
+                if self.unregistered == Unregistered::Deny || pos.is_some() {
+                    let ino = self.peek_ino(gen, &path, pos);
                     list.push((ino, FileType::RegularFile, name));
                 }
             }
@@ -1370,7 +1337,7 @@ fn still_unlisted(
             break;
         }
         if lengths.contains(&info.length) {
-            gone.remove(&object_name(info));
+            gone.remove(&object_name(&info));
         }
     }
     gone.into_iter().collect()
@@ -1418,7 +1385,7 @@ impl Filesystem for TrustFs {
             reply.error(Errno::ENOENT);
             return;
         };
-        let path = join(&parent.path, name);
+        let path = join(parent.path(), name);
         let gen = self.generation();
         match self.resolve(&gen, &path, true) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, FuseGeneration(0)),
@@ -1474,7 +1441,7 @@ impl Filesystem for TrustFs {
             Err(panic) => {
                 let what = panic_message(&*panic);
                 let f = Fault::eio(FaultKind::Internal, format_args!("internal error: {what}"));
-                reply.error(self.refuse(who, &gen, &node.path, f.into()));
+                reply.error(self.refuse(who, &gen, node.path(), f.into()));
             }
         }
     }
@@ -1553,10 +1520,10 @@ impl Filesystem for TrustFs {
         };
         let gen = self.generation();
         let backing = match &self.content {
-            Content::Backing(b) => match b.stat(&node.path) {
+            Content::Backing(b) => match b.stat(node.path()) {
                 Ok(st) => Some(st.key),
                 Err(e) => {
-                    reply.error(self.refuse_listing(Caller::of(req), &node.path, e.into()));
+                    reply.error(self.refuse_listing(Caller::of(req), node.path(), e.into()));
                     return;
                 }
             },
@@ -1586,7 +1553,7 @@ impl Filesystem for TrustFs {
                         super::listing::MAX_ENTRIES
                     ),
                 };
-                reply.error(self.refuse(Caller::of(req), &gen, &node.path, f.into()));
+                reply.error(self.refuse(Caller::of(req), &gen, node.path(), f.into()));
             }
         }
     }
@@ -1815,12 +1782,12 @@ impl Filesystem for TrustFs {
             names.extend_from_slice(XATTR_STATUS.as_bytes());
             names.push(0);
         }
-        if let Some(t) = &node.target {
+        if let Some(info) = node.target() {
             let mut list = vec![XATTR_LENGTH, XATTR_VERIFIED];
-            if t.info.sha256().is_some() {
+            if info.sha256().is_some() {
                 list.insert(0, XATTR_SHA256);
             }
-            if self.role_of(&node, t).is_some() {
+            if self.role_of(&node, &object_name(&info)).is_some() {
                 list.push(XATTR_ROLE);
             }
             for n in list {

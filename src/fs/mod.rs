@@ -303,7 +303,7 @@ impl LiveMount {
 
     /// Whether `index` lists exactly what the metadata in force lists.
     pub fn same_index(&self, index: &TargetIndex) -> bool {
-        &self.core.generation().index == index
+        *self.core.generation().index == *index
     }
 
     /// Number of targets in the metadata in force.

@@ -679,7 +679,7 @@ impl Client {
         // (and whether that delegation is the top-level targets role's own)
         type Pending = (String, String, Option<(u64, Rc<SuccinctRoles>, bool)>);
         let mut queue: Vec<Pending> = vec![("targets".to_owned(), "root".to_owned(), None)];
-        let mut index = TargetIndex::new();
+        let mut index = TargetIndex::builder();
         let mut seen = BTreeSet::new();
         let (mut named, mut bins) = (0usize, 0u64);
         while let Some((role, delegator, bin)) = queue.pop() {
@@ -792,7 +792,7 @@ impl Client {
                 Err(e) => problems.push(err(e.kind, format!("target {path:?}: {e}"))),
             }
         }
-        Ok((index, problems))
+        Ok((index.build(), problems))
     }
 }
 

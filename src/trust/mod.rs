@@ -209,10 +209,6 @@ fn finish(mut client: Client) -> Result<Trusted, TrustError> {
     let (index, problems) = client.target_index()?;
     let summary = TrustSummary::of(&client);
     drop(client);
-    // The index was built among the parsed metadata, now freed: a copy made after it packs the
-    // index into memory of its own, so the holes the metadata left can go back to the system
-    // (a daemon keeps the index for as long as it serves it).
-    let index = index.clone();
     Ok(Trusted {
         index,
         summary,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256, Sha512};
 use trustfs::fs::{MountHandle, MountOptions, Unregistered};
-use trustfs::{Hashes, TargetIndex, TargetInfo, TargetPath};
+use trustfs::{Hashes, IndexBuilder, TargetIndex, TargetInfo, TargetPath};
 
 /// Fail (never skip) when the machine cannot run FUSE mounts.
 pub fn require_fuse() {
@@ -44,7 +44,8 @@ pub struct Scratch {
     pub mnt: PathBuf,
     pub state: PathBuf,
     pub outside: PathBuf,
-    pub index: TargetIndex,
+    /// The targets registered so far (see [`Scratch::index`]).
+    pub index: IndexBuilder,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -62,7 +63,7 @@ impl Scratch {
             state: root.join("state"),
             outside: root.join("outside"),
             root,
-            index: TargetIndex::new(),
+            index: IndexBuilder::default(),
         };
         for d in [&s.backing, &s.mnt, &s.state, &s.outside] {
             std::fs::create_dir_all(d).unwrap();
@@ -80,6 +81,11 @@ impl Scratch {
     pub fn register(&mut self, path: &str, data: &[u8]) {
         self.index
             .insert(TargetPath::parse(path).unwrap(), info_for(data));
+    }
+
+    /// The index of the targets registered so far.
+    pub fn index(&self) -> TargetIndex {
+        self.index.clone().build()
     }
 
     /// Write `backing/<path>` without registering it.
@@ -106,7 +112,7 @@ impl Scratch {
     }
 
     pub fn mount_with(&self, options: MountOptions) -> Mounted {
-        let handle = trustfs::fs::spawn(options, self.index.clone()).expect("mount failed");
+        let handle = trustfs::fs::spawn(options, self.index()).expect("mount failed");
         Mounted {
             handle: Some(handle),
             mnt: self.mnt.clone(),
