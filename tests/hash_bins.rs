@@ -502,3 +502,73 @@ fn a_path_targets_lists_itself_comes_from_targets_not_its_bin() {
         assert_eq!(index.get(name).unwrap(), found.info, "{name}");
     }
 }
+
+fn load_with_state(repo: &TestRepo, state: &Path) -> trustfs::trust::Trusted {
+    trustfs::trust::load(&trustfs::trust::TrustOptions {
+        trusted_root: repo.root_path(),
+        source: trustfs::trust::MetadataSource::Dir(repo.metadata_dir()),
+        state_dir: Some(state.to_owned()),
+        now: std::time::SystemTime::now(),
+        http: Default::default(),
+    })
+    .unwrap()
+}
+
+/// Delete every stored and published copy of the bins, so only a saved index can answer.
+fn delete_bins(repo: &TestRepo, state: &Path) {
+    for dir in [repo.metadata_dir(), state.to_owned()] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().contains("bins-") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_saved_index_stands_in_for_the_bins_only_while_the_metadata_is_the_same() {
+    let tmp = TempDir::new("bins-saved");
+    let state = TempDir::new("bins-saved-state");
+    let (mut repo, names) = binned_repo(tmp.path(), 3, 40);
+    let soon = UtcTime(UtcTime::now().0 + 3600);
+    let first_bin = bins(&repo).bin_of(&names[0]);
+    repo.expires.insert(first_bin.clone(), soon);
+    repo.publish();
+    let built = load_with_state(&repo, state.path());
+    assert_eq!(built.index.len(), names.len());
+    assert!(state.path().join("targets-index.bin").is_file());
+    // The bin expiring first is the mount's expiry, built or saved.
+    assert_eq!(built.summary.expires_role, first_bin);
+
+    // Same snapshot and targets: the saved index answers, without a single bin.
+    delete_bins(&repo, state.path());
+    let saved = load_with_state(&repo, state.path());
+    assert_eq!(saved.index, built.index);
+    assert_eq!(saved.summary, built.summary);
+    assert!(saved.problems.is_empty());
+
+    // A damaged saved index is never used: the bins are needed again (and are gone).
+    let file = state.path().join("targets-index.bin");
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - 100;
+    bad[at] ^= 1;
+    std::fs::write(&file, &bad).unwrap();
+    let refused = load_with_state(&repo, state.path());
+    assert!(refused.index.is_empty(), "nothing from a damaged file");
+    assert!(!refused.problems.is_empty());
+    std::fs::write(&file, &good).unwrap();
+
+    // New metadata (one file changed, a new snapshot): rebuilt from the bins, never the old
+    // index. Re-publishing writes every bin again.
+    repo.add_binned_file(&names[1], b"changed content");
+    let changed_bin = bins(&repo).bin_of(&names[1]);
+    bins_mut(&mut repo).versions.insert(changed_bin, 2);
+    repo.bump_and_publish();
+    let rebuilt = load_with_state(&repo, state.path());
+    assert!(rebuilt.problems.is_empty(), "{:?}", rebuilt.problems);
+    assert_eq!(rebuilt.index.get(&names[1]).unwrap().length, 15);
+    assert_ne!(rebuilt.index, built.index);
+    assert_eq!(load_with_state(&repo, state.path()).index, rebuilt.index);
+}

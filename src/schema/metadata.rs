@@ -517,7 +517,9 @@ impl<T: Signed> Metadata<T> {
                 T::TYPE.as_str()
             )));
         }
-        let signed: T = serde_json::from_value(signed_value.clone())
+        // Deserialized from a borrow of the value (a clone of a large targets role costs as
+        // much as the parse).
+        let signed = T::deserialize(&signed_value)
             .map_err(|e| malformed(format!("{} metadata: {e}", T::TYPE.as_str())))?;
         let common = signed.common();
         let major = common.spec_version.split('.').next().unwrap_or("");

@@ -190,6 +190,20 @@ impl Client {
         earliest
     }
 
+    /// The delegated role whose trusted metadata expires first among those loaded, and when.
+    pub fn delegated_expiry(&self) -> Option<(String, UtcTime)> {
+        self.roles
+            .iter()
+            .filter(|((role, delegator), _)| !(role == "targets" && delegator == "root"))
+            .map(|((role, _), md)| (role.clone(), md.expires()))
+            .min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
+    }
+
+    /// The state directory, if the client persists what it trusts.
+    pub fn state(&self) -> Option<&StateDir> {
+        self.state.as_ref()
+    }
+
     pub fn consistent_snapshot(&self) -> bool {
         self.root.signed.consistent_snapshot.unwrap_or(false)
     }
@@ -480,6 +494,65 @@ impl Client {
         }
     }
 
+    /// Load the delegated roles `names` of `delegator` in parallel (hash bins: thousands of
+    /// independent files, each fetched, parsed and signature-checked on its own), as
+    /// [`Self::load_targets_role`] would one by one. Failures are recorded the same way.
+    fn preload_roles(&mut self, names: &[String], delegator: &str) {
+        let todo: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let key = ((*n).clone(), delegator.to_owned());
+                !self.roles.contains_key(&key) && !self.failed_roles.contains_key(&key)
+            })
+            .collect();
+        if todo.len() < 2 {
+            return;
+        }
+        // CPU-bound for a local metadata directory, latency-bound over HTTP: a few more
+        // workers than cores, and never more than there is work.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = (cores + 2).min(8).min(todo.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let this = &*self;
+        let loaded: Vec<(String, Result<Metadata<Targets>, TrustError>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(name) = todo.get(i) else {
+                                    break out;
+                                };
+                                out.push((
+                                    (*name).clone(),
+                                    this.fetch_targets_role(name, delegator),
+                                ));
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    // A worker that panicked loses only its part: those roles load one by
+                    // one later (and fail there, with an error, if they must).
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+        for (name, result) in loaded {
+            let key = (name, delegator.to_owned());
+            match result {
+                Ok(md) => {
+                    self.roles.insert(key, md);
+                }
+                Err(e) => {
+                    self.failed_roles.insert(key, e);
+                }
+            }
+        }
+    }
+
     fn fetch_targets_role(
         &self,
         role: &str,
@@ -592,7 +665,12 @@ impl Client {
             )
         })?;
         let md = verify(&name, &bytes)?;
-        self.persist(role, &bytes)?;
+        match &self.state {
+            // The top-level targets role durably; a delegated role is a cache (verified against
+            // snapshot at every load, fetched again if lost), not worth an fsync per bin.
+            Some(s) if delegator != "root" => s.store_cached(role, &bytes)?,
+            _ => self.persist(role, &bytes)?,
+        }
         Ok(md)
     }
 
@@ -767,6 +845,8 @@ impl Client {
                     ));
                 }
                 let s = Rc::new(s.clone());
+                let names: Vec<String> = s.bin_names().collect();
+                self.preload_roles(&names, &role);
                 let from_top = role == "targets" && delegator == "root";
                 for i in (0..s.bin_count()).rev() {
                     queue.push((s.bin_name(i), role.clone(), Some((i, s.clone(), from_top))));

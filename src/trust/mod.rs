@@ -5,6 +5,7 @@
 mod client;
 mod error;
 mod fetch;
+mod saved;
 mod state;
 
 use std::path::PathBuf;
@@ -98,6 +99,14 @@ pub struct Trusted {
 }
 
 impl TrustSummary {
+    /// Take `role` expiring at `t` into the earliest expiry.
+    fn consider_expiry(&mut self, role: &str, t: UtcTime) {
+        if UtcTime::parse(&self.expires).map_or(true, |e| t < e) {
+            self.expires = t.to_string();
+            self.expires_role = role.to_owned();
+        }
+    }
+
     pub fn of(client: &Client) -> TrustSummary {
         let (expires_role, expires) = client.earliest_expiry();
         let mut s = TrustSummary {
@@ -206,8 +215,29 @@ pub fn trusted_timestamp(opts: &TrustOptions) -> Option<Vec<u8>> {
 }
 
 fn finish(mut client: Client) -> Result<Trusted, TrustError> {
+    client.refresh()?;
+    let key = client.state().and_then(|_| saved::key(&client));
+    let state = client.state().cloned();
+    if let Some((state, key)) = state.as_ref().zip(key.as_ref()) {
+        if let Some((index, expiry)) = saved::load(state, key, client.now()) {
+            let mut summary = TrustSummary::of(&client);
+            if let Some((role, t)) = expiry {
+                summary.consider_expiry(&role, t);
+            }
+            return Ok(Trusted {
+                index,
+                summary,
+                problems: Vec::new(),
+            });
+        }
+    }
     let (index, problems) = client.target_index()?;
     let summary = TrustSummary::of(&client);
+    if let Some((state, key)) = state.as_ref().zip(key.as_ref()) {
+        if problems.is_empty() {
+            saved::save(state, key, &client.delegated_expiry(), &index);
+        }
+    }
     drop(client);
     Ok(Trusted {
         index,

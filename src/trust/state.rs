@@ -3,7 +3,9 @@
 //! The layout is the one python-tuf's client and the conformance suite use for a metadata
 //! directory: `root.json`, `timestamp.json`, `snapshot.json`, `targets.json` and
 //! `<role>.json` for delegated roles (role names percent-encoded). Files are written atomically
-//! (temporary file, fsync, rename) so a crash leaves the old or the new version, never half.
+//! (temporary file, rename) so a crash leaves the old or the new version, never half; the roles
+//! rollback protection rests on (root, timestamp, snapshot, top-level targets) with fsyncs, the
+//! delegated roles (a cache, verified against snapshot at every load) without.
 
 use std::fs;
 use std::io::Write;
@@ -84,7 +86,19 @@ impl StateDir {
 
     /// Store `bytes` as the trusted `role` metadata, atomically.
     pub fn store(&self, role: &str, bytes: &[u8]) -> Result<(), TrustError> {
-        write_atomic(&self.dir, &self.file(role), bytes)
+        write_file(&self.dir, &self.file(role), bytes, true)
+    }
+
+    /// Store `bytes` as `role` metadata that is only a cache (a delegated role, verified against
+    /// snapshot whenever it is loaded): atomically, but without waiting for the disk.
+    pub fn store_cached(&self, role: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        write_file(&self.dir, &self.file(role), bytes, false)
+    }
+
+    /// Store `bytes` as the file `name` of the state directory: a cache trustfs derives from
+    /// trusted metadata (atomically, without waiting for the disk).
+    pub fn store_file(&self, name: &str, bytes: &[u8]) -> Result<(), TrustError> {
+        write_file(&self.dir, &self.dir.join(name), bytes, false)
     }
 
     fn history_file(&self, version: u64) -> PathBuf {
@@ -102,7 +116,7 @@ impl StateDir {
                 format!("cannot create {}: {e}", dir.display()),
             )
         })?;
-        write_atomic(&dir, &self.history_file(version), bytes)
+        write_file(&dir, &self.history_file(version), bytes, true)
     }
 
     /// Root `version` from the rotation history, if kept.
@@ -142,8 +156,9 @@ fn read_optional(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, TrustError>
 }
 
 /// Write `bytes` to `path` atomically: a new temporary file in `dir` (never following or
-/// reusing an existing name), fsync, rename, fsync of the directory.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+/// reusing an existing name), fsync (if `durable`), rename, fsync of the directory (if
+/// `durable`).
+fn write_file(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> Result<(), TrustError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -169,11 +184,16 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TrustError>
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(err)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) });
     drop(f);
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
         let _ = fs::remove_file(&tmp);
         return Err(err(e));
+    }
+    if !durable {
+        return Ok(());
     }
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
 }
