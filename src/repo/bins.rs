@@ -20,11 +20,11 @@
 //! going back to one file with `--bins off`, leaves the old bins listed, unused. Automatic
 //! sharding never goes back by itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::schema::{verify_threshold, Metadata, SuccinctRoles, Targets, UtcTime, SPEC_VERSION};
 
@@ -32,8 +32,8 @@ use super::delegate::find_role_keys;
 use super::error::{display_name, RepoError};
 use super::keys;
 use super::publish::{
-    keyfile, publish_chain, read_referenced, set_field, Expiries, RepoState, RoleWrite, Signers,
-    Versions,
+    keyfile, materialize, publish_chain, read_referenced, set_field, Expiries, NewList, RepoState,
+    RoleWrite, Signers, Versions,
 };
 
 /// Targets the top-level role may list in its own file before `add` shards it.
@@ -197,9 +197,9 @@ impl LoadedBins {
     }
 
     /// Every target the bins list, each from the bin its path hashes to (a listing in another
-    /// bin is one no client would use).
-    pub(crate) fn targets(&self) -> Map<String, Value> {
-        let mut out = Map::new();
+    /// bin is one no client would use), borrowed.
+    pub(crate) fn targets(&self) -> HashMap<&str, &Value> {
+        let mut out = HashMap::new();
         for (i, bin) in self.bins.iter().enumerate() {
             for (path, entry) in bin
                 .value
@@ -209,7 +209,7 @@ impl LoadedBins {
                 .flatten()
             {
                 if self.succinct.bin_of(path) == i as u64 {
-                    out.insert(path.clone(), entry.clone());
+                    out.insert(path.as_str(), entry);
                 }
             }
         }
@@ -294,7 +294,7 @@ pub(crate) struct TopLevel<'a> {
 /// when the list should be sharded but cannot be.
 pub(crate) fn publish_top_level(
     top: &TopLevel,
-    targets: Map<String, Value>,
+    targets: NewList<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(Versions, u64, Option<BinsReport>), RepoError> {
     let state = top.state;
@@ -330,7 +330,7 @@ pub(crate) fn publish_top_level(
     };
     let Some(bits) = bits else {
         let mut value = state.targets.signed_value.clone();
-        set_field(&mut value, "targets", Value::Object(targets))?;
+        set_field(&mut value, "targets", Value::Object(materialize(targets)))?;
         // `--bins off` of a sharded repository: targets lists every file again and delegates
         // nothing; the bins stay listed in snapshot (clients refuse a snapshot that drops a
         // role), unused.
@@ -400,7 +400,7 @@ pub(crate) fn publish_top_level(
 
     // Each target into the bin its path hashes to.
     let count = succinct.bin_count();
-    let mut parts: Vec<Map<String, Value>> = (0..count).map(|_| Map::new()).collect();
+    let mut parts: Vec<NewList> = (0..count).map(|_| NewList::new()).collect();
     for (path, entry) in targets {
         // bin_of is below 2^bit_length = count by construction.
         parts[succinct.bin_of(&path) as usize].insert(path, entry);
@@ -415,15 +415,17 @@ pub(crate) fn publish_top_level(
     for (i, part) in parts.into_iter().enumerate() {
         let old = old_bins.and_then(|b| b.get(i));
         let same = old.is_some_and(|o| {
-            o.value.get("targets").and_then(Value::as_object) == Some(&part)
-                && !expiring(o.expires, bins_valid_for, now)
+            let listed = o.value.get("targets").and_then(Value::as_object);
+            listed.is_some_and(|l| {
+                l.len() == part.len() && part.iter().all(|(k, v)| l.get(k) == Some(v.value()))
+            }) && !expiring(o.expires, bins_valid_for, now)
         });
         if same {
             continue;
         }
         let name = succinct.bin_name(i as u64);
         let mut value = old.map_or_else(fresh_role_value, |o| o.value.clone());
-        set_field(&mut value, "targets", Value::Object(part))?;
+        set_field(&mut value, "targets", Value::Object(materialize(part)))?;
         // A bin of the current layout was loaded at the version snapshot lists.
         let version = next_version(state, &name)?;
         bin_writes.push((name, value, version));

@@ -5,7 +5,7 @@
 //! does not know (python-tuf's `unrecognized_fields`, a target's `custom`, delegations) survive a
 //! re-sign byte for byte in canonical form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -394,6 +394,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         }
         _ => (list_of(&state.targets.signed_value), None),
     };
+    let old_targets: HashMap<&str, &Value> = old_targets;
 
     let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
     let mut report = AddReport {
@@ -447,7 +448,9 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     )?;
     // One flush of the filesystem for every copy and rename above (instead of two fsyncs a file).
     syncfs(&tdir)?;
-    let mut new_targets = Map::new();
+    // Entries that stay as they are borrow the loaded metadata: at a million targets a copy of
+    // each entry as a JSON value costs gigabytes.
+    let mut new_targets: NewList = BTreeMap::new();
     for (f, outcome) in files.iter().zip(outcomes) {
         let name = f.target.as_str();
         let published = &outcome.published;
@@ -457,21 +460,31 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         let entry = match old_targets.get(name) {
             Some(old) if same_content(old, published) => {
                 report.unchanged.push(name.to_owned());
-                let mut kept = old.clone();
-                if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
-                    for (alg, digest) in &published.hashes {
-                        h.insert(alg.clone(), Value::String(digest.clone()));
+                let listed = |alg: &str, digest: &str| {
+                    old.get("hashes")
+                        .and_then(|h| h.get(alg))
+                        .and_then(Value::as_str)
+                        == Some(digest)
+                };
+                if published.hashes.iter().all(|(a, d)| listed(a, d)) {
+                    Listed::Kept(old)
+                } else {
+                    let mut kept = (*old).clone();
+                    if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
+                        for (alg, digest) in &published.hashes {
+                            h.insert(alg.clone(), Value::String(digest.clone()));
+                        }
                     }
+                    Listed::New(kept)
                 }
-                kept
             }
             Some(_) => {
                 report.changed.push(name.to_owned());
-                json!({"length": published.length, "hashes": published.hashes})
+                Listed::New(json!({"length": published.length, "hashes": published.hashes}))
             }
             None => {
                 report.added.push(name.to_owned());
-                json!({"length": published.length, "hashes": published.hashes})
+                Listed::New(json!({"length": published.length, "hashes": published.hashes}))
             }
         };
         new_targets.insert(name.to_owned(), entry);
@@ -483,15 +496,20 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     }
     report.removed = old_targets
         .keys()
-        .filter(|k| !new_targets.contains_key(*k))
-        .cloned()
+        .filter(|k| !new_targets.contains_key(**k))
+        .map(|k| (*k).to_owned())
         .collect();
+    report.removed.sort();
 
     report.root_expires = Some(state.root.expires());
     match (role, &tree, &delegated, &layout) {
         (Some(name), Some(tree), Some((r, _)), _) => {
             let mut value = r.md.signed_value.clone();
-            set_field(&mut value, "targets", Value::Object(new_targets))?;
+            set_field(
+                &mut value,
+                "targets",
+                Value::Object(materialize(new_targets)),
+            )?;
             let role_keys = tree.signing_keys(&opts.keydir, name)?;
             let write = RoleWrite {
                 name: name.to_owned(),
@@ -642,14 +660,48 @@ fn show_progress(finished: &AtomicBool, done: &AtomicUsize, bytes: &AtomicU64, t
     }
 }
 
-/// The `targets` list of a targets-type role's signed value (parsed as a map when the file was
-/// loaded; an empty default could only drop entries that do not exist).
-fn list_of(signed: &Value) -> Map<String, Value> {
+/// The `targets` list of a targets-type role's signed value, borrowed (parsed as a map when the
+/// file was loaded; an empty default could only drop entries that do not exist).
+fn list_of(signed: &Value) -> HashMap<&str, &Value> {
     signed
         .get("targets")
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect()
+}
+
+/// A target entry of the list `add` writes: an entry of the loaded metadata as it is, or a new
+/// one.
+#[derive(Debug)]
+pub(crate) enum Listed<'a> {
+    Kept(&'a Value),
+    New(Value),
+}
+
+impl Listed<'_> {
+    pub(crate) fn value(&self) -> &Value {
+        match self {
+            Listed::Kept(v) => v,
+            Listed::New(v) => v,
+        }
+    }
+
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Listed::Kept(v) => v.clone(),
+            Listed::New(v) => v,
+        }
+    }
+}
+
+/// The new target list of a role, by path.
+pub(crate) type NewList<'a> = BTreeMap<String, Listed<'a>>;
+
+/// `list` as the JSON object metadata holds.
+pub(crate) fn materialize(list: NewList<'_>) -> Map<String, Value> {
+    list.into_iter().map(|(k, v)| (k, v.into_value())).collect()
 }
 
 /// Re-sign snapshot and timestamp with bumped versions and fresh expiry (and targets too with
