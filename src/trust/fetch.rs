@@ -8,7 +8,11 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// Why a fetch failed.
 #[derive(Debug)]
@@ -201,8 +205,59 @@ pub struct HttpFetcher {
     base: String,
     origin: Origin,
     agent: ureq::Agent,
+    resolver: CachingResolver,
     options: HttpOptions,
     min_rate: u64,
+}
+
+/// How long a host name's addresses are reused without asking the resolver again.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
+
+/// Idle keep-alive connections an [`HttpFetcher`] keeps per host: the foreground opens and the
+/// prefetch workers of a remote mount each reuse one (ureq's default of 3 made some of them
+/// connect anew for every request).
+pub const IDLE_CONNECTIONS_PER_HOST: usize = 16;
+
+/// The addresses of the last host resolved, reused for [`RESOLVE_TTL`].
+///
+/// ureq resolves the host before every request, also when a pooled keep-alive connection is
+/// then used, and with a resolve deadline set (as here) it spawns a thread for each lookup: a
+/// thread per small file fetched. This resolver asks ureq's own resolver (deadline and all) only
+/// when the cached entry is for another host or older than [`RESOLVE_TTL`], and forgets it when
+/// a request fails, so a host that moved is looked up again at the next request.
+#[derive(Clone, Debug, Default)]
+struct CachingResolver {
+    last: Arc<Mutex<Option<(String, ResolvedSocketAddrs, Instant)>>>,
+}
+
+impl CachingResolver {
+    fn forget(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        if let Some((k, addrs, at)) = &*self.last.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *k == key && at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((key, addrs.clone(), Instant::now()));
+        Ok(addrs)
+    }
 }
 
 /// Scheme, host and port of a URL: what a redirect must keep.
@@ -338,12 +393,17 @@ impl HttpFetcher {
             .timeout_recv_response(t)
             .timeout_per_read(t)
             .timeout_per_write(t)
+            .max_idle_connections(IDLE_CONNECTIONS_PER_HOST * 2)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS_PER_HOST)
             .user_agent(concat!("trustfs/", env!("CARGO_PKG_VERSION")))
             .build();
+        let resolver = CachingResolver::default();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver.clone());
         Ok(HttpFetcher {
             base,
             origin,
-            agent: ureq::Agent::new_with_config(config),
+            agent,
+            resolver,
             options,
             min_rate: DEFAULT_MIN_BYTES_PER_WINDOW,
         })
@@ -394,7 +454,11 @@ impl HttpFetcher {
                     .call()
             })
             .map_err(|e| io_err(&url, e))?
-            .map_err(|e| io_err(&url, describe_error(&e, &self.options)))?;
+            .map_err(|e| {
+                // The host may have moved: look it up again next time.
+                self.resolver.forget();
+                io_err(&url, describe_error(&e, &self.options))
+            })?;
             let status = resp.status().as_u16();
             match status {
                 200 => {
