@@ -521,7 +521,8 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
     ];
     let w = World::new("offline", &files, &[]);
     let mut server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    // No prefetch: c.txt must stay uncached for the offline start below.
+    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
     assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
     server.stop();
     assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
@@ -794,7 +795,8 @@ fn full_cache_disk_fails_the_open_with_enospc_not_a_denial_and_leaves_no_temp() 
     assert!(st.success(), "cannot mount a small tmpfs for the cache");
     let _tmpfs = Tmpfs(w.cache.clone());
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    // No prefetch: the cache must hold nothing but what the opens below store.
+    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
     // A fault (the daemon could not judge the file), never a denial: ENOSPC, not EACCES.
     assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::ENOSPC);
     assert!(
@@ -1073,4 +1075,149 @@ fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     assert_eq!(server.gets(".a.txt"), 4, "not downloaded again");
     let log = d.stop();
     assert!(log.contains("symbolic link"), "{log}");
+}
+
+/// The mount's live counters (the root's `user.trustfs.status` attribute).
+fn counters(mnt: &Path) -> serde_json::Value {
+    let p = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new("user.trustfs.status").unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: valid NUL-terminated strings and a writable buffer of the given length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(
+        r > 0,
+        "getxattr user.trustfs.status: {}",
+        std::io::Error::last_os_error()
+    );
+    let status: serde_json::Value = serde_json::from_slice(&buf[..r as usize]).unwrap();
+    status["counters"].clone()
+}
+
+#[test]
+fn prefetched_siblings_are_verified_and_a_tampered_one_is_refused_only_by_its_own_open() {
+    let small: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("d/f{i}"), pattern(4096, i)))
+        .collect();
+    let mut files: Vec<(&str, Vec<u8>)> =
+        small.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    files.push(("d/big.bin", pattern(300 << 10, 40)));
+    files.push(("other/x", pattern(4096, 41)));
+    let w = World::new("prefetch", &files, &[]);
+    // The server holds other bytes (same length) for d/f5.
+    std::fs::write(w.server_file("d/f5", &files[5].1), pattern(4096, 99)).unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+
+    // The first open in d/ (not cached) queues d's other small files in the background.
+    assert_eq!(std::fs::read(w.at("d/f2")).unwrap(), files[2].1);
+    wait_for("the prefetch burst to end", || {
+        d.log().contains("prefetched 6 file(s)")
+    });
+    let log = d.log();
+    assert!(
+        log.contains("prefetch \"d/f5\": no mirror delivered content matching"),
+        "{log}"
+    );
+    assert!(log.contains("1 failed"), "{log}");
+    // Nothing over the size bound, nothing from another directory, nothing refused was kept.
+    assert_eq!(server.gets(".big.bin"), 0);
+    assert_eq!(server.gets(".x"), 0);
+    assert_eq!(w.objects().len(), 7, "{:?}", w.cache_entries());
+    let c = counters(&w.mnt);
+    assert_eq!(
+        (
+            &c["prefetch_fetches"],
+            &c["prefetch_failures"],
+            &c["prefetch_bytes"]
+        ),
+        (&6.into(), &1.into(), &(6 * 4096).into()),
+        "{c}"
+    );
+    // A prefetch refusal is nobody's denial.
+    assert_eq!(
+        c["denied"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| **v != 0)
+            .count(),
+        0,
+        "{c}"
+    );
+
+    // The prefetched files open from the cache: right bytes, no further request.
+    for (i, (path, data)) in files.iter().enumerate().take(8) {
+        if i != 5 {
+            assert_eq!(&std::fs::read(w.at(path)).unwrap(), data, "{path}");
+            assert_eq!(server.gets(&format!(".f{i}")), 1, "{path}");
+        }
+    }
+    // The tampered one is downloaded and judged again by its own open: EACCES, a denial.
+    assert_eq!(errno_of(std::fs::read(w.at("d/f5"))), libc::EACCES);
+    assert_eq!(server.gets(".f5"), 2);
+    let log = d.stop();
+    assert!(log.contains("DENY") && log.contains("\"d/f5\""), "{log}");
+    assert_eq!(log.matches("DENY").count(), 1, "{log}");
+}
+
+#[test]
+fn a_prefetch_that_fails_is_not_remembered_and_the_open_fetches_for_itself() {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("d/a", pattern(4096, 1)),
+        ("d/b", pattern(4096, 2)),
+        ("d/c", pattern(4096, 3)),
+    ];
+    let w = World::new("prefetch-fault", &files, &[]);
+    // d/b is missing on the server while the prefetch runs (a fault: 404).
+    let b = w.server_file("d/b", &files[1].1);
+    let hidden = w.dir.join("b-hidden");
+    std::fs::rename(&b, &hidden).unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("d/a")).unwrap(), files[0].1);
+    wait_for("the prefetch of d/b to fail", || {
+        d.log().contains("prefetch \"d/b\"")
+    });
+    wait_for("the prefetch to settle", || {
+        let c = counters(&w.mnt);
+        c["prefetch_fetches"].as_u64().unwrap()
+            + c["prefetch_failures"].as_u64().unwrap()
+            + c["prefetch_dropped"].as_u64().unwrap()
+            == 2
+    });
+    assert!(d.log().contains("stopped prefetching"), "{}", d.log());
+    std::fs::rename(&hidden, &b).unwrap();
+    // The open does not inherit the prefetch's failure: it fetches d/b itself.
+    assert_eq!(std::fs::read(w.at("d/b")).unwrap(), files[1].1);
+    assert_eq!(std::fs::read(w.at("d/c")).unwrap(), files[2].1);
+    assert_eq!(server.gets(".b"), 2);
+    let c = counters(&w.mnt);
+    assert_eq!(c["prefetch_failures"], 1, "{c}");
+    assert_eq!(
+        c["faults"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| **v != 0)
+            .count(),
+        0,
+        "{c}"
+    );
+    let log = d.stop();
+    assert!(!log.contains("DENY") && !log.contains("ERROR"), "{log}");
+
+    // --prefetch 0: an open fetches its own file and nothing else.
+    std::fs::remove_dir_all(&w.cache).unwrap();
+    let before = server.access_log().len();
+    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
+    assert_eq!(std::fs::read(w.at("d/a")).unwrap(), files[0].1);
+    let c = counters(&w.mnt);
+    assert_eq!(c["prefetch_fetches"], 0, "{c}");
+    let targets: Vec<String> = server.access_log()[before..]
+        .iter()
+        .filter(|l| l.contains("/targets/"))
+        .cloned()
+        .collect();
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    d.stop();
 }

@@ -77,6 +77,13 @@ pub struct Args {
     /// reader holds open are evicted). Default: unbounded.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache")]
     pub cache_max_size: Option<u64>,
+    /// Remote: parallel background downloads (each on its own keep-alive connection) of a
+    /// directory's other small files (up to 256 KiB each, 8192 files and 64 MiB queued, a
+    /// quarter of --cache-max-size) after the first open in it that is not cached. Each is
+    /// verified like an open's download; a failure is logged, never an open's answer. 0: off.
+    #[arg(long, value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PREFETCH_THREADS,
+          requires = "metadata_url")]
+    pub prefetch: usize,
     /// Deadline of each phase of every HTTP request (metadata and targets, every mirror):
     /// connecting, sending the request, receiving the status line and headers, and any single
     /// read (e.g. 10s, 1m). A body must also arrive within this plus its length at 32 KiB/s, and
@@ -306,6 +313,10 @@ pub fn run(args: Args) -> i32 {
                 cache_max: args.cache_max_size.unwrap_or(u64::MAX),
                 consistent_snapshot: trusted.summary.consistent_snapshot,
                 http: trust_options.http,
+                prefetch: crate::fs::prefetch::PrefetchOptions {
+                    threads: args.prefetch,
+                    ..Default::default()
+                },
             };
             (MountOptions::remote(&mountpoint, remote, &state_dir), from)
         }

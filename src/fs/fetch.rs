@@ -44,13 +44,15 @@ pub enum FetchFailure {
 }
 
 /// Fetch `path` into `store` as object `name`, verified against `info`, trying every mirror.
-/// On success the object is acquired (the caller releases it).
+/// On success the object is acquired (the caller releases it). `quiet`: no line for a successful
+/// download (background prefetches log one line per burst instead).
 pub fn fetch_into_cache(
     mirrors: &Mirrors,
     store: &ObjectStore,
     path: &str,
     info: &TargetInfo,
     name: &str,
+    quiet: bool,
 ) -> Result<(), FetchFailure> {
     let mut refused = false;
     let mut reasons = String::new();
@@ -73,7 +75,9 @@ pub fn fetch_into_cache(
         let mut progress = Progress::new(path, info.length);
         match store.fetch_and_store(&mut reader, info, name, &mut |done| progress.update(done)) {
             Ok(()) => {
-                progress.done(&url);
+                if !quiet {
+                    progress.done(&url);
+                }
                 return Ok(());
             }
             Err(StoreError::Mismatch(m)) => {

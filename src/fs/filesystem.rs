@@ -47,12 +47,13 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 
-use super::fetch::fetch_into_cache;
+use super::fetch::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
 use super::inodes::{Inodes, Node, ROOT};
 use super::listing::{DirEntry, Listing, ListingError, ListingKey, Listings};
 use super::openers::Openers;
+use super::prefetch::{Item as PrefetchItem, Outcome as PrefetchOutcome, Prefetcher};
 use super::readfiles::ReadFiles;
 use super::refusal::{Denial, Fault, Refusal};
 use super::store::{object_name, ObjectStore};
@@ -206,6 +207,8 @@ pub(super) struct Core {
     throttle: Throttle,
     /// Threads that finish opens needing a verification or download (off the FUSE workers).
     openers: Openers,
+    /// Remote mount: background downloads of a directory's small files (`prefetch.rs`).
+    prefetch: Arc<Prefetcher>,
     /// Serializes metadata switches (the generation swap itself is one write-lock step).
     switching: Mutex<()>,
     // ---- for the status record ----
@@ -379,6 +382,7 @@ impl Core {
             ContentSource::Remote(r) => r.targets_urls.join(", "),
         };
         let now = SystemTime::now();
+        let prefetch = Prefetcher::for_mount(options, counters.clone());
         Core {
             content,
             mount_time: now,
@@ -403,6 +407,7 @@ impl Core {
             notifier: OnceLock::new(),
             throttle: Throttle::default(),
             openers: Openers::new(options.threads.max(1)),
+            prefetch,
             switching: Mutex::new(()),
             mountpoint: options.mountpoint.clone(),
             repository: options.repository.clone(),
@@ -933,7 +938,7 @@ impl Core {
             Content::Backing(b) => b,
             Content::Remote(mirrors) => {
                 let p = path.to_str().ok_or(SourceError::BadName)?;
-                fetch_into_cache(mirrors, &self.store, p, info, name)?;
+                fetch_into_cache(mirrors, &self.store, p, info, name, false)?;
                 self.counters.fetches.fetch_add(1, Ordering::Relaxed);
                 return Ok(name.to_owned());
             }
@@ -1476,6 +1481,7 @@ impl Filesystem for TrustFs {
         match fast {
             Ok(Ok(Some(opened))) => send_opened(reply, opened),
             Ok(Ok(None)) => {
+                self.0.prefetch_siblings(&gen, node.path());
                 // A verification or download: off the worker, which goes back to serving.
                 let core = self.0.clone();
                 self.openers
@@ -1890,4 +1896,72 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Remote mount: prefetching a directory's small files (the queue and its rules: `prefetch.rs`).
+impl Core {
+    /// The first open in `path`'s directory (this metadata generation) missed the cache: queue
+    /// the directory's other files, those after `path` in name order first.
+    fn prefetch_siblings(self: &Arc<Core>, gen: &Generation, path: &OsStr) {
+        if !matches!(self.content, Content::Remote(_)) {
+            return;
+        }
+        let (dir, name) = split_parent(path);
+        if !self.prefetch.first_visit(gen.number, dir) {
+            return;
+        }
+        let Ok(entries) = self.list(gen, dir) else {
+            return;
+        };
+        let at = entries.partition_point(|(n, _)| n.as_os_str() <= name);
+        let (before, after) = entries.split_at(at);
+        let items = after
+            .iter()
+            .chain(before)
+            .filter(|(n, kind)| *kind == EntryKind::Regular && n.as_os_str() != name)
+            .filter_map(|(n, _)| {
+                let p = join(dir, n);
+                let info = gen.target(&p)?;
+                Some(PrefetchItem {
+                    path: p.into_string().ok()?,
+                    info,
+                })
+            });
+        let core = Arc::downgrade(self);
+        self.prefetch
+            .request(items, move |item| Some(core.upgrade()?.prefetch_one(item)));
+    }
+
+    /// Fetch one prefetch item into the cache, unless it is there, an open is fetching it, or
+    /// the metadata in force no longer lists exactly this content. Never an open's answer: no
+    /// denial or fault is counted, and the gate does not remember a failure.
+    fn prefetch_one(&self, item: &PrefetchItem) -> PrefetchOutcome {
+        let Content::Remote(mirrors) = &self.content else {
+            return PrefetchOutcome::Skipped;
+        };
+        let name = object_name(&item.info);
+        let gen = self.generation();
+        if gen.target(OsStr::new(&item.path)).map(|t| object_name(&t)) != Some(name.clone()) {
+            return PrefetchOutcome::Skipped;
+        }
+        // Only a free gate: never wait behind an open (or another prefetch).
+        let Ok(_pass) = self.gates.enter(&name, Instant::now(), Duration::ZERO) else {
+            return PrefetchOutcome::Skipped;
+        };
+        if self.store.acquire(&name, item.info.length) {
+            self.store.release(&name);
+            return PrefetchOutcome::Skipped;
+        }
+        match fetch_into_cache(mirrors, &self.store, &item.path, &item.info, &name, true) {
+            Ok(()) => {
+                self.store.release(&name);
+                PrefetchOutcome::Fetched
+            }
+            Err(FetchFailure::Refused(why)) => PrefetchOutcome::Refused(why),
+            Err(FetchFailure::Unavailable(why)) => PrefetchOutcome::Fault(why),
+            Err(FetchFailure::Cache(e)) => {
+                PrefetchOutcome::Fault(format!("cannot write the cache: {e}"))
+            }
+        }
+    }
 }

@@ -41,6 +41,7 @@ pub mod limits;
 mod listing;
 pub mod log;
 mod openers;
+pub mod prefetch;
 mod readfiles;
 pub mod refusal;
 pub mod store;
@@ -87,6 +88,8 @@ pub struct RemoteOptions {
     pub consistent_snapshot: bool,
     /// Deadlines of every request to a mirror.
     pub http: crate::trust::HttpOptions,
+    /// Background download of a directory's small files after its first uncached open.
+    pub prefetch: prefetch::PrefetchOptions,
 }
 
 /// How the mount is set up.

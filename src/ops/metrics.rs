@@ -156,6 +156,34 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
     );
     metric(
         &mut out,
+        "prefetch_fetches_total",
+        "counter",
+        "Remote mount: small files of a directory downloaded and verified in the background.",
+        &one(c.prefetch_fetches),
+    );
+    metric(
+        &mut out,
+        "prefetch_bytes_total",
+        "counter",
+        "Remote mount: bytes downloaded and verified in the background.",
+        &one(c.prefetch_bytes),
+    );
+    metric(
+        &mut out,
+        "prefetch_failures_total",
+        "counter",
+        "Remote mount: background downloads that failed (never an open's answer).",
+        &one(c.prefetch_failures),
+    );
+    metric(
+        &mut out,
+        "prefetch_dropped_total",
+        "counter",
+        "Remote mount: files not prefetched (queue bounds, or emptied after a fault).",
+        &one(c.prefetch_dropped),
+    );
+    metric(
+        &mut out,
         "metadata_switches_total",
         "counter",
         "Live updates: new trusted metadata switched in while mounted.",

@@ -124,6 +124,15 @@ pub struct Counters {
     /// Remote mount: opens failed with EIO because no mirror could deliver (the `network`
     /// faults; kept as its own counter for the `fetch_failures` field and metric).
     pub fetch_failures: AtomicU64,
+    /// Remote mount: small files of a directory downloaded and verified in the background
+    /// (`fs::prefetch`), and their bytes.
+    pub prefetch_fetches: AtomicU64,
+    pub prefetch_bytes: AtomicU64,
+    /// Remote mount: background downloads that failed (never an open's answer).
+    pub prefetch_failures: AtomicU64,
+    /// Remote mount: files not prefetched because the queue was over its bounds or emptied
+    /// after a fault.
+    pub prefetch_dropped: AtomicU64,
     /// Live updates: refreshes that found new metadata and switched it in.
     pub metadata_switches: AtomicU64,
     /// Live updates: refreshes that failed (the last good metadata stayed in force).
@@ -195,6 +204,10 @@ impl Counters {
             cache_bytes: get(&self.cache_bytes),
             fetches: get(&self.fetches),
             fetch_failures: get(&self.fetch_failures),
+            prefetch_fetches: get(&self.prefetch_fetches),
+            prefetch_bytes: get(&self.prefetch_bytes),
+            prefetch_failures: get(&self.prefetch_failures),
+            prefetch_dropped: get(&self.prefetch_dropped),
             metadata_switches: get(&self.metadata_switches),
             refresh_failures: get(&self.refresh_failures),
             refresh_unchanged: get(&self.refresh_unchanged),
@@ -258,6 +271,14 @@ pub struct CountersSnapshot {
     pub fetches: u64,
     #[serde(default)]
     pub fetch_failures: u64,
+    #[serde(default)]
+    pub prefetch_fetches: u64,
+    #[serde(default)]
+    pub prefetch_bytes: u64,
+    #[serde(default)]
+    pub prefetch_failures: u64,
+    #[serde(default)]
+    pub prefetch_dropped: u64,
     #[serde(default)]
     pub metadata_switches: u64,
     #[serde(default)]
