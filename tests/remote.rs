@@ -12,7 +12,7 @@ mod http;
 #[path = "common/nginx.rs"]
 mod nginx;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -1219,5 +1219,87 @@ fn a_prefetch_that_fails_is_not_remembered_and_the_open_fetches_for_itself() {
         .cloned()
         .collect();
     assert_eq!(targets.len(), 1, "{targets:?}");
+    d.stop();
+}
+
+/// Metadata requests in nginx's access log from line `from` on: (hash bins, everything else but
+/// timestamp.json, snapshot and the probe for the next root).
+fn metadata_gets(server: &Nginx, from: usize) -> (Vec<String>, Vec<String>) {
+    let uris: Vec<String> = server.access_log()[from..]
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            (f.next() == Some("GET")).then(|| f.next().unwrap_or("").to_owned())
+        })
+        .filter(|u| u.starts_with("/metadata/"))
+        .collect();
+    let (bins, rest): (Vec<String>, Vec<String>) =
+        uris.into_iter().partition(|u| u.contains(".bins-"));
+    let rest = rest
+        .into_iter()
+        .filter(|u: &String| {
+            !(u.ends_with("/timestamp.json")
+                || u.ends_with(".snapshot.json")
+                || u.ends_with(".root.json"))
+        })
+        .collect();
+    (bins, rest)
+}
+
+#[test]
+fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one() {
+    let files: Vec<(String, Vec<u8>)> = (0..64)
+        .map(|i| {
+            (
+                format!("d{}/f{i}", i % 4),
+                format!("file {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let w = World::new("bins", &refs, &[]);
+    // Sixteen small hash bins instead of one targets file.
+    run_ok(
+        Command::new(BIN)
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .arg(&w.content)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--bins", "16"]),
+    );
+    let server = Nginx::start(&w.repo);
+
+    // First mount, empty state dir: every bin exactly once (fetched in parallel), verified.
+    let d = w.mount(&server, &["--refresh-interval", "1s"]).unwrap();
+    let (bins, _) = metadata_gets(&server, 0);
+    let distinct: BTreeSet<&String> = bins.iter().collect();
+    assert_eq!((bins.len(), distinct.len()), (16, 16), "{bins:?}");
+    for (path, data) in &files {
+        assert_eq!(&std::fs::read(w.at(path)).unwrap(), data, "{path}");
+    }
+
+    // One changed file: the refresh downloads its bin and nothing else but timestamp and
+    // snapshot (the other bins' versions did not change; their verified copies are in the state
+    // dir).
+    std::fs::write(w.content.join("d1/f5"), b"changed\n").unwrap();
+    // `repo add` re-reads files whose times changed more than 2 s ago only; wait for that.
+    std::thread::sleep(Duration::from_millis(2100));
+    let before = server.access_log().len();
+    w.publish(&[]);
+    wait_for("the refresh", || d.log().contains("metadata updated"));
+    let (bins, rest) = metadata_gets(&server, before);
+    assert!(bins.len() <= 2 && !bins.is_empty(), "{bins:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(std::fs::read(w.at("d1/f5")).unwrap(), b"changed\n");
+    d.stop();
+
+    // A restart: every bin comes from the state dir, none from the server.
+    let before = server.access_log().len();
+    let d = w.mount(&server, &[]).unwrap();
+    assert_eq!(std::fs::read(w.at("d1/f5")).unwrap(), b"changed\n");
+    assert_eq!(std::fs::read(w.at("d2/f6")).unwrap(), b"file 6\n");
+    let (bins, rest) = metadata_gets(&server, before);
+    assert!(bins.is_empty() && rest.is_empty(), "{bins:?} {rest:?}");
     d.stop();
 }
