@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -571,4 +572,26 @@ fn a_saved_index_stands_in_for_the_bins_only_while_the_metadata_is_the_same() {
     assert_eq!(rebuilt.index.get(&names[1]).unwrap().length, 15);
     assert_ne!(rebuilt.index, built.index);
     assert_eq!(load_with_state(&repo, state.path()).index, rebuilt.index);
+}
+
+#[test]
+fn tied_expiries_name_the_same_role_whether_the_index_is_built_or_saved() {
+    let tmp = TempDir::new("bins-tied");
+    let (mut repo, _) = binned_repo(tmp.path(), 3, 24);
+    // Every bin and targets expire at the same second.
+    let when = UtcTime(UtcTime::now().0 + 7200);
+    repo.expires.insert("targets".into(), when);
+    for name in bins(&repo).succinct.bin_names().collect::<Vec<_>>() {
+        repo.expires.insert(name, when);
+    }
+    repo.publish();
+    let mut roles = BTreeSet::new();
+    for _ in 0..10 {
+        let state = TempDir::new("bins-tied-state");
+        roles.insert(load_with_state(&repo, state.path()).summary.expires_role);
+        // The second load answers from the saved index.
+        assert!(state.path().join("targets-index.bin").is_file());
+        roles.insert(load_with_state(&repo, state.path()).summary.expires_role);
+    }
+    assert_eq!(roles.len(), 1, "{roles:?}");
 }

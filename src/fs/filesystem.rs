@@ -473,13 +473,23 @@ impl Core {
                 }
             }
         }
-        // Directories that held only removed targets.
+        // Directories that held only removed targets, and paths that became directories (a
+        // target `x` the kernel holds as a file when `x/y` is added).
         let mut gone_dirs: HashSet<&str> = HashSet::new();
         for path in &report.removed {
             for (at, _) in path.match_indices('/') {
                 let dir = &path[..at];
                 if !new.index.is_dir(dir) {
                     gone_dirs.insert(dir);
+                }
+            }
+        }
+        let mut new_dirs: HashSet<&str> = HashSet::new();
+        for path in &report.added {
+            for (at, _) in path.match_indices('/') {
+                let dir = &path[..at];
+                if !old.index.is_dir(dir) {
+                    new_dirs.insert(dir);
                 }
             }
         }
@@ -520,6 +530,11 @@ impl Core {
                 entry(path);
                 inodes_to_drop.push(*ino);
             }
+            // Removed and changed paths the kernel held no inode for at the swap: a lookup that
+            // read the old generation may still be installing one (see the second round below).
+            for path in report.removed.iter().chain(&report.changed) {
+                entry(OsStr::new(path));
+            }
             // Cached as an unregistered file (local mount) or a directory until now.
             let paths = report.added.iter().map(String::as_str);
             for path in paths.chain(gone_dirs.iter().copied()) {
@@ -529,6 +544,14 @@ impl Core {
                     inodes_to_drop.push(ino);
                 }
             }
+            // Cached as a file (a target, unchanged, or an unregistered file) until now.
+            for dir in new_dirs {
+                let path = OsStr::new(dir);
+                entry(path);
+                let pos = new.index.position(dir);
+                let held = pos.and_then(|p| inodes.find_target(&new.index, p));
+                inodes_to_drop.extend(held.into_iter().chain(inodes.find_path(path)));
+            }
         }
         entries.sort();
         entries.dedup();
@@ -536,17 +559,17 @@ impl Core {
         inodes_to_drop.dedup();
         report.invalidations += self.invalidate(&entries, &inodes_to_drop, true);
         // A request that read the old generation just before the swap (a lookup) may answer the
-        // kernel after the invalidations above and so re-install an old entry. Requests hold the
-        // generation only while they run: wait (bounded) until none holds the old one, then
-        // invalidate again. (An open that still reaches an old inode gets ESTALE anyway.)
+        // kernel after the invalidations above and so re-install an old entry; one that answered
+        // just before may have its entry installed by the kernel only now. Requests hold the
+        // generation only while they run: wait (bounded) until none holds the old one, let the
+        // kernel finish installing what they answered, then invalidate again. (A lookup that
+        // notices the switch answers with no entry TTL, and an open that still reaches an old
+        // inode gets ESTALE.)
         let deadline = Instant::now() + SWITCH_DRAIN;
-        let mut raced = false;
         while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
-            raced = true;
             std::thread::sleep(Duration::from_millis(5));
         }
-        if raced {
-            // Let the kernel finish installing what those requests answered.
+        if !entries.is_empty() || !inodes_to_drop.is_empty() {
             std::thread::sleep(Duration::from_millis(20));
             self.invalidate(&entries, &inodes_to_drop, false);
         }
@@ -1437,7 +1460,16 @@ impl Filesystem for TrustFs {
         let path = join(parent.path(), name);
         let gen = self.generation();
         match self.resolve(&gen, &path, true) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, FuseGeneration(0)),
+            Ok((attr, ttl)) => {
+                // Metadata switched while this lookup ran: its answer may already be stale, so
+                // the kernel must not keep it (the switch's invalidations may come first).
+                let ttl = if self.generation().number == gen.number {
+                    ttl
+                } else {
+                    Duration::ZERO
+                };
+                reply.entry(&ttl, &attr, FuseGeneration(0))
+            }
             Err(e) => reply.error(e),
         }
     }

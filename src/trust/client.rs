@@ -184,8 +184,13 @@ impl Client {
         if let Some(s) = &self.snapshot {
             consider("snapshot", s.expires());
         }
-        for ((role, _), md) in &self.roles {
-            consider(role, md.expires());
+        // Ties go to the role considered first: the top-level ones, then delegated roles by
+        // name (so the answer never depends on map order, and equals the saved index's).
+        if let Some(t) = self.targets() {
+            consider("targets", t.expires());
+        }
+        if let Some((role, t)) = self.delegated_expiry() {
+            consider(&role, t);
         }
         earliest
     }
@@ -516,21 +521,25 @@ impl Client {
         let this = &*self;
         let loaded: Vec<(String, Result<Metadata<Targets>, TrustError>)> =
             std::thread::scope(|scope| {
+                // A worker the system cannot start is no error: its roles load one by one
+                // later.
                 let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut out = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(name) = todo.get(i) else {
-                                    break out;
-                                };
-                                out.push((
-                                    (*name).clone(),
-                                    this.fetch_targets_role(name, delegator),
-                                ));
-                            }
-                        })
+                    .filter_map(|_| {
+                        std::thread::Builder::new()
+                            .spawn_scoped(scope, || {
+                                let mut out = Vec::new();
+                                loop {
+                                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    let Some(name) = todo.get(i) else {
+                                        break out;
+                                    };
+                                    out.push((
+                                        (*name).clone(),
+                                        this.fetch_targets_role(name, delegator),
+                                    ));
+                                }
+                            })
+                            .ok()
                     })
                     .collect();
                 handles

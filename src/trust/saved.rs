@@ -2,9 +2,9 @@
 //! changed skips loading every delegated role (at a million targets in hash bins: thousands of
 //! files, seconds of parsing and signature checks).
 //!
-//! The file (`targets-index.bin`) holds a key — a digest of what the index was built from: the
-//! format, the trusted root's version and the canonical `signed` parts of the trusted snapshot and
-//! top-level targets roles (snapshot names the version of every other targets role) — the earliest
+//! The file (`targets-index.bin`) holds a key — a digest of what the index was built from and by
+//! what: the format, the program (a digest of its executable), the trusted root's version and the
+//! canonical `signed` parts of the trusted snapshot and top-level targets roles (snapshot names the version of every other targets role) — the earliest
 //! expiry among the delegated roles behind the index, the encoded index and a digest of all of it
 //! (a torn or damaged file is ignored, never half-read). It is used only when the key matches
 //! the metadata just verified and that expiry has not passed; otherwise the index is built from
@@ -35,12 +35,31 @@ pub fn key(client: &Client) -> Option<[u8; 32]> {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(build_id());
     h.update(client.root().version().to_le_bytes());
     for part in [&snapshot, &targets] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
     Some(h.finalize().into())
+}
+
+/// A digest of the running program: an index built by another build (whose client may order
+/// delegations or filter listings differently) is never used, without relying on a format
+/// version being bumped by hand. Empty when the program cannot be read (then only the format
+/// and package version tell builds apart).
+fn build_id() -> &'static [u8] {
+    static ID: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let Ok(mut exe) = std::fs::File::open("/proc/self/exe") else {
+            return Vec::new();
+        };
+        let mut h = Sha256::new();
+        match std::io::copy(&mut exe, &mut h) {
+            Ok(_) => h.finalize().to_vec(),
+            Err(_) => Vec::new(),
+        }
+    })
 }
 
 /// The saved index for `key`, if there is one, intact, and its roles have not expired at `now`.
