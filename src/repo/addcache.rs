@@ -28,13 +28,13 @@ pub(crate) const FILE_NAME: &str = ".trustfs-add-cache.json";
 
 const FORMAT: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct CacheFile {
     format: u32,
-    files: BTreeMap<String, Entry>,
+    files: HashMap<String, Entry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Entry {
     dev: u64,
     ino: u64,
@@ -105,27 +105,53 @@ impl AddCache {
         };
     }
 
-    /// Write the cache (atomically).
+    /// Write the cache (atomically). Entries are written as they are held (borrowed, in map
+    /// order): at a million targets, copying and sorting them cost seconds.
     pub(crate) fn save(&self) -> Result<(), RepoError> {
-        let files = self
-            .files
-            .iter()
-            .filter_map(|(t, k)| {
-                let entry = Entry {
-                    dev: k.key.dev,
-                    ino: k.key.ino,
-                    size: k.key.size,
-                    mtime_ns: i64::try_from(k.key.mtime_ns).ok()?,
-                    ctime_ns: i64::try_from(k.key.ctime_ns).ok()?,
-                    length: k.published.length,
-                    hashes: k.published.hashes.clone(),
-                };
-                Some((t.clone(), entry))
-            })
-            .collect();
-        let bytes = serde_json::to_vec(&CacheFile {
+        #[derive(Serialize)]
+        struct EntryRef<'a> {
+            dev: u64,
+            ino: u64,
+            size: u64,
+            mtime_ns: i64,
+            ctime_ns: i64,
+            length: u64,
+            hashes: &'a BTreeMap<String, String>,
+        }
+        struct Files<'a>(&'a HashMap<String, Known>);
+        impl Serialize for Files<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                for (t, k) in self.0 {
+                    // Times outside i64 nanoseconds (year 2262) are not remembered.
+                    let (Ok(mtime_ns), Ok(ctime_ns)) =
+                        (i64::try_from(k.key.mtime_ns), i64::try_from(k.key.ctime_ns))
+                    else {
+                        continue;
+                    };
+                    let entry = EntryRef {
+                        dev: k.key.dev,
+                        ino: k.key.ino,
+                        size: k.key.size,
+                        mtime_ns,
+                        ctime_ns,
+                        length: k.published.length,
+                        hashes: &k.published.hashes,
+                    };
+                    map.serialize_entry(t, &entry)?;
+                }
+                map.end()
+            }
+        }
+        #[derive(Serialize)]
+        struct CacheFileRef<'a> {
+            format: u32,
+            files: Files<'a>,
+        }
+        let bytes = serde_json::to_vec(&CacheFileRef {
             format: FORMAT,
-            files,
+            files: Files(&self.files),
         })
         .map_err(|e| RepoError::Internal(format!("encode the add cache: {e}")))?;
         write_atomic(&self.path, &bytes, 0o644)

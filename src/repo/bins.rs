@@ -152,8 +152,11 @@ impl LoadedBins {
                 ),
             });
         }
-        let mut bins = Vec::with_capacity(s.bin_count() as usize);
-        for name in s.bin_names() {
+        // Thousands of independent files: read, parsed and checked on every core, reported in
+        // bin order (the first bin that fails is the error, as one by one).
+        let names: Vec<String> = s.bin_names().collect();
+        let load_one = |name: &String| -> Result<LoadedBin, RepoError> {
+            let name = name.as_str();
             let file = format!("{name}.json");
             let meta =
                 state
@@ -169,19 +172,47 @@ impl LoadedBins {
                     })?;
             let path = state
                 .metadata_dir
-                .join(state.meta_name(&name, meta.version));
+                .join(state.meta_name(name, meta.version));
             let md: Metadata<Targets> = read_referenced(&path, meta, &state.snapshot_path)?;
-            verify_threshold(&name, &md, &s.keyids, s.threshold, &d.keys).map_err(|source| {
+            verify_threshold(name, &md, &s.keyids, s.threshold, &d.keys).map_err(|source| {
                 RepoError::Untrusted {
                     file: path.clone(),
                     source,
                 }
             })?;
-            bins.push(LoadedBin {
+            Ok(LoadedBin {
                 expires: md.expires(),
                 value: md.signed_value,
-            });
-        }
+            })
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let chunk = names.len().div_ceil(workers).max(1);
+        let loaded: Vec<Result<LoadedBin, RepoError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    let load_one = &load_one;
+                    // A worker that cannot start: its part loads here, after the others.
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, move || part.iter().map(load_one).collect::<Vec<_>>())
+                        .map_err(|_| part)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        vec![Err(RepoError::Internal(
+                            "a thread loading hash bins panicked".into(),
+                        ))]
+                    }),
+                    Err(part) => part.iter().map(load_one).collect(),
+                })
+                .collect()
+        });
+        let bins = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
         let delegations = state
             .targets
             .signed_value

@@ -57,6 +57,9 @@ pub(crate) struct ContentFile {
     pub(crate) path: PathBuf,
     /// (device, inode) as the walk saw it: the only file that may be published under `target`.
     id: (u64, u64),
+    /// The file's whole identity as the walk saw it (see `addcache`): when it equals what an
+    /// earlier `add` read, that content is kept without opening the file.
+    walked: FileKey,
 }
 
 /// A directory the walk has yet to list: its name in a parent it holds open, and the identity
@@ -190,7 +193,12 @@ impl ContentRoot {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                    out.push(ContentFile { target, path, id });
+                    out.push(ContentFile {
+                        target,
+                        path,
+                        id,
+                        walked: st.key,
+                    });
                 }
                 EntryKind::Directory if exclude.contains(&id) => skipped.push(Skipped {
                     path,
@@ -350,7 +358,7 @@ pub(crate) fn publish_file(
     known: Option<&Known>,
 ) -> Result<Outcome, RepoError> {
     let (src, target) = (&file.path, &file.target);
-    let (file, key) = root.open_walked(file)?;
+    let walked = file.walked;
     let components: Vec<&str> = target.components().collect();
     let (basename, dirs) = components
         .split_last()
@@ -369,24 +377,34 @@ pub(crate) fn publish_file(
             vec![dest_dir.join(basename)]
         }
     };
-    if let Some(k) = known {
+    // What an earlier add published, kept if the file has the identity it had then and the copies
+    // are in place.
+    let reuse = |key: &FileKey| -> Option<Outcome> {
+        let k = known?;
         let copies_in_place = || {
             names(&k.published.hashes).iter().all(|n| {
                 fs::symlink_metadata(n).is_ok_and(|m| m.is_file() && m.len() == k.published.length)
             })
         };
-        if k.key == key
+        (k.key == *key
             && key.size == k.published.length
             && k.published.hashes.contains_key("sha256")
             && (!sha512 || k.published.hashes.contains_key("sha512"))
-            && copies_in_place()
-        {
-            return Ok(Outcome {
-                published: k.published.clone(),
-                key: Some(key),
-                reused: true,
-            });
-        }
+            && copies_in_place())
+        .then(|| Outcome {
+            published: k.published.clone(),
+            key: Some(*key),
+            reused: true,
+        })
+    };
+    // The identity the walk saw is enough not to read the file: signed as it was then (a file
+    // changed since is signed as it was, as if it changed after this add).
+    if let Some(kept) = reuse(&walked) {
+        return Ok(kept);
+    }
+    let (file, key) = root.open_walked(file)?;
+    if let Some(kept) = reuse(&key) {
+        return Ok(kept);
     }
     fs::create_dir_all(&dest_dir).map_err(|e| RepoError::io("create directory", &dest_dir, e))?;
     // The temporary name lives in the destination directory so the rename is atomic.

@@ -450,14 +450,19 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     syncfs(&tdir)?;
     // Entries that stay as they are borrow the loaded metadata: at a million targets a copy of
     // each entry as a JSON value costs gigabytes.
-    let mut new_targets: NewList = BTreeMap::new();
+    // Built from `files`, which the walk sorted by target (one bulk build, no search per entry).
+    let mut new_list: Vec<(String, Listed)> = Vec::with_capacity(files.len());
+    // Old entries listed again (when all are, none was removed: no search for removals).
+    let mut relisted = 0;
     for (f, outcome) in files.iter().zip(outcomes) {
         let name = f.target.as_str();
         let published = &outcome.published;
         if outcome.reused {
             report.not_reread += 1;
         }
-        let entry = match old_targets.get(name) {
+        let old = old_targets.get(name);
+        relisted += usize::from(old.is_some());
+        let entry = match old {
             Some(old) if same_content(old, published) => {
                 report.unchanged.push(name.to_owned());
                 let listed = |alg: &str, digest: &str| {
@@ -487,19 +492,25 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
                 Listed::New(json!({"length": published.length, "hashes": published.hashes}))
             }
         };
-        new_targets.insert(name.to_owned(), entry);
-        let known = outcome.key.map(|key| Known {
-            key,
-            published: outcome.published,
-        });
-        cache.set(name, known);
+        new_list.push((name.to_owned(), entry));
+        // A reused outcome is what the cache already holds.
+        if !outcome.reused {
+            let known = outcome.key.map(|key| Known {
+                key,
+                published: outcome.published,
+            });
+            cache.set(name, known);
+        }
     }
-    report.removed = old_targets
-        .keys()
-        .filter(|k| !new_targets.contains_key(**k))
-        .map(|k| (*k).to_owned())
-        .collect();
-    report.removed.sort();
+    let new_targets: NewList = new_list.into_iter().collect();
+    if relisted < old_targets.len() {
+        report.removed = old_targets
+            .keys()
+            .filter(|k| !new_targets.contains_key(**k))
+            .map(|k| (*k).to_owned())
+            .collect();
+        report.removed.sort();
+    }
 
     report.root_expires = Some(state.root.expires());
     match (role, &tree, &delegated, &layout) {
@@ -916,7 +927,9 @@ fn same_content(old: &Value, published: &content::Published) -> bool {
     let mut common = 0;
     for (alg, digest) in &published.hashes {
         if let Some(old_digest) = hashes.get(alg) {
-            if old_digest.as_str().map(str::to_ascii_lowercase).as_deref() != Some(digest.as_str())
+            if !old_digest
+                .as_str()
+                .is_some_and(|d| d.eq_ignore_ascii_case(digest))
             {
                 return false;
             }
