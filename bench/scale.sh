@@ -4,8 +4,9 @@
 #   - repo add from scratch: time, max RSS, bins, the largest metadata file;
 #   - repo add after changing one file: time, bins signed anew, files not read again;
 #   - trustfs verify of the whole tree: time, max RSS;
-#   - local mount to serving; daemon RSS at start, after a full `find`, after 10,000 random
-#     reads (bytes per target); `find` over the mount vs over a bindfs mount of the same tree;
+#   - local mount to serving (empty state dir, and a restart); daemon RSS at start, after a full
+#     `find`, after 10,000 random reads and after a find that stats every file (bytes per
+#     target); `find` over the mount vs over a bindfs mount of the same tree (and native);
 #   - CPU of an idle mount with --refresh-interval 1s over 30 s.
 #
 #   bench/scale.sh [N]                      (default 1000000)
@@ -129,10 +130,33 @@ t1=$(cpu_ticks $DAEMON_PID)
 say "idle CPU, --refresh-interval 1s, 30 s" "$(calc "round(($t1 - $t0) * 100 / $(getconf CLK_TCK) / 30, 1)") % of a core"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
 
+# Restart with the state dir of the first mount (the saved index stands in for the bins).
+start=$(date +%s.%N)
+"$T" mount --root "$REPO/metadata/1.root.json" --metadata "$REPO/metadata" \
+    --backing "$CONTENT" --state-dir "$STATE" "$MNT" 2> "$W/daemon2.log" &
+DAEMON_PID=$!
+until [ -e "$MNT/d0000/f001" ]; do
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon2.log"; exit 1; }
+    sleep 0.02
+done
+ready=$(date +%s.%N)
+say "local mount to serving, restart" "$(calc "round($ready - $start, 2)") s"
+read -r secs _ < <(timed /dev/null find "$MNT" -type f -name 'f9*')
+say "find over the mount, again" "$secs s"
+# The worst case for the inode table: a find that stats every file (a lookup each).
+read -r secs _ < <(timed /dev/null find "$MNT" -type f -size -1k)
+r=$(rss_kib $DAEMON_PID)
+say "daemon RSS after a find that stats all" "$((r / 1024)) MiB ($((r * 1024 / N)) bytes/target; $secs s)"
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
+
+read -r secs _ < <(timed /dev/null find "$CONTENT" -type f -name 'f9*')
+say "find, native" "$secs s"
 if command -v bindfs >/dev/null; then
     bindfs -o ro "$CONTENT" "$BMNT"
     read -r secs _ < <(timed /dev/null find "$BMNT" -type f -name 'f9*')
     say "find over bindfs" "$secs s"
+    read -r secs _ < <(timed /dev/null find "$BMNT" -type f -name 'f9*')
+    say "find over bindfs, again" "$secs s"
     umount -l "$BMNT"
 else
     say "find over bindfs" "(bindfs not installed)"
