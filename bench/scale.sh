@@ -7,7 +7,9 @@
 #   - local mount to serving (empty state dir, and a restart); daemon RSS at start, after a full
 #     `find`, after 10,000 random reads and after a find that stats every file (bytes per
 #     target); `find` over the mount vs over a bindfs mount of the same tree (and native);
-#   - CPU of an idle mount with --refresh-interval 1s over 30 s.
+#   - CPU of an idle mount with --refresh-interval 1s over 30 s;
+#   - a remote mount of the same repository from nginx on 127.0.0.1: time to serving with an
+#     empty state dir and on restart, and the hash bins each fetched.
 #
 #   bench/scale.sh [N]                      (default 1000000)
 #
@@ -28,10 +30,11 @@ else
     T=$TRUSTFS_BIN
 fi
 CONTENT=$W/content-$N REPO=$W/repo KEYS=$W/keys MNT=$W/mnt STATE=$W/state BMNT=$W/bindfs
-DAEMON_PID=
+DAEMON_PID= NGINX_PID=
 
 cleanup() {
     [ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
     for m in "$MNT" "$BMNT"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
     true
 }
@@ -148,6 +151,53 @@ read -r secs _ < <(timed /dev/null find "$MNT" -type f -size -1k)
 r=$(rss_kib $DAEMON_PID)
 say "daemon RSS after a find that stats all" "$((r / 1024)) MiB ($((r * 1024 / N)) bytes/target; $secs s)"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
+
+# Remote: the same repository from nginx on 127.0.0.1 (metadata and targets over HTTP).
+if [ -x /usr/sbin/nginx ]; then
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$W/nginx"
+    cat > "$W/nginx/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $W/nginx/nginx.pid; error_log $W/nginx/error.log;
+events { worker_connections 256; }
+http { access_log $W/nginx/access.log; sendfile on; default_type application/octet-stream;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  client_body_temp_path $W/nginx/body; proxy_temp_path $W/nginx/proxy;
+  fastcgi_temp_path $W/nginx/fcgi; uwsgi_temp_path $W/nginx/uwsgi; scgi_temp_path $W/nginx/scgi;
+  server { listen 127.0.0.1:$PORT; root $REPO; } }
+CONF
+    : > "$W/nginx/access.log"
+    /usr/sbin/nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" &
+    NGINX_PID=$!
+    for _ in $(seq 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT))" 2>/dev/null && break || sleep 0.05
+    done
+    # remote_mount: mount (daemon in DAEMON_PID), set SECS to the time until it serves.
+    remote_mount() {
+        local start ready
+        start=$(date +%s.%N)
+        "$T" mount --root "$REPO/metadata/1.root.json" \
+            --metadata-url "http://127.0.0.1:$PORT/metadata" \
+            --targets-url "http://127.0.0.1:$PORT/targets" \
+            --state-dir "$W/rstate" --cache "$W/rcache" "$MNT" 2> "$W/rdaemon.log" &
+        DAEMON_PID=$!
+        until [ -e "$MNT/d0000/f001" ]; do
+            kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/rdaemon.log"; exit 1; }
+            sleep 0.02
+        done
+        ready=$(date +%s.%N)
+        SECS=$(calc "round($ready - $start, 2)")
+    }
+    rm -rf "$W/rstate" "$W/rcache"
+    remote_mount
+    say "remote mount to serving, empty state dir" "$SECS s; $(grep -c 'bins-' "$W/nginx/access.log") bin requests"
+    kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
+    : > "$W/nginx/access.log"
+    remote_mount
+    say "remote mount to serving, restart" "$SECS s; $(grep -c 'bins-' "$W/nginx/access.log") bin requests"
+    kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
+    kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=
+fi
 
 read -r secs _ < <(timed /dev/null find "$CONTENT" -type f -name 'f9*')
 say "find, native" "$secs s"
