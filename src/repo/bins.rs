@@ -170,9 +170,7 @@ impl LoadedBins {
                             "meta lists no {file}, though targets delegates to it (a hash bin)"
                         ),
                     })?;
-            let path = state
-                .metadata_dir
-                .join(state.meta_name(name, meta.version));
+            let path = state.metadata_dir.join(state.meta_name(name, meta.version));
             let md: Metadata<Targets> = read_referenced(&path, meta, &state.snapshot_path)?;
             verify_threshold(name, &md, &s.keyids, s.threshold, &d.keys).map_err(|source| {
                 RepoError::Untrusted {
