@@ -1155,3 +1155,86 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
     assert!(garbage.warnings.is_empty(), "{:?}", garbage.warnings);
     let _ = fs::remove_dir_all(&base);
 }
+
+/// A btrfs filesystem in a file, loop-mounted for one test (root, `mkfs.btrfs` from Debian's
+/// `btrfs-progs`, which `.ci/run` installs); unmounted and removed on drop.
+struct Btrfs {
+    image: PathBuf,
+    mnt: PathBuf,
+}
+
+impl Btrfs {
+    fn new(name: &str) -> Btrfs {
+        let base = scratch(name);
+        let image = base.join("btrfs.img");
+        let mnt = base.join("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(200 << 20)
+            .unwrap();
+        let run = |cmd: &mut Command| {
+            let out = cmd
+                .output()
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install btrfs-progs; .ci/run does)"));
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        run(Command::new("mkfs.btrfs").arg("-q").arg(&image));
+        run(Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&image)
+            .arg(&mnt));
+        Btrfs { image, mnt }
+    }
+}
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// Whether every extent of `file` is shared with another file (`filefrag -v` flags).
+fn all_extents_shared(file: &Path) -> bool {
+    let out = Command::new("filefrag")
+        .arg("-v")
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let extents: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(':'))
+        .collect();
+    !extents.is_empty() && extents.iter().all(|l| l.contains("shared"))
+}
+
+#[test]
+fn repo_add_reflinks_copies_where_the_filesystem_can() {
+    let fs_ = Btrfs::new("reflink");
+    let content = fs_.mnt.join("content");
+    let repo_dir = fs_.mnt.join("repo");
+    let keys = fs_.mnt.join("keys");
+    fs::create_dir_all(&content).unwrap();
+    let big: Vec<u8> = (0..8_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(content.join("big.bin"), &big).unwrap();
+    fs::write(content.join("small.txt"), b"small").unwrap();
+    let out = trustfs(&[&"repo", &"init", &repo_dir, &"--keys", &keys]);
+    assert!(out.status.success(), "{out:?}");
+    let out = trustfs(&[&"repo", &"add", &repo_dir, &content, &"--keys", &keys]);
+    assert!(out.status.success(), "{out:?}");
+    let digest = hex::encode(Sha256::digest(&big));
+    let copy = repo_dir.join("targets").join(format!("{digest}.big.bin"));
+    // The copy holds exactly the signed bytes, and shares the source's extents: no data written.
+    assert_eq!(fs::read(&copy).unwrap(), big);
+    assert!(all_extents_shared(&copy), "{copy:?} is not a reflink copy");
+    let listed = fs::read_to_string(repo_dir.join("metadata/2.targets.json")).unwrap();
+    assert!(listed.contains(&digest), "{listed}");
+    // Changing the source later never changes the published copy.
+    fs::write(content.join("big.bin"), b"replaced").unwrap();
+    assert_eq!(fs::read(&copy).unwrap(), big);
+}

@@ -55,7 +55,7 @@ use sha2::{Digest, Sha256};
 use super::durability::{self, SyncRecord, Syncer};
 use crate::index::TargetInfo;
 use crate::ops::Counters;
-use crate::source::{fstat, BackingFile};
+use crate::source::{ficlone, fstat, BackingFile};
 use crate::verify::{Mismatch, MultiHasher};
 
 /// Size of one copy buffer; files up to this size are copied and hashed on the calling thread.
@@ -879,18 +879,6 @@ impl ObjectStore {
         }
         hasher.check(info).map_err(StoreError::Mismatch)?;
         Ok(method)
-    }
-}
-
-/// `ioctl(FICLONE)`: make `dst` a reflink copy of `src` (fails on filesystems without reflinks).
-fn ficlone(dst: &File, src: &File) -> io::Result<()> {
-    // SAFETY: FICLONE takes the source descriptor as its integer argument; both descriptors are
-    // live for the duration of the call and no memory is passed.
-    let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -38,6 +38,7 @@ impl TempFile {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(".{base}.tmp-{}-{n}", std::process::id()));
             match OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(mode)
@@ -73,7 +74,7 @@ impl TempFile {
             .map_err(|e| RepoError::io("write", &self.path, e))
     }
 
-    fn open_file(&mut self) -> Result<&mut File, RepoError> {
+    pub(crate) fn open_file(&mut self) -> Result<&mut File, RepoError> {
         self.file
             .as_mut()
             .ok_or_else(|| RepoError::Internal("temporary file used after it was closed".into()))

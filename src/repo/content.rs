@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::index::TargetPath;
-use crate::source::{fstat, list_dir, openat2, EntryKind, FileKey, Stat};
+use crate::source::{ficlone, fstat, list_dir, openat2, EntryKind, FileKey, Stat};
 use crate::verify::MultiHasher;
 
 use super::atomic::TempFile;
@@ -414,7 +414,11 @@ pub(crate) fn publish_file(
     } else {
         MultiHasher::sha256_only()
     };
-    let file = copy_hashing(file, src, &mut tmp, &mut hasher)?;
+    let file = if clone_hashing(&file, src, &mut tmp, &mut hasher)? {
+        file
+    } else {
+        copy_hashing(file, src, &mut tmp, &mut hasher)?
+    };
     let (length, digests) = hasher.finish();
     let hashes: BTreeMap<String, String> = digests
         .into_iter()
@@ -436,6 +440,38 @@ pub(crate) fn publish_file(
         key,
         reused: false,
     })
+}
+
+/// Make `out` a reflink copy of `file` (btrfs, XFS: no data written) and hash the copy, so the
+/// digests are those of exactly the bytes the copy holds. `Ok(false)`: the filesystem cannot
+/// (ext4, across filesystems), `out` is empty again, copy instead.
+fn clone_hashing(
+    file: &File,
+    src: &Path,
+    out: &mut TempFile,
+    hasher: &mut MultiHasher,
+) -> Result<bool, RepoError> {
+    use std::os::unix::fs::FileExt;
+    let tmp_path = out.path().to_owned();
+    let tmp = out.open_file()?;
+    if ficlone(tmp, file).is_err() {
+        // A clone that failed partway may have left extents behind.
+        tmp.set_len(0)
+            .map_err(|e| RepoError::io("truncate", &tmp_path, e))?;
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0u64;
+    loop {
+        let n = match tmp.read_at(&mut buf, at) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RepoError::io("read the reflink copy of", src, e)),
+        };
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
 }
 
 /// Copy `file` into `out`, hashing every byte; gives the file back.

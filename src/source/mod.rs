@@ -398,6 +398,20 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     result.map(|()| names)
 }
 
+/// `ioctl(FICLONE)`: make `dst` a reflink copy of `src` (fails on filesystems without reflinks,
+/// e.g. ext4; a failure may leave part of the extents cloned, so a fallback copy must truncate
+/// `dst` first).
+pub(crate) fn ficlone(dst: &std::fs::File, src: &std::fs::File) -> io::Result<()> {
+    // SAFETY: FICLONE takes the source descriptor as its integer argument; both descriptors are
+    // live for the duration of the call and no memory is passed.
+    let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `fstat(2)` on a descriptor (works on `O_PATH` descriptors too).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     // SAFETY: `stat` is a plain C struct; all-zero is valid and fstat overwrites it.
