@@ -1149,7 +1149,7 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
         .all(|t| t.hashes.contains_key("sha512")));
 
     // A malformed cache is ignored: everything is read, nothing fails.
-    fs::write(r.dir.join(".trustfs-add-cache.json"), b"{not json").unwrap();
+    fs::write(r.dir.join(".trustfs-add-cache"), b"{not json").unwrap();
     let garbage = r.add(&content, false).unwrap();
     assert_eq!(garbage.not_reread, 0);
     assert!(garbage.warnings.is_empty(), "{:?}", garbage.warnings);

@@ -37,7 +37,7 @@ pub enum RepoCommand {
     ///
     /// Files are hashed on all cores, and made durable with one filesystem flush before any
     /// metadata names them. A file whose device, inode, size, mtime and ctime are those recorded
-    /// by the last add (REPO/.trustfs-add-cache.json) and whose published copy is in place is not
+    /// by the last add (REPO/.trustfs-add-cache) and whose published copy is in place is not
     /// read again (--reread reads every file).
     ///
     /// With more than 2,000 targets (or with --bins), the top-level targets role delegates every

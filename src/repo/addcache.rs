@@ -1,6 +1,6 @@
 //! What the last `repo add` read, so the next one reads only files that changed.
 //!
-//! `REPO/.trustfs-add-cache.json` maps each target path to the identity of the content file that
+//! `REPO/.trustfs-add-cache` maps each target path to the identity of the content file that
 //! was read for it (device, inode, size, mtime, ctime, as `fstat` reported them before and after
 //! the read) and what was published from it (length and hashes). When the file under CONTENT_DIR
 //! still has that identity and the published copies are still in place, `add` keeps them without
@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::source::FileKey;
 
@@ -24,18 +25,24 @@ use super::content::{Known, Published};
 use super::error::RepoError;
 
 /// Its file name in the repository directory (next to `metadata/` and `targets/`).
-pub(crate) const FILE_NAME: &str = ".trustfs-add-cache.json";
+pub(crate) const FILE_NAME: &str = ".trustfs-add-cache";
+/// The JSON form earlier versions wrote: read if there is no [`FILE_NAME`], removed by the next
+/// save.
+const LEGACY_FILE_NAME: &str = ".trustfs-add-cache.json";
 
-const FORMAT: u32 = 1;
+/// The first bytes of the file; the version changes with the layout.
+const MAGIC: &[u8; 16] = b"trustfs-addc-v2\n";
+
+const LEGACY_FORMAT: u32 = 1;
 
 #[derive(Deserialize)]
-struct CacheFile {
+struct LegacyFile {
     format: u32,
-    files: BTreeMap<String, Entry>,
+    files: BTreeMap<String, LegacyEntry>,
 }
 
 #[derive(Deserialize)]
-struct Entry {
+struct LegacyEntry {
     dev: u64,
     ino: u64,
     size: u64,
@@ -56,32 +63,13 @@ impl AddCache {
     /// The cache of `repo`; empty if there is none or it cannot be used.
     pub(crate) fn load(repo: &Path) -> AddCache {
         let path = repo.join(FILE_NAME);
-        let files = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<CacheFile>(&b).ok())
-            .filter(|c| c.format == FORMAT)
-            .map(|c| {
-                c.files
-                    .into_iter()
-                    .map(|(target, e)| {
-                        let known = Known {
-                            key: FileKey {
-                                dev: e.dev,
-                                ino: e.ino,
-                                size: e.size,
-                                mtime_ns: i128::from(e.mtime_ns),
-                                ctime_ns: i128::from(e.ctime_ns),
-                            },
-                            published: Published {
-                                length: e.length,
-                                hashes: e.hashes,
-                            },
-                        };
-                        (target, known)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let files = match std::fs::read(&path) {
+            Ok(bytes) => decode(&bytes).unwrap_or_default(),
+            Err(_) => std::fs::read(repo.join(LEGACY_FILE_NAME))
+                .ok()
+                .and_then(|b| decode_legacy(&b))
+                .unwrap_or_default(),
+        };
         AddCache { path, files }
     }
 
@@ -105,59 +93,197 @@ impl AddCache {
         };
     }
 
-    /// Write the cache (atomically), from borrowed entries: at a million targets, copying them
-    /// cost seconds.
+    /// Write the cache (atomically), and remove the JSON form of earlier versions. At a million
+    /// targets the JSON form took seconds to read and write; this one is a flat list of records
+    /// with a digest (a torn or damaged file is ignored, and everything is read again).
     pub(crate) fn save(&self) -> Result<(), RepoError> {
-        #[derive(Serialize)]
-        struct EntryRef<'a> {
-            dev: u64,
-            ino: u64,
-            size: u64,
-            mtime_ns: i64,
-            ctime_ns: i64,
-            length: u64,
-            hashes: &'a BTreeMap<String, String>,
+        write_atomic(&self.path, &encode(&self.files), 0o644)?;
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_file(dir.join(LEGACY_FILE_NAME));
         }
-        struct Files<'a>(&'a HashMap<String, Known>);
-        impl Serialize for Files<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeMap;
-                let mut map = s.serialize_map(None)?;
-                // In path order: the next load builds its map from sorted keys (much faster
-                // than a million random inserts).
-                let mut sorted: Vec<(&String, &Known)> = self.0.iter().collect();
-                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                for (t, k) in sorted {
-                    // Times outside i64 nanoseconds (year 2262) are not remembered.
-                    let (Ok(mtime_ns), Ok(ctime_ns)) =
-                        (i64::try_from(k.key.mtime_ns), i64::try_from(k.key.ctime_ns))
-                    else {
-                        continue;
-                    };
-                    let entry = EntryRef {
-                        dev: k.key.dev,
-                        ino: k.key.ino,
-                        size: k.key.size,
-                        mtime_ns,
-                        ctime_ns,
-                        length: k.published.length,
-                        hashes: &k.published.hashes,
-                    };
-                    map.serialize_entry(t, &entry)?;
-                }
-                map.end()
-            }
+        Ok(())
+    }
+}
+
+/// `MAGIC`, then per entry: the target path, dev, ino, size, mtime and ctime (ns), length, and
+/// each (algorithm, hex digest); lengths and integers little-endian; then a sha256 of all before.
+fn encode(files: &HashMap<String, Known>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + files.len() * 160);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(files.len() as u64).to_le_bytes());
+    let put = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    for (target, k) in files {
+        put(&mut out, target.as_bytes());
+        for n in [k.key.dev, k.key.ino, k.key.size] {
+            out.extend_from_slice(&n.to_le_bytes());
         }
-        #[derive(Serialize)]
-        struct CacheFileRef<'a> {
-            format: u32,
-            files: Files<'a>,
+        for t in [k.key.mtime_ns, k.key.ctime_ns] {
+            out.extend_from_slice(&t.to_le_bytes());
         }
-        let bytes = serde_json::to_vec(&CacheFileRef {
-            format: FORMAT,
-            files: Files(&self.files),
+        out.extend_from_slice(&k.published.length.to_le_bytes());
+        out.extend_from_slice(&(k.published.hashes.len() as u64).to_le_bytes());
+        for (alg, digest) in &k.published.hashes {
+            put(&mut out, alg.as_bytes());
+            put(&mut out, digest.as_bytes());
+        }
+    }
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<HashMap<String, Known>> {
+    let (body, digest) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
+    if Sha256::digest(body)[..] != *digest {
+        return None;
+    }
+    let mut r = Reader(body);
+    if r.take(MAGIC.len())? != MAGIC {
+        return None;
+    }
+    let n = r.u64()?;
+    // Every entry takes more than 64 bytes: a count past that is damage, not a reason to
+    // reserve memory.
+    let n = usize::try_from(n).ok().filter(|&n| n <= r.0.len() / 64)?;
+    let mut files = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let target = r.string()?;
+        let key = FileKey {
+            dev: r.u64()?,
+            ino: r.u64()?,
+            size: r.u64()?,
+            mtime_ns: r.i128()?,
+            ctime_ns: r.i128()?,
+        };
+        let length = r.u64()?;
+        let mut hashes = BTreeMap::new();
+        for _ in 0..r.u64()?.min(16) {
+            let alg = r.string()?;
+            hashes.insert(alg, r.string()?);
+        }
+        let published = Published { length, hashes };
+        files.insert(target, Known { key, published });
+    }
+    r.0.is_empty().then_some(files)
+}
+
+/// A bounded little-endian reader.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn i128(&mut self) -> Option<i128> {
+        Some(i128::from_le_bytes(self.take(16)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+fn decode_legacy(bytes: &[u8]) -> Option<HashMap<String, Known>> {
+    let c = serde_json::from_slice::<LegacyFile>(bytes).ok()?;
+    if c.format != LEGACY_FORMAT {
+        return None;
+    }
+    let files = c
+        .files
+        .into_iter()
+        .map(|(target, e)| {
+            let known = Known {
+                key: FileKey {
+                    dev: e.dev,
+                    ino: e.ino,
+                    size: e.size,
+                    mtime_ns: i128::from(e.mtime_ns),
+                    ctime_ns: i128::from(e.ctime_ns),
+                },
+                published: Published {
+                    length: e.length,
+                    hashes: e.hashes,
+                },
+            };
+            (target, known)
         })
-        .map_err(|e| RepoError::Internal(format!("encode the add cache: {e}")))?;
-        write_atomic(&self.path, &bytes, 0o644)
+        .collect();
+    Some(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(i: u64) -> Known {
+        Known {
+            key: FileKey {
+                dev: 1,
+                ino: i,
+                size: i,
+                mtime_ns: -5,
+                ctime_ns: i128::from(i) << 70,
+            },
+            published: Published {
+                length: i,
+                hashes: BTreeMap::from([
+                    ("sha256".to_owned(), format!("{i:064x}")),
+                    ("sha512".to_owned(), format!("{i:0128x}")),
+                ]),
+            },
+        }
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_damage_reads_as_none() {
+        let files: HashMap<String, Known> =
+            (0..50).map(|i| (format!("d/f{i}"), known(i))).collect();
+        let bytes = encode(&files);
+        assert_eq!(decode(&bytes), Some(files));
+        for cut in [0, 10, 31, 32, bytes.len() / 2, bytes.len() - 1] {
+            assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for at in [
+            0,
+            16,
+            30,
+            bytes.len() / 3,
+            bytes.len() - 40,
+            bytes.len() - 1,
+        ] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x40;
+            assert_eq!(decode(&bad), None, "byte {at}");
+        }
+        assert_eq!(decode(&encode(&HashMap::new())), Some(HashMap::new()));
+    }
+
+    #[test]
+    fn the_json_cache_of_earlier_versions_is_read_once_then_replaced() {
+        let dir = std::env::temp_dir().join(format!("trustfs-addcache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let legacy = serde_json::json!({"format": 1, "files": {"a/b": {
+            "dev": 1, "ino": 2, "size": 3, "mtime_ns": 4, "ctime_ns": 5, "length": 3,
+            "hashes": {"sha256": "ab"}}}});
+        std::fs::write(dir.join(LEGACY_FILE_NAME), legacy.to_string()).unwrap();
+        let cache = AddCache::load(&dir);
+        let k = cache.get("a/b").unwrap();
+        assert_eq!((k.key.ino, k.published.length), (2, 3));
+        cache.save().unwrap();
+        assert!(!dir.join(LEGACY_FILE_NAME).exists());
+        assert_eq!(AddCache::load(&dir).get("a/b"), Some(k));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
