@@ -101,16 +101,26 @@ read -r secs rss < <(timed "$W/verify.out" "$T" verify --root "$REPO/metadata/1.
 say "trustfs verify (d0000/f000 differs)" "$secs s, max RSS $((rss / 1024)) MiB; $(tail -1 "$W/verify.out")"
 fi
 
-start=$(date +%s.%N)
-"$T" mount --root "$REPO/metadata/1.root.json" --metadata "$REPO/metadata" \
-    --backing "$CONTENT" --state-dir "$STATE" --refresh-interval 1s "$MNT" 2> "$W/daemon.log" &
-DAEMON_PID=$!
-until [ -e "$MNT/d0000/f001" ]; do
-    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon.log"; exit 1; }
-    sleep 0.02
-done
-ready=$(date +%s.%N)
-say "local mount to serving" "$(calc "round($ready - $start, 2)") s"
+# serving LOG MOUNT-ARGS...: `trustfs mount MOUNT-ARGS... MNT` (daemon in DAEMON_PID); sets SECS
+# to the time until it serves.
+serving() {
+    local log=$1 start ready
+    shift
+    start=$(date +%s.%N)
+    "$T" mount --root "$REPO/metadata/1.root.json" "$@" "$MNT" 2> "$log" &
+    DAEMON_PID=$!
+    until [ -e "$MNT/d0000/f001" ]; do
+        kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$log"; exit 1; }
+        sleep 0.02
+    done
+    ready=$(date +%s.%N)
+    SECS=$(calc "round($ready - $start, 2)")
+}
+local_mount() {
+    serving "$1" --metadata "$REPO/metadata" --backing "$CONTENT" --state-dir "$STATE" "${@:2}"
+}
+local_mount "$W/daemon.log" --refresh-interval 1s
+say "local mount to serving" "$SECS s"
 say "daemon RSS at start" "$(( $(rss_kib $DAEMON_PID) / 1024 )) MiB"
 read -r secs _ < <(timed /dev/null find "$MNT" -type f -name 'f9*')
 say "find over the mount" "$secs s"
@@ -134,16 +144,8 @@ say "idle CPU, --refresh-interval 1s, 30 s" "$(calc "round(($t1 - $t0) * 100 / $
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || true; DAEMON_PID=
 
 # Restart with the state dir of the first mount (the saved index stands in for the bins).
-start=$(date +%s.%N)
-"$T" mount --root "$REPO/metadata/1.root.json" --metadata "$REPO/metadata" \
-    --backing "$CONTENT" --state-dir "$STATE" "$MNT" 2> "$W/daemon2.log" &
-DAEMON_PID=$!
-until [ -e "$MNT/d0000/f001" ]; do
-    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/daemon2.log"; exit 1; }
-    sleep 0.02
-done
-ready=$(date +%s.%N)
-say "local mount to serving, restart" "$(calc "round($ready - $start, 2)") s"
+local_mount "$W/daemon2.log"
+say "local mount to serving, restart" "$SECS s"
 read -r secs _ < <(timed /dev/null find "$MNT" -type f -name 'f9*')
 say "find over the mount, again" "$secs s"
 # The worst case for the inode table: a find that stats every file (a lookup each).
@@ -172,21 +174,10 @@ CONF
     for _ in $(seq 100); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT))" 2>/dev/null && break || sleep 0.05
     done
-    # remote_mount: mount (daemon in DAEMON_PID), set SECS to the time until it serves.
     remote_mount() {
-        local start ready
-        start=$(date +%s.%N)
-        "$T" mount --root "$REPO/metadata/1.root.json" \
-            --metadata-url "http://127.0.0.1:$PORT/metadata" \
+        serving "$W/rdaemon.log" --metadata-url "http://127.0.0.1:$PORT/metadata" \
             --targets-url "http://127.0.0.1:$PORT/targets" \
-            --state-dir "$W/rstate" --cache "$W/rcache" "$MNT" 2> "$W/rdaemon.log" &
-        DAEMON_PID=$!
-        until [ -e "$MNT/d0000/f001" ]; do
-            kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$W/rdaemon.log"; exit 1; }
-            sleep 0.02
-        done
-        ready=$(date +%s.%N)
-        SECS=$(calc "round($ready - $start, 2)")
+            --state-dir "$W/rstate" --cache "$W/rcache"
     }
     rm -rf "$W/rstate" "$W/rcache"
     remote_mount

@@ -328,6 +328,20 @@ impl Records {
     }
 }
 
+/// The directories above `paths` that are not directories of `index`.
+fn ancestors_outside<'p>(paths: &'p [String], index: &TargetIndex) -> HashSet<&'p str> {
+    let mut out = HashSet::new();
+    for path in paths {
+        for (at, _) in path.match_indices('/') {
+            let dir = &path[..at];
+            if !index.is_dir(dir) {
+                out.insert(dir);
+            }
+        }
+    }
+    out
+}
+
 /// A stable number for a listed entry the kernel holds no inode for (`d_ino` is informational:
 /// the kernel looks each name up before using it). Top bit set: never a number the inode table
 /// allocates.
@@ -475,24 +489,8 @@ impl Core {
         }
         // Directories that held only removed targets, and paths that became directories (a
         // target `x` the kernel holds as a file when `x/y` is added).
-        let mut gone_dirs: HashSet<&str> = HashSet::new();
-        for path in &report.removed {
-            for (at, _) in path.match_indices('/') {
-                let dir = &path[..at];
-                if !new.index.is_dir(dir) {
-                    gone_dirs.insert(dir);
-                }
-            }
-        }
-        let mut new_dirs: HashSet<&str> = HashSet::new();
-        for path in &report.added {
-            for (at, _) in path.match_indices('/') {
-                let dir = &path[..at];
-                if !old.index.is_dir(dir) {
-                    new_dirs.insert(dir);
-                }
-            }
-        }
+        let gone_dirs = ancestors_outside(&report.removed, &new.index);
+        let new_dirs = ancestors_outside(&report.added, &old.index);
         // The swap, and the inodes carried over or detached with it, under both locks: no
         // lookup sees the new generation before its inodes point into it.
         let detached = {
