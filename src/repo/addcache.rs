@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::index::Hashes;
 use crate::source::FileKey;
 
 use super::atomic::write_atomic;
@@ -31,7 +32,7 @@ pub(crate) const FILE_NAME: &str = ".trustfs-add-cache";
 const LEGACY_FILE_NAME: &str = ".trustfs-add-cache.json";
 
 /// The first bytes of the file; the version changes with the layout.
-const MAGIC: &[u8; 16] = b"trustfs-addc-v2\n";
+const MAGIC: &[u8; 16] = b"trustfs-addc-v3\n";
 
 const LEGACY_FORMAT: u32 = 1;
 
@@ -125,9 +126,9 @@ fn encode(files: &HashMap<String, Known>) -> Vec<u8> {
         }
         out.extend_from_slice(&k.published.length.to_le_bytes());
         out.extend_from_slice(&(k.published.hashes.len() as u64).to_le_bytes());
-        for (alg, digest) in &k.published.hashes {
+        for (alg, digest) in k.published.hashes.iter() {
             put(&mut out, alg.as_bytes());
-            put(&mut out, digest.as_bytes());
+            put(&mut out, digest);
         }
     }
     let digest = Sha256::digest(&out);
@@ -159,10 +160,11 @@ fn decode(bytes: &[u8]) -> Option<HashMap<String, Known>> {
             ctime_ns: r.i128()?,
         };
         let length = r.u64()?;
-        let mut hashes = BTreeMap::new();
+        let mut hashes = Hashes::new();
         for _ in 0..r.u64()?.min(16) {
             let alg = r.string()?;
-            hashes.insert(alg, r.string()?);
+            let n = usize::try_from(r.u64()?).ok()?;
+            hashes.insert(alg, r.take(n)?);
         }
         let published = Published { length, hashes };
         files.insert(target, Known { key, published });
@@ -202,7 +204,7 @@ fn decode_legacy(bytes: &[u8]) -> Option<HashMap<String, Known>> {
     let files = c
         .files
         .into_iter()
-        .map(|(target, e)| {
+        .map(|(target, e)| -> Option<(String, Known)> {
             let known = Known {
                 key: FileKey {
                     dev: e.dev,
@@ -213,12 +215,16 @@ fn decode_legacy(bytes: &[u8]) -> Option<HashMap<String, Known>> {
                 },
                 published: Published {
                     length: e.length,
-                    hashes: e.hashes,
+                    hashes: e
+                        .hashes
+                        .into_iter()
+                        .map(|(alg, d)| Some((alg, hex::decode(d).ok()?)))
+                        .collect::<Option<Hashes>>()?,
                 },
             };
-            (target, known)
+            Some((target, known))
         })
-        .collect();
+        .collect::<Option<HashMap<_, _>>>()?;
     Some(files)
 }
 
@@ -237,9 +243,9 @@ mod tests {
             },
             published: Published {
                 length: i,
-                hashes: BTreeMap::from([
-                    ("sha256".to_owned(), format!("{i:064x}")),
-                    ("sha512".to_owned(), format!("{i:0128x}")),
+                hashes: Hashes::from([
+                    ("sha256", vec![i as u8; 32]),
+                    ("sha512", vec![i as u8; 64]),
                 ]),
             },
         }
@@ -276,7 +282,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let legacy = serde_json::json!({"format": 1, "files": {"a/b": {
             "dev": 1, "ino": 2, "size": 3, "mtime_ns": 4, "ctime_ns": 5, "length": 3,
-            "hashes": {"sha256": "ab"}}}});
+            "hashes": {"sha256": "abcd"}}}});
         std::fs::write(dir.join(LEGACY_FILE_NAME), legacy.to_string()).unwrap();
         let cache = AddCache::load(&dir);
         let k = cache.get("a/b").unwrap();

@@ -19,7 +19,6 @@
 //!   lands on another inode, and `add` stops with [`RepoError::ContentChanged`] before anything
 //!   is signed.
 
-use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read};
@@ -28,7 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::index::TargetPath;
+use crate::index::{Hashes, TargetPath};
 use crate::source::{ficlone, fstat, list_dir, openat2, EntryKind, FileKey, Stat};
 use crate::verify::MultiHasher;
 
@@ -302,7 +301,8 @@ fn changed_or_io(path: &Path, e: io::Error) -> RepoError {
 pub(crate) struct Published {
     pub(crate) length: u64,
     /// algorithm → lowercase hex digest.
-    pub(crate) hashes: BTreeMap<String, String>,
+    /// algorithm → digest (raw bytes; hex in metadata and file names).
+    pub(crate) hashes: Hashes,
 }
 
 /// What an earlier `add` published for a target, and the identity of the file it read
@@ -367,11 +367,11 @@ pub(crate) fn publish_file(
     for d in dirs {
         dest_dir.push(d);
     }
-    let names = |hashes: &BTreeMap<String, String>| -> Vec<PathBuf> {
+    let names = |hashes: &Hashes| -> Vec<PathBuf> {
         if consistent {
             hashes
                 .values()
-                .map(|h| dest_dir.join(format!("{h}.{basename}")))
+                .map(|h| dest_dir.join(format!("{}.{basename}", hex::encode(h))))
                 .collect()
         } else {
             vec![dest_dir.join(basename)]
@@ -420,10 +420,7 @@ pub(crate) fn publish_file(
         copy_hashing(file, src, &mut tmp, &mut hasher)?
     };
     let (length, digests) = hasher.finish();
-    let hashes: BTreeMap<String, String> = digests
-        .into_iter()
-        .map(|(alg, d)| (alg.to_owned(), hex::encode(d)))
-        .collect();
+    let hashes: Hashes = digests.into_iter().collect();
     let names = names(&hashes);
     let (last, others) = names
         .split_last()

@@ -465,19 +465,22 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         let entry = match old {
             Some(old) if same_content(old, published) => {
                 report.unchanged.push(name.to_owned());
-                let listed = |alg: &str, digest: &str| {
+                let listed = |alg: &str, digest: &[u8]| {
                     old.get("hashes")
                         .and_then(|h| h.get(alg))
                         .and_then(Value::as_str)
-                        == Some(digest)
+                        // Exactly as written now (lowercase), or the entry is rewritten.
+                        .is_some_and(|d| {
+                            hex_eq(d, digest) && !d.bytes().any(|c| c.is_ascii_uppercase())
+                        })
                 };
                 if published.hashes.iter().all(|(a, d)| listed(a, d)) {
                     Listed::Kept(old)
                 } else {
                     let mut kept = (*old).clone();
                     if let Some(h) = kept.get_mut("hashes").and_then(Value::as_object_mut) {
-                        for (alg, digest) in &published.hashes {
-                            h.insert(alg.clone(), Value::String(digest.clone()));
+                        for (alg, digest) in published.hashes.iter() {
+                            h.insert(alg.to_owned(), Value::String(hex::encode(digest)));
                         }
                     }
                     Listed::New(kept)
@@ -485,11 +488,15 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
             Some(_) => {
                 report.changed.push(name.to_owned());
-                Listed::New(json!({"length": published.length, "hashes": published.hashes}))
+                Listed::New(
+                    json!({"length": published.length, "hashes": hex_map(&published.hashes)}),
+                )
             }
             None => {
                 report.added.push(name.to_owned());
-                Listed::New(json!({"length": published.length, "hashes": published.hashes}))
+                Listed::New(
+                    json!({"length": published.length, "hashes": hex_map(&published.hashes)}),
+                )
             }
         };
         new_list.push((name.to_owned(), entry));
@@ -925,18 +932,37 @@ fn same_content(old: &Value, published: &content::Published) -> bool {
         return false;
     };
     let mut common = 0;
-    for (alg, digest) in &published.hashes {
+    for (alg, digest) in published.hashes.iter() {
         if let Some(old_digest) = hashes.get(alg) {
-            if !old_digest
-                .as_str()
-                .is_some_and(|d| d.eq_ignore_ascii_case(digest))
-            {
+            if !old_digest.as_str().is_some_and(|d| hex_eq(d, digest)) {
                 return false;
             }
             common += 1;
         }
     }
     common > 0
+}
+
+/// Whether `hex` (either case) spells `digest`, without allocating.
+fn hex_eq(hex: &str, digest: &[u8]) -> bool {
+    fn nibble(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
+    hex.len() == digest.len() * 2
+        && hex.as_bytes().chunks(2).zip(digest).all(|(pair, &b)| {
+            match (nibble(pair[0]), nibble(pair[1])) {
+                (Some(hi), Some(lo)) => ((hi << 4) | lo) == b,
+                _ => false,
+            }
+        })
+}
+
+/// Digests as metadata lists them: algorithm → lowercase hex.
+fn hex_map(hashes: &crate::index::Hashes) -> Map<String, Value> {
+    hashes
+        .iter()
+        .map(|(alg, d)| (alg.to_owned(), Value::String(hex::encode(d))))
+        .collect()
 }
 
 /// Sign a `signed` value with one key: returns the metadata and the bytes to write. The bytes are
@@ -1244,6 +1270,17 @@ pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RepoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_eq_matches_either_case_and_nothing_else() {
+        let d = [0xab, 0x01, 0xff];
+        assert!(hex_eq("ab01ff", &d));
+        assert!(hex_eq("AB01FF", &d));
+        for other in ["ab01fe", "ab01f", "ab01ff0", "xb01ff", "", "+b01ff"] {
+            assert!(!hex_eq(other, &d), "{other}");
+        }
+        assert!(hex_eq("", &[]));
+    }
 
     #[test]
     fn expiries_parse_role_specs() {
