@@ -471,7 +471,8 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
                         .and_then(Value::as_str)
                         // Exactly as written now (lowercase), or the entry is rewritten.
                         .is_some_and(|d| {
-                            hex_eq(d, digest) && !d.bytes().any(|c| c.is_ascii_uppercase())
+                            crate::schema::hex_eq(d, digest)
+                                && !d.bytes().any(|c| c.is_ascii_uppercase())
                         })
                 };
                 if published.hashes.iter().all(|(a, d)| listed(a, d)) {
@@ -934,27 +935,16 @@ fn same_content(old: &Value, published: &content::Published) -> bool {
     let mut common = 0;
     for (alg, digest) in published.hashes.iter() {
         if let Some(old_digest) = hashes.get(alg) {
-            if !old_digest.as_str().is_some_and(|d| hex_eq(d, digest)) {
+            if !old_digest
+                .as_str()
+                .is_some_and(|d| crate::schema::hex_eq(d, digest))
+            {
                 return false;
             }
             common += 1;
         }
     }
     common > 0
-}
-
-/// Whether `hex` (either case) spells `digest`, without allocating.
-fn hex_eq(hex: &str, digest: &[u8]) -> bool {
-    fn nibble(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|d| d as u8)
-    }
-    hex.len() == digest.len() * 2
-        && hex.as_bytes().chunks(2).zip(digest).all(|(pair, &b)| {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(hi), Some(lo)) => ((hi << 4) | lo) == b,
-                _ => false,
-            }
-        })
 }
 
 /// Digests as metadata lists them: algorithm → lowercase hex.
@@ -1270,17 +1260,6 @@ pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RepoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_eq_matches_either_case_and_nothing_else() {
-        let d = [0xab, 0x01, 0xff];
-        assert!(hex_eq("ab01ff", &d));
-        assert!(hex_eq("AB01FF", &d));
-        for other in ["ab01fe", "ab01f", "ab01ff0", "xb01ff", "", "+b01ff"] {
-            assert!(!hex_eq(other, &d), "{other}");
-        }
-        assert!(hex_eq("", &[]));
-    }
 
     #[test]
     fn expiries_parse_role_specs() {

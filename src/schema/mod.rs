@@ -18,8 +18,9 @@ pub use cjson::{to_canonical, CanonicalError};
 pub use error::SchemaError;
 pub use keys::{Key, PublicKey, SigningKey};
 pub use metadata::{
-    peek_type, Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, RoleType, Root,
-    Signature, Signed, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, SPEC_VERSION,
+    decode_hex, hex_eq, is_hex, peek_type, Common, DelegatedRole, Delegations, MetaFile, Metadata,
+    RoleKeys, RoleType, Root, Signature, Signed, Snapshot, SuccinctRoles, TargetFile, Targets,
+    Timestamp, SPEC_VERSION,
 };
 pub use threshold::verify_threshold;
 pub use time::{parse_duration, UtcTime};

@@ -1010,7 +1010,7 @@ fn check_meta_file(name: &str, meta: &MetaFile, bytes: &[u8]) -> Result<(), Trus
 pub fn target_info(role: &str, path: &str, file: &TargetFile) -> Result<TargetInfo, TrustError> {
     let mut hashes = Hashes::new();
     for (alg, h) in &file.hashes {
-        let bytes = hex::decode(h).map_err(|_| {
+        let bytes = crate::schema::decode_hex(h).ok_or_else(|| {
             err(
                 TrustErrorKind::Malformed,
                 format!("{role}: target {path:?}: {alg} hash is not hex"),
