@@ -128,7 +128,10 @@ fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnc
     drop(big_fd);
     // A fresh open after the old handles are gone: the new content, also from the page cache.
     assert!(reads(&w.at("change.txt"), b"new content, longer"));
-    assert!(d.log().contains("metadata updated"), "{}", d.log());
+    // Logged once the switch has sent its invalidations (just after new opens see it).
+    wait_for("the switch to be logged", log, || {
+        d.log().contains("metadata updated")
+    });
 }
 
 fn initial_files() -> Vec<(&'static str, Vec<u8>)> {

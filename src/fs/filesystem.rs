@@ -159,6 +159,14 @@ fn utc_to_system(t: UtcTime) -> SystemTime {
     u64::try_from(t.0).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
+/// The invalidations a switch sends once more when no request works on the old generation any
+/// more ([`Core::second_round`]).
+pub(super) struct SecondRound {
+    old: Arc<Generation>,
+    entries: Vec<(u64, OsString)>,
+    inodes: Vec<u64>,
+}
+
 /// An open file: the verified object it reads from. It holds no descriptor: userspace reads take
 /// one from the bounded pool ([`ReadFiles`]).
 #[derive(Debug)]
@@ -446,7 +454,11 @@ impl Core {
 
     /// Switch in new metadata: one atomic swap, then kernel cache invalidations for every target
     /// added, removed or changed and every directory that disappeared.
-    pub(super) fn switch(&self, index: TargetIndex, summary: TrustSummary) -> SwitchReport {
+    pub(super) fn switch(
+        &self,
+        index: TargetIndex,
+        summary: TrustSummary,
+    ) -> (SwitchReport, Option<SecondRound>) {
         let _one_at_a_time = lock(&self.switching);
         let old = self.generation();
         let new = Arc::new(Generation::new(old.number + 1, index, Some(summary), None));
@@ -556,25 +568,32 @@ impl Core {
         inodes_to_drop.sort_unstable();
         inodes_to_drop.dedup();
         report.invalidations += self.invalidate(&entries, &inodes_to_drop, true);
-        // A request that read the old generation just before the swap (a lookup) may answer the
-        // kernel after the invalidations above and so re-install an old entry; one that answered
-        // just before may have its entry installed by the kernel only now. Requests hold the
-        // generation only while they run: wait (bounded) until none holds the old one, let the
-        // kernel finish installing what they answered, then invalidate again. (A lookup that
-        // notices the switch answers with no entry TTL, and an open that still reaches an old
-        // inode gets ESTALE.)
-        let deadline = Instant::now() + SWITCH_DRAIN;
-        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if !entries.is_empty() || !inodes_to_drop.is_empty() {
-            std::thread::sleep(Duration::from_millis(20));
-            self.invalidate(&entries, &inodes_to_drop, false);
-        }
         self.counters
             .metadata_switches
             .fetch_add(1, Ordering::Relaxed);
-        report
+        let again = (!entries.is_empty() || !inodes_to_drop.is_empty()).then_some(SecondRound {
+            old,
+            entries,
+            inodes: inodes_to_drop,
+        });
+        (report, again)
+    }
+
+    /// The end of a switch, off the caller's thread (it can take up to [`SWITCH_DRAIN`]). A
+    /// request that read the old generation just before the swap (a lookup) may answer the
+    /// kernel after the first invalidations and so re-install an old entry; one that answered
+    /// just before may have its entry installed by the kernel only now. Requests hold the
+    /// generation only while they run: wait (bounded) until none holds the old one, let the
+    /// kernel finish installing what they answered, then invalidate again. (A lookup that
+    /// notices the switch answers with no entry TTL, and an open that still reaches an old inode
+    /// gets ESTALE.)
+    pub(super) fn second_round(&self, round: SecondRound) {
+        let deadline = Instant::now() + SWITCH_DRAIN;
+        while Arc::strong_count(&round.old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        self.invalidate(&round.entries, &round.inodes, false);
     }
 
     /// Send the kernel invalidations for `entries` (parent, name) and `inodes`; returns how many

@@ -296,7 +296,18 @@ impl LiveMount {
     /// already open keep their verified objects; the kernel's cached entries, attributes and pages
     /// of added, removed and changed targets are invalidated.
     pub fn switch(&self, index: TargetIndex, summary: TrustSummary) -> SwitchReport {
-        self.core.switch(index, summary)
+        let (report, again) = self.core.switch(index, summary);
+        if let Some(round) = again {
+            // Off this thread: the caller logs the switch and writes the status record now.
+            let core = self.core.clone();
+            let spawned = std::thread::Builder::new()
+                .name("trustfs-inval".into())
+                .spawn(move || core.second_round(round));
+            if let Err(e) = spawned {
+                log_event!("cannot start the second round of kernel invalidations: {e}");
+            }
+        }
+        report
     }
 
     /// The metadata in force (None: the mount was started from a bare index).

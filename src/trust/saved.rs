@@ -66,11 +66,9 @@ fn build_id() -> &'static [u8] {
 pub fn load(state: &StateDir, key: &[u8; 32], now: UtcTime) -> Option<(TargetIndex, RoleExpiry)> {
     let bytes = std::fs::read(state.path().join(FILE)).ok()?;
     let (body, digest) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-    if Sha256::digest(body)[..] != *digest {
-        return None;
-    }
     let (saved_key, rest) = body.split_at_checked(32)?;
-    if saved_key != key {
+    // Another key (metadata changed since it was saved): no need to check the rest.
+    if saved_key != key || Sha256::digest(body)[..] != *digest {
         return None;
     }
     let (expiry, rest) = decode_expiry(rest)?;
