@@ -16,15 +16,17 @@
 //!   object store and hashed. Reads are served from the verified object (passthrough or userspace).
 //! - Every mutating operation → `EROFS`.
 //!
-//! Live updates: the metadata in force is a [`Generation`] (index, derived directories, summary,
-//! expiry) behind an `RwLock<Arc<_>>`; [`Core::switch`] replaces it in one step. A registered
-//! file's inode is keyed by its path **and its object name** (a digest of the signed length and
-//! hashes), so a target whose content changes gets a new inode: handles open on the old inode keep
-//! reading their verified object (and its kernel page cache), new lookups find the new inode. The
-//! switch then invalidates the kernel's entries (and the old inodes' attributes and pages) of every
-//! added, removed or changed target, since entry/attr TTLs are long. An open that reaches an inode
-//! whose key no longer matches the metadata in force (a lookup raced the switch) gets `ESTALE`,
-//! which makes the kernel look the name up again.
+//! Live updates: the metadata in force is a [`Generation`] (the sorted index, from which
+//! directories are derived, the summary and the expiry) behind an `RwLock<Arc<_>>`;
+//! [`Core::switch`] replaces it in one step. A registered file's inode names its target by
+//! position in the index; the switch carries inodes whose content (signed length and hashes) is
+//! unchanged to the new index under the same number, and detaches the others, so a target whose
+//! content changes gets a new inode: handles open on the old inode keep reading their verified
+//! object (and its kernel page cache), new lookups find the new inode. The switch then invalidates
+//! the kernel's entries (and the detached inodes' attributes and pages) of every added, removed or
+//! changed target, since entry/attr TTLs are long, and once more when no request works on the old
+//! generation. An open that reaches an inode whose content is not what the metadata in force lists
+//! (a lookup raced the switch) gets `ESTALE`, which makes the kernel look the name up again.
 //!
 //! TTLs: registered entries and directories get [`LONG_TTL`] (their attributes come from the
 //! signed metadata, and a metadata switch invalidates what changed; every open re-checks the
