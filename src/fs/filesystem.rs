@@ -1958,26 +1958,24 @@ impl Core {
             return;
         }
         let (dir, name) = split_parent(path);
+        let (Some(d), Some(name)) = (dir.to_str(), name.to_str()) else {
+            return;
+        };
         if !self.prefetch.first_visit(gen.number, dir) {
             return;
         }
-        let Ok(entries) = self.list(gen, dir) else {
-            return;
-        };
-        let at = entries.partition_point(|(n, _)| n.as_os_str() <= name);
-        let (before, after) = entries.split_at(at);
-        let items = after
-            .iter()
-            .chain(before)
-            .filter(|(n, kind)| *kind == EntryKind::Regular && n.as_os_str() != name)
-            .filter_map(|(n, _)| {
-                let p = join(dir, n);
-                let info = gen.target(&p)?;
-                Some(PrefetchItem {
-                    path: p.into_string().ok()?,
-                    info,
-                })
-            });
+        // The directory's targets by name, with their positions: no search per file. Those after
+        // the opened one first (a reader going through the directory in order).
+        let children = gen.index.children(d);
+        let at = children.partition_point(|c| c.name() <= name);
+        let (before, after) = children.split_at(at);
+        let items = after.iter().chain(before).filter_map(|c| match c {
+            Child::File(n, pos) if *n != name => Some(PrefetchItem {
+                path: gen.index.path_at(*pos).to_owned(),
+                info: gen.index.info_at(*pos),
+            }),
+            _ => None,
+        });
         let core = Arc::downgrade(self);
         self.prefetch
             .request(items, move |item| Some(core.upgrade()?.prefetch_one(item)));
