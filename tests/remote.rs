@@ -1134,16 +1134,7 @@ fn prefetched_siblings_are_verified_and_a_tampered_one_is_refused_only_by_its_ow
         "{c}"
     );
     // A prefetch refusal is nobody's denial.
-    assert_eq!(
-        c["denied"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter(|v| **v != 0)
-            .count(),
-        0,
-        "{c}"
-    );
+    assert_eq!(nonzero_entries(&c["denied"]), 0, "{c}");
 
     // The prefetched files open from the cache: right bytes, no further request.
     for (i, (path, data)) in files.iter().enumerate().take(8) {
@@ -1193,16 +1184,7 @@ fn a_prefetch_that_fails_is_not_remembered_and_the_open_fetches_for_itself() {
     assert_eq!(server.gets(".b"), 2);
     let c = counters(&w.mnt);
     assert_eq!(c["prefetch_failures"], 1, "{c}");
-    assert_eq!(
-        c["faults"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter(|v| **v != 0)
-            .count(),
-        0,
-        "{c}"
-    );
+    assert_eq!(nonzero_entries(&c["faults"]), 0, "{c}");
     let log = d.stop();
     assert!(!log.contains("DENY") && !log.contains("ERROR"), "{log}");
 
@@ -1302,4 +1284,9 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
     let (bins, rest) = metadata_gets(&server, before);
     assert!(bins.is_empty() && rest.is_empty(), "{bins:?} {rest:?}");
     d.stop();
+}
+
+/// How many entries of a counters object (by reason or kind) are not zero.
+fn nonzero_entries(v: &serde_json::Value) -> usize {
+    v.as_object().unwrap().values().filter(|v| **v != 0).count()
 }
