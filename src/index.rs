@@ -352,16 +352,7 @@ impl TargetIndex {
 
     /// The first position whose path is not less than `key`.
     fn lower_bound(&self, key: &str) -> usize {
-        let (mut lo, mut hi) = (0, self.records.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.path_at(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.partition_point(|p| p < key)
     }
 
     /// The position of `path`.
@@ -385,13 +376,39 @@ impl TargetIndex {
     }
 
     /// Whether some target path continues below `dir` (`""`, the root, always is a directory).
+    /// Asked at every lookup of a remote mount: no allocation.
     pub fn is_dir(&self, dir: &str) -> bool {
         if dir.is_empty() {
             return true;
         }
-        let prefix = format!("{dir}/");
-        let at = self.lower_bound(&prefix);
-        at < self.len() && self.path_at(at).starts_with(&prefix)
+        // The first path not below "dir/" in order, compared without building "dir/".
+        let below = |p: &str| {
+            let (p, d) = (p.as_bytes(), dir.as_bytes());
+            let n = p.len().min(d.len());
+            match p[..n].cmp(&d[..n]) {
+                std::cmp::Ordering::Equal => p.len() <= d.len() || p[d.len()] < b'/',
+                o => o.is_lt(),
+            }
+        };
+        let at = self.partition_point(below);
+        at < self.len() && {
+            let p = self.path_at(at).as_bytes();
+            p.len() > dir.len() && p.starts_with(dir.as_bytes()) && p[dir.len()] == b'/'
+        }
+    }
+
+    /// The first position whose path `less` says is not less (paths are sorted).
+    fn partition_point(&self, less: impl Fn(&str) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.records.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if less(self.path_at(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// The entries of directory `dir` (`""`: the root) the target paths imply, sorted by name.
@@ -852,6 +869,19 @@ mod tests {
         assert_eq!(show("b"), ["c/"]);
         assert!(show("top").is_empty());
         assert!(show("nothing").is_empty());
+        // is_dir against the plain definition, for every prefix of every path and neighbours.
+        let paths: Vec<&str> = idx.iter().map(|(p, _)| p).collect();
+        let mut probes: Vec<String> = Vec::new();
+        for p in &paths {
+            for end in 1..=p.len() {
+                probes.push(p[..end].to_owned());
+                probes.push(format!("{}-", &p[..end]));
+            }
+        }
+        for probe in probes.iter().map(String::as_str).chain(["0", "a/", "b/c/"]) {
+            let plain = paths.iter().any(|p| p.starts_with(&format!("{probe}/")));
+            assert_eq!(idx.is_dir(probe), plain, "{probe:?}");
+        }
     }
 
     #[test]
