@@ -37,6 +37,16 @@ fn reads(path: &Path, want: &[u8]) -> bool {
     std::fs::read(path).is_ok_and(|d| d == want)
 }
 
+/// The names in directory `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Publish into a copy of the repository (so the daemon never sees a half-done change), let
 /// `tamper` change the copy's metadata, then move the copy's metadata in, `timestamp.json` last
 /// (each file by rename, as a publisher's sync would).
@@ -86,6 +96,10 @@ fn corrupt_signature(file: &Path) {
 /// opens) and large (passthrough), in one publish. An fd opened before keeps reading the bytes
 /// verified for it.
 fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnce()) {
+    // Listed twice: the second listing comes from the kernel's cache of the first.
+    let before = ["big.bin", "change.txt", "gone.txt", "keep.txt"];
+    assert_eq!(names(&w.mnt), before);
+    assert_eq!(names(&w.mnt), before);
     let big_old = pattern(600_000, 1);
     let big_new = pattern(600_000, 2);
     assert!(reads(&w.at("keep.txt"), b"kept"));
@@ -113,6 +127,10 @@ fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnc
             .and_then(|e| e.raw_os_error())
             == Some(libc::ENOENT)
     });
+    // The kernel's cached listing was made under the old metadata: it is not used any more.
+    let after = ["big.bin", "change.txt", "keep.txt", "new.txt"];
+    assert_eq!(names(&w.mnt), after);
+    assert_eq!(names(&w.mnt), after);
     assert!(reads(&w.at("change.txt"), b"new content, longer"));
     assert_eq!(
         std::fs::metadata(w.at("change.txt")).unwrap().len(),
@@ -169,6 +187,60 @@ fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_
         changes[1]["previous"]["targets"].as_u64().unwrap() + 1,
         changes[1]["metadata"]["targets"].as_u64().unwrap()
     );
+}
+
+/// With unregistered files hidden, a listing changes when the metadata does even though the
+/// backing directory does not: the kernel's cached listing must not outlive the switch.
+#[test]
+fn hidden_file_that_becomes_registered_appears_in_a_cached_listing() {
+    let w = world("hidden", &[]);
+    std::fs::create_dir_all(w.content.join("sub")).unwrap();
+    w.write("sub/a.txt", b"a");
+    w.publish();
+    // In the backing directory only: hidden.
+    w.write("sub/later.txt", b"later");
+    let d = w.mount_local(&["--hide-unregistered", "--refresh-interval", "1s"]);
+    let sub = w.at("sub");
+    for _ in 0..3 {
+        assert_eq!(names(&sub), ["a.txt"]);
+    }
+    // Registered now; the backing directory is as it was.
+    let st = std::fs::metadata(w.content.join("sub")).unwrap();
+    w.publish();
+    let st2 = std::fs::metadata(w.content.join("sub")).unwrap();
+    assert_eq!(st.modified().unwrap(), st2.modified().unwrap());
+    wait_for(
+        "the listing to show the newly registered file",
+        || d.log(),
+        || names(&sub) == ["a.txt", "later.txt"],
+    );
+    assert!(reads(&sub.join("later.txt"), b"later"));
+    // And it stays (the cached listing now is the new one).
+    assert_eq!(names(&sub), ["a.txt", "later.txt"]);
+    d.stop();
+}
+
+/// A local mount lists unregistered files (opens are refused): one added to or removed from the
+/// backing directory shows in the next listing, though the kernel caches listings.
+#[test]
+fn backing_directory_changes_show_in_the_next_listing() {
+    let w = world("backing-change", &[]);
+    let d = w.mount_local(&[]);
+    let before = ["big.bin", "change.txt", "gone.txt", "keep.txt"];
+    assert_eq!(names(&w.mnt), before);
+    assert_eq!(names(&w.mnt), before);
+    w.write("stray.txt", b"not signed");
+    assert_eq!(
+        names(&w.mnt),
+        ["big.bin", "change.txt", "gone.txt", "keep.txt", "stray.txt"]
+    );
+    assert_eq!(errno_of(std::fs::read(w.at("stray.txt"))), libc::EACCES);
+    w.remove("gone.txt");
+    assert_eq!(
+        names(&w.mnt),
+        ["big.bin", "change.txt", "keep.txt", "stray.txt"]
+    );
+    d.stop();
 }
 
 #[test]

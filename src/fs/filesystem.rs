@@ -53,7 +53,7 @@ use super::fetch::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
 use super::inodes::{Inodes, Node, ROOT};
-use super::listing::{DirEntry, Listing, ListingError, ListingKey, Listings};
+use super::listing::{DirEntry, DirHandle, Listing, ListingError, ListingKey, Listings};
 use super::openers::Openers;
 use super::prefetch::{Item as PrefetchItem, Outcome as PrefetchOutcome, Prefetcher};
 use super::readfiles::ReadFiles;
@@ -207,9 +207,12 @@ pub(super) struct Core {
     /// passthrough is available (fewer syscalls per open; reads come from the page cache).
     passthrough_min_size: u64,
     handles: Mutex<HashMap<u64, Handle>>,
-    /// Open directory handles, each holding a shared listing.
-    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    /// Open directory handles.
+    dirs: Mutex<HashMap<u64, DirHandle>>,
     listings: Listings,
+    /// What the kernel's cached listing of each directory (by inode) was made from: the key of
+    /// the last listing handed out without `FOPEN_KEEP_CACHE` (see `opendir`).
+    kernel_listings: Mutex<HashMap<u64, ListingKey>>,
     next_fh: AtomicU64,
     /// Sends invalidations to the kernel (set once the session exists).
     notifier: OnceLock<Notifier>,
@@ -427,6 +430,7 @@ impl Core {
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             listings: Listings::default(),
+            kernel_listings: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             notifier: OnceLock::new(),
             throttle: Throttle::default(),
@@ -1248,6 +1252,36 @@ impl Core {
         }
     }
 
+    /// The listing for `key` (the directory `node`): the one a handle already holds, or a new
+    /// one. Live listings are bounded ([`super::listing::MAX_ENTRIES`]): past it, `ENOMEM`.
+    fn listing(
+        &self,
+        who: Caller,
+        gen: &Generation,
+        node: &Node,
+        key: ListingKey,
+    ) -> Result<Arc<Listing>, Errno> {
+        let dir = key.dir;
+        match self
+            .listings
+            .get_or_build(key, || self.build_listing(who, gen, dir, node))
+        {
+            Ok(listing) => Ok(listing),
+            Err(ListingError::Build(e)) => Err(e),
+            Err(ListingError::OverBudget(live)) => {
+                let f = Fault {
+                    kind: FaultKind::Memory,
+                    errno: libc::ENOMEM,
+                    detail: format!(
+                        "directory handles already hold {live} listed entries (the bound is {}); close some first",
+                        super::listing::MAX_ENTRIES
+                    ),
+                };
+                Err(self.refuse(who, gen, node.path(), f.into()))
+            }
+        }
+    }
+
     /// The entries of directory `node` (inode `ino`) under `gen`, `.` and `..` first.
     fn build_listing(
         &self,
@@ -1506,10 +1540,15 @@ impl Filesystem for TrustFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inodes
+        let gone = self
+            .inodes
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .forget(ino.0, nlookup);
+        if gone {
+            // The kernel dropped the inode, and its cached listing with it.
+            lock(&self.kernel_listings).remove(&ino.0);
+        }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -1635,41 +1674,64 @@ impl Filesystem for TrustFs {
             generation: gen.number,
             backing,
         };
-        let listing = self.listings.get_or_build(key, || {
-            self.build_listing(Caller::of(req), &gen, ino.0, &node)
-        });
-        match listing {
+        // Directory listings are cached by the kernel (FOPEN_CACHE_DIR), so a repeated `find` or
+        // `ls` costs one request per directory, not one per few dozen entries. The kernel keeps
+        // its cached listing across opens only when told to (FOPEN_KEEP_CACHE), which is safe
+        // when the listing it holds was made from what the directory is now: the same metadata
+        // generation and (local mount) the same backing directory identity, which changes with
+        // every entry added, removed or renamed. Then nothing is built here; a handle whose
+        // reads reach us anyway (the kernel evicted its cache) builds the listing then.
+        if lock(&self.kernel_listings).get(&ino.0) == Some(&key) {
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            lock(&self.dirs).insert(fh, DirHandle::Unlisted(key));
+            let flags = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
+            reply.opened(FileHandle(fh), flags);
+            return;
+        }
+        match self.listing(Caller::of(req), &gen, &node, key.clone()) {
             Ok(listing) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                lock(&self.dirs).insert(fh, listing);
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                lock(&self.dirs).insert(fh, DirHandle::Listed(listing));
+                // Without FOPEN_KEEP_CACHE the kernel drops what it cached and caches this one.
+                lock(&self.kernel_listings).insert(ino.0, key);
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR);
             }
-            Err(ListingError::Build(e)) => reply.error(e),
-            Err(ListingError::OverBudget(live)) => {
-                let f = Fault {
-                    kind: FaultKind::Memory,
-                    errno: libc::ENOMEM,
-                    detail: format!(
-                        "directory handles already hold {live} listed entries (the bound is {}); close some first",
-                        super::listing::MAX_ENTRIES
-                    ),
-                };
-                reply.error(self.refuse(Caller::of(req), &gen, node.path(), f.into()));
-            }
+            Err(e) => reply.error(e),
         }
     }
 
     fn readdir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(listing) = lock(&self.dirs).get(&fh.0).cloned() else {
+        let Some(handle) = lock(&self.dirs).get(&fh.0).cloned() else {
             reply.error(Errno::EBADF);
             return;
+        };
+        let listing = match handle {
+            DirHandle::Listed(listing) => listing,
+            DirHandle::Unlisted(key) => {
+                let Some(node) = self.node(ino) else {
+                    reply.error(Errno::ENOENT);
+                    return;
+                };
+                let gen = self.generation();
+                match self.listing(Caller::of(req), &gen, &node, key) {
+                    Ok(listing) => {
+                        let handle = DirHandle::Listed(listing.clone());
+                        lock(&self.dirs).insert(fh.0, handle);
+                        listing
+                    }
+                    Err(e) => {
+                        reply.error(e);
+                        return;
+                    }
+                }
+            }
         };
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (ino, kind, name)) in listing.entries.iter().enumerate().skip(start) {

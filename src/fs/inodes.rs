@@ -213,19 +213,20 @@ impl Inodes {
     }
 
     /// The kernel dropped `n` lookups of `ino`; at zero the inode is removed (never the root).
-    pub(super) fn forget(&mut self, ino: u64, n: u64) {
+    /// True when this removed it.
+    pub(super) fn forget(&mut self, ino: u64, n: u64) -> bool {
         if ino == ROOT {
-            return;
+            return false;
         }
         let Some(slot) = self.slots.get_mut(&ino) else {
-            return;
+            return false;
         };
         slot.lookups = slot.lookups.saturating_sub(n);
         if slot.lookups > 0 {
-            return;
+            return false;
         }
         let Some(slot) = self.slots.remove(&ino) else {
-            return;
+            return false;
         };
         match &slot.node {
             Node::Path(p) => {
@@ -240,6 +241,7 @@ impl Inodes {
             }
             Node::Detached(_) => {}
         }
+        true
     }
 
     /// Inodes held (the root included).

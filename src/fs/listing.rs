@@ -43,6 +43,16 @@ impl Drop for Listing {
     }
 }
 
+/// An open directory handle.
+#[derive(Clone, Debug)]
+pub(super) enum DirHandle {
+    /// Reads are answered from this listing.
+    Listed(Arc<Listing>),
+    /// Opened on the kernel's cached listing (made under this key); a listing is made only if
+    /// reads reach the daemon after all.
+    Unlisted(ListingKey),
+}
+
 /// Why no listing was made.
 #[derive(Debug)]
 pub(super) enum ListingError<E> {
