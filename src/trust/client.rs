@@ -635,7 +635,7 @@ impl Client {
         };
         let verify = |name: &str, bytes: &[u8]| -> Result<Metadata<Targets>, TrustError> {
             check_meta_file(name, &meta, bytes)?;
-            let md = Metadata::<Targets>::from_slice(name, bytes)?;
+            let mut md = Metadata::<Targets>::from_slice(name, bytes)?;
             verify_threshold(role, &md, &keyids, threshold, &keys)?;
             if md.version() != meta.version {
                 return Err(err(
@@ -648,6 +648,11 @@ impl Client {
                 ));
             }
             self.check_expiry(role, &md)?;
+            if delegator != "root" {
+                // Checked: nothing reads a delegated role's raw form again, and hash bins of a
+                // million targets hold gigabytes of it.
+                md.signed_value = serde_json::Value::Null;
+            }
             Ok(md)
         };
         // A locally persisted copy of exactly the named version is used if it verifies against the
@@ -676,7 +681,9 @@ impl Client {
         let md = verify(&name, &bytes)?;
         match &self.state {
             // The top-level targets role durably; a delegated role is a cache (verified against
-            // snapshot at every load, fetched again if lost), not worth an fsync per bin.
+            // snapshot at every load, fetched again if lost), not worth an fsync per bin, and
+            // not worth a copy when the repository is a local directory.
+            Some(_) if delegator != "root" && self.fetcher.is_local() => {}
             Some(s) if delegator != "root" => s.store_cached(role, &bytes)?,
             _ => self.persist(role, &bytes)?,
         }

@@ -45,6 +45,11 @@ pub trait Fetcher: Send + Sync {
     fn fetch(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError>;
     /// A human-readable description of the source, for logs and reports.
     fn describe(&self) -> String;
+    /// Whether fetching is as cheap as reading a local file (a metadata directory): then copies
+    /// of delegated roles in the state dir would only double the disk writes of a first load.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 fn check_name(name: &str) -> Result<(), FetchError> {
@@ -111,6 +116,10 @@ fn percent_decode(name: &str) -> Option<String> {
 }
 
 impl Fetcher for DirFetcher {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn fetch(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
         check_name(name)?;
         // A web server decodes %XX before looking up the file; so does this fetcher, and the
