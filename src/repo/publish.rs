@@ -360,11 +360,44 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     if let Some(why) = role.and_then(|r| bins::is_bin_of(&state, r)) {
         return Err(RepoError::InvalidArgument(why));
     }
-    // How the top-level targets delegates now (hash bins are loaded and verified here).
-    let layout = match role {
-        None => Some(Current::of(&state)?),
-        Some(_) => None,
+    let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
+    let mut report = AddReport {
+        role: role.map(str::to_owned),
+        ..AddReport::default()
     };
+    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
+    let content_root = content::ContentRoot::open(&opts.content_dir)?;
+    // Three independent loads at once: the walk of CONTENT_DIR and the add cache (one thread
+    // each, mostly system calls and parsing) while the current layout loads (hash bins are
+    // loaded and verified here, on every core).
+    let exclude = [(repo_meta.dev(), repo_meta.ino())];
+    let (layout, walked, cache) = std::thread::scope(|s| {
+        let walk = s.spawn(|| {
+            let mut skipped = Vec::new();
+            content_root
+                .walk(&exclude, &mut skipped)
+                .map(|files| (files, skipped))
+        });
+        let cache = s.spawn(|| {
+            if opts.reread {
+                AddCache::empty(&opts.repo)
+            } else {
+                AddCache::load(&opts.repo)
+            }
+        });
+        let layout = match role {
+            None => Current::of(&state).map(Some),
+            Some(_) => Ok(None),
+        };
+        let lost = |what: &str| RepoError::Internal(format!("{what} failed unexpectedly"));
+        let walked = walk.join().unwrap_or_else(|_| Err(lost("the walk")));
+        let cache = cache.join().map_err(|_| lost("loading the add cache"));
+        (layout, walked, cache)
+    });
+    let layout = layout?;
+    let (files, skipped) = walked?;
+    report.skipped = skipped;
+    let mut cache = cache?;
     let (signers, tree) = match (role, &layout) {
         // With hash bins, targets is signed only when its delegation changes or nears expiry.
         (None, Some(Current::Binned(_))) => (
@@ -396,14 +429,6 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     };
     let old_targets: HashMap<&str, &Value> = old_targets;
 
-    let repo_meta = fs::metadata(&opts.repo).map_err(|e| RepoError::io("stat", &opts.repo, e))?;
-    let mut report = AddReport {
-        role: role.map(str::to_owned),
-        ..AddReport::default()
-    };
-    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
-    let content_root = content::ContentRoot::open(&opts.content_dir)?;
-    let files = content_root.walk(&[(repo_meta.dev(), repo_meta.ino())], &mut report.skipped)?;
     // Nothing is written unless every file may be listed by the role.
     if let Some((_, chain)) = &delegated {
         for f in &files {
@@ -424,11 +449,6 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let tdir = targets_dir(&opts.repo);
     create_dir(&tdir, 0o755)?;
     // 1. Content first: by the time metadata names a file, it is in place and on disk.
-    let mut cache = if opts.reread {
-        AddCache::empty(&opts.repo)
-    } else {
-        AddCache::load(&opts.repo)
-    };
     let want_sha512 = |name: &str| {
         opts.sha512
             || old_targets
@@ -565,7 +585,18 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             "{e}; the next add reads every file again (nothing else is affected)"
         ));
     }
+    // What was loaded for a million targets takes most of a second to free: a thread does it
+    // while the caller goes on (a `repo add` process exits without waiting for it).
+    drop((old_targets, delegated));
+    free_later((files, cache, layout, tree, state));
     Ok(report)
+}
+
+/// Drop `value` on a thread of its own (here if none can be started).
+fn free_later<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("trustfs-free".into())
+        .spawn(move || drop(value));
 }
 
 /// Publish every file of `files` ([`content::publish_file`]) on all cores: the outcomes in the
