@@ -1261,19 +1261,7 @@ fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
 fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
-    let c = cstr(name)?;
-    // SAFETY: plain data; filled by the kernel on success (only read then).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: live descriptor, valid NUL-terminated name, `st` writable for the call.
-    cvt(unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(st)
+    crate::source::fstatat_nofollow(dir.as_fd(), name)
 }
 
 /// The names in directory `dir` (without `.` and `..`; names that are not UTF-8 are skipped:

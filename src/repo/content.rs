@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::index::{Hashes, TargetPath};
-use crate::source::{ficlone, fstat, list_dir, openat2, EntryKind, FileKey, Stat};
+use crate::source::{ficlone, fstat, list_dir, openat2, statat, EntryKind, FileKey, Stat};
 use crate::verify::MultiHasher;
 
 use super::atomic::TempFile;
@@ -161,30 +161,45 @@ impl ContentRoot {
     ) -> Result<(), RepoError> {
         let dir_path = self.path.join(rel);
         let names = list_dir(dir.as_fd()).map_err(|e| RepoError::io("list", &dir_path, e))?;
+        let dir_dev = fstat(dir.as_fd())
+            .map_err(|e| RepoError::io("stat", &dir_path, e))?
+            .key
+            .dev;
         for name in names {
             let path = dir_path.join(&name);
             let c = CString::new(name.as_bytes())
                 .map_err(|_| RepoError::Internal("readdir returned a name with NUL".into()))?;
             let name = name_utf8(name, &path)?;
+            let name_len = name.len();
             let rel = if rel.is_empty() {
                 name
             } else {
                 format!("{rel}/{name}")
             };
-            // O_PATH | O_NOFOLLOW: looks at a symlink itself, never opens a FIFO or a device.
-            let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-            let probe = match openat2(Some(dir.as_fd()), &c, flags, BENEATH) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                    skipped.push(Skipped {
-                        path,
-                        reason: "another filesystem (not crossed)".into(),
-                    });
-                    continue;
-                }
-                Err(e) => return Err(changed_or_io(&path, e)),
-            };
-            let st = fstat(probe.as_fd()).map_err(|e| RepoError::io("stat", &path, e))?;
+            // A name in a directory held open, not followed if a symlink: one `statx`. What is
+            // a directory or may be a mount point is looked at again through `openat2`, which
+            // refuses every mount crossing (`RESOLVE_NO_XDEV`).
+            let (quick, maybe_mount) = statat(dir.as_fd(), &rel[rel.len() - name_len..])
+                .map_err(|e| changed_or_io(&path, e))?;
+            let st =
+                if quick.kind == EntryKind::Directory || maybe_mount || quick.key.dev != dir_dev {
+                    // O_PATH | O_NOFOLLOW: looks at a symlink itself, never opens a FIFO or a device.
+                    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+                    let probe = match openat2(Some(dir.as_fd()), &c, flags, BENEATH) {
+                        Ok(fd) => fd,
+                        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                            skipped.push(Skipped {
+                                path,
+                                reason: "another filesystem (not crossed)".into(),
+                            });
+                            continue;
+                        }
+                        Err(e) => return Err(changed_or_io(&path, e)),
+                    };
+                    fstat(probe.as_fd()).map_err(|e| RepoError::io("stat", &path, e))?
+                } else {
+                    quick
+                };
             let id = (st.key.dev, st.key.ino);
             match st.kind {
                 EntryKind::Regular => {
@@ -339,6 +354,29 @@ fn settled(key: &FileKey) -> bool {
     key.ctime_ns.max(key.mtime_ns) < now - SETTLE
 }
 
+thread_local! {
+    /// The destination directory the last kept copy was looked for in, held open: files come in
+    /// target order, so consecutive ones share it, and a `stat` by name in it costs much less
+    /// than resolving the whole path each time (a million kept copies per `add`).
+    static COPY_DIR: std::cell::RefCell<Option<(PathBuf, File)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether `dir/name` is a regular file (not followed if a symlink) of `length` bytes.
+fn copy_in_place(dir: &Path, name: &str, length: u64) -> bool {
+    COPY_DIR.with_borrow_mut(|held| {
+        if held.as_ref().is_none_or(|(p, _)| p != dir) {
+            *held = File::open(dir).ok().map(|f| (dir.to_owned(), f));
+        }
+        let Some((_, d)) = held.as_ref() else {
+            return false;
+        };
+        crate::source::fstatat_nofollow(d.as_fd(), name).is_ok_and(|st| {
+            st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size as u64 == length
+        })
+    })
+}
+
 /// Copy `file` (opened beneath `root`, and only if it is still the file the walk recorded) into
 /// `targets_dir` under `dir/<hash>.<basename>` for each computed hash (or under `dir/basename`
 /// when the repository does not use consistent snapshots), hashing exactly the bytes written (one
@@ -382,9 +420,14 @@ pub(crate) fn publish_file(
     let reuse = |key: &FileKey| -> Option<Outcome> {
         let k = known?;
         let copies_in_place = || {
-            names(&k.published.hashes).iter().all(|n| {
-                fs::symlink_metadata(n).is_ok_and(|m| m.is_file() && m.len() == k.published.length)
-            })
+            let length = k.published.length;
+            if consistent {
+                k.published.hashes.values().all(|h| {
+                    copy_in_place(&dest_dir, &format!("{}.{basename}", hex::encode(h)), length)
+                })
+            } else {
+                copy_in_place(&dest_dir, basename, length)
+            }
         };
         (k.key == *key
             && key.size == k.published.length

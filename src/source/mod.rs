@@ -398,6 +398,33 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     result.map(|()| names)
 }
 
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir` (no `/`).
+pub(crate) fn fstatat_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::stat> {
+    if name.is_empty() || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file name",
+        ));
+    }
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    // SAFETY: plain data; filled by the kernel on success (only read then).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: live descriptor, valid NUL-terminated name, `st` writable for the call.
+    let ret = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
 /// `ioctl(FICLONE)`: make `dst` a reflink copy of `src` (fails on filesystems without reflinks,
 /// e.g. ext4; a failure may leave part of the extents cloned, so a fallback copy must truncate
 /// `dst` first).
@@ -421,19 +448,72 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     if ret != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Stat {
-        kind: EntryKind::from_mode(st.st_mode),
-        mode: st.st_mode & 0o7777,
+    Ok(Stat::of(&st))
+}
+
+/// `statx(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir`: its [`Stat`], and whether it
+/// may be the root of a mount (a bind mount of a single file included; also true when the kernel
+/// cannot tell), which only `openat2` with `RESOLVE_NO_XDEV` then settles.
+pub(crate) fn statat(dir: BorrowedFd<'_>, name: &str) -> io::Result<(Stat, bool)> {
+    if name.is_empty() || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain file name",
+        ));
+    }
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    // SAFETY: plain data; filled by the kernel on success (only read then).
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: live descriptor, valid NUL-terminated name, `stx` writable for the call.
+    let ret = unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    let maybe_mount = stx.stx_attributes_mask & root == 0 || stx.stx_attributes & root != 0;
+    let ns = |t: &libc::statx_timestamp| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+    let mode = u32::from(stx.stx_mode);
+    let st = Stat {
+        kind: EntryKind::from_mode(mode),
+        mode: mode & 0o7777,
         key: FileKey {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            ino: stx.stx_ino,
+            size: stx.stx_size,
+            mtime_ns: ns(&stx.stx_mtime),
+            ctime_ns: ns(&stx.stx_ctime),
         },
-        mtime: (st.st_mtime, st.st_mtime_nsec),
-        ctime: (st.st_ctime, st.st_ctime_nsec),
-    })
+        mtime: (stx.stx_mtime.tv_sec, i64::from(stx.stx_mtime.tv_nsec)),
+        ctime: (stx.stx_ctime.tv_sec, i64::from(stx.stx_ctime.tv_nsec)),
+    };
+    Ok((st, maybe_mount))
+}
+
+impl Stat {
+    fn of(st: &libc::stat) -> Stat {
+        Stat {
+            kind: EntryKind::from_mode(st.st_mode),
+            mode: st.st_mode & 0o7777,
+            key: FileKey {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                size: st.st_size as u64,
+                mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+                ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            },
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
 }
 
 #[cfg(test)]
