@@ -243,6 +243,83 @@ fn backing_directory_changes_show_in_the_next_listing() {
     d.stop();
 }
 
+/// A directory stream (`opendir(3)`), for reading a handle again from the start.
+struct RawDir(*mut libc::DIR);
+
+impl RawDir {
+    fn open(path: &Path) -> RawDir {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let dir = unsafe { libc::opendir(c.as_ptr()) };
+        assert!(!dir.is_null(), "opendir {}", path.display());
+        RawDir(dir)
+    }
+
+    /// Every name from the start (rewinddir), sorted, without `.` and `..`.
+    fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        // SAFETY: `self.0` is an open DIR* used by this thread only; each dirent is copied out
+        // before the next readdir.
+        unsafe {
+            libc::rewinddir(self.0);
+            loop {
+                let e = libc::readdir(self.0);
+                if e.is_null() {
+                    break;
+                }
+                let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr());
+                let name = name.to_string_lossy().into_owned();
+                if name != "." && name != ".." {
+                    out.push(name);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for RawDir {
+    fn drop(&mut self) {
+        // SAFETY: closed exactly once.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// A handle opened before a switch and read again from the start after it answers with its own
+/// (old) listing; that must not become the listing the kernel keeps for later opens.
+#[test]
+fn a_handle_from_before_a_switch_does_not_leave_its_listing_for_later_opens() {
+    let w = world("old-handle", &[]);
+    std::fs::create_dir_all(w.content.join("sub")).unwrap();
+    w.write("sub/a.txt", b"a");
+    w.publish();
+    w.write("sub/later.txt", b"later");
+    let d = w.mount_local(&["--hide-unregistered", "--refresh-interval", "1s"]);
+    let sub = w.at("sub");
+    let old = RawDir::open(&sub);
+    assert_eq!(old.names(), ["a.txt"]);
+    w.publish();
+    wait_for(
+        "the switch",
+        || d.log(),
+        || d.log().contains("metadata updated"),
+    );
+    // The first open after the switch makes a new listing and has the kernel drop its cached
+    // one; before it is read, the old handle reads from the start, through the daemon, which
+    // answers with the old listing (what that handle opened with). What the fresh handle then
+    // reads is up to the kernel; later opens must list anew.
+    let fresh = RawDir::open(&sub);
+    let _ = old.names();
+    let _ = fresh.names();
+    drop((old, fresh));
+    for _ in 0..3 {
+        assert_eq!(names(&sub), ["a.txt", "later.txt"]);
+    }
+    d.stop();
+}
+
 #[test]
 fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_their_bytes() {
     let w = world("remote", &[]);

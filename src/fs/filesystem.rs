@@ -1691,9 +1691,20 @@ impl Filesystem for TrustFs {
         match self.listing(Caller::of(req), &gen, &node, key.clone()) {
             Ok(listing) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-                lock(&self.dirs).insert(fh, DirHandle::Listed(listing));
-                // Without FOPEN_KEEP_CACHE the kernel drops what it cached and caches this one.
-                lock(&self.kernel_listings).insert(ino.0, key);
+                lock(&self.dirs).insert(fh, DirHandle::Listed(key.clone(), listing));
+                // Without FOPEN_KEEP_CACHE the kernel drops what it cached and caches this one,
+                // which later opens may keep, unless the backing directory changed while it was
+                // listed (within one timestamp tick its identity may not show that).
+                let mut kept = lock(&self.kernel_listings);
+                match &self.content {
+                    Content::Backing(b)
+                        if b.stat(node.path()).ok().map(|st| st.key) != key.backing =>
+                    {
+                        kept.remove(&ino.0)
+                    }
+                    _ => kept.insert(ino.0, key),
+                };
+                drop(kept);
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR);
             }
             Err(e) => reply.error(e),
@@ -1712,17 +1723,29 @@ impl Filesystem for TrustFs {
             reply.error(Errno::EBADF);
             return;
         };
+        // What this handle answers goes into the kernel's cache of the directory. If that is not
+        // the listing later opens are told to keep (a handle opened before the directory or the
+        // metadata changed reads from the start again), the next open must list anew.
+        let key = match &handle {
+            DirHandle::Listed(key, _) | DirHandle::Unlisted(key) => key,
+        };
+        {
+            let mut kept = lock(&self.kernel_listings);
+            if kept.get(&ino.0) != Some(key) || key.generation != self.generation().number {
+                kept.remove(&ino.0);
+            }
+        }
         let listing = match handle {
-            DirHandle::Listed(listing) => listing,
+            DirHandle::Listed(_, listing) => listing,
             DirHandle::Unlisted(key) => {
                 let Some(node) = self.node(ino) else {
                     reply.error(Errno::ENOENT);
                     return;
                 };
                 let gen = self.generation();
-                match self.listing(Caller::of(req), &gen, &node, key) {
+                match self.listing(Caller::of(req), &gen, &node, key.clone()) {
                     Ok(listing) => {
-                        let handle = DirHandle::Listed(listing.clone());
+                        let handle = DirHandle::Listed(key, listing.clone());
                         lock(&self.dirs).insert(fh.0, handle);
                         listing
                     }

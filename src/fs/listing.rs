@@ -46,8 +46,8 @@ impl Drop for Listing {
 /// An open directory handle.
 #[derive(Clone, Debug)]
 pub(super) enum DirHandle {
-    /// Reads are answered from this listing.
-    Listed(Arc<Listing>),
+    /// Reads are answered from this listing, made under this key.
+    Listed(ListingKey, Arc<Listing>),
     /// Opened on the kernel's cached listing (made under this key); a listing is made only if
     /// reads reach the daemon after all.
     Unlisted(ListingKey),

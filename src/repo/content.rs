@@ -357,7 +357,9 @@ fn settled(key: &FileKey) -> bool {
 thread_local! {
     /// The destination directory the last kept copy was looked for in, held open: files come in
     /// target order, so consecutive ones share it, and a `stat` by name in it costs much less
-    /// than resolving the whole path each time (a million kept copies per `add`).
+    /// than resolving the whole path each time (a million kept copies per `add`). The repository
+    /// is locked for the add; a directory under `REPO/targets` replaced meanwhile by someone
+    /// else can make this look in the old one (clients still check every hash).
     static COPY_DIR: std::cell::RefCell<Option<(PathBuf, File)>> =
         const { std::cell::RefCell::new(None) };
 }
@@ -366,7 +368,12 @@ thread_local! {
 fn copy_in_place(dir: &Path, name: &str, length: u64) -> bool {
     COPY_DIR.with_borrow_mut(|held| {
         if held.as_ref().is_none_or(|(p, _)| p != dir) {
-            *held = File::open(dir).ok().map(|f| (dir.to_owned(), f));
+            use std::os::unix::fs::OpenOptionsExt;
+            let open = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(dir);
+            *held = open.ok().map(|f| (dir.to_owned(), f));
         }
         let Some((_, d)) = held.as_ref() else {
             return false;

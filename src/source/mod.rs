@@ -470,7 +470,7 @@ pub(crate) fn statat(dir: BorrowedFd<'_>, name: &str) -> io::Result<(Stat, bool)
         libc::statx(
             dir.as_raw_fd(),
             c.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_AS_STAT,
             libc::STATX_BASIC_STATS,
             &mut stx,
         )
