@@ -370,6 +370,102 @@ fn only_bins_whose_list_changed_are_signed_anew() {
     assert_eq!(r.timestamp_version(), ts_before + 2);
 }
 
+/// After an `add` that wrote the bins, the next one (nothing else signed since) reads only the
+/// bins a changed, added or removed file hashes to, and the result is what reading every bin
+/// gives.
+#[test]
+fn an_add_reads_only_the_bins_whose_files_changed() {
+    let s = Scratch::new("lazy");
+    let r = Repo::init(&s);
+    let dir = s.join("content");
+    let mut names = content(&dir, 64);
+    let add = || {
+        r.add_lib(&dir, Sharding::default(), Expiries::default())
+            .unwrap()
+    };
+    let first = r
+        .add_lib(&dir, Sharding::Bins { bit_length: 4 }, Expiries::default())
+        .unwrap();
+    assert_eq!(first.bins.unwrap().count, 16);
+    // Files written just now are read again by the next add (not yet known by identity), so
+    // every bin they hash to is read.
+    std::thread::sleep(Duration::from_millis(2200));
+    let again = add();
+    assert_eq!(again.not_reread, 0);
+    let b = again.bins.unwrap();
+    assert_eq!((b.loaded, b.resigned), (16, 0));
+    // Nothing changed: no bin is read or signed.
+    let same = add();
+    assert_eq!(same.not_reread, 64);
+    assert_eq!(same.unchanged.len(), 64);
+    let b = same.bins.unwrap();
+    assert_eq!((b.loaded, b.resigned), (0, 0));
+
+    // One file changed, one removed, one added.
+    let succinct = r.succinct();
+    fs::write(dir.join(&names[5]), b"changed\n").unwrap();
+    fs::remove_file(dir.join(&names[9])).unwrap();
+    fs::write(dir.join("d0/new.txt"), b"new\n").unwrap();
+    let touched: BTreeSet<u64> = [names[5].as_str(), names[9].as_str(), "d0/new.txt"]
+        .iter()
+        .map(|p| succinct.bin_of(p))
+        .collect();
+    let out = r.add(&dir, &[]);
+    out.expect_code(0, "repo add");
+    assert!(
+        out.stdout.contains(&format!(
+            "{} of 16 hash bins read (the others list no file that changed)",
+            touched.len()
+        )),
+        "{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains(&format!("changed {}", names[5])));
+    assert!(out.stdout.contains(&format!("removed {}", names[9])));
+    assert!(out.stdout.contains("added d0/new.txt"));
+    assert!(
+        out.stdout
+            .contains(&format!("16 hash bins ({} signed anew)", touched.len())),
+        "{}",
+        out.describe()
+    );
+    names.remove(9);
+    names.push("d0/new.txt".into());
+    let listed = assert_binned(&r);
+    assert_eq!(listed, names.iter().cloned().collect::<BTreeSet<_>>());
+    assert_all_ok(&r.verify(&dir, None), 64);
+
+    // A file written just now (not known by its identity), then removed before the next add:
+    // gone from its bin too.
+    std::thread::sleep(Duration::from_millis(2200));
+    add();
+    fs::write(dir.join(&names[0]), b"racy\n").unwrap();
+    let racy = add();
+    assert_eq!(racy.changed, [names[0].clone()]);
+    assert_eq!(racy.bins.unwrap().loaded, 1);
+    fs::remove_file(dir.join(&names[0])).unwrap();
+    let removed = add();
+    assert_eq!(removed.removed, [names[0].clone()]);
+    assert_eq!(removed.bins.unwrap().loaded, 1);
+    let bin = succinct.role_for(&names[0]);
+    assert!(!r.role(&bin).signed.targets.contains_key(&names[0]));
+    names.remove(0);
+    assert_eq!(
+        assert_binned(&r),
+        names.iter().cloned().collect::<BTreeSet<_>>()
+    );
+
+    // Anything else signed since (here `repo refresh`): every bin is read once again.
+    trustfs(["repo", "refresh", os(&r.dir), "--keys", os(&r.keys)]).expect_code(0, "repo refresh");
+    assert_eq!(add().bins.unwrap().loaded, 16);
+    assert_eq!(add().bins.unwrap().loaded, 0);
+    // So is a cache that does not hold what the bins list (here: none at all).
+    fs::remove_file(r.dir.join(".trustfs-add-cache")).unwrap();
+    let fresh = add();
+    assert_eq!((fresh.not_reread, fresh.bins.unwrap().loaded), (0, 16));
+    assert_all_ok(&r.verify(&dir, None), 63);
+}
+
 #[test]
 fn bins_with_less_than_half_their_validity_left_are_signed_anew() {
     let s = Scratch::new("expiry");

@@ -289,6 +289,14 @@ fn add(
             report.not_reread
         );
     }
+    if let Some(b) =
+        (report.bins.as_ref()).filter(|b| b.previous_bit_length.is_none() && b.loaded < b.count)
+    {
+        println!(
+            "{} of {} hash bins read (the others list no file that changed)",
+            b.loaded, b.count
+        );
+    }
     if let Some(t) = report.root_expires {
         warn_root_expiry(t);
     }

@@ -32,7 +32,40 @@ pub(crate) const FILE_NAME: &str = ".trustfs-add-cache";
 const LEGACY_FILE_NAME: &str = ".trustfs-add-cache.json";
 
 /// The first bytes of the file; the version changes with the layout.
-const MAGIC: &[u8; 16] = b"trustfs-addc-v3\n";
+const MAGIC: &[u8; 16] = b"trustfs-addc-v4\n";
+/// The layout before [`BinsStamp`] (read; the next save writes the new one).
+const MAGIC_V3: &[u8; 16] = b"trustfs-addc-v3\n";
+
+/// The identity recorded for a file that was published but changed too recently for its
+/// identity to stand for its content: never equal to a real file's (no file has this size), so
+/// it is always read again, but its path is known to be listed.
+pub(crate) const UNSETTLED: FileKey = FileKey {
+    dev: 0,
+    ino: 0,
+    size: u64::MAX,
+    mtime_ns: 0,
+    ctime_ns: 0,
+};
+
+/// What the hash bins were when the cache was saved by an `add` that wrote the top-level
+/// targets' bins: then every path the bins list is in the cache, with what it lists. While the
+/// repository's snapshot is still the one named here (nothing signed anything since), an `add`
+/// loads only the bins whose files changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BinsStamp {
+    /// sha256 of the canonical `signed` of the snapshot that add wrote.
+    pub(crate) snapshot: [u8; 32],
+    /// The earliest expiry among the bins (or earlier).
+    pub(crate) earliest_expiry: i64,
+}
+
+/// sha256 of the canonical form of a snapshot's `signed` (what [`BinsStamp::snapshot`] holds).
+pub(crate) fn snapshot_digest(
+    snapshot: &crate::schema::Metadata<crate::schema::Snapshot>,
+) -> Option<[u8; 32]> {
+    let canonical = snapshot.canonical_signed().ok()?;
+    Some(Sha256::digest(&canonical).into())
+}
 
 const LEGACY_FORMAT: u32 = 1;
 
@@ -58,20 +91,39 @@ struct LegacyEntry {
 pub(crate) struct AddCache {
     path: PathBuf,
     files: HashMap<String, Known>,
+    stamp: Option<BinsStamp>,
 }
 
 impl AddCache {
     /// The cache of `repo`; empty if there is none or it cannot be used.
     pub(crate) fn load(repo: &Path) -> AddCache {
         let path = repo.join(FILE_NAME);
-        let files = match std::fs::read(&path) {
+        let (files, stamp) = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).unwrap_or_default(),
             Err(_) => std::fs::read(repo.join(LEGACY_FILE_NAME))
                 .ok()
                 .and_then(|b| decode_legacy(&b))
+                .map(|files| (files, None))
                 .unwrap_or_default(),
         };
-        AddCache { path, files }
+        AddCache { path, files, stamp }
+    }
+
+    /// The [`BinsStamp`] of the cache of `repo`, read from the head of the file alone (whether
+    /// the rest is intact shows when it is loaded: a damaged cache loads empty, and then every
+    /// file, and so every bin, counts as changed).
+    pub(crate) fn peek_stamp(repo: &Path) -> Option<BinsStamp> {
+        use std::io::Read;
+        let mut head = [0u8; 16 + 1 + 32 + 8];
+        std::fs::File::open(repo.join(FILE_NAME))
+            .ok()?
+            .read_exact(&mut head)
+            .ok()?;
+        let mut r = Reader(&head);
+        if r.take(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        read_stamp(&mut r)?
     }
 
     /// An empty cache that will be written to `repo` (`--reread`).
@@ -79,11 +131,31 @@ impl AddCache {
         AddCache {
             path: repo.join(FILE_NAME),
             files: HashMap::new(),
+            stamp: None,
         }
     }
 
     pub(crate) fn get(&self, target: &str) -> Option<&Known> {
         self.files.get(target)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Every target path the cache knows.
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
+    pub(crate) fn stamp(&self) -> Option<&BinsStamp> {
+        self.stamp.as_ref()
+    }
+
+    /// Saved with the cache: `Some` only by an `add` that leaves every path the bins list in the
+    /// cache (see [`BinsStamp`]).
+    pub(crate) fn set_stamp(&mut self, stamp: Option<BinsStamp>) {
+        self.stamp = stamp;
     }
 
     /// Remember (or, with `None`, forget) what `target` was published from.
@@ -98,7 +170,7 @@ impl AddCache {
     /// targets the JSON form took seconds to read and write; this one is a flat list of records
     /// with a digest (a torn or damaged file is ignored, and everything is read again).
     pub(crate) fn save(&self) -> Result<(), RepoError> {
-        write_atomic(&self.path, &encode(&self.files), 0o644)?;
+        write_atomic(&self.path, &encode(&self.files, self.stamp.as_ref()), 0o644)?;
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::remove_file(dir.join(LEGACY_FILE_NAME));
         }
@@ -106,11 +178,20 @@ impl AddCache {
     }
 }
 
-/// `MAGIC`, then per entry: the target path, dev, ino, size, mtime and ctime (ns), length, and
-/// each (algorithm, hex digest); lengths and integers little-endian; then a sha256 of all before.
-fn encode(files: &HashMap<String, Known>) -> Vec<u8> {
+/// `MAGIC`, the stamp (a byte 0, or 1 then the snapshot digest and the earliest expiry), the
+/// entry count, then per entry: the target path, dev, ino, size, mtime and ctime (ns), length,
+/// and each (algorithm, digest); lengths and integers little-endian; then a sha256 of all before.
+fn encode(files: &HashMap<String, Known>, stamp: Option<&BinsStamp>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + files.len() * 160);
     out.extend_from_slice(MAGIC);
+    match stamp {
+        Some(st) => {
+            out.push(1);
+            out.extend_from_slice(&st.snapshot);
+            out.extend_from_slice(&st.earliest_expiry.to_le_bytes());
+        }
+        None => out.push(0),
+    }
     out.extend_from_slice(&(files.len() as u64).to_le_bytes());
     let put = |out: &mut Vec<u8>, b: &[u8]| {
         out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -136,15 +217,33 @@ fn encode(files: &HashMap<String, Known>) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<HashMap<String, Known>> {
+/// The stamp as [`encode`] writes it: `Some(None)` for none, `None` for damage.
+fn read_stamp(r: &mut Reader) -> Option<Option<BinsStamp>> {
+    match r.take(1)?[0] {
+        0 => Some(None),
+        1 => {
+            let snapshot: [u8; 32] = r.take(32)?.try_into().ok()?;
+            let earliest_expiry = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+            Some(Some(BinsStamp {
+                snapshot,
+                earliest_expiry,
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<(HashMap<String, Known>, Option<BinsStamp>)> {
     let (body, digest) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
     if Sha256::digest(body)[..] != *digest {
         return None;
     }
     let mut r = Reader(body);
-    if r.take(MAGIC.len())? != MAGIC {
-        return None;
-    }
+    let stamp = match r.take(MAGIC.len())? {
+        m if m == MAGIC => read_stamp(&mut r)?,
+        m if m == MAGIC_V3 => None,
+        _ => return None,
+    };
     let n = r.u64()?;
     // Every entry takes more than 64 bytes: a count past that is damage, not a reason to
     // reserve memory.
@@ -169,7 +268,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<String, Known>> {
         let published = Published { length, hashes };
         files.insert(target, Known { key, published });
     }
-    r.0.is_empty().then_some(files)
+    r.0.is_empty().then_some((files, stamp))
 }
 
 /// A bounded little-endian reader.
@@ -255,8 +354,13 @@ mod tests {
     fn the_cache_round_trips_and_damage_reads_as_none() {
         let files: HashMap<String, Known> =
             (0..50).map(|i| (format!("d/f{i}"), known(i))).collect();
-        let bytes = encode(&files);
-        assert_eq!(decode(&bytes), Some(files));
+        let stamp = BinsStamp {
+            snapshot: [7; 32],
+            earliest_expiry: -3,
+        };
+        let bytes = encode(&files, Some(&stamp));
+        assert_eq!(decode(&bytes), Some((files.clone(), Some(stamp))));
+        assert_eq!(decode(&encode(&files, None)), Some((files.clone(), None)));
         for cut in [0, 10, 31, 32, bytes.len() / 2, bytes.len() - 1] {
             assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
         }
@@ -272,7 +376,17 @@ mod tests {
             bad[at] ^= 0x40;
             assert_eq!(decode(&bad), None, "byte {at}");
         }
-        assert_eq!(decode(&encode(&HashMap::new())), Some(HashMap::new()));
+        assert_eq!(
+            decode(&encode(&HashMap::new(), None)),
+            Some((HashMap::new(), None))
+        );
+        // The layout before stamps still reads.
+        let mut v3 = MAGIC_V3.to_vec();
+        v3.extend_from_slice(&encode(&files, None)[MAGIC.len() + 1..]);
+        v3.truncate(v3.len() - 32);
+        let digest = Sha256::digest(&v3);
+        v3.extend_from_slice(&digest);
+        assert_eq!(decode(&v3), Some((files, None)));
     }
 
     #[test]

@@ -98,6 +98,15 @@ fn keeps(current: u32, targets: usize) -> bool {
     current <= MAX_BIT_LENGTH && current + 1 >= bit_length_for(targets)
 }
 
+/// Whether an `add` with `sharding` of `targets` targets keeps the current `bit_length`.
+pub(crate) fn keeps_layout(sharding: Sharding, bit_length: u32, targets: usize) -> bool {
+    match sharding {
+        Sharding::Auto { .. } => keeps(bit_length, targets),
+        Sharding::Bins { bit_length: b } => b == bit_length,
+        Sharding::Off => false,
+    }
+}
+
 /// What `add` did with hash bins.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BinsReport {
@@ -113,6 +122,11 @@ pub struct BinsReport {
     pub generated_key: Option<PathBuf>,
     /// Whether the top-level targets metadata was signed anew.
     pub targets_resigned: bool,
+    /// The earliest expiry among the bins this add loaded or wrote (`None`: none).
+    pub earliest_expiry: Option<UtcTime>,
+    /// Bins of the current layout read and checked (the others list no file that changed since
+    /// the last `add`, which wrote them; they stay as they are).
+    pub loaded: u64,
 }
 
 /// One bin as the repository holds it now, verified.
@@ -128,14 +142,26 @@ pub(crate) struct LoadedBins {
     /// Targets' `delegations`, as it is (unknown fields kept).
     pub(crate) delegations: Value,
     pub(crate) keys: BTreeMap<String, Value>,
-    /// By bin number.
-    pub(crate) bins: Vec<LoadedBin>,
+    /// By bin number; `None`: not loaded, because none of its files changed since the `add`
+    /// that last wrote the bins ([`LoadedBins::unloaded`], [`LoadedBins::load_these`]); such a
+    /// bin stays as it is.
+    pub(crate) bins: Vec<Option<LoadedBin>>,
 }
 
 impl LoadedBins {
     /// The bins of the repository's top-level targets, or `None` when it does not delegate to
     /// succinct hash bins.
     pub(crate) fn load(state: &RepoState) -> Result<Option<LoadedBins>, RepoError> {
+        let Some(mut bins) = LoadedBins::unloaded(state)? else {
+            return Ok(None);
+        };
+        let all = vec![true; bins.bins.len()];
+        bins.load_these(state, &all)?;
+        Ok(Some(bins))
+    }
+
+    /// The delegation to the bins, with no bin loaded yet.
+    pub(crate) fn unloaded(state: &RepoState) -> Result<Option<LoadedBins>, RepoError> {
         let Some(d) = &state.targets.signed.delegations else {
             return Ok(None);
         };
@@ -152,10 +178,35 @@ impl LoadedBins {
                 ),
             });
         }
+        let delegations = state
+            .targets
+            .signed_value
+            .get("delegations")
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(Some(LoadedBins {
+            succinct: s.clone(),
+            delegations,
+            keys: d.keys.clone(),
+            bins: (0..s.bin_count()).map(|_| None).collect(),
+        }))
+    }
+
+    /// Load the bins `which` marks (by bin number) that are not loaded yet.
+    pub(crate) fn load_these(
+        &mut self,
+        state: &RepoState,
+        which: &[bool],
+    ) -> Result<(), RepoError> {
+        let s = &self.succinct;
+        let keys = &self.keys;
         // Thousands of independent files: read, parsed and checked on every core, reported in
         // bin order (the first bin that fails is the error, as one by one).
-        let names: Vec<String> = s.bin_names().collect();
-        let load_one = |name: &String| -> Result<LoadedBin, RepoError> {
+        let todo: Vec<(usize, String)> = (0..self.bins.len())
+            .filter(|&i| which.get(i) == Some(&true) && self.bins[i].is_none())
+            .map(|i| (i, s.bin_name(i as u64)))
+            .collect();
+        let load_one = |(_, name): &(usize, String)| -> Result<LoadedBin, RepoError> {
             let name = name.as_str();
             let file = format!("{name}.json");
             let meta =
@@ -172,7 +223,7 @@ impl LoadedBins {
                     })?;
             let path = state.metadata_dir.join(state.meta_name(name, meta.version));
             let md: Metadata<Targets> = read_referenced(&path, meta, &state.snapshot_path)?;
-            verify_threshold(name, &md, &s.keyids, s.threshold, &d.keys).map_err(|source| {
+            verify_threshold(name, &md, &s.keyids, s.threshold, keys).map_err(|source| {
                 RepoError::Untrusted {
                     file: path.clone(),
                     source,
@@ -186,9 +237,9 @@ impl LoadedBins {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
-        let chunk = names.len().div_ceil(workers).max(1);
+        let chunk = todo.len().div_ceil(workers).max(1);
         let loaded: Vec<Result<LoadedBin, RepoError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
+            let handles: Vec<_> = todo
                 .chunks(chunk)
                 .map(|part| {
                     let load_one = &load_one;
@@ -210,19 +261,10 @@ impl LoadedBins {
                 })
                 .collect()
         });
-        let bins = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let delegations = state
-            .targets
-            .signed_value
-            .get("delegations")
-            .cloned()
-            .unwrap_or(Value::Null);
-        Ok(Some(LoadedBins {
-            succinct: s.clone(),
-            delegations,
-            keys: d.keys.clone(),
-            bins,
-        }))
+        for ((i, _), bin) in todo.iter().zip(loaded) {
+            self.bins[*i] = Some(bin?);
+        }
+        Ok(())
     }
 
     /// Every target the bins list, each from the bin its path hashes to (a listing in another
@@ -230,6 +272,7 @@ impl LoadedBins {
     pub(crate) fn targets(&self) -> HashMap<&str, &Value> {
         let mut out = HashMap::new();
         for (i, bin) in self.bins.iter().enumerate() {
+            let Some(bin) = bin else { continue };
             for (path, entry) in bin
                 .value
                 .get("targets")
@@ -276,9 +319,13 @@ impl Current {
 }
 
 /// Whether metadata expiring at `expires` has less than half of `valid_for` left at `now`.
-fn expiring(expires: UtcTime, valid_for: Duration, now: UtcTime) -> bool {
-    let half = i64::try_from(valid_for.as_secs() / 2).unwrap_or(i64::MAX);
-    expires.0.saturating_sub(now.0) < half
+pub(crate) fn expiring(expires: UtcTime, valid_for: Duration, now: UtcTime) -> bool {
+    expires.0.saturating_sub(now.0) < secs(valid_for) / 2
+}
+
+/// `d` in whole seconds, as a time difference.
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn fresh_role_value() -> Value {
@@ -441,14 +488,26 @@ pub(crate) fn publish_top_level(
     let now = UtcTime::now();
     let bins_valid_for = top.expires.bins();
     let mut bin_writes: Vec<(String, Value, u64)> = Vec::new();
+    let mut earliest: Option<UtcTime> = None;
     for (i, part) in parts.into_iter().enumerate() {
-        let old = old_bins.and_then(|b| b.get(i));
+        let old = match old_bins.map(|b| b.get(i)) {
+            // Not loaded: none of its files changed (`add` loads every bin whose files did).
+            Some(Some(None)) => continue,
+            Some(Some(Some(o))) => Some(o),
+            _ => None,
+        };
         let same = old.is_some_and(|o| {
             let listed = o.value.get("targets").and_then(Value::as_object);
             listed.is_some_and(|l| {
                 l.len() == part.len() && part.iter().all(|(k, v)| l.get(k) == Some(v.value()))
             }) && !expiring(o.expires, bins_valid_for, now)
         });
+        // Kept, or signed below with an expiry at least this late.
+        let expires = match old {
+            Some(o) if same => o.expires,
+            _ => UtcTime(now.0.saturating_add(secs(bins_valid_for))),
+        };
+        earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
         if same {
             continue;
         }
@@ -512,6 +571,11 @@ pub(crate) fn publish_top_level(
         previous_bit_length: previous,
         generated_key,
         targets_resigned: resign_targets,
+        earliest_expiry: earliest,
+        loaded: match top.current {
+            Current::Binned(b) => b.bins.iter().filter(|b| b.is_some()).count() as u64,
+            _ => 0,
+        },
     };
     Ok((versions, targets_version, Some(report)))
 }
@@ -527,6 +591,9 @@ pub(crate) fn resign_all<'k>(
     let s = &bins.succinct;
     let mut writes = Vec::with_capacity(bins.bins.len());
     for (i, bin) in bins.bins.iter().enumerate() {
+        let bin = bin
+            .as_ref()
+            .ok_or_else(|| RepoError::Internal("a hash bin to sign anew is not loaded".into()))?;
         let name = s.bin_name(i as u64);
         let version = next_version(state, &name)?;
         writes.push(RoleWrite {

@@ -24,7 +24,7 @@ use crate::schema::{
 
 use crate::trust::role_matches;
 
-use super::addcache::AddCache;
+use super::addcache::{self, AddCache};
 use super::atomic::{syncfs, write_atomic, RepoLock};
 use super::bins::{self, BinsReport, Current, Sharding};
 use super::content::{self, Known, Outcome, Skipped};
@@ -367,6 +367,9 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     };
     // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
     let content_root = content::ContentRoot::open(&opts.content_dir)?;
+    // A sharded repository whose snapshot is still the one the last add wrote (nothing signed
+    // anything since, see `addcache::BinsStamp`): only the bins whose files changed are loaded.
+    let lazy = role.is_none() && !opts.reread && bins_unchanged_since_last_add(&state, opts);
     // Three independent loads at once: the walk of CONTENT_DIR and the add cache (one thread
     // each, mostly system calls and parsing) while the current layout loads (hash bins are
     // loaded and verified here, on every core).
@@ -386,6 +389,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
         });
         let layout = match role {
+            None if lazy => bins::LoadedBins::unloaded(&state).map(|b| b.map(Current::Binned)),
             None => Current::of(&state).map(Some),
             Some(_) => Ok(None),
         };
@@ -394,10 +398,19 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         let cache = cache.join().map_err(|_| lost("loading the add cache"));
         (layout, walked, cache)
     });
-    let layout = layout?;
+    let mut layout = layout?;
     let (files, skipped) = walked?;
     report.skipped = skipped;
     let mut cache = cache?;
+    let mut lazy = lazy && matches!(layout, Some(Current::Binned(_)));
+    if let Some(Current::Binned(b)) = &mut layout {
+        if lazy && !bins::keeps_layout(opts.sharding, b.succinct.bit_length, files.len()) {
+            // The bin count changes: every bin is written anew from the whole list.
+            let all = vec![true; b.bins.len()];
+            b.load_these(&state, &all)?;
+            lazy = false;
+        }
+    }
     let (signers, tree) = match (role, &layout) {
         // With hash bins, targets is signed only when its delegation changes or nears expiry.
         (None, Some(Current::Binned(_))) => (
@@ -413,21 +426,11 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             Some(RoleTree::load(&state)?),
         ),
     };
-    // The role whose list is replaced: its current list, and what checks a path.
-    let (old_targets, delegated) = match (role, &tree, &layout) {
-        (Some(name), Some(tree), _) => {
-            let r = tree.get(name)?;
-            (list_of(&r.md.signed_value), Some((r, tree.chain(name)?)))
-        }
-        (_, _, Some(Current::Binned(b))) => {
-            // Files targets lists itself (a repository sharded by another tool) count too.
-            let mut all = b.targets();
-            all.extend(list_of(&state.targets.signed_value));
-            (all, None)
-        }
-        _ => (list_of(&state.targets.signed_value), None),
+    // The role whose list is replaced, and what checks a path.
+    let delegated = match (role, &tree) {
+        (Some(name), Some(tree)) => Some((tree.get(name)?, tree.chain(name)?)),
+        _ => None,
     };
-    let old_targets: HashMap<&str, &Value> = old_targets;
 
     // Nothing is written unless every file may be listed by the role.
     if let Some((_, chain)) = &delegated {
@@ -448,24 +451,61 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
 
     let tdir = targets_dir(&opts.repo);
     create_dir(&tdir, 0o755)?;
-    // 1. Content first: by the time metadata names a file, it is in place and on disk.
-    let want_sha512 = |name: &str| {
-        opts.sha512
-            || old_targets
-                .get(name)
-                .and_then(|o| o.get("hashes"))
-                .and_then(Value::as_object)
-                .is_some_and(|h| h.contains_key("sha512"))
+    // The role's current list (of a sharded targets: of the bins loaded).
+    fn old_list<'a>(
+        delegated: Option<&'a Value>,
+        layout: &'a Option<Current>,
+        state: &'a RepoState,
+    ) -> HashMap<&'a str, &'a Value> {
+        match (delegated, layout) {
+            (Some(role), _) => list_of(role),
+            (_, Some(Current::Binned(b))) => {
+                // Files targets lists itself (a repository sharded by another tool) count too.
+                let mut all = b.targets();
+                all.extend(list_of(&state.targets.signed_value));
+                all
+            }
+            _ => list_of(&state.targets.signed_value),
+        }
+    }
+    let delegated_value = delegated.as_ref().map(|(r, _)| &r.md.signed_value);
+    // 1. Content first: by the time metadata names a file, it is in place and on disk. A file
+    // keeps sha512 if it is listed with it.
+    let lists_sha512 = |entry: Option<&&Value>| {
+        entry
+            .and_then(|o| o.get("hashes"))
+            .and_then(Value::as_object)
+            .is_some_and(|h| h.contains_key("sha512"))
     };
-    let outcomes = publish_all(
-        &content_root,
-        &files,
-        &tdir,
-        state.consistent,
-        &cache,
-        &want_sha512,
-        opts.progress,
-    )?;
+    let publish = |want_sha512: &(dyn Fn(&str) -> bool + Sync)| {
+        publish_all(
+            &content_root,
+            &files,
+            &tdir,
+            state.consistent,
+            &cache,
+            want_sha512,
+            opts.progress,
+        )
+    };
+    let (outcomes, old_targets) = if lazy {
+        // What the cache holds for a path is what the bins list (see `addcache::BinsStamp`).
+        let outcomes = publish(&|name: &str| {
+            opts.sha512
+                || cache
+                    .get(name)
+                    .is_some_and(|k| k.published.hashes.contains_key("sha512"))
+        })?;
+        if let Some(Current::Binned(b)) = &mut layout {
+            let changed = changed_bins(&b.succinct, &files, &outcomes, &cache);
+            b.load_these(&state, &changed)?;
+        }
+        (outcomes, old_list(delegated_value, &layout, &state))
+    } else {
+        let old = old_list(delegated_value, &layout, &state);
+        let outcomes = publish(&|name: &str| opts.sha512 || lists_sha512(old.get(name)))?;
+        (outcomes, old)
+    };
     // One flush of the filesystem for every copy and rename above (instead of two fsyncs a file).
     syncfs(&tdir)?;
     // Entries that stay as they are borrow the loaded metadata: at a million targets a copy of
@@ -474,11 +514,23 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let mut new_list: Vec<(String, Listed)> = Vec::with_capacity(files.len());
     // Old entries listed again (when all are, none was removed: no search for removals).
     let mut relisted = 0;
+    // Bins not loaded (lazy): none of their files changed, they stay as they are.
+    let unloaded = |name: &str| match &layout {
+        Some(Current::Binned(b)) if lazy => b
+            .bins
+            .get(b.succinct.bin_of(name) as usize)
+            .is_some_and(Option::is_none),
+        _ => false,
+    };
     for (f, outcome) in files.iter().zip(outcomes) {
         let name = f.target.as_str();
         let published = &outcome.published;
         if outcome.reused {
             report.not_reread += 1;
+            if unloaded(name) {
+                report.unchanged.push(name.to_owned());
+                continue;
+            }
         }
         let old = old_targets.get(name);
         relisted += usize::from(old.is_some());
@@ -521,13 +573,14 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
         };
         new_list.push((name.to_owned(), entry));
-        // A reused outcome is what the cache already holds.
+        // A reused outcome is what the cache already holds. A file that changed too recently
+        // to be known by its identity is remembered as listed, to be read again.
         if !outcome.reused {
-            let known = outcome.key.map(|key| Known {
-                key,
+            let known = Known {
+                key: outcome.key.unwrap_or(addcache::UNSETTLED),
                 published: outcome.published,
-            });
-            cache.set(name, known);
+            };
+            cache.set(name, Some(known));
         }
     }
     let new_targets: NewList = new_list.into_iter().collect();
@@ -580,6 +633,43 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     for name in &report.removed {
         cache.set(name, None);
     }
+    // Paths the cache knew that are no longer in CONTENT_DIR (listed by the role or not).
+    if cache.len() > files.len() {
+        let gone: Vec<String> = cache
+            .targets()
+            .filter(|t| {
+                files
+                    .binary_search_by(|f| f.target.as_str().cmp(t))
+                    .is_err()
+            })
+            .map(str::to_owned)
+            .collect();
+        for name in gone {
+            cache.set(&name, None);
+        }
+    }
+    // Every path the bins list is now in the cache, as they list it: stamp the cache with the
+    // snapshot just written (a later add of an unchanged tree then loads no bin).
+    let stamp = match (&report.bins, role) {
+        (Some(b), None) => {
+            // Bins not read keep the expiry the last stamp vouched for.
+            let earlier = cache.stamp().filter(|_| lazy).map(|p| p.earliest_expiry);
+            let this = b.earliest_expiry.map(|e| e.0);
+            let earliest = match (this, earlier) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            earliest.and_then(|earliest| {
+                let written = RepoState::load(&opts.repo).ok()?;
+                Some(addcache::BinsStamp {
+                    snapshot: addcache::snapshot_digest(&written.snapshot)?,
+                    earliest_expiry: earliest,
+                })
+            })
+        }
+        _ => None,
+    };
+    cache.set_stamp(stamp);
     if let Err(e) = cache.save() {
         report.warnings.push(format!(
             "{e}; the next add reads every file again (nothing else is affected)"
@@ -590,6 +680,76 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     drop((old_targets, delegated));
     free_later((files, cache, layout, tree, state));
     Ok(report)
+}
+
+/// Whether the cache's [`addcache::BinsStamp`] says the bins are as the last `add` wrote them:
+/// the snapshot is the one it wrote, no bin nears expiry, targets lists nothing itself, and
+/// `--bins` (if given) asks for the current count.
+fn bins_unchanged_since_last_add(state: &RepoState, opts: &AddOptions) -> bool {
+    let Some(succinct) = state
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.succinct_roles.as_ref())
+    else {
+        return false;
+    };
+    let sharding_keeps = match opts.sharding {
+        bins::Sharding::Auto { .. } => true,
+        bins::Sharding::Bins { bit_length } => bit_length == succinct.bit_length,
+        bins::Sharding::Off => false,
+    };
+    let Some(stamp) = AddCache::peek_stamp(&opts.repo) else {
+        return false;
+    };
+    sharding_keeps
+        && state.targets.signed.targets.is_empty()
+        && addcache::snapshot_digest(&state.snapshot) == Some(stamp.snapshot)
+        && !bins::expiring(
+            crate::schema::UtcTime(stamp.earliest_expiry),
+            opts.expires.bins(),
+            crate::schema::UtcTime::now(),
+        )
+}
+
+/// The bins to load for a lazy add: those a file read again (new, changed, or not known by its
+/// identity) hashes to, and those of paths the cache knows that are gone.
+fn changed_bins(
+    succinct: &crate::schema::SuccinctRoles,
+    files: &[content::ContentFile],
+    outcomes: &[content::Outcome],
+    cache: &AddCache,
+) -> Vec<bool> {
+    let mut changed = vec![false; succinct.bin_count() as usize];
+    let mut mark = |path: &str| {
+        if let Some(c) = changed.get_mut(succinct.bin_of(path) as usize) {
+            *c = true;
+        }
+    };
+    // Walked paths the cache knows (a reused outcome came from the cache).
+    let mut known = 0;
+    for (f, o) in files.iter().zip(outcomes) {
+        let name = f.target.as_str();
+        if o.reused {
+            known += 1;
+        } else {
+            known += usize::from(cache.get(name).is_some());
+            mark(name);
+        }
+    }
+    if known < cache.len() {
+        // `files` is sorted by target.
+        for t in cache.targets() {
+            if files
+                .binary_search_by(|f| f.target.as_str().cmp(t))
+                .is_err()
+            {
+                mark(t);
+            }
+        }
+    }
+    changed
 }
 
 /// Drop `value` on a thread of its own (here if none can be started).
