@@ -528,10 +528,14 @@ fn copy_hashing(
     out: &mut TempFile,
     hasher: &mut MultiHasher,
 ) -> Result<File, RepoError> {
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => return Ok(file),
+    thread_local! {
+        /// One read buffer per worker: a new zeroed 256 KiB per file cost more than reading a
+        /// small file.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+    }
+    BUF.with_borrow_mut(|buf| loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(RepoError::io("read", src, e)),
@@ -539,7 +543,8 @@ fn copy_hashing(
         let chunk = &buf[..n];
         hasher.update(chunk);
         out.write_all(chunk)?;
-    }
+    })?;
+    Ok(file)
 }
 
 #[cfg(test)]
