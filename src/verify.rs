@@ -180,8 +180,9 @@ impl fmt::Display for CheckError {
 /// oversized content is cut off), and compare with `info`.
 pub fn check_reader(mut reader: impl Read, info: &TargetInfo) -> Result<(), CheckError> {
     let mut hasher = MultiHasher::for_target(info).map_err(CheckError::Mismatch)?;
-    let mut buf = vec![0u8; 256 * 1024];
     let limit = info.length.saturating_add(1);
+    // Sized for the content (a million small files would otherwise each zero 256 KiB).
+    let mut buf = vec![0u8; limit.min(256 * 1024) as usize];
     loop {
         let want = (limit - hasher.length()).min(buf.len() as u64) as usize;
         if want == 0 {

@@ -192,10 +192,22 @@ fn print_human(report: &Report, verbose: bool) {
     }
 }
 
-/// Check every entry under `dir` against `index`; targets not found become `missing`.
+/// A registered regular file the walk found, to be hashed.
+struct ToCheck {
+    rel: String,
+    path: std::path::PathBuf,
+    info: crate::index::TargetInfo,
+}
+
+/// Check every entry under `dir` against `index`; targets not found become `missing`. Files are
+/// hashed on every core (up to 8 threads).
 pub fn check_dir(dir: &Path, index: &TargetIndex) -> Result<Vec<FileReport>, String> {
     let mut found: BTreeMap<String, FileReport> = BTreeMap::new();
-    walk(dir, "", index, &mut found)?;
+    let mut to_check = Vec::new();
+    walk(dir, "", index, &mut found, &mut to_check)?;
+    for (file, report) in to_check.iter().zip(check_all(&to_check)) {
+        found.insert(file.rel.clone(), report);
+    }
     for (path, _) in index.iter() {
         if !found.contains_key(path) {
             found.insert(
@@ -211,11 +223,68 @@ pub fn check_dir(dir: &Path, index: &TargetIndex) -> Result<Vec<FileReport>, Str
     Ok(found.into_values().collect())
 }
 
+/// The reports of `files`, in their order.
+fn check_all(files: &[ToCheck]) -> Vec<FileReport> {
+    let check = |f: &ToCheck| {
+        let result = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&f.path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| check_reader(file, &f.info).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => FileReport {
+                path: f.rel.clone(),
+                status: Status::Ok,
+                reason: None,
+            },
+            Err(e) => FileReport {
+                path: f.rel.clone(),
+                status: Status::Altered,
+                reason: Some(e),
+            },
+        }
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<FileReport>> = (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(f) = files.get(i) else { break done };
+                            done.push((i, check(f)));
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        for h in handles {
+            // A worker that panicked leaves its files unchecked: checked below, here.
+            for (i, report) in h.join().unwrap_or_default() {
+                slots[i] = Some(report);
+            }
+        }
+    });
+    files
+        .iter()
+        .zip(slots)
+        .map(|(f, slot)| slot.unwrap_or_else(|| check(f)))
+        .collect()
+}
+
 fn walk(
     dir: &Path,
     prefix: &str,
     index: &TargetIndex,
     out: &mut BTreeMap<String, FileReport>,
+    to_check: &mut Vec<ToCheck>,
 ) -> Result<(), String> {
     let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for entry in entries {
@@ -238,7 +307,7 @@ fn walk(
             .file_type()
             .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         if ft.is_dir() {
-            walk(&entry.path(), &format!("{rel}/"), index, out)?;
+            walk(&entry.path(), &format!("{rel}/"), index, out, to_check)?;
             continue;
         }
         let report = match index.get(&rel) {
@@ -256,24 +325,12 @@ fn walk(
                 )),
             },
             Some(info) => {
-                let result = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                    .open(entry.path())
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| check_reader(f, &info).map_err(|e| e.to_string()));
-                match result {
-                    Ok(()) => FileReport {
-                        path: rel.clone(),
-                        status: Status::Ok,
-                        reason: None,
-                    },
-                    Err(e) => FileReport {
-                        path: rel.clone(),
-                        status: Status::Altered,
-                        reason: Some(e),
-                    },
-                }
+                to_check.push(ToCheck {
+                    rel,
+                    path: entry.path(),
+                    info,
+                });
+                continue;
             }
         };
         out.insert(rel, report);
