@@ -464,6 +464,44 @@ fn an_add_reads_only_the_bins_whose_files_changed() {
     let fresh = add();
     assert_eq!((fresh.not_reread, fresh.bins.unwrap().loaded), (0, 16));
     assert_all_ok(&r.verify(&dir, None), 63);
+
+    // A cache damaged after its head (which still reads): every bin is read, so the removal of
+    // every file of a bin (which no file still there hashes to) is still seen.
+    assert_eq!(add().bins.unwrap().loaded, 0);
+    let cache = r.dir.join(".trustfs-add-cache");
+    let mut bytes = fs::read(&cache).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    fs::write(&cache, bytes).unwrap();
+    let (gone, kept): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|n| succinct.bin_of(n) == 0);
+    let mut gone = gone;
+    gone.sort();
+    assert!(!gone.is_empty());
+    for n in &gone {
+        fs::remove_file(dir.join(n)).unwrap();
+    }
+    let damaged = add();
+    assert_eq!(damaged.removed, gone);
+    assert_eq!(damaged.bins.unwrap().loaded, 16);
+    names = kept;
+    assert_eq!(
+        assert_binned(&r),
+        names.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(2200));
+    add();
+    assert_eq!(add().bins.unwrap().loaded, 0);
+
+    // A bin file changed on disk since (here: replaced by garbage): every bin is read, and the
+    // damage is an error, not a snapshot signed over it.
+    let bin = succinct.bin_name(3);
+    let path = r.role_path(&bin);
+    fs::write(&path, b"garbage").unwrap();
+    let err = r
+        .add_lib(&dir, Sharding::default(), Expiries::default())
+        .unwrap_err();
+    assert!(err.to_string().contains(&bin), "{err}");
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub(crate) const FILE_NAME: &str = ".trustfs-add-cache";
 const LEGACY_FILE_NAME: &str = ".trustfs-add-cache.json";
 
 /// The first bytes of the file; the version changes with the layout.
-const MAGIC: &[u8; 16] = b"trustfs-addc-v4\n";
+const MAGIC: &[u8; 16] = b"trustfs-addc-v5\n";
 /// The layout before [`BinsStamp`] (read; the next save writes the new one).
 const MAGIC_V3: &[u8; 16] = b"trustfs-addc-v3\n";
 
@@ -55,6 +55,9 @@ pub(crate) const UNSETTLED: FileKey = FileKey {
 pub(crate) struct BinsStamp {
     /// sha256 of the canonical `signed` of the snapshot that add wrote.
     pub(crate) snapshot: [u8; 32],
+    /// sha256 of the identities (inode, size, mtime, ctime) of the bin files that snapshot
+    /// names, as they were after the add: a bin file changed or replaced since shows.
+    pub(crate) bin_files: [u8; 32],
     /// The earliest expiry among the bins (or earlier).
     pub(crate) earliest_expiry: i64,
 }
@@ -109,12 +112,12 @@ impl AddCache {
         AddCache { path, files, stamp }
     }
 
-    /// The [`BinsStamp`] of the cache of `repo`, read from the head of the file alone (whether
-    /// the rest is intact shows when it is loaded: a damaged cache loads empty, and then every
-    /// file, and so every bin, counts as changed).
+    /// The [`BinsStamp`] of the cache of `repo`, read from the head of the file alone. Whether
+    /// the rest is intact shows when it is loaded: the caller must then find the same stamp in
+    /// the loaded cache (a damaged one loads empty, without a stamp).
     pub(crate) fn peek_stamp(repo: &Path) -> Option<BinsStamp> {
         use std::io::Read;
-        let mut head = [0u8; 16 + 1 + 32 + 8];
+        let mut head = [0u8; 16 + 1 + 32 + 32 + 8];
         std::fs::File::open(repo.join(FILE_NAME))
             .ok()?
             .read_exact(&mut head)
@@ -178,7 +181,7 @@ impl AddCache {
     }
 }
 
-/// `MAGIC`, the stamp (a byte 0, or 1 then the snapshot digest and the earliest expiry), the
+/// `MAGIC`, the stamp (a byte 0, or 1 then the two digests and the earliest expiry), the
 /// entry count, then per entry: the target path, dev, ino, size, mtime and ctime (ns), length,
 /// and each (algorithm, digest); lengths and integers little-endian; then a sha256 of all before.
 fn encode(files: &HashMap<String, Known>, stamp: Option<&BinsStamp>) -> Vec<u8> {
@@ -188,6 +191,7 @@ fn encode(files: &HashMap<String, Known>, stamp: Option<&BinsStamp>) -> Vec<u8> 
         Some(st) => {
             out.push(1);
             out.extend_from_slice(&st.snapshot);
+            out.extend_from_slice(&st.bin_files);
             out.extend_from_slice(&st.earliest_expiry.to_le_bytes());
         }
         None => out.push(0),
@@ -223,9 +227,11 @@ fn read_stamp(r: &mut Reader) -> Option<Option<BinsStamp>> {
         0 => Some(None),
         1 => {
             let snapshot: [u8; 32] = r.take(32)?.try_into().ok()?;
+            let bin_files: [u8; 32] = r.take(32)?.try_into().ok()?;
             let earliest_expiry = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
             Some(Some(BinsStamp {
                 snapshot,
+                bin_files,
                 earliest_expiry,
             }))
         }
@@ -356,6 +362,7 @@ mod tests {
             (0..50).map(|i| (format!("d/f{i}"), known(i))).collect();
         let stamp = BinsStamp {
             snapshot: [7; 32],
+            bin_files: [9; 32],
             earliest_expiry: -3,
         };
         let bytes = encode(&files, Some(&stamp));

@@ -369,7 +369,10 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let content_root = content::ContentRoot::open(&opts.content_dir)?;
     // A sharded repository whose snapshot is still the one the last add wrote (nothing signed
     // anything since, see `addcache::BinsStamp`): only the bins whose files changed are loaded.
-    let lazy = role.is_none() && !opts.reread && bins_unchanged_since_last_add(&state, opts);
+    let stamp_seen = match role {
+        None if !opts.reread => bins_unchanged_since_last_add(&state, opts),
+        _ => None,
+    };
     // Three independent loads at once: the walk of CONTENT_DIR and the add cache (one thread
     // each, mostly system calls and parsing) while the current layout loads (hash bins are
     // loaded and verified here, on every core).
@@ -389,7 +392,9 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
         });
         let layout = match role {
-            None if lazy => bins::LoadedBins::unloaded(&state).map(|b| b.map(Current::Binned)),
+            None if stamp_seen.is_some() => {
+                bins::LoadedBins::unloaded(&state).map(|b| b.map(Current::Binned))
+            }
             None => Current::of(&state).map(Some),
             Some(_) => Ok(None),
         };
@@ -402,10 +407,15 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     let (files, skipped) = walked?;
     report.skipped = skipped;
     let mut cache = cache?;
-    let mut lazy = lazy && matches!(layout, Some(Current::Binned(_)));
+    let mut lazy = stamp_seen.is_some() && matches!(layout, Some(Current::Binned(_)));
     if let Some(Current::Binned(b)) = &mut layout {
-        if lazy && !bins::keeps_layout(opts.sharding, b.succinct.bit_length, files.len()) {
-            // The bin count changes: every bin is written anew from the whole list.
+        // The cache as loaded must be the one whose head was read (a damaged one loads empty,
+        // without its stamp), and the bin count must stay (else every bin is written anew
+        // from the whole list). Otherwise every bin is read.
+        if lazy
+            && !(cache.stamp() == stamp_seen.as_ref()
+                && bins::keeps_layout(opts.sharding, b.succinct.bit_length, files.len()))
+        {
             let all = vec![true; b.bins.len()];
             b.load_these(&state, &all)?;
             lazy = false;
@@ -663,6 +673,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
                 let written = RepoState::load(&opts.repo).ok()?;
                 Some(addcache::BinsStamp {
                     snapshot: addcache::snapshot_digest(&written.snapshot)?,
+                    bin_files: bin_files_digest(&written)?,
                     earliest_expiry: earliest,
                 })
             })
@@ -682,35 +693,66 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
     Ok(report)
 }
 
-/// Whether the cache's [`addcache::BinsStamp`] says the bins are as the last `add` wrote them:
-/// the snapshot is the one it wrote, no bin nears expiry, targets lists nothing itself, and
-/// `--bins` (if given) asks for the current count.
-fn bins_unchanged_since_last_add(state: &RepoState, opts: &AddOptions) -> bool {
-    let Some(succinct) = state
+/// The cache's [`addcache::BinsStamp`] if it says the bins are as the last `add` wrote them:
+/// the snapshot is the one it wrote, every bin file is the file it left, no bin nears expiry,
+/// targets lists nothing itself, and `--bins` (if given) asks for the current count.
+fn bins_unchanged_since_last_add(
+    state: &RepoState,
+    opts: &AddOptions,
+) -> Option<addcache::BinsStamp> {
+    let succinct = state
         .targets
         .signed
         .delegations
         .as_ref()
-        .and_then(|d| d.succinct_roles.as_ref())
-    else {
-        return false;
-    };
+        .and_then(|d| d.succinct_roles.as_ref())?;
     let sharding_keeps = match opts.sharding {
         bins::Sharding::Auto { .. } => true,
         bins::Sharding::Bins { bit_length } => bit_length == succinct.bit_length,
         bins::Sharding::Off => false,
     };
-    let Some(stamp) = AddCache::peek_stamp(&opts.repo) else {
-        return false;
-    };
-    sharding_keeps
+    let stamp = AddCache::peek_stamp(&opts.repo)?;
+    (sharding_keeps
         && state.targets.signed.targets.is_empty()
         && addcache::snapshot_digest(&state.snapshot) == Some(stamp.snapshot)
+        && bin_files_digest(state) == Some(stamp.bin_files)
         && !bins::expiring(
             crate::schema::UtcTime(stamp.earliest_expiry),
             opts.expires.bins(),
             crate::schema::UtcTime::now(),
-        )
+        ))
+    .then_some(stamp)
+}
+
+/// sha256 of the identities (inode, size, mtime, ctime) of the hash bin files the snapshot of
+/// `state` names, in bin order; `None` if targets has no bins or one is missing.
+fn bin_files_digest(state: &RepoState) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let succinct = state
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.succinct_roles.as_ref())?;
+    let mut h = sha2::Sha256::new();
+    for name in succinct.bin_names() {
+        let version = state
+            .snapshot
+            .signed
+            .meta
+            .get(&format!("{name}.json"))?
+            .version;
+        let m =
+            fs::symlink_metadata(state.metadata_dir.join(state.meta_name(&name, version))).ok()?;
+        for n in [m.ino(), m.size()] {
+            h.update(n.to_le_bytes());
+        }
+        for t in [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()] {
+            h.update(t.to_le_bytes());
+        }
+    }
+    Some(h.finalize().into())
 }
 
 /// The bins to load for a lazy add: those a file read again (new, changed, or not known by its
