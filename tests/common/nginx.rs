@@ -156,10 +156,22 @@ impl Nginx {
             .collect()
     }
 
-    /// Number of GET requests for URIs ending in `suffix`.
+    /// Number of GET requests for URIs ending in `suffix`, once the access log has settled (no
+    /// new line for 100 ms, at most 3 s): nginx writes a request's line after sending the
+    /// response, which the daemon may already have read and acted on.
     pub fn gets(&self, suffix: &str) -> usize {
-        self.access_log()
-            .iter()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let mut log = self.access_log();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = self.access_log();
+            if now.len() == log.len() || std::time::Instant::now() > deadline {
+                log = now;
+                break;
+            }
+            log = now;
+        }
+        log.iter()
             .filter(|l| {
                 let mut f = l.split(' ');
                 f.next() == Some("GET") && f.next().is_some_and(|u| u.ends_with(suffix))
