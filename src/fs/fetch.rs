@@ -41,6 +41,8 @@ pub enum FetchFailure {
     Refused(String),
     /// The cache itself could not be written, e.g. `ENOSPC` (a fault: `ENOSPC`/`EIO`).
     Cache(std::io::Error),
+    /// This process is out of file descriptors (a fault: `EMFILE`).
+    Descriptors(String),
 }
 
 /// Fetch `path` into `store` as object `name`, verified against `info`, trying every mirror.
@@ -61,6 +63,10 @@ pub fn fetch_into_cache(
         let next = if last { "" } else { "; trying the next mirror" };
         let body = match mirrors.open(i, path, info) {
             Ok(b) => b,
+            Err(MirrorError::Descriptors(why)) => {
+                log_event!("fetch {path:?}: out of file descriptors: {why}");
+                return Err(FetchFailure::Descriptors(why));
+            }
             Err(e) => {
                 if matches!(e, MirrorError::WrongLength { .. }) {
                     refused = true;

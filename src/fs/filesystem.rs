@@ -2093,6 +2093,9 @@ impl Core {
             }
             Err(FetchFailure::Refused(why)) => PrefetchOutcome::Refused(why),
             Err(FetchFailure::Unavailable(why)) => PrefetchOutcome::Fault(why),
+            Err(FetchFailure::Descriptors(why)) => {
+                PrefetchOutcome::Fault(format!("out of file descriptors: {why}"))
+            }
             Err(FetchFailure::Cache(e)) => {
                 PrefetchOutcome::Fault(format!("cannot write the cache: {e}"))
             }

@@ -133,6 +133,12 @@ impl From<FetchFailure> for Refusal {
             FetchFailure::Refused(why) => Denial::new(DenyReason::Altered, why).into(),
             FetchFailure::Unavailable(why) => Fault::eio(FaultKind::Network, why).into(),
             FetchFailure::Cache(e) => Fault::io("writing the download cache", &e).into(),
+            FetchFailure::Descriptors(why) => Fault {
+                kind: FaultKind::Descriptors,
+                errno: libc::EMFILE,
+                detail: format!("opening a connection: {why}"),
+            }
+            .into(),
         }
     }
 }
@@ -167,6 +173,8 @@ mod tests {
             .into(),
         );
         assert_eq!((f.kind, f.errno), (FaultKind::Network, libc::EIO));
+        let f = fault_of(FetchFailure::Descriptors("no fds".into()).into());
+        assert_eq!((f.kind, f.errno), (FaultKind::Descriptors, libc::EMFILE));
         let f = fault_of(FetchFailure::Unavailable("down".into()).into());
         assert_eq!(f.kind, FaultKind::Network);
     }

@@ -20,6 +20,8 @@ pub enum MirrorError {
     Unavailable(String),
     /// 404, 403 or 410: this mirror does not have the file.
     NotFound(String),
+    /// This process is out of file descriptors (no mirror would help).
+    Descriptors(String),
     /// The server announced a length other than the signed one (a wrong or endless file).
     WrongLength {
         url: String,
@@ -33,6 +35,7 @@ impl fmt::Display for MirrorError {
         match self {
             MirrorError::Unavailable(e) => write!(f, "unavailable: {e}"),
             MirrorError::NotFound(url) => write!(f, "{url}: not found (HTTP 404/403/410)"),
+            MirrorError::Descriptors(e) => write!(f, "out of file descriptors: {e}"),
             MirrorError::WrongLength {
                 url,
                 announced,
@@ -118,6 +121,9 @@ impl Mirrors {
             Ok(None) => Err(MirrorError::NotFound(url)),
             Err(FetchError::Io { name, error }) => {
                 Err(MirrorError::Unavailable(format!("{name}: {error}")))
+            }
+            Err(FetchError::Descriptors { name, error }) => {
+                Err(MirrorError::Descriptors(format!("{name}: {error}")))
             }
             Err(e) => Err(MirrorError::Unavailable(e.to_string())),
         }

@@ -21,6 +21,9 @@ pub enum FetchError {
     TooLarge { name: String, limit: u64 },
     /// I/O or transport failure.
     Io { name: String, error: String },
+    /// This process ran out of file descriptors (`EMFILE`/`ENFILE`) opening a connection: a
+    /// local resource fault, which another mirror would not cure.
+    Descriptors { name: String, error: String },
     /// The name is not safe to fetch (absolute, `..`, ...).
     BadName(String),
 }
@@ -31,7 +34,9 @@ impl fmt::Display for FetchError {
             FetchError::TooLarge { name, limit } => {
                 write!(f, "{name}: larger than the limit of {limit} bytes")
             }
-            FetchError::Io { name, error } => write!(f, "{name}: {error}"),
+            FetchError::Io { name, error } | FetchError::Descriptors { name, error } => {
+                write!(f, "{name}: {error}")
+            }
             FetchError::BadName(n) => write!(f, "{n:?}: not a safe name to fetch"),
         }
     }
@@ -464,6 +469,14 @@ impl HttpFetcher {
             })
             .map_err(|e| io_err(&url, e))?
             .map_err(|e| {
+                if let ureq::Error::Io(io) = &e {
+                    if matches!(io.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                        return FetchError::Descriptors {
+                            name: url.clone(),
+                            error: io.to_string(),
+                        };
+                    }
+                }
                 // The host may have moved: look it up again next time.
                 self.resolver.forget();
                 io_err(&url, describe_error(&e, &self.options))
