@@ -1590,6 +1590,8 @@ pub fn http(data: &[u8]) -> u32 {
                 m |= H_TRANSPORT;
             }
         }
+        // The fuzzer's own descriptors ran out: not the server's doing.
+        Err(FetchError::Descriptors { .. }) => m |= H_TRANSPORT,
     }
     m
 }
