@@ -237,12 +237,31 @@ pub fn run(args: Args) -> i32 {
         log_event!("created mountpoint {}", args.mountpoint.display());
     }
     let mountpoint = std::fs::canonicalize(&args.mountpoint).unwrap_or(args.mountpoint.clone());
-    let state_dir = args
+    // Root: /var/lib/trustfs/NAME; a normal user: $XDG_STATE_HOME/trustfs/NAME (else
+    // ~/.local/state/trustfs/NAME).
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let default_base = match root {
+        true => Some(PathBuf::from("/var/lib/trustfs")),
+        false => ops::status::user_state_base(),
+    };
+    let Some(state_dir) = args
         .state_dir
         .clone()
-        .unwrap_or_else(|| Path::new("/var/lib/trustfs").join(state_name(&mountpoint)));
-    if let Err(e) = std::fs::create_dir_all(&state_dir) {
+        .or_else(|| default_base.map(|b| b.join(state_name(&mountpoint))))
+    else {
+        super::report_error(
+            "mount",
+            &"no home directory for a default state dir: give --state-dir",
+        );
+        return super::EXIT_USAGE;
+    };
+    if let Err(e) = create_private_dir(&state_dir, root) {
         super::report_error("mount", &format!("state dir {}: {e}", state_dir.display()));
+        return super::EXIT_CONTENT;
+    }
+    if let Err(e) = ops::status::check_runtime_dir() {
+        super::report_error("mount", &e.to_string());
         return super::EXIT_CONTENT;
     }
 
@@ -335,7 +354,17 @@ pub fn run(args: Args) -> i32 {
         Unregistered::Deny
     };
     options.copy_cache_max = args.copy_cache_max;
-    options.passthrough = !args.no_passthrough;
+    options.passthrough = !args.no_passthrough && {
+        // The kernel lets only CAP_SYS_ADMIN register backing files for passthrough.
+        let able = has_cap_sys_admin();
+        if !able && !args.no_passthrough {
+            log_event!(
+                "FUSE passthrough needs CAP_SYS_ADMIN, which this process lacks: reads are served \
+                 in userspace"
+            );
+        }
+        able
+    };
     if let Some(n) = args.threads {
         options.threads = n;
     }
@@ -684,6 +713,29 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
     // SAFETY: `set` and `ts` are valid for the call; a null siginfo pointer is allowed.
     let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
     (sig > 0).then_some(sig)
+}
+
+/// Whether this process has CAP_SYS_ADMIN in effect (`CapEff` in /proc/self/status).
+fn has_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// Create `dir` (and its parents); a normal user's is private (0700): it holds verified copies
+/// and the trusted metadata.
+fn create_private_dir(dir: &Path, root: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(if root { 0o755 } else { 0o700 })
+        .create(dir)
 }
 
 #[cfg(test)]

@@ -233,6 +233,8 @@ pub(super) struct Core {
     pub(super) freshness: Mutex<Freshness>,
     /// Serializes status writes; true once the record was removed (shutting down).
     pub(super) status_lock: Mutex<bool>,
+    /// The last status record write failed (logged once until one succeeds again).
+    pub(super) status_failing: AtomicBool,
 }
 
 /// The `fuser::Filesystem` the session owns; the state lives in the shared [`Core`].
@@ -443,6 +445,7 @@ impl Core {
             started: crate::fs::log::timestamp(now),
             freshness: Mutex::new(Freshness::new(now)),
             status_lock: Mutex::new(false),
+            status_failing: AtomicBool::new(false),
         }
     }
 

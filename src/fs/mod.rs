@@ -35,6 +35,7 @@ mod durability;
 pub mod fetch;
 mod filesystem;
 pub mod freshness;
+mod fusermount;
 mod gate;
 mod inodes;
 pub mod limits;
@@ -194,6 +195,8 @@ pub struct MountHandle {
     session: Option<BackgroundSession>,
     live: LiveMount,
     mountpoint: PathBuf,
+    /// Set when the mount was made by the `fusermount3` helper (no privileges): it unmounts.
+    helper: Option<fusermount::HelperMount>,
 }
 
 impl std::fmt::Debug for MountHandle {
@@ -257,7 +260,10 @@ impl MountHandle {
             return Ok(());
         };
         if !session.guard.is_finished() {
-            umount(&self.mountpoint)?;
+            match &self.helper {
+                Some(h) => h.unmount()?,
+                None => umount(&self.mountpoint)?,
+            }
         }
         session.join()
     }
@@ -390,11 +396,21 @@ impl LiveMount {
         if *closed {
             return;
         }
-        if let Err(e) = ops::status::write(&self.core.status()) {
-            log_event!(
-                "cannot write the status record {}: {e}",
-                ops::status::status_path(&self.core.mountpoint).display()
-            );
+        let path = || ops::status::status_path(&self.core.mountpoint);
+        match ops::status::write(&self.core.status()) {
+            Err(e) => {
+                if !self.core.status_failing.swap(true, Ordering::Relaxed) {
+                    log_event!(
+                        "cannot write the status record {}: {e} (not logged again until a write works)",
+                        path().display()
+                    );
+                }
+            }
+            Ok(()) => {
+                if self.core.status_failing.swap(false, Ordering::Relaxed) {
+                    log_event!("status record {} written again", path().display());
+                }
+            }
         }
     }
 
@@ -523,12 +539,37 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
         SessionACL::Owner
     };
     config.n_threads = Some(options.threads.max(1));
-    config.clone_fd = true;
-    let session = fuser::spawn_mount(fs, &options.mountpoint, &config)?;
+    let (session, helper) = if fusermount::needed() {
+        // Without privileges: the setuid helper mounts and hands over the descriptor. Worker
+        // threads then share it (a clone of it needs /dev/fuse opened anew).
+        config.clone_fd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok();
+        let mut mount_options =
+            String::from("ro,nodev,nosuid,noatime,fsname=trustfs,subtype=trustfs");
+        if options.allow_other {
+            mount_options.push_str(",allow_other");
+        }
+        let (fd, helper) = fusermount::mount(&options.mountpoint, &mount_options)?;
+        let acl = config.acl;
+        match fuser::Session::from_fd(fs, fd, acl, config).and_then(fuser::Session::spawn) {
+            Ok(session) => (session, Some(helper)),
+            Err(e) => {
+                let _ = helper.unmount();
+                return Err(e);
+            }
+        }
+    } else {
+        config.clone_fd = true;
+        (fuser::spawn_mount(fs, &options.mountpoint, &config)?, None)
+    };
     core.set_notifier(session.notifier());
     Ok(MountHandle {
         session: Some(session),
         live: LiveMount { core },
         mountpoint: options.mountpoint,
+        helper,
     })
 }

@@ -84,11 +84,83 @@ fn page_size() -> u64 {
     u64::try_from(n).unwrap_or(4096)
 }
 
-/// `/run/trustfs`, or `$TRUSTFS_RUNTIME_DIR`.
-pub fn runtime_dir() -> PathBuf {
-    std::env::var_os("TRUSTFS_RUNTIME_DIR")
+/// Root's runtime directory, where system mounts publish their status records.
+pub const SYSTEM_RUNTIME_DIR: &str = "/run/trustfs";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An absolute path from the environment variable `name`, if set to one.
+fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/trustfs"))
+        .filter(|p| p.is_absolute())
+}
+
+/// Where a normal user's trustfs keeps its state: `$XDG_STATE_HOME/trustfs`, else
+/// `~/.local/state/trustfs`; `None` without a home directory.
+pub fn user_state_base() -> Option<PathBuf> {
+    env_dir("XDG_STATE_HOME")
+        .or_else(|| env_dir("HOME").map(|h| h.join(".local/state")))
+        .map(|d| d.join("trustfs"))
+}
+
+/// Where this process publishes status records: `$TRUSTFS_RUNTIME_DIR` if set; for root
+/// `/run/trustfs`; for a normal user `$XDG_RUNTIME_DIR/trustfs`, else `run/` in the user's
+/// state directory (see [`user_state_base`]).
+pub fn runtime_dir() -> PathBuf {
+    if let Some(d) = env_dir("TRUSTFS_RUNTIME_DIR") {
+        return d;
+    }
+    if is_root() {
+        return PathBuf::from(SYSTEM_RUNTIME_DIR);
+    }
+    env_dir("XDG_RUNTIME_DIR")
+        .map(|d| d.join("trustfs"))
+        .or_else(|| user_state_base().map(|b| b.join("run")))
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_RUNTIME_DIR))
+}
+
+/// Where `trustfs status` looks for records: [`runtime_dir`], then (for a normal user without
+/// `$TRUSTFS_RUNTIME_DIR`) root's, so a user sees system mounts too.
+pub fn runtime_dirs() -> Vec<PathBuf> {
+    let own = runtime_dir();
+    let system = PathBuf::from(SYSTEM_RUNTIME_DIR);
+    if env_dir("TRUSTFS_RUNTIME_DIR").is_some() || own == system {
+        vec![own]
+    } else {
+        vec![own, system]
+    }
+}
+
+/// Make sure this process can publish status records (one clear error at start instead of a
+/// failed write every second): create [`runtime_dir`] (private to a normal user) and write a
+/// probe file in it.
+pub fn check_runtime_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = runtime_dir();
+    let mode = if is_root() { 0o755 } else { 0o700 };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(&dir)
+        .and_then(|()| {
+            let probe = dir.join(format!(".probe.{}", std::process::id()));
+            std::fs::write(&probe, b"")?;
+            std::fs::remove_file(&probe)
+        })
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "status directory {}: {e} (set TRUSTFS_RUNTIME_DIR to a directory this user can write)",
+                    dir.display()
+                ),
+            )
+        })?;
+    Ok(dir)
 }
 
 /// The mountpoint escaped exactly like `systemd-escape --path` (so it equals the `%i` of the
@@ -214,10 +286,13 @@ fn pid_alive(pid: u32) -> bool {
 /// Judge the mount at `mountpoint` now.
 pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
     let mut problems = Vec::new();
-    let status: Option<MountStatus> = std::fs::read(status_path(mountpoint))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint);
+    let file = format!("{}.json", instance_name(mountpoint));
+    let status: Option<MountStatus> = runtime_dirs().iter().find_map(|dir| {
+        std::fs::read(dir.join(&file))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint)
+    });
     match &status {
         None => problems.push(format!(
             "no status record at {} (no trustfs daemon serves this mount)",
