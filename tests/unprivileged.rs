@@ -41,7 +41,8 @@ fn test_user() -> User {
             .args(["-m", "-s", "/bin/sh", USER])
             .status()
             .expect("useradd (the test needs root to create a user)");
-        assert!(st.success(), "useradd {USER} failed");
+        // Another test of this file may have created it meanwhile.
+        assert!(st.success() || id("-u").is_some(), "useradd {USER} failed");
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let home = passwd
@@ -165,15 +166,24 @@ impl Daemon {
     }
 
     /// SIGTERM; the exit code and the log.
-    fn stop(mut self) -> (Option<i32>, String) {
+    fn stop(self) -> (Option<i32>, String) {
         // SAFETY: kill(2) with a pid we spawned and a valid signal.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait()
+    }
+
+    /// Wait (at most 30 s) for the daemon to exit; the exit code and the log.
+    fn wait(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 break st;
             }
-            assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "no exit within 30 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         (status.code(), self.log())
@@ -195,16 +205,20 @@ impl Drop for Daemon {
     }
 }
 
-/// The trustfs binary where the test user can run it (the build tree may be private).
-fn trustfs_bin(user: &User) -> PathBuf {
-    let dir = user.home.join("bin");
-    let bin = dir.join("trustfs");
-    if !bin.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(BIN, &bin).unwrap();
-        user.own(&dir);
-    }
-    bin
+/// The trustfs binary where the test user can run it (the build tree may be private): a copy
+/// made once per test process.
+fn trustfs_bin(_user: &User) -> PathBuf {
+    static BIN_COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN_COPY
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("trustfs-bin-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let bin = dir.join("trustfs");
+            std::fs::copy(BIN, &bin).unwrap();
+            bin
+        })
+        .clone()
 }
 
 /// Log lines that occur more than once (timestamps stripped).
@@ -320,6 +334,30 @@ fn a_normal_user_mounts_reads_sees_status_and_unmounts_on_sigterm() {
         repeated_lines(&log)
     );
 
+    // An external `fusermount3 -u` by the user ends the daemon as cleanly as SIGTERM.
+    let d = Daemon::start(&user, &local_args, &mnt, work.join("external.log"));
+    let out = user.run("fusermount3", &["-u", mnt.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let (code, log) = d.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!mounted(&mnt), "{log}");
+
+    // --allow-other without `user_allow_other` in /etc/fuse.conf: refused, with the reason.
+    let fuse_conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    if !fuse_conf
+        .lines()
+        .any(|l| l.trim_start().starts_with("user_allow_other"))
+    {
+        let mut args = vec!["mount", "--allow-other"];
+        args.extend(&local_args);
+        args.push(mnt.to_str().unwrap());
+        let out = user.run(trustfs_bin(&user), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("user_allow_other"), "{stderr}");
+        assert!(!mounted(&mnt));
+    }
+
     // Remote: the same repository from nginx on 127.0.0.1, mounted by the user.
     let server = Nginx::start(&work.join("repo"));
     let cache = work.join("cache");
@@ -353,5 +391,80 @@ fn a_normal_user_mounts_reads_sees_status_and_unmounts_on_sigterm() {
         repeated_lines(&log)
     );
     drop(server);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `trustfs status` run by a user reads records from the user's own runtime directory too; a
+/// record planted there must not vouch for a mount another uid (here root) made.
+#[test]
+fn a_users_own_status_records_cannot_vouch_for_roots_mount() {
+    common::require_fuse();
+    let user = test_user();
+    let work = std::env::temp_dir().join(format!("trustfs-rootmount-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("mnt")).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mnt = work.join("mnt");
+    let runtime = work.join("run");
+    // Root's daemon, its records in a runtime dir of its own (not the host's /run/trustfs).
+    let mut root = Command::new(BIN)
+        .arg("mount")
+        .arg("--root")
+        .arg(examples.join("repo/metadata/1.root.json"))
+        .arg("--metadata")
+        .arg(examples.join("repo/metadata"))
+        .arg("--backing")
+        .arg(examples.join("content"))
+        .arg("--state-dir")
+        .arg(work.join("state"))
+        .arg(&mnt)
+        .env("TRUSTFS_RUNTIME_DIR", &runtime)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mounted(&mnt) {
+        assert!(Instant::now() < deadline, "root's mount did not appear");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let record = std::fs::read_dir(&runtime)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("root's status record");
+    // Root's daemon dies: its mount is dead, its record stale.
+    root.kill().unwrap();
+    root.wait().unwrap();
+    // The user plants a record claiming the mount is verified, from a live process of theirs.
+    let mut sleeper = user.cmd("sleep").arg("60").spawn().unwrap();
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    forged["pid"] = sleeper.id().into();
+    forged["verified"] = true.into();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    forged["updated_unix"] = now.into();
+    let user_run = user.home.join(".local/state/trustfs/run");
+    std::fs::create_dir_all(&user_run).unwrap();
+    std::fs::write(
+        user_run.join(record.file_name().unwrap()),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    user.own(&user.home.join(".local"));
+    std::fs::set_permissions(&user_run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let status = user.run(trustfs_bin(&user), &["status", mnt.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    let _ = std::fs::remove_file(user_run.join(record.file_name().unwrap()));
+    assert_ne!(status.status.code(), Some(0), "{text}");
+    assert!(text.contains("✘"), "{text}");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -443,10 +443,14 @@ pub fn detach_dead_mount(path: &Path) -> io::Result<bool> {
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     let ret = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     if ret == 0 {
-        Ok(true)
-    } else {
-        Err(io::Error::last_os_error())
+        return Ok(true);
     }
+    let err = io::Error::last_os_error();
+    // A normal user's own dead mount: through the helper that made it.
+    if err.raw_os_error() == Some(libc::EPERM) && fusermount::needed() {
+        return fusermount::unmount(path).map(|()| true);
+    }
+    Err(err)
 }
 
 /// `umount2(path, 0)`, falling back to `MNT_DETACH` when busy; "not mounted" counts as done.

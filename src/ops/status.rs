@@ -140,6 +140,7 @@ pub fn runtime_dirs() -> Vec<PathBuf> {
 /// probe file in it.
 pub fn check_runtime_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::MetadataExt;
     let dir = runtime_dir();
     let mode = if is_root() { 0o755 } else { 0o700 };
     std::fs::DirBuilder::new()
@@ -147,8 +148,24 @@ pub fn check_runtime_dir() -> std::io::Result<PathBuf> {
         .mode(mode)
         .create(&dir)
         .and_then(|()| {
+            // Ours alone: records there vouch for our mounts (see `judge`), and a directory
+            // another user can write lets them plant files and links.
+            let m = std::fs::symlink_metadata(&dir)?;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "not a directory owned by uid {me} that only its owner can write (owner uid {}, mode {:04o})",
+                        m.uid(),
+                        m.mode() & 0o7777
+                    ),
+                ));
+            }
             let probe = dir.join(format!(".probe.{}", std::process::id()));
-            std::fs::write(&probe, b"")?;
+            let _ = std::fs::remove_file(&probe);
+            create_new_file(&probe)?;
             std::fs::remove_file(&probe)
         })
         .map_err(|e| {
@@ -208,10 +225,53 @@ pub fn write(status: &MountStatus) -> std::io::Result<()> {
         instance_name(Path::new(&status.mountpoint)),
         status.pid
     ));
-    let mut f = std::fs::File::create(&tmp)?;
+    // Never through a link someone left at that name.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = create_new_file(&tmp)?;
     f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
     drop(f);
     std::fs::rename(tmp, path)
+}
+
+/// Create `path` anew (`O_EXCL`, never following a link), readable by all (a status record
+/// holds no secrets).
+fn create_new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// The uid that mounted the FUSE filesystem at `mountpoint` (its `user_id=` option in
+/// /proc/self/mountinfo).
+fn mount_owner(mountpoint: &Path) -> Option<u32> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let info = String::from_utf8_lossy(&info);
+    let want = mountpoint.to_string_lossy();
+    info.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if unescape_mountinfo(left.split(' ').nth(4)?) != want {
+            return None;
+        }
+        right
+            .split(' ')
+            .nth(2)?
+            .split(',')
+            .find_map(|o| o.strip_prefix("user_id="))?
+            .parse()
+            .ok()
+    })
+}
+
+/// The real uid of process `pid`, if it runs.
+fn pid_owner(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
 }
 
 /// Remove the record of a mount that is shutting down.
@@ -286,13 +346,37 @@ fn pid_alive(pid: u32) -> bool {
 /// Judge the mount at `mountpoint` now.
 pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
     let mut problems = Vec::new();
+    // A record vouches only for a mount made by the owner of the directory it is in, as written
+    // by a daemon of that owner: a user's own directory cannot speak for root's mounts.
+    use std::os::unix::fs::MetadataExt;
     let file = format!("{}.json", instance_name(mountpoint));
-    let status: Option<MountStatus> = runtime_dirs().iter().find_map(|dir| {
+    let owner = mount_owner(mountpoint);
+    let found: Option<(MountStatus, u32)> = runtime_dirs().iter().find_map(|dir| {
+        let meta = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+        if owner.is_some_and(|u| u != meta.uid()) {
+            return None;
+        }
         std::fs::read(dir.join(&file))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint)
+            .map(|s| (s, meta.uid()))
     });
+    if let Some((s, uid)) = &found {
+        if pid_alive(s.pid) && pid_owner(s.pid) != Some(*uid) {
+            problems.push(format!(
+                "the status record names pid {}, which is not a process of uid {uid}",
+                s.pid
+            ));
+        }
+        if s.updated_unix > now.0.saturating_add(60) {
+            problems.push(format!(
+                "the status record is dated in the future ({})",
+                s.updated
+            ));
+        }
+    }
+    let status = found.map(|(s, _)| s);
     match &status {
         None => problems.push(format!(
             "no status record at {} (no trustfs daemon serves this mount)",
