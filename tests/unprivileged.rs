@@ -374,7 +374,24 @@ fn a_normal_user_mounts_reads_sees_status_and_unmounts_on_sigterm() {
     ];
     let state_remote = work.join("state-remote");
     let state_remote_s = state_remote.display().to_string();
-    remote_args.extend(["--state-dir", &state_remote_s]);
+    // With live refresh, an audit log and the metrics endpoint, as for root.
+    let audit = work.join("audit.jsonl");
+    let audit_s = audit.display().to_string();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let metrics_addr = format!("127.0.0.1:{port}");
+    remote_args.extend([
+        "--state-dir",
+        &state_remote_s,
+        "--refresh-interval",
+        "1s",
+        "--audit-log",
+        &audit_s,
+        "--metrics-addr",
+        &metrics_addr,
+    ]);
     let d = Daemon::start(&user, &remote_args, &mnt, work.join("remote.log"));
     let hello = cat("hello.txt");
     assert!(hello.status.success(), "{hello:?}\n{}", d.log());
@@ -382,6 +399,23 @@ fn a_normal_user_mounts_reads_sees_status_and_unmounts_on_sigterm() {
         String::from_utf8_lossy(&hello.stdout),
         std::fs::read_to_string(work.join("content/hello.txt")).unwrap()
     );
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("trustfs_opens_total"), "{metrics}");
+    let audit_text = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(
+        audit_text.contains("\"event\":\"metadata\""),
+        "{audit_text}"
+    );
+    assert_eq!(std::fs::metadata(&audit).unwrap().uid(), user.uid);
     let (code, log) = d.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(!mounted(&mnt));
