@@ -12,7 +12,7 @@ mod nginx;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cli::{errno_of, wait_for, World};
 use common::pattern;
@@ -189,18 +189,24 @@ fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_
     );
 }
 
+/// A local mount with unregistered files hidden and refreshed every second: `sub/a.txt` signed,
+/// `sub/later.txt` only in the backing directory (hidden until a publish registers it).
+fn hidden_later_world(tag: &str) -> (World, cli::Daemon, PathBuf) {
+    let w = world(tag, &[]);
+    std::fs::create_dir_all(w.content.join("sub")).unwrap();
+    w.write("sub/a.txt", b"a");
+    w.publish();
+    w.write("sub/later.txt", b"later");
+    let d = w.mount_local(&["--hide-unregistered", "--refresh-interval", "1s"]);
+    let sub = w.at("sub");
+    (w, d, sub)
+}
+
 /// With unregistered files hidden, a listing changes when the metadata does even though the
 /// backing directory does not: the kernel's cached listing must not outlive the switch.
 #[test]
 fn hidden_file_that_becomes_registered_appears_in_a_cached_listing() {
-    let w = world("hidden", &[]);
-    std::fs::create_dir_all(w.content.join("sub")).unwrap();
-    w.write("sub/a.txt", b"a");
-    w.publish();
-    // In the backing directory only: hidden.
-    w.write("sub/later.txt", b"later");
-    let d = w.mount_local(&["--hide-unregistered", "--refresh-interval", "1s"]);
-    let sub = w.at("sub");
+    let (w, d, sub) = hidden_later_world("hidden");
     for _ in 0..3 {
         assert_eq!(names(&sub), ["a.txt"]);
     }
@@ -291,13 +297,7 @@ impl Drop for RawDir {
 /// (old) listing; that must not become the listing the kernel keeps for later opens.
 #[test]
 fn a_handle_from_before_a_switch_does_not_leave_its_listing_for_later_opens() {
-    let w = world("old-handle", &[]);
-    std::fs::create_dir_all(w.content.join("sub")).unwrap();
-    w.write("sub/a.txt", b"a");
-    w.publish();
-    w.write("sub/later.txt", b"later");
-    let d = w.mount_local(&["--hide-unregistered", "--refresh-interval", "1s"]);
-    let sub = w.at("sub");
+    let (w, d, sub) = hidden_later_world("old-handle");
     let old = RawDir::open(&sub);
     assert_eq!(old.names(), ["a.txt"]);
     w.publish();

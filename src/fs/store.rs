@@ -1216,13 +1216,7 @@ fn open_owned_dir(dir: &Path) -> io::Result<File> {
 }
 
 fn cstr(name: &str) -> io::Result<CString> {
-    if name.is_empty() || name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a plain file name",
-        ));
-    }
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+    crate::source::plain_name(name)
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {

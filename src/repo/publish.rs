@@ -700,12 +700,7 @@ fn bins_unchanged_since_last_add(
     state: &RepoState,
     opts: &AddOptions,
 ) -> Option<addcache::BinsStamp> {
-    let succinct = state
-        .targets
-        .signed
-        .delegations
-        .as_ref()
-        .and_then(|d| d.succinct_roles.as_ref())?;
+    let succinct = succinct_of(state)?;
     let sharding_keeps = match opts.sharding {
         bins::Sharding::Auto { .. } => true,
         bins::Sharding::Bins { bit_length } => bit_length == succinct.bit_length,
@@ -724,17 +719,22 @@ fn bins_unchanged_since_last_add(
     .then_some(stamp)
 }
 
+/// The hash bins the top-level targets of `state` delegates to, if any.
+fn succinct_of(state: &RepoState) -> Option<&crate::schema::SuccinctRoles> {
+    state
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.succinct_roles.as_ref())
+}
+
 /// sha256 of the identities (inode, size, mtime, ctime) of the hash bin files the snapshot of
 /// `state` names, in bin order; `None` if targets has no bins or one is missing.
 fn bin_files_digest(state: &RepoState) -> Option<[u8; 32]> {
     use sha2::Digest;
     use std::os::unix::fs::MetadataExt;
-    let succinct = state
-        .targets
-        .signed
-        .delegations
-        .as_ref()
-        .and_then(|d| d.succinct_roles.as_ref())?;
+    let succinct = succinct_of(state)?;
     let mut h = sha2::Sha256::new();
     for name in succinct.bin_names() {
         let version = state

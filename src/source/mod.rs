@@ -398,16 +398,20 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     result.map(|()| names)
 }
 
-/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir` (no `/`).
-pub(crate) fn fstatat_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::stat> {
+/// `name` as a C string if it is one plain file name (not empty, no `/`, no NUL).
+pub(crate) fn plain_name(name: &str) -> io::Result<CString> {
     if name.is_empty() || name.contains('/') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a plain file name",
         ));
     }
-    let c = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir` (no `/`).
+pub(crate) fn fstatat_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::stat> {
+    let c = plain_name(name)?;
     // SAFETY: plain data; filled by the kernel on success (only read then).
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: live descriptor, valid NUL-terminated name, `st` writable for the call.
@@ -455,14 +459,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
 /// may be the root of a mount (a bind mount of a single file included; also true when the kernel
 /// cannot tell), which only `openat2` with `RESOLVE_NO_XDEV` then settles.
 pub(crate) fn statat(dir: BorrowedFd<'_>, name: &str) -> io::Result<(Stat, bool)> {
-    if name.is_empty() || name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a plain file name",
-        ));
-    }
-    let c = CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
+    let c = plain_name(name)?;
     // SAFETY: plain data; filled by the kernel on success (only read then).
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: live descriptor, valid NUL-terminated name, `stx` writable for the call.
