@@ -135,9 +135,10 @@ pub(super) fn mount(mountpoint: &Path, options: &str) -> io::Result<(OwnedFd, He
     match received {
         Ok(dev) if out.status.success() => Ok((dev, mounted)),
         received => {
-            // Whatever the helper may have mounted is undone (no daemon will serve it).
+            // What the helper says it mounted is undone (no daemon will serve it). Only then:
+            // something mounted there before (the helper refused) is not ours to unmount.
             drop(received);
-            if out.status.success() || is_mount_point(mountpoint) {
+            if out.status.success() {
                 if let Err(e) = mounted.unmount() {
                     log_event!("cannot undo the mount at {}: {e}", mountpoint.display());
                 }
