@@ -234,7 +234,6 @@ fn mount_help_is_helpful() {
 #[test]
 fn shipped_example_mount_reads_verified_and_refuses_tampered() {
     require_fuse();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = std::env::temp_dir().join(format!("trustfs-cli-example-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mnt = dir.join("mnt"); // does not exist yet: the mount creates it
@@ -246,17 +245,7 @@ fn shipped_example_mount_reads_verified_and_refuses_tampered() {
         }
     }
     let _cleanup = Cleanup(dir.clone(), mnt.clone());
-    let mut child = Command::new(BIN)
-        .arg("mount")
-        .arg("--root")
-        .arg(examples.join("repo/metadata/1.root.json"))
-        .arg("--metadata")
-        .arg(examples.join("repo/metadata"))
-        .arg("--backing")
-        .arg(examples.join("content"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg(&mnt)
+    let mut child = common::example_mount(BIN, &dir.join("state"), &mnt)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -113,12 +113,7 @@ impl Drop for DevFuseMode {
     }
 }
 
-fn mounted(mountpoint: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(mountpoint.to_str().unwrap()))
-}
+use common::is_mounted as mounted;
 
 /// A daemon run by the test user, with its log; stopped with SIGTERM.
 struct Daemon {
@@ -196,12 +191,7 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if mounted(&self.mountpoint) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
+        common::lazy_umount(&self.mountpoint);
     }
 }
 
@@ -438,21 +428,10 @@ fn a_users_own_status_records_cannot_vouch_for_roots_mount() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("mnt")).unwrap();
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mnt = work.join("mnt");
     let runtime = work.join("run");
     // Root's daemon, its records in a runtime dir of its own (not the host's /run/trustfs).
-    let mut root = Command::new(BIN)
-        .arg("mount")
-        .arg("--root")
-        .arg(examples.join("repo/metadata/1.root.json"))
-        .arg("--metadata")
-        .arg(examples.join("repo/metadata"))
-        .arg("--backing")
-        .arg(examples.join("content"))
-        .arg("--state-dir")
-        .arg(work.join("state"))
-        .arg(&mnt)
+    let mut root = common::example_mount(BIN, &work.join("state"), &mnt)
         .env("TRUSTFS_RUNTIME_DIR", &runtime)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -496,7 +475,7 @@ fn a_users_own_status_records_cannot_vouch_for_roots_mount() {
     let text = String::from_utf8_lossy(&status.stdout);
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    let _ = Command::new("umount").arg("-l").arg(&mnt).status();
+    common::lazy_umount(&mnt);
     let _ = std::fs::remove_file(user_run.join(record.file_name().unwrap()));
     assert_ne!(status.status.code(), Some(0), "{text}");
     assert!(text.contains("✘"), "{text}");

@@ -357,7 +357,7 @@ pub fn run(args: Args) -> i32 {
     options.passthrough = !args.no_passthrough && {
         // The kernel lets only CAP_SYS_ADMIN register backing files for passthrough.
         let able = has_cap_sys_admin();
-        if !able && !args.no_passthrough {
+        if !able {
             log_event!(
                 "FUSE passthrough needs CAP_SYS_ADMIN, which this process lacks: reads are served \
                  in userspace"

@@ -161,6 +161,24 @@ pub fn lazy_umount(p: &Path) {
     }
 }
 
+/// `BIN mount` of the shipped example (`examples/repo` over `examples/content`) at `mnt` with
+/// the state dir `state`.
+pub fn example_mount(bin: &str, state: &Path, mnt: &Path) -> std::process::Command {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut c = std::process::Command::new(bin);
+    c.arg("mount")
+        .arg("--root")
+        .arg(examples.join("repo/metadata/1.root.json"))
+        .arg("--metadata")
+        .arg(examples.join("repo/metadata"))
+        .arg("--backing")
+        .arg(examples.join("content"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg(mnt);
+    c
+}
+
 /// Is `p` a mount point in /proc/self/mountinfo?
 pub fn is_mounted(p: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
