@@ -557,3 +557,256 @@ fn mount_help_documents_the_operations_flags() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(64));
 }
+
+/// The headless browser the status page is checked with: Debian's `chromium` (installed by
+/// `.ci/run`). Panics with the install command when there is none: never skips.
+fn browser() -> &'static str {
+    for b in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = std::process::Command::new(b)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if found {
+            return b;
+        }
+    }
+    panic!("no headless browser: apt-get install chromium (bash .ci/run installs it)");
+}
+
+/// Run the headless browser on `url` with `args` (bounded: killed after 120 s); its stdout.
+fn headless(dir: &Path, url: &str, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--window-size=1000,1300",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("browser").display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not finish with {url} in 120 s", browser());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reader.join().unwrap()
+}
+
+/// Pixels of `png` within a small distance of `rgb`.
+fn pixels_like(png: &Path, rgb: [u8; 3]) -> usize {
+    let decoder = png::Decoder::new(std::fs::File::open(png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    buf[..info.buffer_size()]
+        .chunks_exact(step)
+        .filter(|p| (0..3).all(|i| p[i].abs_diff(rgb[i]) <= 6))
+        .count()
+}
+
+const PAGE_GREEN: [u8; 3] = [0x1a, 0x7f, 0x37];
+const PAGE_RED: [u8; 3] = [0xcf, 0x22, 0x2e];
+
+/// Where the screenshots go (kept after the test, for people and CI artifacts).
+fn screenshot_dir() -> std::path::PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Load the page of the mount served on `port` in the browser: its DOM after parsing, and a
+/// screenshot saved as `name`.png in [`screenshot_dir`].
+fn load_page(w: &World, port: u16, name: &str) -> (String, std::path::PathBuf) {
+    let url = format!("http://127.0.0.1:{port}/");
+    let dom = headless(&w.dir, &url, &["--dump-dom"]);
+    let shot = screenshot_dir().join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&shot);
+    headless(&w.dir, &url, &[&format!("--screenshot={}", shot.display())]);
+    assert!(shot.exists(), "no screenshot at {}", shot.display());
+    eprintln!("status page screenshot: {}", shot.display());
+    (dom, shot)
+}
+
+/// `GET path` on the status server: the body, after checking for a 200.
+fn get_ok(port: u16, path: &str) -> String {
+    let (head, body) = http_get(port, path);
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    body
+}
+
+#[test]
+fn status_page_in_a_real_browser_is_green_for_a_healthy_mount_and_escapes_hostile_names() {
+    let w = world("page", &[]);
+    let mnt = w.mnt.to_str().unwrap().to_owned();
+    let port = free_port();
+    let d = w.mount_local(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    // Unregistered files whose names are markup: the page must show them as text.
+    let hostile = ["<b id=\"pwned\">bold<b>.sh", "<script>document.title=1.sh"];
+    for name in hostile {
+        w.write(name, b"#!/bin/sh\necho never signed\n");
+        assert_eq!(errno_of(std::fs::read(w.at(name))), libc::EACCES);
+    }
+    assert_eq!(
+        std::fs::read(w.at("hello.txt")).unwrap(),
+        b"hello, verified world\n"
+    );
+    wait_for(
+        "the record to list both denials",
+        || d.log(),
+        || {
+            let v: serde_json::Value = serde_json::from_str(&get_ok(port, "/status.json")).unwrap();
+            v["status"]["counters"]["recent_denials"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2)
+                && v["status"]["counters"]["served"] == 1
+        },
+    );
+    // The page, the JSON and `trustfs status` judge the same record.
+    let (code, out) = status(&w, &[&mnt, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let cli: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&get_ok(port, "/status.json")).unwrap();
+    assert_eq!(json["verified"], true, "{json}");
+    assert_eq!(json["verified"], cli[0]["verified"]);
+    assert_eq!(json["problems"], cli[0]["problems"]);
+    assert_eq!(json["status"]["pid"], cli[0]["status"]["pid"]);
+    let badge = get_ok(port, "/badge.svg");
+    assert!(badge.contains("✔ verified"), "{badge}");
+
+    let (dom, shot) = load_page(&w, port, "verified");
+    assert!(
+        dom.contains("id=\"trustfs-status\" data-state=\"verified\""),
+        "{dom}"
+    );
+    assert!(dom.contains("<h1>Verified</h1>"), "{dom}");
+    assert!(dom.contains(&mnt));
+    assert!(dom.contains("timestamp"));
+    assert!(
+        dom.contains("1 served (verified), 2 denied, 0 faults"),
+        "{dom}"
+    );
+    // The names arrived as text: escaped in the DOM, no element or script made of them.
+    assert!(
+        dom.contains("&lt;b id=\"pwned\"&gt;bold&lt;b&gt;.sh"),
+        "{dom}"
+    );
+    assert!(dom.contains("&lt;script&gt;document.title=1.sh"), "{dom}");
+    assert!(!dom.contains("id=\"pwned\">"), "{dom}");
+    assert!(!dom.to_lowercase().contains("<script"), "{dom}");
+    assert!(dom.contains("<title>✔ trustfs"), "{dom}");
+    // The browser drew a green shield header and nothing red.
+    let (green, red) = (pixels_like(&shot, PAGE_GREEN), pixels_like(&shot, PAGE_RED));
+    assert!(green > 20_000 && red < 2_000, "green {green}, red {red}");
+    d.stop();
+}
+
+#[test]
+fn status_page_in_a_real_browser_is_red_with_the_reason_for_an_expired_mount() {
+    let w = world("page-expired", &["timestamp=6s"]);
+    let mnt = w.mnt.to_str().unwrap().to_owned();
+    let port = free_port();
+    let d = w.mount_local(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    wait_for(
+        "the page to report the expiry",
+        || d.log(),
+        || get_ok(port, "/status.json").contains("timestamp metadata expired at"),
+    );
+    let (code, out) = status(&w, &[&mnt]);
+    assert_eq!(code, 1, "{out}");
+    let badge = get_ok(port, "/badge.svg");
+    assert!(badge.contains("✘ expired"), "{badge}");
+    let (dom, shot) = load_page(&w, port, "expired");
+    assert!(
+        dom.contains("id=\"trustfs-status\" data-state=\"not-verified\""),
+        "{dom}"
+    );
+    assert!(dom.contains("<h1>NOT verified</h1>"), "{dom}");
+    assert!(dom.contains("timestamp metadata expired at"), "{dom}");
+    assert!(dom.contains("<title>✘ trustfs"), "{dom}");
+    let (green, red) = (pixels_like(&shot, PAGE_GREEN), pixels_like(&shot, PAGE_RED));
+    assert!(red > 20_000 && green < 2_000, "green {green}, red {red}");
+    d.stop();
+}
+
+/// Hostile HTTP clients against a live daemon: other methods, unknown paths, oversized and
+/// never-finished requests each get a plain 4xx, and the mount and its page keep answering.
+#[test]
+fn status_server_answers_bad_requests_with_4xx_and_keeps_serving() {
+    let w = world("page-bad", &[]);
+    let port = free_port();
+    let d = w.mount_local(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let raw = |request: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(request);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    for (request, want) in [
+        (
+            &b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"[..],
+            "HTTP/1.1 405",
+        ),
+        (b"DELETE /status.json HTTP/1.1\r\n\r\n", "HTTP/1.1 405"),
+        (b"GET /../../etc/passwd HTTP/1.1\r\n\r\n", "HTTP/1.1 404"),
+        (b"GET /status.json/x HTTP/1.1\r\n\r\n", "HTTP/1.1 404"),
+        (b"BREW\r\n\r\n", "HTTP/1.1 400"),
+    ] {
+        let answer = raw(request);
+        assert!(answer.starts_with(want), "{request:?}: {answer}");
+    }
+    let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(vec![b'a'; 100_000]);
+    assert!(raw(&huge).starts_with("HTTP/1.1 431"));
+    // Slow clients hold connections open without finishing a request; the page still loads,
+    // and each of them is answered 408 in the end.
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    assert!(get_ok(port, "/").contains("data-state=\"verified\""));
+    assert_eq!(
+        std::fs::read(w.at("hello.txt")).unwrap(),
+        b"hello, verified world\n"
+    );
+    for s in &mut slow {
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let (head, _) = http_get(port, "/badge.svg");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    d.stop();
+}

@@ -131,9 +131,12 @@ pub struct Args {
     /// refresh. Created with mode 0640.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Serve Prometheus metrics (text format) on http://HOST:PORT/metrics, e.g. 127.0.0.1:9715:
-    /// opens, denials by reason, bytes, verification time, cache hits, metadata versions and
-    /// seconds until expiry, refresh failures.
+    /// Serve the mount's status over HTTP on HOST:PORT, e.g. 127.0.0.1:9715: a status page on
+    /// `/` (green shield with a check mark, or red with the reason; versions, expiry, keys,
+    /// counts, last denials), `/status.json` (what `trustfs status --json` says), `/badge.svg`,
+    /// and Prometheus metrics on `/metrics` (opens, denials by reason, bytes, verification time,
+    /// cache hits, metadata versions and seconds until expiry, refresh failures). No secrets,
+    /// but paths and callers of denied opens: bind to loopback or a trusted network.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
     /// Where to mount.
@@ -184,7 +187,8 @@ Operations (see docs/operations.md):
   and a log line naming the expired role.
   Status: the mount publishes a status record in $TRUSTFS_RUNTIME_DIR (default /run/trustfs),
   read by `trustfs status`, and removes it on a clean unmount.
-  Audit and metrics: --audit-log FILE (JSON lines), --metrics-addr HOST:PORT (Prometheus).
+  Audit and metrics: --audit-log FILE (JSON lines), --metrics-addr HOST:PORT: a status page
+  (http://HOST:PORT/, the green check mark), /status.json, /badge.svg and /metrics (Prometheus).
   Xattrs: registered files carry user.trustfs.sha256, user.trustfs.length,
   user.trustfs.verified and user.trustfs.role; the mount root carries user.trustfs.status (the status record as JSON).
   Restart: if MOUNTPOINT is a dead trustfs mount left by a killed daemon (ENOTCONN), it is
@@ -438,8 +442,14 @@ pub fn run(args: Args) -> i32 {
     live.write_status();
     if let Some(listener) = metrics {
         let l = live.clone();
-        match ops::metrics::serve_on(listener, Arc::new(move || l.status())) {
-            Ok(bound) => log_event!("metrics on http://{bound}/metrics"),
+        let endpoints = ops::http::Endpoints {
+            status: Arc::new(move || l.status()),
+            mountpoint: mountpoint.clone(),
+        };
+        match ops::http::serve_on(listener, endpoints) {
+            Ok(bound) => log_event!(
+                "status page on http://{bound}/ (also /status.json, /badge.svg, /metrics)"
+            ),
             Err(e) => log_event!("cannot serve metrics: {e}; continuing without"),
         }
     }

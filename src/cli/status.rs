@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::ops::status::{judge, seconds_until, trustfs_mounts, Verdict};
+use crate::ops::status::{in_words, seconds_until, trustfs_mounts, verdict, Verdict};
 use crate::schema::UtcTime;
 
 /// Show whether trustfs mounts are verified (✔) or not (✘).
@@ -29,18 +29,7 @@ pub fn run(args: Args) -> i32 {
         Some(m) => vec![std::fs::canonicalize(m).unwrap_or_else(|_| m.clone())],
         None => trustfs_mounts(),
     };
-    let verdicts: Vec<Verdict> = mounts
-        .iter()
-        .map(|m| {
-            let mut v = judge(m, now);
-            if !trustfs_mounts().contains(m) {
-                v.verified = false;
-                v.problems
-                    .insert(0, format!("{} is not a trustfs mount", m.display()));
-            }
-            v
-        })
-        .collect();
+    let verdicts: Vec<Verdict> = mounts.iter().map(|m| verdict(m, now)).collect();
     if args.json {
         match serde_json::to_string_pretty(&verdicts) {
             Ok(s) => println!("{s}"),
@@ -57,21 +46,6 @@ pub fn run(args: Args) -> i32 {
         super::EXIT_OK
     } else {
         super::EXIT_CONTENT
-    }
-}
-
-fn in_words(secs: i64) -> String {
-    let (past, s) = (secs < 0, secs.unsigned_abs());
-    let text = match s {
-        s if s >= 2 * 86400 => format!("{}d", s / 86400),
-        s if s >= 2 * 3600 => format!("{}h", s / 3600),
-        s if s >= 120 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    };
-    if past {
-        format!("{text} ago")
-    } else {
-        format!("in {text}")
     }
 }
 

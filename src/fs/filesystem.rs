@@ -65,7 +65,7 @@ use crate::index::{Child, TargetIndex, TargetInfo};
 use crate::log_event;
 use crate::ops::audit::AuditLog;
 use crate::ops::status::MountStatus;
-use crate::ops::{Counters, DenyReason, FaultKind};
+use crate::ops::{Counters, DenialRecord, DenyReason, FaultKind};
 use crate::schema::UtcTime;
 use crate::source::remote::Mirrors;
 use crate::source::{is_plain_component, BackingDir, EntryKind, FileKey, SourceError, Stat};
@@ -644,7 +644,10 @@ impl Core {
             .cache_bytes
             .store(self.store.total_bytes(), Ordering::Relaxed);
         let expired = gen.expired_at(now);
-        let fresh = lock(&self.freshness).judge(now);
+        let (fresh, refresh) = {
+            let f = lock(&self.freshness);
+            (f.judge(now), f.refresh())
+        };
         let problem = match expired {
             Some((t, role)) => Some(format!(
                 "the trusted metadata expired at {} (the {role} role); opens are refused",
@@ -668,6 +671,8 @@ impl Core {
             stale: fresh.stale,
             confirmed: crate::fs::log::timestamp(fresh.last_ok),
             confirmed_unix: UtcTime::from_system(fresh.last_ok).0,
+            refresh_interval_secs: refresh.map(|(every, _)| every.as_secs()),
+            stale_after_secs: refresh.map(|(_, after)| after.as_secs()),
             metadata: gen.summary.clone().unwrap_or_default(),
             targets: gen.index.len(),
             counters: self.counters.snapshot(),
@@ -884,9 +889,17 @@ impl Core {
 
     fn deny(&self, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
         let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
-        let at = crate::fs::log::timestamp(SystemTime::now());
-        self.counters
-            .deny(d.reason, format!("{at} {path:?}: {} {who}", d.detail));
+        self.counters.deny(
+            d.reason,
+            DenialRecord {
+                time: crate::fs::log::timestamp(SystemTime::now()),
+                path: path.to_string_lossy().into_owned(),
+                reason: d.reason.label().to_owned(),
+                detail: d.detail.clone(),
+                pid: caller.pid,
+                uid: caller.uid,
+            },
+        );
         let Some(left_out) = self.throttle.admit(caller.uid, path, d.reason.label()) else {
             return;
         };
@@ -1061,6 +1074,7 @@ impl Core {
         if who.uid != 0 {
             st.counters.last_denial = None;
             st.counters.last_fault = None;
+            st.counters.recent_denials.clear();
         }
         st
     }

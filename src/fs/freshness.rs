@@ -54,6 +54,11 @@ impl Freshness {
         self.refresh = Some((interval, stale_after));
     }
 
+    /// How often the metadata is refreshed and when it counts as stale (None: no refresh).
+    pub(super) fn refresh(&self) -> Option<(Duration, Duration)> {
+        self.refresh
+    }
+
     pub(super) fn ok(&mut self, now: SystemTime) {
         self.last_ok = now;
         self.failures = 0;

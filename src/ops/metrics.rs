@@ -1,20 +1,11 @@
-//! Prometheus metrics: text exposition format 0.0.4 on `GET /metrics` (`--metrics-addr HOST:PORT`).
-//!
-//! A small blocking HTTP/1.1 server on its own thread: one request per connection, bounded request
-//! size and timeouts, so a slow or hostile scraper cannot hold the daemon.
+//! Prometheus metrics: text exposition format 0.0.4, served on `GET /metrics` by [`super::http`]
+//! (`--metrics-addr HOST:PORT`).
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::time::Duration;
 
 use super::status::{seconds_until, MountStatus};
 use super::{DenyReason, FaultKind, VERIFY_BUCKETS};
 use crate::schema::UtcTime;
-
-/// Produces the current status for each scrape.
-pub type StatusFn = Arc<dyn Fn() -> MountStatus + Send + Sync>;
 
 /// One metric family: HELP, TYPE and its samples (`labels` include the braces).
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
@@ -290,88 +281,15 @@ pub fn render(s: &MountStatus, now: UtcTime) -> String {
     out
 }
 
-/// Serve `GET /metrics` on `addr` in a background thread. Returns the bound address.
-pub fn serve(addr: &str, status: StatusFn) -> std::io::Result<SocketAddr> {
-    serve_on(TcpListener::bind(addr)?, status)
-}
-
-/// Serve `GET /metrics` on an already bound `listener` (bind first, so a busy address fails
-/// before anything else starts) in a background thread. Returns the bound address.
-pub fn serve_on(listener: TcpListener, status: StatusFn) -> std::io::Result<SocketAddr> {
-    let local = listener.local_addr()?;
-    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("trustfs-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(stream) = conn else { continue };
-                // At most MAX_SCRAPES at once (each bounded by timeouts): a flood of connections
-                // is turned away, never a thread each.
-                if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_SCRAPES {
-                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    drop(stream);
-                    continue;
-                }
-                let (status, busy2) = (status.clone(), busy.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("trustfs-scrape".into())
-                    .spawn(move || {
-                        let _ = answer(stream, &status);
-                        busy2.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                }
-            }
-        })?;
-    Ok(local)
-}
-
-/// Scrapes answered at the same time; more connections are closed at once.
-pub const MAX_SCRAPES: usize = 8;
-
-fn answer(mut stream: TcpStream, status: &StatusFn) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(8192));
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers (bounded by take()).
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-    }
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, ctype, body) =
-        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                render(&status(), UtcTime::now()),
-            )
-        } else {
-            (
-                "404 Not Found",
-                "text/plain; charset=utf-8",
-                "see /metrics\n".to_owned(),
-            )
-        };
-    write!(stream, "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-    stream.write_all(body.as_bytes())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::ops::Counters;
+    use crate::ops::{Counters, DenialRecord};
     use crate::trust::TrustSummary;
 
-    fn status() -> MountStatus {
+    pub(crate) fn status() -> MountStatus {
         let counters = Counters::default();
-        counters.deny(DenyReason::Altered, "x".into());
+        counters.deny(DenyReason::Altered, DenialRecord::default());
         counters.verified(0.02);
         MountStatus {
             pid: 1,
@@ -393,6 +311,8 @@ mod tests {
             stale: false,
             confirmed: String::new(),
             confirmed_unix: 0,
+            refresh_interval_secs: None,
+            stale_after_secs: None,
             tables: Default::default(),
             process: Default::default(),
         }
@@ -426,23 +346,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn serves_metrics_over_http() {
-        let st = status();
-        let addr = serve("127.0.0.1:0", Arc::new(move || st.clone())).unwrap();
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("trustfs_up 1"));
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /other HTTP/1.1\r\n\r\n").unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 404"), "{body}");
     }
 }

@@ -3,14 +3,17 @@
 //! - [`status`]: the status record a running mount publishes in the runtime directory, which
 //!   `trustfs status` reads (the little green check mark).
 //! - [`audit`]: one JSON object a line for every denial and every metadata change.
-//! - [`metrics`]: Prometheus text format on `/metrics`.
+//! - [`http`]: the small HTTP server on `--metrics-addr`: [`metrics`] (Prometheus text format on
+//!   `/metrics`) and [`page`] (the status page on `/`, `/status.json`, `/badge.svg`).
 //! - [`Counters`]: the event counts all three report, updated by the filesystem.
 
 pub mod audit;
+pub mod http;
 pub mod metrics;
+pub mod page;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -142,6 +145,8 @@ pub struct Counters {
     pub refresh_unchanged: AtomicU64,
     /// The most recent denial, for `trustfs status`.
     pub last_denial: Mutex<Option<String>>,
+    /// The last [`RECENT_DENIALS`] denials, newest first, for the status page.
+    pub recent_denials: Mutex<VecDeque<DenialRecord>>,
     /// The most recent fault, for `trustfs status`.
     pub last_fault: Mutex<Option<String>>,
 }
@@ -149,10 +154,43 @@ pub struct Counters {
 /// Upper bounds (seconds) of the verification time histogram buckets.
 pub const VERIFY_BUCKETS: [f64; 8] = [0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 
+/// How many denials the status record keeps (newest first).
+pub const RECENT_DENIALS: usize = 10;
+
+/// One denied open, as the status record and the status page show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialRecord {
+    /// UTC, RFC 3339.
+    pub time: String,
+    /// The path in the mount, as the kernel asked for it (lossy UTF-8).
+    pub path: String,
+    /// A [`DenyReason::label`].
+    pub reason: String,
+    pub detail: String,
+    pub pid: u32,
+    pub uid: u32,
+}
+
+impl DenialRecord {
+    /// One line: time, path, detail, caller (the `last_denial` of the status record).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {:?}: {} (pid {}, uid {})",
+            self.time, self.path, self.detail, self.pid, self.uid
+        )
+    }
+}
+
 impl Counters {
-    pub fn deny(&self, reason: DenyReason, summary: String) {
+    pub fn deny(&self, reason: DenyReason, record: DenialRecord) {
         self.denied[reason as usize].fetch_add(1, Ordering::Relaxed);
-        *self.last_denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+        *self.last_denial.lock().unwrap_or_else(|e| e.into_inner()) = Some(record.summary());
+        let mut recent = self
+            .recent_denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.truncate(RECENT_DENIALS - 1);
+        recent.push_front(record);
     }
 
     pub fn fault(&self, kind: FaultKind, summary: String) {
@@ -221,6 +259,13 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            recent_denials: self
+                .recent_denials
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -288,6 +333,9 @@ pub struct CountersSnapshot {
     pub last_denial: Option<String>,
     #[serde(default)]
     pub last_fault: Option<String>,
+    /// The last [`RECENT_DENIALS`] denials, newest first (absent in records of older daemons).
+    #[serde(default)]
+    pub recent_denials: Vec<DenialRecord>,
 }
 
 impl CountersSnapshot {

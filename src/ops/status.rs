@@ -44,6 +44,11 @@ pub struct MountStatus {
     pub confirmed: String,
     #[serde(default)]
     pub confirmed_unix: i64,
+    /// `--refresh-interval` and the staleness bound, in seconds (None: no live refresh).
+    #[serde(default)]
+    pub refresh_interval_secs: Option<u64>,
+    #[serde(default)]
+    pub stale_after_secs: Option<u64>,
     pub metadata: TrustSummary,
     pub targets: usize,
     pub counters: CountersSnapshot,
@@ -421,6 +426,39 @@ pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
         verified: problems.is_empty(),
         problems,
         status,
+    }
+}
+
+/// The verdict on `mountpoint` as `trustfs status` and the status page give it: [`judge`], and
+/// not verified at all when the path is not a trustfs mount (any more).
+pub fn verdict(mountpoint: &Path, now: UtcTime) -> Verdict {
+    let mut v = judge(mountpoint, now);
+    if !trustfs_mounts().iter().any(|m| m == mountpoint) {
+        v.verified = false;
+        v.problems.insert(
+            0,
+            format!("{} is not a trustfs mount", mountpoint.display()),
+        );
+    }
+    v
+}
+
+/// A duration in seconds from now in words: `in 3d`, `in 5h`, `in 12m`, `now`, `40s ago`.
+pub fn in_words(secs: i64) -> String {
+    if secs == 0 {
+        return "now".into();
+    }
+    let (past, s) = (secs < 0, secs.unsigned_abs());
+    let text = match s {
+        s if s >= 2 * 86400 => format!("{}d", s / 86400),
+        s if s >= 2 * 3600 => format!("{}h", s / 3600),
+        s if s >= 120 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    if past {
+        format!("{text} ago")
+    } else {
+        format!("in {text}")
     }
 }
 
