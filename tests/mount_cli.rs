@@ -279,3 +279,71 @@ fn shipped_example_mount_reads_verified_and_refuses_tampered() {
     );
     assert!(!is_mounted(&mnt));
 }
+
+/// The demo trustfs exists for (`examples/mitm/run.sh`, as the README tells it): a man in the
+/// middle injects a destructive command into a script in transit; the plain download runs it,
+/// the trustfs mount (bind-mounted into a mount namespace) refuses it with EACCES and serves the
+/// untouched files; the demo cleans up after itself.
+#[test]
+fn mitm_demo_plain_download_runs_the_injected_code_trustfs_refuses_it() {
+    require_fuse();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mitm/run.sh");
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .env("TRUSTFS", BIN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!(
+        "{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let n = lines.len();
+    assert!(n >= 2, "{all}");
+    assert!(
+        lines[n - 2].starts_with("plain download: injected code ran (")
+            && lines[n - 2].ends_with("/victim/precious.txt deleted)"),
+        "{all}"
+    );
+    assert_eq!(
+        lines[n - 1],
+        "trustfs: injected code refused (EACCES); untouched files served (service/index.html, service/config.json)",
+        "{all}"
+    );
+    for want in [
+        "mitm: INJECTED a destructive command into /files/service/start.sh",
+        "cannot open /mnt/app/service/start.sh: Permission denied",
+        "Hello from a verified service",
+        "DENY open \"service/start.sh\"",
+        "sha256 mismatch",
+        "\"reason\": \"altered\"",
+        "  verified",
+        "status.json: verified=true",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing:\n{all}");
+    }
+    // Cleaned up: no scratch directory, no mount left behind.
+    let scratch = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split("(scratch dir ").nth(1))
+        .map(|s| s.trim_end_matches(')').to_owned())
+        .unwrap_or_else(|| panic!("no scratch dir named:\n{all}"));
+    assert!(!Path::new(&scratch).exists(), "{scratch} left behind");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&scratch), "a mount left behind:\n{mounts}");
+}
