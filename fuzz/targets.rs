@@ -1540,6 +1540,7 @@ pub fn http(data: &[u8]) -> u32 {
     let before = script.connections.load(std::sync::atomic::Ordering::SeqCst);
     let options = trust::HttpOptions {
         io_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
     };
     let fetcher = trust::HttpFetcher::with_options(&format!("http://{addr}/dir/"), options)
         .expect("a valid base URL");

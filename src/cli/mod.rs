@@ -42,7 +42,7 @@ pub enum Command {
     /// Check a directory against signed metadata, offline.
     Verify(verify::Args),
     /// Mount a verified, read-only view of a backing directory or a remote repository.
-    Mount(mount::Args),
+    Mount(Box<mount::Args>),
     /// Show whether mounts are verified (✔) or not (✘).
     Status(status::Args),
     /// Print shell completions.
@@ -69,7 +69,7 @@ pub fn main() -> i32 {
         Command::Key(cmd) => key::run(cmd),
         Command::Repo(cmd) => repo::run(cmd),
         Command::Verify(args) => verify::run(args),
-        Command::Mount(args) => mount::run(args),
+        Command::Mount(args) => mount::run(*args),
         Command::Status(args) => status::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),

@@ -91,6 +91,37 @@ pub struct Args {
     /// one; an unreachable metadata URL at start falls back to the state dir (offline start).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
     pub http_timeout: Duration,
+    /// Remote: also trust the CA certificate(s) in FILE (PEM) for https:// URLs, on top of the
+    /// system trust store (SSL_CERT_FILE/SSL_CERT_DIR, else e.g. /etc/ssl/certs, as curl finds
+    /// it). Repeatable. A refused certificate is an error naming the host and the reason.
+    #[arg(long, value_name = "FILE", requires = "metadata_url")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Remote: the HTTP proxy (CONNECT) for every URL, e.g. http://user:pass@proxy:3128.
+    /// Default, as curl: https_proxy/HTTPS_PROXY for https URLs, http_proxy/HTTP_PROXY for http
+    /// URLs, then all_proxy/ALL_PROXY; hosts in no_proxy/NO_PROXY (names with their subdomains,
+    /// addresses, CIDR ranges, *) are reached directly. Credentials in the URL are never logged.
+    #[arg(long, value_name = "URL", requires = "metadata_url")]
+    pub proxy: Option<String>,
+    /// Remote: send the header lines in FILE (e.g. `Authorization: Bearer <token>`; # comments)
+    /// with every request to the URLs given here, or only to ORIGIN (https://host[:port]) with
+    /// ORIGIN=FILE. Re-read when it changes. FILE must be private (chmod 600) and owned by you or
+    /// root. Never sent to another host (redirects stay within a mirror's origin), never logged.
+    /// Repeatable.
+    #[arg(long, value_name = "[ORIGIN=]FILE", requires = "metadata_url")]
+    pub auth_file: Vec<String>,
+    /// Remote: basic auth for each host from $NETRC, else ~/.netrc (as curl --netrc); private
+    /// file required. An --auth-file Authorization header wins over it.
+    #[arg(long, requires = "metadata_url", conflicts_with = "netrc_file")]
+    pub netrc: bool,
+    /// Remote: as --netrc, from FILE.
+    #[arg(long, value_name = "FILE", requires = "metadata_url")]
+    pub netrc_file: Option<PathBuf>,
+    /// Remote: the client certificate (PEM, with its chain) for mirrors that require mTLS.
+    #[arg(long, value_name = "FILE", requires_all = ["metadata_url", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// Remote: the private key of --client-cert (PEM: PKCS#8, PKCS#1 or SEC1; private file).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Private state: metadata versions seen (rollback protection across restarts) and verified
     /// copies (`objects/`, cleared at start). Default: /var/lib/trustfs/<escaped mountpoint>.
     #[arg(long, value_name = "DIR")]
@@ -200,6 +231,55 @@ pub fn state_name(mountpoint: &Path) -> String {
     crate::ops::status::instance_name(mountpoint)
 }
 
+/// The network configuration of a remote mount (TLS, proxy, credentials), checked now, and one
+/// log line each about how every URL given is reached.
+fn network_of(args: &Args) -> Result<trust::Network, String> {
+    let netrc = match (&args.netrc_file, args.netrc) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => Some(
+            std::env::var_os("NETRC")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc")))
+                .ok_or("--netrc: neither NETRC nor HOME is set")?,
+        ),
+        (None, false) => None,
+    };
+    let opts = trust::NetOptions {
+        ca_certs: args.ca_cert.clone(),
+        proxy: args.proxy.clone(),
+        auth_files: args.auth_file.clone(),
+        netrc,
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
+    };
+    let network = trust::Network::new(&opts)?;
+    let urls = args
+        .metadata_url
+        .iter()
+        .chain(&args.targets_url)
+        .chain(&args.mirror);
+    let mut origins: Vec<trust::Origin> = urls.filter_map(|u| trust::Origin::of(u).ok()).collect();
+    origins.sort();
+    origins.dedup();
+    for spec in &args.auth_file {
+        if let Some((scope, _)) = spec.split_once('=') {
+            if let Ok(o) = trust::Origin::of(scope) {
+                if !origins.contains(&o) {
+                    return Err(format!(
+                        "--auth-file {spec}: {o} is not the origin of any URL given (metadata, targets, mirrors)"
+                    ));
+                }
+            }
+        }
+    }
+    for origin in &origins {
+        for note in network.notes_for(origin) {
+            log_event!("{note}");
+        }
+    }
+    Ok(network)
+}
+
 pub fn run(args: Args) -> i32 {
     // Room for many readers: the soft descriptor limit up to the hard one (the daemon bounds
     // its own use; see docs/operations.md).
@@ -278,6 +358,13 @@ pub fn run(args: Args) -> i32 {
             return super::EXIT_USAGE;
         }
     };
+    let network = match network_of(&args) {
+        Ok(n) => Arc::new(n),
+        Err(e) => {
+            super::report_error("mount", &e);
+            return super::EXIT_USAGE;
+        }
+    };
     let trust_options = TrustOptions {
         trusted_root: args.root.clone(),
         source,
@@ -285,6 +372,7 @@ pub fn run(args: Args) -> i32 {
         now: SystemTime::now(),
         http: trust::HttpOptions {
             io_timeout: args.http_timeout,
+            network: network.clone(),
         },
     };
     let loaded = if args.metadata_url.is_some() {
@@ -335,7 +423,7 @@ pub fn run(args: Args) -> i32 {
                 cache_dir: cache.clone(),
                 cache_max: args.cache_max_size.unwrap_or(u64::MAX),
                 consistent_snapshot: trusted.summary.consistent_snapshot,
-                http: trust_options.http,
+                http: trust_options.http.clone(),
                 prefetch: crate::fs::prefetch::PrefetchOptions {
                     threads: args.prefetch,
                     ..Default::default()

@@ -506,7 +506,7 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
             let mirrors = Mirrors::new(
                 &remote.targets_urls,
                 remote.consistent_snapshot,
-                remote.http,
+                remote.http.clone(),
             )
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let store = store::ObjectStore::open_cache(

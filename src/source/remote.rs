@@ -82,7 +82,7 @@ impl Mirrors {
         }
         let fetchers = bases
             .iter()
-            .map(|b| HttpFetcher::with_options(b, http))
+            .map(|b| HttpFetcher::with_options(b, http.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Mirrors {
             fetchers,

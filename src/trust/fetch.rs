@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
+use super::net::{Network, Origin};
+
 /// Why a fetch failed.
 #[derive(Debug)]
 pub enum FetchError {
@@ -181,9 +183,13 @@ pub type HttpBody = (Box<dyn Read + Send>, Option<u64>);
 /// - the whole body within `io_timeout` plus its expected length at [`MIN_BODY_RATE`] (the signed
 ///   length for targets, the download limit for metadata);
 /// - and at least [`DEFAULT_MIN_BYTES_PER_WINDOW`] in every [`RATE_WINDOW`] ([`SlowRetrievalGuard`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// `network` says how mirrors are reached: TLS roots and client certificate, proxies,
+/// credentials ([`Network`]).
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     pub io_timeout: Duration,
+    pub network: Arc<Network>,
 }
 
 /// Default of [`HttpOptions::io_timeout`].
@@ -200,6 +206,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             io_timeout: DEFAULT_IO_TIMEOUT,
+            network: Arc::new(Network::default()),
         }
     }
 }
@@ -271,46 +278,6 @@ impl Resolver for CachingResolver {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((key, addrs.clone(), Instant::now()));
         Ok(addrs)
-    }
-}
-
-/// Scheme, host and port of a URL: what a redirect must keep.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: u16,
-}
-
-impl Origin {
-    /// The origin of an absolute `http://` or `https://` URL.
-    fn of(url: &str) -> Result<Origin, String> {
-        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-        let scheme = uri
-            .scheme_str()
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| format!("{url:?} has no scheme"))?;
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
-        };
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("{url:?} has no host"))?
-            .to_ascii_lowercase();
-        Ok(Origin {
-            scheme,
-            host,
-            port: uri.port_u16().unwrap_or(default_port),
-        })
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
     }
 }
 
@@ -397,8 +364,26 @@ impl HttpFetcher {
             base.push('/');
         }
         let origin = Origin::of(&base)?;
+        if base
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            // They would be logged, published in the status record and shown on the status page.
+            return Err(format!(
+                "{}: credentials in a URL are not accepted (they would end up in logs and status); use --auth-file or --netrc",
+                super::net::redact(&base)
+            ));
+        }
         let t = Some(options.io_timeout);
-        let config = ureq::Agent::config_builder()
+        let net = &options.network;
+        let mut config = ureq::Agent::config_builder();
+        if origin.scheme == "https" {
+            config = config.tls_config(net.tls().0.clone());
+        }
+        let config = config
+            // Always set: ureq would otherwise read its own (not curl's) proxy variables.
+            .proxy(net.proxy_for(&origin))
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_resolve(t)
@@ -459,9 +444,14 @@ impl HttpFetcher {
         let mut seen = vec![url.clone()];
         loop {
             let deadline = self.options.body_deadline(expected);
+            // Credentials only for this fetcher's own origin: a redirect never leaves it.
+            let credentials = self.options.network.headers_for(&self.origin);
             let resp = no_panic("a request", || {
-                self.agent
-                    .get(&url)
+                let mut request = self.agent.get(&url);
+                for (name, value) in &credentials {
+                    request = request.header(name.as_str(), value.as_str());
+                }
+                request
                     .config()
                     .timeout_recv_body(Some(deadline))
                     .build()
@@ -479,7 +469,7 @@ impl HttpFetcher {
                 }
                 // The host may have moved: look it up again next time.
                 self.resolver.forget();
-                io_err(&url, describe_error(&e, &self.options))
+                io_err(&url, describe_error(&e, &self.options, &self.origin))
             })?;
             let status = resp.status().as_u16();
             match status {
@@ -520,6 +510,26 @@ impl HttpFetcher {
                     seen.push(next.clone());
                     url = next;
                 }
+                401 => {
+                    let hint = if credentials.is_empty() {
+                        "the mirror wants credentials: give --auth-file or --netrc"
+                    } else {
+                        "the mirror refused the credentials sent"
+                    };
+                    return Err(io_err(&url, format!("HTTP status 401 ({hint})")));
+                }
+                400 if self.origin.scheme == "https"
+                    && resp
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|v| v.as_bytes().starts_with(b"text/html")) =>
+                {
+                    // nginx answers a missing or refused client certificate with a 400 page.
+                    return Err(io_err(
+                        &url,
+                        "HTTP status 400 (if this mirror requires a client certificate: --client-cert and --client-key)".into(),
+                    ));
+                }
                 code => return Err(io_err(&url, format!("HTTP status {code}"))),
             }
         }
@@ -527,14 +537,64 @@ impl HttpFetcher {
 }
 
 /// A readable reason for a failed request.
-fn describe_error(e: &ureq::Error, options: &HttpOptions) -> String {
+fn describe_error(e: &ureq::Error, options: &HttpOptions, origin: &Origin) -> String {
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(t) = tls {
+        return describe_tls_error(t, origin);
+    }
     match e {
         ureq::Error::Timeout(t) => format!(
             "no answer in time ({t:?} deadline; --http-timeout is {} s)",
             options.io_timeout.as_secs()
         ),
+        ureq::Error::ConnectProxyFailed(why) => format!(
+            "the proxy {} refused the tunnel to {}:{}: {why}",
+            options
+                .network
+                .proxy_note(origin)
+                .unwrap_or_else(|| "?".into()),
+            origin.host,
+            origin.port
+        ),
         other => other.to_string(),
     }
+}
+
+/// A TLS failure in words, naming the host: mostly, why its certificate was refused.
+fn describe_tls_error(e: &rustls::Error, origin: &Origin) -> String {
+    use rustls::{AlertDescription, CertificateError};
+    let host = format!("{}:{}", origin.host, origin.port);
+    let why = match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => "its issuer is not a trusted CA (not in the system trust store, and no --ca-cert for it)".to_owned(),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "it has expired".to_owned()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "it is not valid yet (check the clock)".to_owned()
+            }
+            CertificateError::NotValidForName
+            | CertificateError::NotValidForNameContext { .. } => {
+                format!("it is not valid for the name {:?}", origin.host)
+            }
+            CertificateError::Revoked => "it has been revoked".to_owned(),
+            CertificateError::BadSignature => "its signature is invalid".to_owned(),
+            other => format!("{other:?}"),
+        },
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired)
+        | rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)
+        | rustls::Error::AlertReceived(AlertDescription::BadCertificate) => {
+            return format!(
+                "TLS with {host} failed: the server refused the connection ({e}); if it requires a client certificate, give --client-cert and --client-key"
+            );
+        }
+        other => return format!("TLS with {host} failed: {other}"),
+    };
+    format!("TLS: the certificate of {host} was refused: {why}")
 }
 
 /// Fails a transfer that delivers less than `min_bytes` in any window of [`RATE_WINDOW`]: the
@@ -610,6 +670,20 @@ impl Fetcher for HttpFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_refused_without_being_repeated() {
+        let e = HttpFetcher::new("https://alice:s3cret@mirror.example/metadata")
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("credentials in a URL") && !e.contains("s3cret"),
+            "{e}"
+        );
+        assert!(e.contains("https://***@mirror.example/metadata"), "{e}");
+        // An @ later in the path is no userinfo.
+        assert!(HttpFetcher::new("https://mirror.example/a@b/").is_ok());
+    }
 
     #[test]
     fn unsafe_names_are_refused() {

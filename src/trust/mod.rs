@@ -5,6 +5,7 @@
 mod client;
 mod error;
 mod fetch;
+pub mod net;
 mod saved;
 mod state;
 
@@ -16,6 +17,7 @@ pub use error::{TrustError, TrustErrorKind};
 pub use fetch::{
     read_limited, DirFetcher, FetchError, Fetcher, HttpFetcher, HttpOptions, DEFAULT_IO_TIMEOUT,
 };
+pub use net::{NetOptions, Network, Origin};
 pub use state::{quote, StateDir};
 
 use crate::index::TargetIndex;
@@ -32,11 +34,11 @@ pub enum MetadataSource {
 
 impl MetadataSource {
     /// A fetcher for this source; HTTP requests get the deadlines of `http`.
-    pub fn fetcher(&self, http: HttpOptions) -> Result<Box<dyn Fetcher>, TrustError> {
+    pub fn fetcher(&self, http: &HttpOptions) -> Result<Box<dyn Fetcher>, TrustError> {
         Ok(match self {
             MetadataSource::Dir(d) => Box::new(DirFetcher::new(d)),
             MetadataSource::Url(u) => Box::new(
-                HttpFetcher::with_options(u, http)
+                HttpFetcher::with_options(u, http.clone())
                     .map_err(|e| TrustError::new(TrustErrorKind::Fetch, e))?,
             ),
         })
@@ -187,7 +189,7 @@ pub fn load_or_offline(opts: &TrustOptions) -> Result<(Trusted, Option<TrustErro
 /// on any difference or failure: run the whole workflow ([`load`]) to learn what changed.
 pub fn unchanged(opts: &TrustOptions, root_version: u64, trusted_timestamp: &[u8]) -> bool {
     let limits = Limits::default();
-    let Ok(fetcher) = opts.source.fetcher(opts.http) else {
+    let Ok(fetcher) = opts.source.fetcher(&opts.http) else {
         return false;
     };
     let Some(next) = root_version.checked_add(1) else {
@@ -268,7 +270,7 @@ fn client(opts: &TrustOptions) -> Result<Client, TrustError> {
     Client::new(
         &bytes,
         &name,
-        opts.source.fetcher(opts.http)?,
+        opts.source.fetcher(&opts.http)?,
         opts.state_dir.as_deref(),
         UtcTime::from_system(opts.now),
         Limits::default(),

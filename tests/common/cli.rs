@@ -186,20 +186,35 @@ impl World {
     /// `trustfs mount` with `--root` and `--state-dir` of this world and `args`; Err(exit code,
     /// log) if the daemon exits before the mount appears.
     pub fn mount_with(&self, args: &[String]) -> Result<Daemon, (i32, String)> {
-        self.spawn_mount(args, None)
+        self.spawn_mount(args, None, &[])
+    }
+
+    /// As [`Self::mount_with`], the daemon's environment with `envs` set.
+    pub fn mount_with_env(
+        &self,
+        args: &[String],
+        envs: &[(&str, &str)],
+    ) -> Result<Daemon, (i32, String)> {
+        self.spawn_mount(args, None, envs)
     }
 
     /// As [`Self::mount_with`], the daemon limited to `nofile` open descriptors (soft and hard
     /// `RLIMIT_NOFILE`, so it cannot raise them).
     pub fn mount_limited(&self, args: &[String], nofile: u64) -> Result<Daemon, (i32, String)> {
-        self.spawn_mount(args, Some(nofile))
+        self.spawn_mount(args, Some(nofile), &[])
     }
 
-    fn spawn_mount(&self, args: &[String], nofile: Option<u64>) -> Result<Daemon, (i32, String)> {
+    fn spawn_mount(
+        &self,
+        args: &[String],
+        nofile: Option<u64>,
+        envs: &[(&str, &str)],
+    ) -> Result<Daemon, (i32, String)> {
         use std::os::unix::process::CommandExt;
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.join(format!("daemon-{n}.log"));
         let mut cmd = self.cmd();
+        cmd.envs(envs.iter().copied());
         if let Some(limit) = nofile {
             let l = libc::rlimit {
                 rlim_cur: limit,

@@ -18,6 +18,8 @@ pub struct Nginx {
     pub prefix: PathBuf,
     conf: PathBuf,
     child: Option<Child>,
+    /// `http` or `https` ([`Nginx::start_tls`]).
+    pub scheme: &'static str,
 }
 
 /// A port nothing listens on right now (bound, then released).
@@ -37,6 +39,41 @@ impl Nginx {
     /// Serve `root`, with `server_extra` added inside the `server { }` block (e.g. a
     /// `location /targets/ { limit_rate 4m; }`).
     pub fn start_with(root: &Path, server_extra: &str) -> Nginx {
+        Self::start_listening(root, "", server_extra)
+    }
+
+    /// Serve `root` over TLS with the PEM certificate (chain) and key given, plus
+    /// `server_extra` (e.g. `ssl_verify_client on;`). URLs are then `https://127.0.0.1:PORT/`.
+    pub fn start_tls(root: &Path, cert: &Path, key: &Path, server_extra: &str) -> Nginx {
+        let tls = format!(
+            "ssl_certificate {};\n    ssl_certificate_key {};\n    {server_extra}",
+            cert.display(),
+            key.display()
+        );
+        let mut n = Self::start_listening(root, " ssl", &tls);
+        n.scheme = "https";
+        n
+    }
+
+    /// Write a new `server_extra` (TLS settings kept) and restart on the same port.
+    pub fn reconfigure(&mut self, server_extra: &str) {
+        let conf = std::fs::read_to_string(&self.conf).unwrap();
+        let (head, _) = conf.split_once("# extra:begin").unwrap();
+        let (_, tail) = conf.split_once("# extra:end").unwrap();
+        let tls: String = conf
+            .lines()
+            .filter(|l| l.trim_start().starts_with("ssl_certificate"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(
+            &self.conf,
+            format!("{head}# extra:begin\n{tls}    {server_extra}\n    # extra:end{tail}"),
+        )
+        .unwrap();
+        self.start_again();
+    }
+
+    fn start_listening(root: &Path, listen_suffix: &str, server_extra: &str) -> Nginx {
         assert!(
             Path::new(NGINX).exists(),
             "these tests need nginx at {NGINX} (apt-get install -y nginx-light, or run .ci/run)"
@@ -70,9 +107,11 @@ impl Nginx {
                      \x20 scgi_temp_path {p}/scgi;\n\
                      \x20 sendfile on;\n\
                      \x20 server {{\n\
-                     \x20   listen 127.0.0.1:{port};\n\
+                     \x20   listen 127.0.0.1:{port}{listen_suffix};\n\
                      \x20   root {root};\n\
+                     \x20   # extra:begin\n\
                      \x20   {server_extra}\n\
+                     \x20   # extra:end\n\
                      \x20 }}\n\
                      }}\n",
                     root = root.display()
@@ -84,6 +123,7 @@ impl Nginx {
                 prefix,
                 conf,
                 child: None,
+                scheme: "http",
             };
             match n.spawn() {
                 Ok(()) => return n,
@@ -142,9 +182,9 @@ impl Nginx {
         }
     }
 
-    /// `http://127.0.0.1:PORT/<path>`.
+    /// `http://127.0.0.1:PORT/<path>` (`https://` for [`Nginx::start_tls`]).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
+        format!("{}://127.0.0.1:{}/{path}", self.scheme, self.port)
     }
 
     /// Access log lines: `METHOD URI STATUS BYTES`.
