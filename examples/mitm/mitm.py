@@ -77,6 +77,9 @@ def proxy(upstream, portfile, victim):
             sys.stderr.write("mitm: " + (fmt % args) + "\n")
 
         def do_GET(self):
+            if not self.path.startswith("/"):
+                self.send_error(400, "origin-form request targets only")
+                return
             request = urllib.request.Request(upstream + self.path)
             for name in ("Range", "If-None-Match", "If-Modified-Since"):
                 if self.headers.get(name):

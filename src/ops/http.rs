@@ -14,16 +14,20 @@
 //!
 //! Hostile or slow clients: one request per connection; the request head must arrive whole
 //! within [`REQUEST_DEADLINE`] and fit in [`MAX_REQUEST_HEAD`] bytes (else `408`/`431`); methods
-//! other than GET and HEAD get `405`, unknown paths `404`, anything unparsable `400`. At most
-//! [`MAX_CLIENTS`] connections are served at once, each on its own thread; more get `503` at
-//! once from the accepting thread, which never reads from or waits on a client. Nothing here
-//! takes a lock the filesystem's requests wait for while talking to a client.
+//! other than GET and HEAD get `405`, unknown paths `404`, anything unparsable `400`, a `Host`
+//! that is not this machine's `421` (DNS rebinding: a web page cannot read the status through
+//! a name its author controls). At most [`MAX_CLIENTS`] connections are served at once, at most
+//! [`MAX_PER_PEER`] from one address, each on its own thread; more get `503` at once from the
+//! accepting thread, which never reads from or waits on a client (and backs off when accept
+//! fails, e.g. out of descriptors). Nothing here takes a lock the filesystem's requests wait
+//! for while talking to a client.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::status::{self, MountStatus};
@@ -43,6 +47,8 @@ pub struct Endpoints {
 
 /// Connections served at the same time; more are answered `503` at once.
 pub const MAX_CLIENTS: usize = 32;
+/// Connections served at the same time from one address.
+pub const MAX_PER_PEER: usize = 8;
 /// The whole request head must arrive within this time.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// The largest request head (request line and headers) read.
@@ -59,30 +65,89 @@ pub fn serve(addr: &str, endpoints: Endpoints) -> std::io::Result<SocketAddr> {
 /// else starts) in a background thread. Returns the bound address.
 pub fn serve_on(listener: TcpListener, endpoints: Endpoints) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
-    let busy = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::default());
     std::thread::Builder::new()
         .name("trustfs-http".into())
         .spawn(move || {
+            let mut backoff = Duration::from_millis(50);
             for conn in listener.incoming() {
-                let Ok(stream) = conn else { continue };
-                if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-                    busy.fetch_sub(1, Ordering::AcqRel);
+                let stream = match conn {
+                    Ok(s) => s,
+                    Err(_) => {
+                        // Out of descriptors (or memory): wait for some to come back instead
+                        // of spinning on accept.
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(50);
+                let Some(slot) = stream.peer_addr().ok().and_then(|p| slots.take(p.ip())) else {
                     turn_away(stream);
                     continue;
-                }
-                let (endpoints, busy2) = (endpoints.clone(), busy.clone());
-                let spawned = std::thread::Builder::new()
+                };
+                let endpoints = endpoints.clone();
+                // The slot goes back when the thread ends, however it ends (or if it never
+                // starts: the closure is dropped with it).
+                let _ = std::thread::Builder::new()
                     .name("trustfs-http-client".into())
                     .spawn(move || {
+                        let _slot = slot;
                         let _ = answer(stream, &endpoints);
-                        busy2.fetch_sub(1, Ordering::AcqRel);
                     });
-                if spawned.is_err() {
-                    busy.fetch_sub(1, Ordering::AcqRel);
-                }
             }
         })?;
     Ok(local)
+}
+
+/// Connections being served: at most [`MAX_CLIENTS`], at most [`MAX_PER_PEER`] from one
+/// address, so one client cannot take every slot.
+#[derive(Default)]
+struct Slots {
+    total: AtomicUsize,
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A taken slot, given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    peer: IpAddr,
+}
+
+impl Slots {
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = per_peer.entry(peer).or_insert(0);
+        if *mine >= MAX_PER_PEER || self.total.load(Ordering::Acquire) >= MAX_CLIENTS {
+            if *mine == 0 {
+                per_peer.remove(&peer);
+            }
+            return None;
+        }
+        *mine += 1;
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            slots: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_peer = self
+            .slots
+            .per_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+        self.slots.total.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `503` without reading anything and without ever blocking: the few bytes fit in the empty
@@ -218,6 +283,17 @@ fn route(head: &[u8], endpoints: &Endpoints) -> (Response, bool) {
             )
         }
     };
+    if let Some(host) = header(head, "host") {
+        if !host_allowed(host) {
+            return (
+                Response::text(
+                    "421 Misdirected Request",
+                    "unknown Host: use this host's address or name\n",
+                ),
+                false,
+            );
+        }
+    }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let now = UtcTime::now();
     let response = match path {
@@ -261,6 +337,55 @@ fn route(head: &[u8], endpoints: &Endpoints) -> (Response, bool) {
         ),
     };
     (response, head_only)
+}
+
+/// The value of header `name` in a request head (the first, trimmed), if it is UTF-8.
+fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+    std::str::from_utf8(head)
+        .ok()?
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether a request's `Host` names this machine: an IP address, `localhost`, or this host's
+/// name (with any port). A page in a browser that an attacker's DNS name was rebound to this
+/// address sends the attacker's name, and is turned away (DNS rebinding).
+fn host_allowed(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split_once(']')
+                .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || hostname().is_some_and(|h| h.eq_ignore_ascii_case(&name))
+}
+
+/// This machine's host name (`gethostname`).
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 fn answer(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
@@ -339,7 +464,7 @@ mod tests {
     #[test]
     fn routes_methods_and_paths() {
         let addr = serve("127.0.0.1:0", endpoints()).unwrap();
-        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
         assert!(metrics.contains("trustfs_up 1"));
         let page = exchange(addr, b"GET /?x=1 HTTP/1.1\r\n\r\n");
@@ -399,7 +524,7 @@ mod tests {
     #[test]
     fn slow_clients_neither_block_others_nor_stay_forever() {
         let addr = serve("127.0.0.1:0", endpoints()).unwrap();
-        let mut slow: Vec<TcpStream> = (0..MAX_CLIENTS - 1)
+        let mut slow: Vec<TcpStream> = (0..MAX_PER_PEER - 1)
             .map(|_| {
                 let mut s = TcpStream::connect(addr).unwrap();
                 s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").unwrap();
@@ -413,19 +538,76 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
 
-    /// More connections than [`MAX_CLIENTS`] are answered `503` at once, never queued.
+    /// More connections from one address than [`MAX_PER_PEER`] are answered `503` at once,
+    /// never queued.
     #[test]
     fn connections_over_the_limit_get_503() {
         let addr = serve("127.0.0.1:0", endpoints()).unwrap();
-        let _held: Vec<TcpStream> = (0..MAX_CLIENTS)
+        let _held: Vec<TcpStream> = (0..MAX_PER_PEER)
             .map(|_| TcpStream::connect(addr).unwrap())
             .collect();
         // The accepting thread counts the held ones in the order they arrive; a later one is
-        // the 33rd.
+        // one too many.
         let mut extra = TcpStream::connect(addr).unwrap();
         let mut answer = String::new();
         extra.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+
+    #[test]
+    fn only_this_hosts_names_are_answered() {
+        for ok in [
+            "127.0.0.1:9715",
+            "127.0.0.1",
+            "[::1]:9715",
+            "[::1]",
+            "localhost:9715",
+            "LOCALHOST",
+            "app.localhost",
+            "10.1.2.3",
+        ] {
+            assert!(host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9715",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "[::1",
+            "[evil]:1",
+            "localhost.evil",
+        ] {
+            assert!(!host_allowed(bad), "{bad}");
+        }
+        if let Some(h) = hostname() {
+            assert!(host_allowed(&format!("{h}:9715")));
+        }
+        let addr = serve("127.0.0.1:0", endpoints()).unwrap();
+        let r = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: rebound.evil.example:9715\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 421"), "{r}");
+        let r = exchange(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHOST:  127.0.0.1:80 \r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+
+    /// One address gets at most [`MAX_PER_PEER`] connections; others still get theirs.
+    #[test]
+    fn one_peer_cannot_take_every_slot() {
+        let slots = Arc::new(Slots::default());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let held: Vec<Slot> = (0..MAX_PER_PEER).map(|_| slots.take(a).unwrap()).collect();
+        assert!(slots.take(a).is_none());
+        let other = slots.take(b).unwrap();
+        drop(held);
+        assert!(slots.take(a).is_some());
+        drop(other);
+        assert_eq!(slots.total.load(Ordering::Acquire), 0);
+        assert!(slots.per_peer.lock().unwrap().is_empty());
     }
 
     struct Drip<'a>(&'a [u8]);

@@ -27,9 +27,12 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Control characters (a file name may hold any byte but `/` and NUL) shown, not
-            // interpreted.
-            c if c.is_control() && c != '\n' && c != '\t' => {
+            // Control characters (a file name may hold any byte but `/` and NUL) and the
+            // marks that reorder text (`evil\u{202e}txt.exe` would read as `evilexe.txt`)
+            // shown, not interpreted.
+            c if (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}') =>
+            {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -435,6 +438,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("&quot;in&quot; the signed targets &amp; co"));
         assert_eq!(esc("a\u{1b}[31mb'"), "a\\u{1b}[31mb&#39;");
+        assert_eq!(esc("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         // The only tags are the page's own.
         let tags: std::collections::BTreeSet<&str> = page
             .split('<')

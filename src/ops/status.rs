@@ -170,7 +170,7 @@ pub fn check_runtime_dir() -> std::io::Result<PathBuf> {
             }
             let probe = dir.join(format!(".probe.{}", std::process::id()));
             let _ = std::fs::remove_file(&probe);
-            create_new_file(&probe)?;
+            create_new_file(&probe, 0o600)?;
             std::fs::remove_file(&probe)
         })
         .map_err(|e| {
@@ -220,32 +220,70 @@ pub fn status_path(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{}.json", instance_name(mountpoint)))
 }
 
-/// Write `status` atomically (temporary file + rename), world-readable: it holds no secrets.
+/// What the status record keeps out of its world-readable file: the paths, pids and uids of
+/// denied opens and faults, which are other users' business. They go to a companion file only
+/// the daemon's user (and root) can read, `<instance>.private.json`, which [`judge`] merges in
+/// when the caller can read it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct PrivateDetails {
+    pid: u32,
+    last_denial: Option<String>,
+    last_fault: Option<String>,
+    #[serde(default)]
+    recent_denials: Vec<super::DenialRecord>,
+}
+
+fn private_path(mountpoint: &Path) -> PathBuf {
+    runtime_dir().join(format!("{}.private.json", instance_name(mountpoint)))
+}
+
+/// Write `status` atomically (temporary file + rename): the record world-readable without
+/// the details of denials and faults, those in a companion file of mode 0600
+/// ([`PrivateDetails`]).
 pub fn write(status: &MountStatus) -> std::io::Result<()> {
-    let path = status_path(Path::new(&status.mountpoint));
+    let mut public = status.clone();
+    let c = &mut public.counters;
+    let details = PrivateDetails {
+        pid: status.pid,
+        last_denial: c.last_denial.take(),
+        last_fault: c.last_fault.take(),
+        recent_denials: std::mem::take(&mut c.recent_denials),
+    };
+    let mountpoint = Path::new(&status.mountpoint);
     let dir = runtime_dir();
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        instance_name(Path::new(&status.mountpoint)),
-        status.pid
-    ));
+    let name = instance_name(mountpoint);
+    // The private part first: a reader that finds the new record finds its details too.
+    write_atomically(
+        &dir.join(format!(".{name}.private.{}.tmp", status.pid)),
+        &private_path(mountpoint),
+        &serde_json::to_vec_pretty(&details).map_err(std::io::Error::other)?,
+        0o600,
+    )?;
+    write_atomically(
+        &dir.join(format!(".{name}.{}.tmp", status.pid)),
+        &status_path(mountpoint),
+        &serde_json::to_vec_pretty(&public).map_err(std::io::Error::other)?,
+        0o644,
+    )
+}
+
+fn write_atomically(tmp: &Path, path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     // Never through a link someone left at that name.
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = create_new_file(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
+    let _ = std::fs::remove_file(tmp);
+    let mut f = create_new_file(tmp, mode)?;
+    f.write_all(bytes)?;
     drop(f);
     std::fs::rename(tmp, path)
 }
 
-/// Create `path` anew (`O_EXCL`, never following a link), readable by all (a status record
-/// holds no secrets).
-fn create_new_file(path: &Path) -> std::io::Result<std::fs::File> {
+/// Create `path` anew (`O_EXCL`, never following a link) with `mode`.
+fn create_new_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
 }
@@ -282,6 +320,7 @@ fn pid_owner(pid: u32) -> Option<u32> {
 /// Remove the record of a mount that is shutting down.
 pub fn remove(mountpoint: &Path) {
     let _ = std::fs::remove_file(status_path(mountpoint));
+    let _ = std::fs::remove_file(private_path(mountpoint));
 }
 
 /// Mountpoints of trustfs mounts in `/proc/self/mountinfo`: type `fuse` with source `trustfs`
@@ -361,11 +400,23 @@ pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
         if owner.is_some_and(|u| u != meta.uid()) {
             return None;
         }
-        std::fs::read(dir.join(&file))
+        let mut status: MountStatus = std::fs::read(dir.join(&file))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint)
-            .map(|s| (s, meta.uid()))
+            .filter(|s: &MountStatus| Path::new(&s.mountpoint) == mountpoint)?;
+        // The details, if this caller may read them (the daemon's user or root).
+        let details =
+            std::fs::read(dir.join(format!("{}.private.json", instance_name(mountpoint))))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<PrivateDetails>(&b).ok())
+                .filter(|d| d.pid == status.pid);
+        if let Some(d) = details {
+            let c = &mut status.counters;
+            c.last_denial = d.last_denial;
+            c.last_fault = d.last_fault;
+            c.recent_denials = d.recent_denials;
+        }
+        Some((status, meta.uid()))
     });
     if let Some((s, uid)) = &found {
         if pid_alive(s.pid) && pid_owner(s.pid) != Some(*uid) {
@@ -433,14 +484,56 @@ pub fn judge(mountpoint: &Path, now: UtcTime) -> Verdict {
 /// not verified at all when the path is not a trustfs mount (any more).
 pub fn verdict(mountpoint: &Path, now: UtcTime) -> Verdict {
     let mut v = judge(mountpoint, now);
-    if !trustfs_mounts().iter().any(|m| m == mountpoint) {
+    let info = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    let problem = match top_mount(&String::from_utf8_lossy(&info), mountpoint) {
+        None => Some(format!("{} is not a trustfs mount", mountpoint.display())),
+        Some(TopMount::Trustfs) => None,
+        // What a reader of the path sees is that other filesystem, not the verified one.
+        Some(TopMount::Other(fstype)) => Some(format!(
+            "{} is covered by another mount ({fstype}) on top of the trustfs mount: readers of the path do not see the verified files",
+            mountpoint.display()
+        )),
+    };
+    if let Some(p) = problem {
         v.verified = false;
-        v.problems.insert(
-            0,
-            format!("{} is not a trustfs mount", mountpoint.display()),
-        );
+        v.problems.insert(0, p);
     }
     v
+}
+
+/// What is mounted on top at a path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopMount {
+    Trustfs,
+    /// Another filesystem (its type) covers a trustfs mount there.
+    Other(String),
+}
+
+/// The topmost mount at `mountpoint` in `mountinfo` (the format of `/proc/self/mountinfo`,
+/// where later lines are mounted on top of earlier ones), if a trustfs mount is among those
+/// there; `None` when none is.
+pub fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<TopMount> {
+    let want = mountpoint.to_string_lossy();
+    let mut trustfs_seen = false;
+    let mut top = None;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if left.split(' ').nth(4).map(unescape_mountinfo).as_deref() != Some(&*want) {
+            continue;
+        }
+        let mut fields = right.split(' ');
+        let (fstype, source) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        let is_trustfs = fstype == "fuse.trustfs" || (fstype == "fuse" && source == "trustfs");
+        trustfs_seen |= is_trustfs;
+        top = Some(if is_trustfs {
+            TopMount::Trustfs
+        } else {
+            TopMount::Other(fstype.to_owned())
+        });
+    }
+    top.filter(|_| trustfs_seen)
 }
 
 /// A duration in seconds from now in words: `in 3d`, `in 5h`, `in 12m`, `now`, `40s ago`.
@@ -517,6 +610,28 @@ mod tests {
         let want = String::from_utf8(out.stdout).unwrap();
         let got: Vec<String> = paths.iter().map(|p| instance_name(Path::new(p))).collect();
         assert_eq!(want.split_whitespace().collect::<Vec<_>>(), got);
+    }
+
+    #[test]
+    fn the_top_mount_decides() {
+        let info = "\
+36 25 0:32 / /mnt/t rw - fuse trustfs rw,user_id=0
+37 25 0:33 / /other rw - fuse.trustfs x rw
+38 36 0:34 / /mnt/t rw - tmpfs tmpfs rw
+39 25 0:35 / /mnt/plain rw - tmpfs tmpfs rw
+";
+        assert_eq!(
+            top_mount(info, Path::new("/mnt/t")),
+            Some(TopMount::Other("tmpfs".into()))
+        );
+        assert_eq!(
+            top_mount(info, Path::new("/other")),
+            Some(TopMount::Trustfs)
+        );
+        assert_eq!(top_mount(info, Path::new("/mnt/plain")), None);
+        assert_eq!(top_mount(info, Path::new("/nowhere")), None);
+        let under = "36 25 0:34 / /m rw - tmpfs tmpfs rw\n37 36 0:32 / /m rw - fuse trustfs rw\n";
+        assert_eq!(top_mount(under, Path::new("/m")), Some(TopMount::Trustfs));
     }
 
     #[test]
