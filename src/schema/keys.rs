@@ -1,5 +1,5 @@
-//! Public keys as TUF metadata lists them, signature verification, and the ed25519 signing key the
-//! publisher commands use.
+//! Public keys as TUF metadata lists them, signature verification, and the signing keys the
+//! publisher commands use (ed25519, ecdsa-p256, rsa-pss; plain or passphrase-encrypted PKCS#8).
 //!
 //! Verified schemes: `ed25519` (hex public key), `ecdsa-sha2-nistp256` (PEM SubjectPublicKeyInfo,
 //! DER signatures; keytype `ecdsa` or the legacy `ecdsa-sha2-nistp256`) and `rsassa-pss-sha256`
@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use pkcs8::EncodePrivateKey;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -194,50 +194,289 @@ fn verify_rsa_pss(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
     })
 }
 
-/// An ed25519 signing key, stored as PKCS#8 PEM (the form python-tuf's CryptoSigner reads).
-pub struct SigningKey(ed25519_dalek::SigningKey);
+/// The algorithms trustfs signs with (and the TUF key type and scheme each is listed under).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// `ed25519` / `ed25519`: the default.
+    Ed25519,
+    /// `ecdsa` / `ecdsa-sha2-nistp256` (NIST P-256, DER signatures), as securesystemslib lists it.
+    EcdsaP256,
+    /// `rsa` / `rsassa-pss-sha256` (3072-bit keys, PSS with MGF1-SHA-256, 32-byte salt).
+    RsaPss,
+}
+
+impl KeyType {
+    pub fn parse(s: &str) -> Result<KeyType, String> {
+        match s {
+            "ed25519" => Ok(KeyType::Ed25519),
+            "ecdsa" | "ecdsa-p256" | "ecdsa-sha2-nistp256" => Ok(KeyType::EcdsaP256),
+            "rsa" | "rsa-pss" | "rsassa-pss-sha256" => Ok(KeyType::RsaPss),
+            other => Err(format!(
+                "unknown key type {other:?} (use ed25519, ecdsa or rsa)"
+            )),
+        }
+    }
+}
+
+/// Bits of the RSA keys trustfs generates.
+pub const RSA_BITS: usize = 3072;
+
+/// PBKDF2-SHA256 iterations for keys trustfs encrypts (OWASP's 2023 figure for SHA-256).
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// A private signing key: ed25519, ecdsa-p256 or rsa-pss, stored as PKCS#8 PEM (the form
+/// python-tuf's `CryptoSigner` and python's `cryptography` read and write), plain or
+/// passphrase-encrypted (`ENCRYPTED PRIVATE KEY`, PBES2).
+pub enum SigningKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    EcdsaP256(p256::ecdsa::SigningKey),
+    RsaPss(Box<rsa::RsaPrivateKey>),
+}
 
 impl SigningKey {
+    /// A new ed25519 key.
     pub fn generate() -> SigningKey {
-        SigningKey(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng))
+        SigningKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng))
     }
 
+    /// A new key of `kind`.
+    pub fn generate_of(kind: KeyType) -> Result<SigningKey, String> {
+        Ok(match kind {
+            KeyType::Ed25519 => SigningKey::generate(),
+            KeyType::EcdsaP256 => {
+                SigningKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))
+            }
+            KeyType::RsaPss => SigningKey::RsaPss(Box::new(
+                rsa::RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)
+                    .map_err(|e| format!("cannot generate an RSA key: {e}"))?,
+            )),
+        })
+    }
+
+    pub fn kind(&self) -> KeyType {
+        match self {
+            SigningKey::Ed25519(_) => KeyType::Ed25519,
+            SigningKey::EcdsaP256(_) => KeyType::EcdsaP256,
+            SigningKey::RsaPss(_) => KeyType::RsaPss,
+        }
+    }
+
+    /// Whether `pem` is a passphrase-encrypted PKCS#8 key.
+    pub fn is_encrypted_pem(pem: &str) -> bool {
+        pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    }
+
+    /// An unencrypted PKCS#8 PEM key of any of the three types.
     pub fn from_pkcs8_pem(pem: &str) -> Result<SigningKey, String> {
-        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
-            .map(SigningKey)
-            .map_err(|e| format!("not an ed25519 PKCS#8 PEM private key: {e}"))
+        let (label, doc) = pkcs8::SecretDocument::from_pem(pem)
+            .map_err(|e| format!("not a PKCS#8 PEM private key: {e}"))?;
+        match label {
+            "PRIVATE KEY" => SigningKey::from_pkcs8_der(doc.as_bytes()),
+            "ENCRYPTED PRIVATE KEY" => {
+                Err("the key is encrypted: a passphrase is needed".to_owned())
+            }
+            other => Err(format!(
+                "a PEM {other:?} block, not a PKCS#8 PRIVATE KEY (convert it: openssl pkcs8 -topk8)"
+            )),
+        }
     }
 
-    pub fn to_pkcs8_pem(&self) -> Result<String, String> {
-        let bytes = ed25519_dalek::pkcs8::KeypairBytes {
-            secret_key: self.0.to_bytes(),
-            public_key: None,
+    /// A PKCS#8 PEM key, decrypted with `passphrase` if it is encrypted.
+    pub fn from_pem(pem: &str, passphrase: Option<&[u8]>) -> Result<SigningKey, String> {
+        if !SigningKey::is_encrypted_pem(pem) {
+            return SigningKey::from_pkcs8_pem(pem);
+        }
+        let passphrase = passphrase.ok_or("the key is encrypted: a passphrase is needed")?;
+        let (label, doc) = pkcs8::Document::from_pem(pem)
+            .map_err(|e| format!("not a PKCS#8 PEM private key: {e}"))?;
+        if label != "ENCRYPTED PRIVATE KEY" {
+            return Err(format!("unexpected PEM block {label:?}"));
+        }
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+            .map_err(|e| format!("not an encrypted PKCS#8 key: {e}"))?;
+        let plain = info.decrypt(passphrase).map_err(|_| {
+            "cannot decrypt the key: wrong passphrase (or an unsupported encryption scheme)"
+                .to_owned()
+        })?;
+        SigningKey::from_pkcs8_der(plain.as_bytes())
+    }
+
+    fn from_pkcs8_der(der: &[u8]) -> Result<SigningKey, String> {
+        use pkcs8::DecodePrivateKey;
+        let info = pkcs8::PrivateKeyInfo::try_from(der)
+            .map_err(|e| format!("not a PKCS#8 private key: {e}"))?;
+        let oid = info.algorithm.oid;
+        const ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
+        const EC: pkcs8::ObjectIdentifier =
+            pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+        const RSA: pkcs8::ObjectIdentifier =
+            pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+        if oid == ED25519 {
+            ed25519_dalek::SigningKey::from_pkcs8_der(der)
+                .map(SigningKey::Ed25519)
+                .map_err(|e| format!("not a valid ed25519 key: {e}"))
+        } else if oid == EC {
+            p256::ecdsa::SigningKey::from_pkcs8_der(der)
+                .map(SigningKey::EcdsaP256)
+                .map_err(|e| format!("not a valid NIST P-256 key (the only curve supported): {e}"))
+        } else if oid == RSA {
+            rsa::RsaPrivateKey::from_pkcs8_der(der)
+                .map(|k| SigningKey::RsaPss(Box::new(k)))
+                .map_err(|e| format!("not a valid RSA key: {e}"))
+        } else {
+            Err(format!(
+                "a private key of algorithm {oid}, not ed25519, ecdsa (P-256) or rsa"
+            ))
+        }
+    }
+
+    fn to_pkcs8_der(&self) -> Result<pkcs8::SecretDocument, String> {
+        let encoded = match self {
+            SigningKey::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_der(),
+            SigningKey::EcdsaP256(k) => k.to_pkcs8_der(),
+            SigningKey::RsaPss(k) => k.to_pkcs8_der(),
         };
-        bytes
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        encoded.map_err(|e| format!("cannot encode key: {e}"))
+    }
+
+    /// Unencrypted PKCS#8 PEM.
+    pub fn to_pkcs8_pem(&self) -> Result<String, String> {
+        self.to_pkcs8_der()?
+            .to_pem("PRIVATE KEY", pkcs8::LineEnding::LF)
             .map(|pem| pem.to_string())
             .map_err(|e| format!("cannot encode key: {e}"))
     }
 
+    /// Encrypted PKCS#8 PEM: PBES2 with PBKDF2-HMAC-SHA256 ([`PBKDF2_ITERATIONS`]) and
+    /// AES-256-CBC, random salt and IV.
+    pub fn to_encrypted_pem(&self, passphrase: &[u8]) -> Result<String, String> {
+        use rand_core::RngCore;
+        let der = self.to_pkcs8_der()?;
+        let info = pkcs8::PrivateKeyInfo::try_from(der.as_bytes())
+            .map_err(|e| format!("cannot encode key: {e}"))?;
+        let (mut salt, mut iv) = ([0u8; 16], [0u8; 16]);
+        rand_core::OsRng.fill_bytes(&mut salt);
+        rand_core::OsRng.fill_bytes(&mut iv);
+        let params =
+            pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
+                .map_err(|e| format!("cannot encrypt key: {e}"))?;
+        let doc = info
+            .encrypt_with_params(params, passphrase)
+            .map_err(|e| format!("cannot encrypt key: {e}"))?;
+        doc.to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| format!("cannot encrypt key: {e}"))
+    }
+
+    /// The public key as TUF lists it (securesystemslib's key types and schemes; PEM
+    /// SubjectPublicKeyInfo for ecdsa and rsa).
     pub fn public_key(&self) -> Key {
-        let vk = self.0.verifying_key();
-        Key {
-            key: PublicKey::Ed25519(vk),
-            keytype: "ed25519".into(),
-            scheme: "ed25519".into(),
-            public: hex::encode(vk.as_bytes()),
+        use p256::pkcs8::EncodePublicKey;
+        match self {
+            SigningKey::Ed25519(k) => {
+                let vk = k.verifying_key();
+                Key {
+                    key: PublicKey::Ed25519(vk),
+                    keytype: "ed25519".into(),
+                    scheme: "ed25519".into(),
+                    public: hex::encode(vk.as_bytes()),
+                }
+            }
+            SigningKey::EcdsaP256(k) => {
+                let vk = *k.verifying_key();
+                Key {
+                    key: PublicKey::EcdsaP256(vk),
+                    keytype: "ecdsa".into(),
+                    scheme: "ecdsa-sha2-nistp256".into(),
+                    public: vk
+                        .to_public_key_pem(pkcs8::LineEnding::LF)
+                        .unwrap_or_default(),
+                }
+            }
+            SigningKey::RsaPss(k) => {
+                let pk = k.to_public_key();
+                Key {
+                    public: pk
+                        .to_public_key_pem(pkcs8::LineEnding::LF)
+                        .unwrap_or_default(),
+                    key: PublicKey::RsaPss(pk),
+                    keytype: "rsa".into(),
+                    scheme: "rsassa-pss-sha256".into(),
+                }
+            }
         }
     }
 
+    /// A signature over `msg` in the key's scheme.
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        use ed25519_dalek::Signer;
-        self.0.sign(msg).to_bytes().to_vec()
+        match self {
+            SigningKey::Ed25519(k) => {
+                use ed25519_dalek::Signer;
+                k.sign(msg).to_bytes().to_vec()
+            }
+            SigningKey::EcdsaP256(k) => {
+                use p256::ecdsa::signature::Signer;
+                let sig: p256::ecdsa::Signature = k.sign(msg);
+                sig.to_der().as_bytes().to_vec()
+            }
+            SigningKey::RsaPss(k) => {
+                let hashed = Sha256::digest(msg);
+                // Signing with a valid key and a 32-byte hash cannot fail short of a broken RNG;
+                // an empty signature then fails every verification instead of a panic.
+                k.sign_with_rng(
+                    &mut rand_core::OsRng,
+                    rsa::Pss::new_with_salt::<Sha256>(32),
+                    &hashed,
+                )
+                .unwrap_or_default()
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_type_signs_round_trips_and_encrypts() {
+        for kind in [KeyType::Ed25519, KeyType::EcdsaP256, KeyType::RsaPss] {
+            let sk = SigningKey::generate_of(kind).unwrap();
+            assert_eq!(sk.kind(), kind);
+            let public = Key::from_value(&sk.public_key().to_value()).unwrap();
+            let sig = sk.sign(b"msg");
+            assert_eq!(public.verify(b"msg", &sig), Ok(true), "{kind:?}");
+            assert_eq!(public.verify(b"other", &sig), Ok(false), "{kind:?}");
+            let plain = sk.to_pkcs8_pem().unwrap();
+            assert!(plain.starts_with("-----BEGIN PRIVATE KEY-----"));
+            let back = SigningKey::from_pkcs8_pem(&plain).unwrap();
+            assert_eq!(back.public_key().public, sk.public_key().public);
+            let enc = sk.to_encrypted_pem(b"correct horse").unwrap();
+            assert!(SigningKey::is_encrypted_pem(&enc), "{enc}");
+            assert!(!enc.contains(&plain[40..80]));
+            let back = SigningKey::from_pem(&enc, Some(b"correct horse")).unwrap();
+            assert_eq!(back.public_key().public, sk.public_key().public);
+            let wrong = SigningKey::from_pem(&enc, Some(b"wrong")).err().unwrap();
+            assert!(wrong.contains("wrong passphrase"), "{wrong}");
+            assert!(SigningKey::from_pem(&enc, None)
+                .err()
+                .unwrap()
+                .contains("passphrase"));
+            assert!(SigningKey::from_pkcs8_pem(&enc)
+                .err()
+                .unwrap()
+                .contains("encrypted"));
+        }
+        assert!(KeyType::parse("dsa").is_err());
+        let e = SigningKey::from_pkcs8_pem(
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        );
+        assert!(e.is_err());
+    }
 
     #[test]
     fn ed25519_round_trip_and_pem() {
