@@ -519,6 +519,27 @@ fn mirror_requiring_a_client_certificate_refuses_without_and_serves_with_it() {
         64,
         &["--client-key", "mode 0644"],
     );
+    // A key that is not the certificate's: refused at start, not at every request.
+    let other_key = w.dir.join("other.key");
+    std::fs::copy(pki.dir.join("server.key"), &other_key).unwrap();
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_refused(
+        &w,
+        &remote_args(
+            &w,
+            &server,
+            &[
+                "--ca-cert",
+                &ca,
+                "--client-cert",
+                &cert,
+                "--client-key",
+                other_key.to_str().unwrap(),
+            ],
+        ),
+        64,
+        &["does not go with --client-cert"],
+    );
     let d = w
         .mount_with(&remote_args(
             &w,
@@ -697,6 +718,35 @@ fn https_proxy_with_credentials_no_proxy_honoured_and_a_refusing_proxy_is_a_clea
         ],
     );
     assert!(!refusing.seen().is_empty());
+    // Credentials in --proxy would be on every user's `ps`: refused, without repeating them.
+    let log = assert_refused(
+        &w,
+        &remote_args(
+            &w,
+            &server,
+            &[
+                "--proxy",
+                &format!("http://carol:pr0xy-pw@127.0.0.1:{}", proxy.port),
+            ],
+        ),
+        64,
+        &["visible to every local user"],
+    );
+    assert!(!log.contains("pr0xy-pw"), "{log}");
+    // A proxy from the environment that trustfs cannot use: refused at start.
+    match w.mount_with_env(
+        &remote_args(&w, &server, &["--ca-cert", &ca]),
+        &[("HTTPS_PROXY", "socks5h://127.0.0.1:1")],
+    ) {
+        Ok(d) => panic!("mounted: {}", d.log()),
+        Err((code, log)) => {
+            assert_eq!(code, 64, "{log}");
+            assert!(
+                log.contains("https_proxy/HTTPS_PROXY") && log.contains("only http://"),
+                "{log}"
+            );
+        }
+    }
     // A proxy URL of another kind is a usage error.
     assert_refused(
         &w,

@@ -96,17 +96,18 @@ pub struct Args {
     /// it). Repeatable. A refused certificate is an error naming the host and the reason.
     #[arg(long, value_name = "FILE", requires = "metadata_url")]
     pub ca_cert: Vec<PathBuf>,
-    /// Remote: the HTTP proxy (CONNECT) for every URL, e.g. http://user:pass@proxy:3128.
-    /// Default, as curl: https_proxy/HTTPS_PROXY for https URLs, http_proxy/HTTP_PROXY for http
-    /// URLs, then all_proxy/ALL_PROXY; hosts in no_proxy/NO_PROXY (names with their subdomains,
-    /// addresses, CIDR ranges, *) are reached directly. Credentials in the URL are never logged.
+    /// Remote: the HTTP proxy (CONNECT) for every URL, e.g. http://proxy:3128. Default, as curl:
+    /// https_proxy/HTTPS_PROXY for https URLs, http_proxy/HTTP_PROXY for http URLs, then
+    /// all_proxy/ALL_PROXY; hosts in no_proxy/NO_PROXY (names with their subdomains, addresses,
+    /// CIDR ranges, *) are reached directly. Proxy credentials go in those variables
+    /// (http://user:pass@proxy:3128; never logged), not here, where every user's ps shows them.
     #[arg(long, value_name = "URL", requires = "metadata_url")]
     pub proxy: Option<String>,
     /// Remote: send the header lines in FILE (e.g. `Authorization: Bearer <token>`; # comments)
     /// with every request to the URLs given here, or only to ORIGIN (https://host[:port]) with
-    /// ORIGIN=FILE. Re-read when it changes. FILE must be private (chmod 600) and owned by you or
-    /// root. Never sent to another host (redirects stay within a mirror's origin), never logged.
-    /// Repeatable.
+    /// ORIGIN=FILE. Re-read when it changes. FILE must be private (chmod 600), owned by you or
+    /// root, in directories only you or root can change. Never sent to another host (redirects
+    /// stay within a mirror's origin), never logged. Repeatable.
     #[arg(long, value_name = "[ORIGIN=]FILE", requires = "metadata_url")]
     pub auth_file: Vec<String>,
     /// Remote: basic auth for each host from $NETRC, else ~/.netrc (as curl --netrc); private

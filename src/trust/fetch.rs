@@ -292,7 +292,14 @@ fn redirect_target(origin: &Origin, current: &str, location: &str) -> Result<Str
             "a redirect to {location:?}: the location has control characters"
         ));
     }
-    let absolute = if location.contains("://") {
+    // Absolute only with a scheme in front (`/a?next=https://x` is a path on this origin).
+    let has_scheme = location.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let absolute = if has_scheme {
         location.to_owned()
     } else if location.starts_with("//") {
         format!("{}:{location}", origin.scheme)
@@ -357,16 +364,19 @@ impl HttpFetcher {
     /// As [`Self::new`], with the given deadlines.
     pub fn with_options(base: &str, options: HttpOptions) -> Result<Self, String> {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(format!("{base:?} is not an http:// or https:// URL"));
+            return Err(format!(
+                "{:?} is not an http:// or https:// URL",
+                super::net::redact(base)
+            ));
         }
         let mut base = base.to_owned();
         if !base.ends_with('/') {
             base.push('/');
         }
-        let origin = Origin::of(&base)?;
+        // Before parsing: a parse error would repeat the URL, credentials and all.
         if base
             .split_once("://")
-            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
             .is_some_and(|authority| authority.contains('@'))
         {
             // They would be logged, published in the status record and shown on the status page.
@@ -375,6 +385,7 @@ impl HttpFetcher {
                 super::net::redact(&base)
             ));
         }
+        let origin = Origin::of(&base)?;
         let t = Some(options.io_timeout);
         let net = &options.network;
         let mut config = ureq::Agent::config_builder();
@@ -672,6 +683,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_url_in_a_redirects_query_is_no_scheme_change() {
+        let origin = Origin::of("https://m.example/").unwrap();
+        assert_eq!(
+            redirect_target(&origin, "https://m.example/a/b", "/x?next=https://y").unwrap(),
+            "https://m.example:443/x?next=https://y"
+        );
+        assert!(redirect_target(&origin, "https://m.example/a", "http://m.example/").is_err());
+        assert!(redirect_target(&origin, "https://m.example/a", "HTTPS://evil.example/").is_err());
+    }
+
+    #[test]
     fn credentials_in_urls_are_refused_without_being_repeated() {
         let e = HttpFetcher::new("https://alice:s3cret@mirror.example/metadata")
             .err()
@@ -681,6 +703,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("https://***@mirror.example/metadata"), "{e}");
+        let e = HttpFetcher::new("https://u:p ss/w@mirror.example/")
+            .err()
+            .unwrap();
+        assert!(!e.contains("p ss"), "{e}");
         // An @ later in the path is no userinfo.
         assert!(HttpFetcher::new("https://mirror.example/a@b/").is_ok());
     }

@@ -61,20 +61,22 @@ pub struct Origin {
 impl Origin {
     /// The origin of an absolute `http://` or `https://` URL.
     pub fn of(url: &str) -> Result<Origin, String> {
-        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+        // Errors show the URL without anything that could be credentials.
+        let shown = redact(url);
+        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{shown:?}: {e}"))?;
         let scheme = uri
             .scheme_str()
             .map(str::to_ascii_lowercase)
-            .ok_or_else(|| format!("{url:?} has no scheme"))?;
+            .ok_or_else(|| format!("{shown:?} has no scheme"))?;
         let default_port = match scheme.as_str() {
             "http" => 80,
             "https" => 443,
-            _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+            _ => return Err(format!("{shown:?} is not an http:// or https:// URL")),
         };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("{url:?} has no host"))?
+            .ok_or_else(|| format!("{shown:?} has no host"))?
             .to_ascii_lowercase();
         Ok(Origin {
             scheme,
@@ -145,7 +147,7 @@ impl Network {
         let mut extra_cas = Vec::new();
         for path in &opts.ca_certs {
             let pem =
-                std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+                read_public_file(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
             let certs =
                 pem_certificates(&pem).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
             extra_cas.extend(certs);
@@ -156,7 +158,17 @@ impl Network {
             _ => return Err("--client-cert and --client-key go together".into()),
         };
         if let Some(p) = &opts.proxy {
+            if p.rsplit_once('@').is_some() {
+                return Err(format!(
+                    "--proxy {}: credentials on the command line are visible to every local user (ps); give the proxy URL with them in HTTPS_PROXY/HTTP_PROXY (the environment is private to the daemon) instead",
+                    redact(p)
+                ));
+            }
             check_proxy_url(p).map_err(|e| format!("--proxy: {e}"))?;
+        }
+        let proxy = ProxyChoice::from_env(opts.proxy.clone());
+        for (name, value) in proxy.environment_urls() {
+            check_proxy_url(value).map_err(|e| format!("{name}: {e}"))?;
         }
         let mut auth = Vec::new();
         for spec in &opts.auth_files {
@@ -181,7 +193,7 @@ impl Network {
             extra_ca_files: opts.ca_certs.clone(),
             client,
             tls: OnceLock::new(),
-            proxy: ProxyChoice::from_env(opts.proxy.clone()),
+            proxy,
             auth,
             netrc,
         })
@@ -335,30 +347,81 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
 }
 
 fn client_cert(cert: &Path, key: &Path) -> Result<ClientCert, String> {
-    let pem = std::fs::read(cert).map_err(|e| format!("--client-cert {}: {e}", cert.display()))?;
+    let pem =
+        read_public_file(cert).map_err(|e| format!("--client-cert {}: {e}", cert.display()))?;
     let chain =
         pem_certificates(&pem).map_err(|e| format!("--client-cert {}: {e}", cert.display()))?;
     let key_pem = read_secret(key).map_err(|e| format!("--client-key {}: {e}", key.display()))?;
-    let key = PrivateKey::from_pem(&key_pem).map_err(|e| {
+    let private = PrivateKey::from_pem(&key_pem).map_err(|_| {
         format!(
-            "--client-key {}: not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
+            "--client-key {}: not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
             key.display()
         )
     })?;
-    Ok(ClientCert::new_with_certs(&chain, key))
+    // The pair must match, or every handshake would fail (in ureq, with a panic): check now.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let der_chain: Vec<rustls::pki_types::CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(private.der().to_vec())
+        .map_err(|e| format!("--client-key {}: {e}", key.display()))?;
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(der_chain, der_key)
+        .map_err(|e| {
+            format!(
+                "--client-key {} does not go with --client-cert {}: {e}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    Ok(ClientCert::new_with_certs(&chain, private))
+}
+
+/// The largest certificate file read (`--ca-cert`, `--client-cert`).
+const MAX_CERT_FILE: u64 = 1 << 20;
+
+/// Read a certificate file: a regular file (never blocking on a FIFO), at most [`MAX_CERT_FILE`].
+fn read_public_file(path: &Path) -> Result<Vec<u8>, String> {
+    let file = open_regular(path)?;
+    let mut out = Vec::new();
+    file.take(MAX_CERT_FILE + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_CERT_FILE {
+        return Err(format!("larger than {MAX_CERT_FILE} bytes"));
+    }
+    Ok(out)
+}
+
+/// Open `path` for reading without blocking (a FIFO would hang the caller) and check that it is
+/// a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok(file)
 }
 
 /// Read a file holding secrets: a regular file (symlinks followed, as in Kubernetes secret
 /// volumes) owned by this user or root, with no permission bits for group or others, at most
 /// [`MAX_SECRET_FILE`] bytes.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
+    check_dirs(path, me)?;
+    let file = open_regular(path)?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.uid() != me && meta.uid() != 0 {
         return Err(format!(
             "owned by uid {}, not by this user (uid {me}) or root: another user could change the credentials",
@@ -381,6 +444,32 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// Every directory on the way to `path` (symlinks resolved) must be owned by `me` or root and
+/// not writable by group or others unless sticky (as `/tmp`), as ssh's StrictModes asks: whoever
+/// could rename entries there could swap the credentials file for another private file.
+fn check_dirs(path: &Path, me: u32) -> Result<(), String> {
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    let mut dir = real.parent();
+    while let Some(d) = dir {
+        let m = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let mode = m.mode();
+        let open = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if (m.uid() != me && m.uid() != 0) || open {
+            return Err(format!(
+                "the directory {} (owner uid {}, mode {:04o}) lets another user replace files in it",
+                d.display(),
+                m.uid(),
+                mode & 0o7777
+            ));
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// The most header lines an auth file may set.
+const MAX_AUTH_HEADERS: usize = 32;
 
 /// Header lines of an auth file, in order.
 #[derive(Debug, Default)]
@@ -408,23 +497,29 @@ fn parse_headers(bytes: &[u8]) -> Result<Headers, String> {
             continue;
         }
         let n = i + 1;
+        // Errors say where, never what: the line may be a secret.
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| format!("line {n}: not a `Name: value` header line"))?;
         let (name, value) = (name.trim(), value.trim());
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() || !name.chars().all(token) {
-            return Err(format!("line {n}: {name:?} is not a header name"));
+            return Err(format!(
+                "line {n}: the part before ':' is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+            ));
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(format!("line {n}: {name} cannot be set by an auth file"));
         }
-        if value.is_empty() || value.chars().any(|c| c.is_control() && c != '\t') {
+        if value.is_empty() || !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
             return Err(format!(
-                "line {n}: the value of {name} is empty or has control characters"
+                "line {n}: the value of {name} is empty or not visible ASCII"
             ));
         }
         out.push((name.to_owned(), value.to_owned()));
+        if out.len() > MAX_AUTH_HEADERS {
+            return Err(format!("more than {MAX_AUTH_HEADERS} header lines"));
+        }
     }
     if out.is_empty() {
         return Err("no header lines in it (expected e.g. `Authorization: Bearer <token>`)".into());
@@ -463,8 +558,9 @@ fn parse_netrc(bytes: &[u8]) -> Result<Netrc, String> {
     let mut lines = text.lines();
     let mut words: Vec<String> = Vec::new();
     while let Some(line) = lines.next() {
-        for w in line.split_whitespace() {
-            if w == "macdef" {
+        let tokens = netrc_tokens(line)?;
+        for (quoted, w) in tokens {
+            if !quoted && w == "macdef" {
                 // The macro's body runs to the next empty line.
                 for l in lines.by_ref() {
                     if l.trim().is_empty() {
@@ -473,10 +569,10 @@ fn parse_netrc(bytes: &[u8]) -> Result<Netrc, String> {
                 }
                 break;
             }
-            if w.starts_with('#') && words.is_empty() {
+            if !quoted && w.starts_with('#') && words.is_empty() {
                 break;
             }
-            words.push(w.to_owned());
+            words.push(w);
         }
         let mut i = 0;
         while i < words.len() {
@@ -506,10 +602,10 @@ fn parse_netrc(bytes: &[u8]) -> Result<Netrc, String> {
                     }
                     i += 2;
                 }
-                other => {
+                _ => {
                     return Err(format!(
-                        "unknown netrc token {:?}",
-                        other.get(..20).unwrap_or(other)
+                        "word {} is not a netrc keyword (machine, default, login, password, account, macdef)",
+                        i + 1
                     ))
                 }
             }
@@ -518,6 +614,46 @@ fn parse_netrc(bytes: &[u8]) -> Result<Netrc, String> {
     }
     finish(&mut machines, current.take());
     Ok(Netrc(machines))
+}
+
+/// The tokens of one netrc line: whitespace-separated, or double-quoted with `\"` and `\\`
+/// escapes (curl 7.84+); each with whether it was quoted.
+fn netrc_tokens(line: &str) -> Result<Vec<(bool, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '"' {
+            chars.next();
+            let mut t = String::new();
+            loop {
+                match chars.next() {
+                    None => return Err("a quoted netrc token is not closed".into()),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(e) => t.push(e),
+                        None => return Err("a quoted netrc token is not closed".into()),
+                    },
+                    Some(ch) => t.push(ch),
+                }
+            }
+            out.push((true, t));
+        } else {
+            let mut t = String::new();
+            while let Some(&ch) = chars.peek() {
+                if ch.is_whitespace() {
+                    break;
+                }
+                t.push(ch);
+                chars.next();
+            }
+            out.push((false, t));
+        }
+    }
+    Ok(out)
 }
 
 /// What identifies a version of a file: re-read when it changes.
@@ -564,10 +700,18 @@ impl<T> Watched<T> {
     }
 
     fn get(&self) -> Arc<T> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = stamp(&self.path);
-        if now.is_some() && now != state.0 {
-            match read_secret(&self.path).and_then(|b| (self.parse)(&b)) {
+        {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if now.is_none() || now == state.0 {
+                return state.1.clone();
+            }
+        }
+        // Changed: read and parse without the lock (other requests keep the last good value).
+        let fresh = read_secret(&self.path).and_then(|b| (self.parse)(&b));
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if now != state.0 {
+            match fresh {
                 Ok(v) => {
                     state.0 = now;
                     state.1 = Arc::new(v);
@@ -592,39 +736,61 @@ impl<T> Watched<T> {
     }
 }
 
-/// Check a proxy URL: http:// (or no scheme), a host, and ureq can use it.
+/// Check a proxy URL: `http://` (or no scheme), `[user:password@]host[:port]`, an optional `/`
+/// and nothing else. Errors never repeat the credentials.
 fn check_proxy_url(url: &str) -> Result<(), String> {
+    let shown = redact(url);
     let lower = url.to_ascii_lowercase();
     if lower.contains("://") && !lower.starts_with("http://") {
         return Err(format!(
-            "{}: only http:// proxies (CONNECT) are supported",
-            redact(url)
+            "{shown}: only http:// proxies (CONNECT) are supported"
+        ));
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = match rest.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(['/', '?', '#', '@']) => {
+            return Err(format!(
+                "{shown}: the user or password has '/', '?', '#' or '@' (percent-encode them)"
+            ))
+        }
+        Some((_, h)) => h,
+        None => rest,
+    };
+    let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
+        _ => (hostport, None),
+    };
+    let host_ok = !host.is_empty()
+        && !host.contains(['/', '?', '#', '@', ' '])
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    if !host_ok {
+        return Err(format!(
+            "{shown}: not a proxy URL of the form http://[user:password@]host[:port] (a password with '/', '?', '#' or '@' must be percent-encoded)"
         ));
     }
     ureq::Proxy::new(url)
         .map(|_| ())
-        .map_err(|e| format!("{}: {e}", redact(url)))
+        .map_err(|e| format!("{shown}: {e}"))
 }
 
-/// `url` without `user:password@`.
+/// `url` without `user:password@`. Everything up to the last `@` goes, so a password holding
+/// `/`, `?` or `#` is never shown in part (a path with an `@` is cut short instead: a log line
+/// loses a little, a secret is never printed).
 pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => match url.rfind('@') {
-            Some(at) => format!("***@{}", &url[at + 1..]),
-            None => url.to_owned(),
-        },
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
 /// Which proxy to use, read once (at start) from the command line and the environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 struct ProxyChoice {
     /// `--proxy`, for every scheme.
     explicit: Option<String>,
@@ -634,7 +800,33 @@ struct ProxyChoice {
     no_proxy: Option<String>,
 }
 
+impl fmt::Debug for ProxyChoice {
+    // Proxy URLs may carry credentials: shown redacted only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = |v: &Option<String>| v.as_deref().map(redact);
+        f.debug_struct("ProxyChoice")
+            .field("explicit", &r(&self.explicit))
+            .field("http", &r(&self.http))
+            .field("https", &r(&self.https))
+            .field("all", &r(&self.all))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
 impl ProxyChoice {
+    /// The proxy URLs taken from the environment, with the variable family they came from.
+    fn environment_urls(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("http_proxy/HTTP_PROXY", &self.http),
+            ("https_proxy/HTTPS_PROXY", &self.https),
+            ("all_proxy/ALL_PROXY", &self.all),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
+        .collect()
+    }
+
     fn from_env(explicit: Option<String>) -> ProxyChoice {
         let var = |names: &[&str]| {
             names
@@ -671,7 +863,9 @@ impl ProxyChoice {
 
     fn for_origin(&self, origin: &Origin) -> Option<ureq::Proxy> {
         let url = self.url_for(origin)?;
-        match ureq::Proxy::new(url) {
+        // Network::new refuses these at start; a default Network (tests, the conformance
+        // client) only logs them.
+        match check_proxy_url(url).and_then(|()| ureq::Proxy::new(url).map_err(|e| e.to_string())) {
             Ok(p) => Some(p),
             Err(e) => {
                 crate::log_event!(
@@ -800,7 +994,8 @@ mod tests {
     #[test]
     fn redacts_userinfo() {
         assert_eq!(redact("http://u:p@proxy:3128"), "http://***@proxy:3128");
-        assert_eq!(redact("http://proxy:3128/x@y"), "http://proxy:3128/x@y");
+        assert_eq!(redact("http://proxy:3128/x@y"), "http://***@y");
+        assert_eq!(redact("http://alice:pa/ss@proxy:1"), "http://***@proxy:1");
         assert_eq!(redact("u:p@proxy:1"), "***@proxy:1");
         assert_eq!(redact("http://proxy:1"), "http://proxy:1");
     }
@@ -830,6 +1025,94 @@ mod tests {
         // The error names the line, never the secret.
         let e = parse_headers(b"Authorization: ok\nX-Token: a\x01secret\n").unwrap_err();
         assert!(e.contains("line 2") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn proxy_urls_are_checked_without_repeating_credentials() {
+        for ok in [
+            "http://proxy:3128",
+            "http://proxy:3128/",
+            "proxy:3128",
+            "http://u:p@proxy:1",
+            "http://[::1]:3128",
+        ] {
+            assert!(check_proxy_url(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("socks5h://proxy:1080", "only http://"),
+            ("https://proxy:443", "only http://"),
+            ("http://alice:pa/ss@proxy:3128", "percent-encode"),
+            ("http://proxy:31x8", "not a proxy URL"),
+            ("http://proxy:3128/path", "not a proxy URL"),
+        ] {
+            let e = check_proxy_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("pa/ss"), "{e}");
+        }
+        let opts = NetOptions {
+            proxy: Some("http://u:secret@proxy:1".into()),
+            ..Default::default()
+        };
+        let e = Network::new(&opts).unwrap_err();
+        assert!(
+            e.contains("visible to every local user") && !e.contains("secret"),
+            "{e}"
+        );
+        let dbg = format!(
+            "{:?}",
+            ProxyChoice {
+                https: Some("http://u:secret@p:1".into()),
+                ..Default::default()
+            }
+        );
+        assert!(!dbg.contains("secret"), "{dbg}");
+    }
+
+    #[test]
+    fn netrc_quoted_tokens_and_errors_that_do_not_echo() {
+        let n = parse_netrc(br#"machine m login "a b" password "p \"q\" \\ r""#).unwrap();
+        assert_eq!(n.for_host("m"), Some(("a b", r#"p "q" \ r"#)));
+        let e = parse_netrc(b"machine m login x password correct horse battery\n").unwrap_err();
+        assert!(!e.contains("horse") && !e.contains("battery"), "{e}");
+        assert!(parse_netrc(b"machine m password \"open").is_err());
+        let e = parse_headers(b"Authorization Bearer tok3n:x\n").unwrap_err();
+        assert!(!e.contains("tok3n"), "{e}");
+        let e = parse_headers("X-Token: caf\u{e9}\n".as_bytes()).unwrap_err();
+        assert!(e.contains("visible ASCII"), "{e}");
+        let many: String = (0..40).map(|i| format!("X-{i}: v\n")).collect();
+        assert!(parse_headers(many.as_bytes())
+            .unwrap_err()
+            .contains("more than"));
+    }
+
+    #[test]
+    fn secret_files_in_directories_others_can_change_or_fifos_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("trustfs-net-dirs-{}", std::process::id()));
+        let open = dir.join("open");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let f = open.join("auth");
+        std::fs::write(&f, "Authorization: Bearer t\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = read_secret(&f).unwrap_err();
+        assert!(e.contains("lets another user replace files"), "{e}");
+        // Sticky, as /tmp: others cannot rename our files there.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(read_secret(&f).is_ok());
+        // A FIFO is refused at once, never waited on.
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_secret(&fifo)
+            .unwrap_err()
+            .contains("not a regular file"));
+        assert!(read_public_file(&fifo)
+            .unwrap_err()
+            .contains("not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
