@@ -29,6 +29,11 @@ pub const EXIT_USAGE: i32 = 64;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read the passphrase of encrypted keys from this file descriptor (its first line), e.g.
+    /// `--passphrase-fd 3 3<secret`. Default: TRUSTFS_KEY_PASSPHRASE, else a prompt on the
+    /// terminal.
+    #[arg(long, value_name = "N", global = true)]
+    pub passphrase_fd: Option<i32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +69,9 @@ pub fn main() -> i32 {
     };
     if !matches!(cli.command, Command::Mount(_)) {
         quiet_on_closed_pipe();
+    }
+    if let Some(fd) = cli.passphrase_fd {
+        crate::repo::keys::set_passphrase_source(crate::repo::keys::PassphraseSource::Fd(fd));
     }
     match cli.command {
         Command::Key(cmd) => key::run(cmd),

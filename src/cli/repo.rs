@@ -97,6 +97,70 @@ pub enum RepoCommand {
         #[arg(long, value_parser = ["targets"])]
         role: Option<String>,
     },
+    /// Replace the keys (and threshold) of a role after a compromise or as routine: root,
+    /// targets, snapshot, timestamp, or a delegated role.
+    ///
+    /// A top-level role gets root version N+1 listing its new keys, signed by a threshold of the
+    /// current root keys (KEYDIR/root, root@2, ...) and, when root itself rotates, of the new ones
+    /// too; then targets (if its keys changed), snapshot and timestamp are re-signed with the new
+    /// keys. Clients follow: a mounted daemon with --refresh-interval, python-tuf, go-tuf. The
+    /// retired key files move to KEYDIR/retired/; their signatures count nowhere any more.
+    ///
+    /// New keys: generated into KEYDIR (KEYDIR/ROLE if free, else ROLE@N; --type, --encrypt), or
+    /// the public key files given with --key (their holders keep the private keys). If KEYDIR
+    /// cannot sign the new root with both thresholds (keys held by several people), the root is
+    /// staged in REPO/staged/ instead: each holder runs `trustfs repo sign REPO --key THEIR_KEY`,
+    /// then `trustfs repo publish` writes it. A delegated role is rotated through its delegator
+    /// (same paths, new keys, new versions).
+    Rotate {
+        /// The repository directory.
+        repo: PathBuf,
+        #[command(flatten)]
+        common: KeyArgs,
+        /// The role whose keys are replaced.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// A new public key file (TUF key JSON, e.g. KEYDIR/root@2.pub); repeatable. Default: one
+        /// new key generated into KEYDIR.
+        #[arg(long = "key", value_name = "FILE.pub")]
+        public_keys: Vec<PathBuf>,
+        /// The role's threshold after the rotation (default: as before); at most the number of
+        /// new keys.
+        #[arg(long, value_name = "N")]
+        threshold: Option<u64>,
+        /// Type of a generated key: ed25519, ecdsa or rsa.
+        #[arg(long = "type", value_name = "TYPE", default_value = "ed25519", value_parser = crate::schema::KeyType::parse)]
+        key_type: crate::schema::KeyType,
+        /// Encrypt a generated key with a passphrase.
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// Add your signature to the staged root (REPO/staged/N.root.json) with your key only: the
+    /// key must be a root key of the published root or of the staged one. Prints who has signed
+    /// and who is missing.
+    Sign {
+        /// The repository directory (a copy of it is enough: only the staged file changes).
+        repo: PathBuf,
+        /// Your private key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Publish the staged root once a threshold of the published root's keys and of its own
+    /// have signed it; then re-sign targets (if its keys changed), snapshot and timestamp with
+    /// the keys in KEYDIR.
+    Publish {
+        /// The repository directory.
+        repo: PathBuf,
+        #[command(flatten)]
+        common: KeyArgs,
+    },
+    /// Show each top-level role's version, expiry, threshold and signers, and where a staged
+    /// root's signatures stand (who signed, who is missing). Exit 1 while a staged root is short
+    /// of signatures.
+    Status {
+        /// The repository directory.
+        repo: PathBuf,
+    },
 }
 
 /// Options every repo command takes.
@@ -174,6 +238,33 @@ pub fn run(cmd: RepoCommand) -> i32 {
         RepoCommand::Refresh { repo, common, role } => {
             ("repo refresh", refresh(repo, common, role.is_some()))
         }
+        RepoCommand::Rotate {
+            repo,
+            common,
+            role,
+            public_keys,
+            threshold,
+            key_type,
+            encrypt,
+        } => (
+            "repo rotate",
+            rotate(
+                repo,
+                common,
+                role,
+                public_keys,
+                threshold,
+                key_type,
+                encrypt,
+            ),
+        ),
+        RepoCommand::Sign { repo, key } => ("repo sign", sign(repo, key)),
+        RepoCommand::Publish { repo, common } => ("repo publish", publish(repo, common)),
+        RepoCommand::Status { repo } => match status(repo) {
+            Ok(true) => return super::EXIT_OK,
+            Ok(false) => return super::EXIT_CONTENT,
+            Err(e) => ("repo status", Err(e)),
+        },
     };
     match result {
         Ok(()) => super::EXIT_OK,
@@ -358,6 +449,153 @@ fn refresh(repo: PathBuf, common: KeyArgs, resign_targets: bool) -> Result<(), R
     );
     warn_root_expiry(report.root_expires);
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rotate(
+    repo: PathBuf,
+    common: KeyArgs,
+    role: String,
+    public_keys: Vec<PathBuf>,
+    threshold: Option<u64>,
+    key_type: crate::schema::KeyType,
+    encrypt: bool,
+) -> Result<(), RepoError> {
+    let expires = match repo::TOP_LEVEL_ROLES.contains(&role.as_str()) {
+        true => Expiries::from_specs(&common.expires)?,
+        false => Expiries::from_specs_for_role(&common.expires, &role)?,
+    };
+    let r = repo::rotate(&repo::RotateOptions {
+        repo: repo.clone(),
+        keydir: common.keys,
+        role,
+        public_keys,
+        threshold,
+        key_type,
+        encrypt,
+        expires,
+    })?;
+    for k in &r.generated_keys {
+        eprintln!("generated key {}", display_name(k));
+    }
+    println!(
+        "{}: keys {} replace {}",
+        r.role,
+        short_ids(&r.new_keyids),
+        short_ids(&r.retired_keyids)
+    );
+    if let Some(s) = &r.staged {
+        println!(
+            "staged root version {} in {}: it needs signatures from other key holders",
+            s.version,
+            display_name(&s.path)
+        );
+        print_staged(s);
+        println!(
+            "each holder runs: trustfs repo sign {} --key THEIR_KEY; then: trustfs repo publish {} --keys KEYDIR",
+            display_name(&repo),
+            display_name(&repo)
+        );
+        return Ok(());
+    }
+    if let Some(v) = r.root_version {
+        println!("wrote root version {v}");
+    }
+    if let Some(v) = r.versions {
+        println!(
+            "targets version {}, snapshot version {}, timestamp version {}",
+            v.targets, v.snapshot, v.timestamp
+        );
+    }
+    for f in &r.retired_files {
+        eprintln!("retired {}", display_name(f));
+    }
+    Ok(())
+}
+
+fn sign(repo: PathBuf, key: PathBuf) -> Result<(), RepoError> {
+    let s = repo::sign_staged(&repo, &key)?;
+    println!("signed {}", display_name(&s.path));
+    print_staged(&s);
+    if s.complete() {
+        println!(
+            "both thresholds are met: trustfs repo publish {} --keys KEYDIR",
+            display_name(&repo)
+        );
+    }
+    Ok(())
+}
+
+fn publish(repo: PathBuf, common: KeyArgs) -> Result<(), RepoError> {
+    let (root, v, retired) =
+        repo::publish_staged(&repo, &common.keys, &Expiries::from_specs(&common.expires)?)?;
+    println!("published root version {root}");
+    println!(
+        "targets version {}, snapshot version {}, timestamp version {}",
+        v.targets, v.snapshot, v.timestamp
+    );
+    for f in &retired {
+        eprintln!("retired {}", display_name(f));
+    }
+    Ok(())
+}
+
+/// Print the roles and any staged root; `Ok(false)` while a staged root is short of signatures.
+fn status(repo: PathBuf) -> Result<bool, RepoError> {
+    for r in repo::status(&repo)? {
+        let short = r.signed_by.len() < r.threshold as usize;
+        println!(
+            "{} {:<9} v{:<5} expires {}  {} of {} signed [{}]{}",
+            if short { "✘" } else { "✔" },
+            r.role,
+            r.version,
+            r.expires,
+            r.signed_by.len(),
+            r.threshold,
+            short_ids(&r.keyids),
+            if short { "  SHORT OF SIGNATURES" } else { "" }
+        );
+    }
+    match repo::staged(&repo)? {
+        None => Ok(true),
+        Some(s) => {
+            println!(
+                "staged: root version {} ({})",
+                s.version,
+                display_name(&s.path)
+            );
+            print_staged(&s);
+            Ok(s.complete())
+        }
+    }
+}
+
+fn print_staged(s: &repo::StagedStatus) {
+    for (label, (threshold, signed, missing)) in [
+        ("published root's keys", &s.old),
+        ("new root's keys", &s.new),
+    ] {
+        println!(
+            "  {} {label}: {} of {} needed signed [{}]; missing [{}]",
+            if signed.len() as u64 >= *threshold {
+                "✔"
+            } else {
+                "✘"
+            },
+            signed.len(),
+            threshold,
+            short_ids(signed),
+            short_ids(missing)
+        );
+    }
+}
+
+/// Key ids, 12 characters each.
+fn short_ids(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| id.get(..12).unwrap_or(id))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `--bins N|auto|off`: a power of two from 2 to 2^15, or automatic, or never.

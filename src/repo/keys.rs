@@ -1,18 +1,136 @@
-//! Signing keys on disk: `PATH` holds an ed25519 private key as unencrypted PKCS#8 PEM (what
-//! python-tuf's `CryptoSigner` and securesystemslib read and write), mode 0600; `PATH.pub` holds
-//! the public key as TUF key JSON (`{"keytype":"ed25519","scheme":"ed25519","keyval":{...}}`).
+//! Signing keys on disk: `PATH` holds a private key as PKCS#8 PEM (what python-tuf's
+//! `CryptoSigner` and python's `cryptography` read and write) — ed25519 (the default),
+//! ecdsa-p256 or rsa-pss, plain or passphrase-encrypted (`ENCRYPTED PRIVATE KEY`) — mode 0600;
+//! `PATH.pub` holds the public key as TUF key JSON
+//! (`{"keytype":"ed25519","scheme":"ed25519","keyval":{...}}`).
 //!
-//! A role key directory (KEYDIR) holds one such pair per top-level role: `root`, `targets`,
-//! `snapshot`, `timestamp` (plus `.pub`).
+//! A role key directory (KEYDIR) holds one such pair per key of each role: `root`, `targets`,
+//! `snapshot`, `timestamp`, and `<role>@2`, `<role>@3`, ... for roles with more keys.
+//!
+//! Passphrases ([`set_passphrase_source`]): the environment variable `TRUSTFS_KEY_PASSPHRASE`,
+//! a file descriptor (`--passphrase-fd N`: its first line), else a prompt on the terminal
+//! (`/dev/tty`, not echoed), asked once per key file.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use crate::schema::{Key, SigningKey};
+use crate::schema::{Key, KeyType, SigningKey};
 
 use super::atomic::{write_atomic, TempFile};
 use super::error::{display_name, RepoError};
+
+/// The environment variable a passphrase may come from.
+pub const PASSPHRASE_ENV: &str = "TRUSTFS_KEY_PASSPHRASE";
+
+/// Where passphrases come from when an encrypted key is loaded (or a key is encrypted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassphraseSource {
+    /// `TRUSTFS_KEY_PASSPHRASE` if set, else a prompt on the terminal.
+    Default,
+    /// The first line read from this file descriptor (read once, used for every key).
+    Fd(i32),
+}
+
+struct Passphrases {
+    source: PassphraseSource,
+    /// Read from the fd (it can be read only once).
+    from_fd: Option<Vec<u8>>,
+    /// Prompted for, by key file.
+    prompted: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+static PASSPHRASES: Mutex<Passphrases> = Mutex::new(Passphrases {
+    source: PassphraseSource::Default,
+    from_fd: None,
+    prompted: BTreeMap::new(),
+});
+
+/// Choose where passphrases come from (the CLI's `--passphrase-fd`).
+pub fn set_passphrase_source(source: PassphraseSource) {
+    PASSPHRASES.lock().unwrap_or_else(|e| e.into_inner()).source = source;
+}
+
+/// The passphrase for the key file `path`: `purpose` says why it is asked (a prompt shows it).
+fn passphrase_for(path: &Path, purpose: &str) -> Result<Vec<u8>, RepoError> {
+    let bad = |reason: String| RepoError::KeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut p = PASSPHRASES.lock().unwrap_or_else(|e| e.into_inner());
+    if let PassphraseSource::Fd(fd) = p.source {
+        if p.from_fd.is_none() {
+            p.from_fd =
+                Some(read_fd_line(fd).map_err(|e| bad(format!("--passphrase-fd {fd}: {e}")))?);
+        }
+        return Ok(p.from_fd.clone().unwrap_or_default());
+    }
+    if let Some(v) = std::env::var_os(PASSPHRASE_ENV) {
+        use std::os::unix::ffi::OsStrExt;
+        return Ok(v.as_bytes().to_vec());
+    }
+    if let Some(v) = p.prompted.get(path) {
+        return Ok(v.clone());
+    }
+    let v = prompt(&format!("Passphrase {purpose} {}: ", display_name(path))).map_err(|e| {
+        bad(format!(
+            "needs a passphrase and there is no terminal to ask on ({e}); give it in {PASSPHRASE_ENV} or with --passphrase-fd"
+        ))
+    })?;
+    p.prompted.insert(path.to_owned(), v.clone());
+    Ok(v)
+}
+
+/// The first line of file descriptor `fd` (without its newline).
+fn read_fd_line(fd: i32) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(std::io::Error::from(ErrorKind::InvalidInput));
+    }
+    // SAFETY: dup gives us our own descriptor to own and close; the caller's stays open.
+    let own = unsafe { libc::dup(fd) };
+    if own < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `own` is a fresh descriptor nothing else owns.
+    let f = unsafe { std::fs::File::from_raw_fd(own) };
+    let mut out = Vec::new();
+    f.take(64 * 1024).read_to_end(&mut out)?;
+    let line = out.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+/// Ask on the terminal (`/dev/tty`) without echo.
+fn prompt(question: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let tty = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: plain data filled by tcgetattr.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a writable termios.
+    if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut quiet = old;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    (&tty).write_all(question.as_bytes())?;
+    // SAFETY: a valid descriptor and termios.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    // SAFETY: as above; the terminal gets its echo back whatever the read did.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+}
 
 /// The path of the public key file belonging to the private key at `path`: `path` + `.pub`.
 pub fn pub_path(path: &Path) -> PathBuf {
@@ -21,10 +139,21 @@ pub fn pub_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Generate a new ed25519 key at `path` (and `path.pub`). Refuses to replace an existing private
-/// or public key file unless `force`. The private key file is created with mode 0600 from the
-/// start and appears under its final name only when complete.
+/// Generate a new ed25519 key at `path` (and `path.pub`), unencrypted. See [`generate_with`].
 pub fn generate(path: &Path, force: bool) -> Result<Key, RepoError> {
+    generate_with(path, force, KeyType::Ed25519, false)
+}
+
+/// Generate a new key of `kind` at `path` (and `path.pub`), passphrase-encrypted if `encrypt`.
+/// Refuses to replace an existing private or public key file unless `force`. The private key
+/// file is created with mode 0600 from the start and appears under its final name only when
+/// complete.
+pub fn generate_with(
+    path: &Path,
+    force: bool,
+    kind: KeyType,
+    encrypt: bool,
+) -> Result<Key, RepoError> {
     let public_path = pub_path(path);
     if !force {
         for p in [path, public_path.as_path()] {
@@ -33,24 +162,96 @@ pub fn generate(path: &Path, force: bool) -> Result<Key, RepoError> {
             }
         }
     }
-    let key = SigningKey::generate();
-    let pem = key.to_pkcs8_pem().map_err(|reason| RepoError::KeyFile {
+    let bad = |reason: String| RepoError::KeyFile {
         path: path.to_owned(),
         reason,
-    })?;
+    };
+    let key = SigningKey::generate_of(kind).map_err(bad)?;
+    let pem = match encrypt {
+        true => {
+            let pass = new_passphrase(path)?;
+            key.to_encrypted_pem(&pass).map_err(bad)?
+        }
+        false => key.to_pkcs8_pem().map_err(bad)?,
+    };
+    write_private(path, &pem, force)?;
+    let public = key.public_key();
+    write_atomic(&public_path, &public_json(&public), 0o644)?;
+    Ok(public)
+}
+
+/// A passphrase for encrypting the key at `path`: from the source, or asked twice on the
+/// terminal. An empty one is refused.
+fn new_passphrase(path: &Path) -> Result<Vec<u8>, RepoError> {
+    let bad = |reason: String| RepoError::KeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let from_source = {
+        let p = PASSPHRASES.lock().unwrap_or_else(|e| e.into_inner());
+        p.source != PassphraseSource::Default || std::env::var_os(PASSPHRASE_ENV).is_some()
+    };
+    let pass = if from_source {
+        passphrase_for(path, "for")?
+    } else {
+        let first = passphrase_for(path, "to encrypt")?;
+        let again = prompt(&format!("Again, for {}: ", display_name(path)))
+            .map_err(|e| bad(e.to_string()))?;
+        if first != again {
+            return Err(bad("the two passphrases differ; nothing written".into()));
+        }
+        first
+    };
+    if pass.is_empty() {
+        return Err(bad("an empty passphrase; nothing written".into()));
+    }
+    Ok(pass)
+}
+
+/// Encrypt the (unencrypted) key at `path` in place with a passphrase.
+pub fn encrypt(path: &Path) -> Result<Key, RepoError> {
+    let bad = |reason: String| RepoError::KeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = read_key_file(path)?;
+    if SigningKey::is_encrypted_pem(&pem) {
+        return Err(bad("is encrypted already".into()));
+    }
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(bad)?;
+    let pass = new_passphrase(path)?;
+    let encrypted = key.to_encrypted_pem(&pass).map_err(bad)?;
+    write_private(path, &encrypted, true)?;
+    Ok(key.public_key())
+}
+
+/// Whether the key file at `path` is passphrase-encrypted.
+pub fn is_encrypted(path: &Path) -> Result<bool, RepoError> {
+    Ok(SigningKey::is_encrypted_pem(&read_key_file(path)?))
+}
+
+fn read_key_file(path: &Path) -> Result<String, RepoError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(RepoError::KeyMissing {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(RepoError::io("read", path, e)),
+    }
+}
+
+/// Write a private key file: mode 0600 from the start, under its name only when complete.
+fn write_private(path: &Path, pem: &str, force: bool) -> Result<(), RepoError> {
     let mut tmp = TempFile::beside(path, 0o600)?;
     // Whatever the umask did, the key is 0600 (umask can only have removed bits).
     set_mode(tmp.path(), 0o600)?;
     tmp.write_all(pem.as_bytes())?;
     if force {
-        tmp.persist(path)?;
+        tmp.persist(path)
     } else {
         // Atomic no-overwrite: a key that appeared since the check above is not replaced.
-        tmp.persist_noclobber(path)?;
+        tmp.persist_noclobber(path)
     }
-    let public = key.public_key();
-    write_atomic(&public_path, &public_json(&public), 0o644)?;
-    Ok(public)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), RepoError> {
@@ -68,20 +269,20 @@ fn public_json(key: &Key) -> Vec<u8> {
 }
 
 /// Load the private key at `path`. If `path.pub` exists it must name the same public key.
+///
+/// An encrypted key is decrypted with the passphrase from the source set by
+/// [`set_passphrase_source`]; a wrong one is an error naming the file.
 pub fn load(path: &Path) -> Result<SigningKey, RepoError> {
-    let pem = match fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(RepoError::KeyMissing {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) => return Err(RepoError::io("read", path, e)),
+    let pem = read_key_file(path)?;
+    let passphrase = match SigningKey::is_encrypted_pem(&pem) {
+        true => Some(passphrase_for(path, "for")?),
+        false => None,
     };
-    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|reason| RepoError::KeyFile {
-        path: path.to_owned(),
-        reason,
-    })?;
+    let key =
+        SigningKey::from_pem(&pem, passphrase.as_deref()).map_err(|reason| RepoError::KeyFile {
+            path: path.to_owned(),
+            reason,
+        })?;
     let public_path = pub_path(path);
     match fs::read(&public_path) {
         Ok(bytes) => {

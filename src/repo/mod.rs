@@ -25,6 +25,7 @@ mod delegate;
 mod error;
 pub mod keys;
 mod publish;
+mod rotate;
 
 // The public API.
 pub use bins::{
@@ -37,4 +38,8 @@ pub use error::{display_name, DisplayName, RepoError};
 pub use publish::{
     add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,
     InitReport, RefreshOptions, RefreshReport, Versions, TOP_LEVEL_ROLES,
+};
+pub use rotate::{
+    publish_staged, rotate, sign_staged, staged, staged_dir, status, RoleStatus, RotateOptions,
+    RotateReport, StagedStatus,
 };

@@ -254,15 +254,15 @@ pub(crate) fn expiry(d: Duration) -> String {
 /// fetch `N.root.json` to rotate.
 pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
     let mdir = metadata_dir(&opts.repo);
-    create_dir(&opts.repo, 0o755)?;
-    let _lock = RepoLock::acquire(&opts.repo)?;
-    create_dir(&mdir, 0o755)?;
-    create_dir(&targets_dir(&opts.repo), 0o755)?;
-    if latest_root(&mdir)?.is_some() || mdir.join("timestamp.json").exists() {
+    let initialised = |mdir: &Path| -> Result<bool, RepoError> {
+        Ok(latest_root(mdir)?.is_some() || mdir.join("timestamp.json").exists())
+    };
+    if initialised(&mdir)? {
         return Err(RepoError::AlreadyInitialised { path: mdir });
     }
+    // Keys first: a key that cannot be loaded (a wrong passphrase) stops init before anything
+    // of the repository is created.
     create_dir(&opts.keydir, 0o700)?;
-
     let mut generated_keys = Vec::new();
     let mut signers = BTreeMap::new();
     for role in TOP_LEVEL_ROLES {
@@ -272,6 +272,13 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
             generated_keys.push(path);
         }
         signers.insert(role, key);
+    }
+    create_dir(&opts.repo, 0o755)?;
+    let _lock = RepoLock::acquire(&opts.repo)?;
+    create_dir(&mdir, 0o755)?;
+    create_dir(&targets_dir(&opts.repo), 0o755)?;
+    if initialised(&mdir)? {
+        return Err(RepoError::AlreadyInitialised { path: mdir });
     }
     let mut key_objs = Map::new();
     let mut roles = Map::new();
@@ -1014,13 +1021,17 @@ impl<'k> RoleWrite<'k> {
         value: Value,
         expires: &Expiries,
     ) -> Result<RoleWrite<'k>, RepoError> {
-        let (key, keyid) = signers.get("targets")?;
+        let keys = signers
+            .get("targets")?
+            .into_iter()
+            .map(|(k, id)| (k, id.to_owned()))
+            .collect();
         Ok(RoleWrite {
             name: "targets".into(),
             value,
             version: bump(&state.targets_path, state.targets.version())?,
             valid_for: expires.targets,
-            keys: vec![(key, keyid.to_owned())],
+            keys,
         })
     }
 }
@@ -1088,8 +1099,7 @@ pub(crate) fn publish_chain(
     }
     set_field(&mut snapshot, "version", json!(snapshot_version))?;
     set_field(&mut snapshot, "expires", json!(expiry(expires.snapshot)))?;
-    let (key, keyid) = signers.get("snapshot")?;
-    let (_, snapshot_bytes) = sign::<Snapshot>(snapshot, key, keyid)?;
+    let (_, snapshot_bytes) = sign_all::<Snapshot>(snapshot, &signers.get("snapshot")?)?;
     write_atomic(
         &mdir.join(state.meta_name("snapshot", snapshot_version)),
         &snapshot_bytes,
@@ -1104,8 +1114,7 @@ pub(crate) fn publish_chain(
         &snapshot_bytes,
         expires.timestamp,
     );
-    let (key, keyid) = signers.get("timestamp")?;
-    let (_, timestamp_bytes) = sign::<Timestamp>(timestamp, key, keyid)?;
+    let (_, timestamp_bytes) = sign_all::<Timestamp>(timestamp, &signers.get("timestamp")?)?;
     // Last: only now does any client see the new snapshot and targets.
     write_atomic(&mdir.join("timestamp.json"), &timestamp_bytes, 0o644)?;
     Ok(Versions {
@@ -1226,9 +1235,11 @@ pub(crate) fn sign_all<T: Signed>(
     Ok((md, bytes))
 }
 
-/// The signing keys of some top-level roles, each matched to its key id in the current root.
+/// The signing keys of some top-level roles: for each, the keys in KEYDIR (`<role>`,
+/// `<role>@2`, ...) that the current root lists for it, matched by key material, at least as
+/// many as its threshold.
 pub(crate) struct Signers {
-    keys: BTreeMap<String, (SigningKey, String)>,
+    keys: BTreeMap<String, Vec<(SigningKey, String)>>,
 }
 
 impl Signers {
@@ -1237,20 +1248,50 @@ impl Signers {
         keydir: &Path,
         roles: &[&str],
     ) -> Result<Signers, RepoError> {
+        let root = &state.root.signed;
         let mut out = BTreeMap::new();
         for role in roles {
-            let path = keyfile(keydir, role);
-            let key = keys::load(&path)?;
-            let keyid = role_keyid(&state.root.signed, role, &key, &path)?;
-            out.insert(role.to_string(), (key, keyid));
+            let listed = root
+                .roles
+                .get(*role)
+                .ok_or_else(|| RepoError::Internal(format!("root lists no {role} role")))?;
+            let found = match super::delegate::find_role_keys(
+                keydir,
+                role,
+                &listed.keyids,
+                listed.threshold,
+                &root.keys,
+                " (as the current root lists it)",
+            ) {
+                Ok(found) => found,
+                // One key file that root does not list: say so plainly (a key from another
+                // repository, or one retired by a rotation).
+                Err(RepoError::NotEnoughKeys { held: 0, .. })
+                    if keydir.join(role).exists() && listed.threshold <= 1 =>
+                {
+                    let path = keyfile(keydir, role);
+                    let key = keys::load(&path)?;
+                    return Err(RepoError::WrongKey {
+                        role: role.to_string(),
+                        path,
+                        keyid: key.public_key().compute_keyid(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            if *role == "root" {
+                warn_unencrypted_root(keydir)?;
+            }
+            out.insert(role.to_string(), found);
         }
         Ok(Signers { keys: out })
     }
 
-    fn get(&self, role: &str) -> Result<(&SigningKey, &str), RepoError> {
+    /// The keys of `role`, with the key ids root lists them under.
+    pub(crate) fn get(&self, role: &str) -> Result<Vec<(&SigningKey, &str)>, RepoError> {
         self.keys
             .get(role)
-            .map(|(k, id)| (k, id.as_str()))
+            .map(|v| v.iter().map(|(k, id)| (k, id.as_str())).collect())
             .ok_or_else(|| RepoError::Internal(format!("no {role} key loaded")))
     }
 
@@ -1259,38 +1300,17 @@ impl Signers {
     }
 }
 
-/// The key id under which root lists `key` for `role`. Key ids are labels, so the key is found by
-/// its public key material, not by recomputing its id.
-fn role_keyid(root: &Root, role: &str, key: &SigningKey, path: &Path) -> Result<String, RepoError> {
-    let ours = key.public_key();
-    let role_keys = root
-        .roles
-        .get(role)
-        .ok_or_else(|| RepoError::Internal(format!("root lists no {role} role")))?;
-    let found = role_keys.keyids.iter().find(|id| {
-        root.keys
-            .get(*id)
-            .and_then(|v| crate::schema::Key::from_value(v).ok())
-            .is_some_and(|k| {
-                k.keytype == ours.keytype
-                    && k.scheme == ours.scheme
-                    && k.public.eq_ignore_ascii_case(&ours.public)
-            })
-    });
-    let Some(keyid) = found else {
-        return Err(RepoError::WrongKey {
-            role: role.to_owned(),
-            path: path.to_owned(),
-            keyid: ours.compute_keyid(),
-        });
-    };
-    if role_keys.threshold > 1 {
-        return Err(RepoError::ThresholdTooHigh {
-            role: role.to_owned(),
-            threshold: role_keys.threshold,
-        });
+/// Root keys belong offline and encrypted: say so once when an unencrypted one is used.
+fn warn_unencrypted_root(keydir: &Path) -> Result<(), RepoError> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let path = keyfile(keydir, "root");
+    if path.exists() && !keys::is_encrypted(&path)? && !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "trustfs: warning: the root key {} is not encrypted; encrypt it (trustfs key encrypt) and keep it offline",
+            display_name(&path)
+        );
     }
-    Ok(keyid.clone())
+    Ok(())
 }
 
 /// The current, verified state of a repository.

@@ -16,7 +16,7 @@ mod time;
 
 pub use cjson::{to_canonical, CanonicalError};
 pub use error::SchemaError;
-pub use keys::{Key, PublicKey, SigningKey};
+pub use keys::{Key, KeyType, PublicKey, SigningKey};
 pub use metadata::{
     decode_hex, hex_eq, is_hex, peek_type, Common, DelegatedRole, Delegations, MetaFile, Metadata,
     RoleKeys, RoleType, Root, Signature, Signed, Snapshot, SuccinctRoles, TargetFile, Targets,
