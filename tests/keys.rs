@@ -1,0 +1,678 @@
+//! Key management through the `trustfs` binary: rotation of every role followed by a live mount
+//! and by python-tuf, recovery from a leaked key (its signatures refused by trustfs and
+//! python-tuf after the rotation), a 2-of-3 root signed in three steps from separate key
+//! directories, encrypted keys both ways with python's `cryptography`, ecdsa and rsa keys, and
+//! the bad inputs (a threshold no key set can meet, a key neither root lists, a stale staged
+//! root, a wrong passphrase) refused with the repository untouched. Needs root and /dev/fuse
+//! (the live mount) and the python-tuf venv; fails, never skips.
+
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/mount.rs"]
+mod common;
+#[path = "common/python.rs"]
+mod python;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cli::{wait_for, World, BIN};
+use python::{python, python_script, run, HttpServer, Run};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn trustfs() -> Command {
+    Command::new(BIN)
+}
+
+/// `trustfs ARGS...` run to its end.
+fn tfs(args: &[&str]) -> Run {
+    run(trustfs().args(args))
+}
+
+/// Every file under `dir` with its sha256: what "untouched" compares.
+fn snapshot_of(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(p, hex::encode(Sha256::digest(&bytes)));
+            }
+        }
+    }
+    out
+}
+
+/// python-tuf's ngclient downloads `names` with a kept metadata directory (a long-lived client).
+fn python_download(
+    server: &HttpServer,
+    root: &Path,
+    cache: &Path,
+    out: &Path,
+    names: &[&str],
+) -> Run {
+    run(python_script("download.py")
+        .arg("--metadata-url")
+        .arg(server.url("metadata/"))
+        .arg("--targets-url")
+        .arg(server.url("targets/"))
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .arg("--metadata-dir")
+        .arg(cache)
+        .args(names))
+}
+
+fn repo_str(w: &World) -> String {
+    w.repo.display().to_string()
+}
+
+fn keys_str(w: &World) -> String {
+    w.keys.display().to_string()
+}
+
+#[test]
+fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
+    let w = World::new("keys-rotate", &[("v0.txt", b"before any rotation\n")], &[]);
+    let server = HttpServer::serve(&w.repo, &w.dir.join("http.log"));
+    let pinned = w.dir.join("pinned-root.json");
+    std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
+    let py_cache = w.dir.join("python-tuf");
+    let d = w.mount_local(&["--refresh-interval", "1s"]);
+    python_download(
+        &server,
+        &pinned,
+        &py_cache,
+        &w.dir.join("py-out"),
+        &["v0.txt"],
+    )
+    .expect_code(0, "python-tuf before rotations");
+
+    // Each rotation; then a new file published with the new keys must reach both clients.
+    for (i, (role, key_type)) in [
+        ("targets", "ecdsa"),
+        ("snapshot", "ed25519"),
+        ("timestamp", "rsa"),
+        ("root", "ecdsa"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = tfs(&[
+            "repo",
+            "rotate",
+            &repo_str(&w),
+            "--keys",
+            &keys_str(&w),
+            "--role",
+            role,
+            "--type",
+            key_type,
+        ]);
+        r.expect_code(0, "trustfs repo rotate");
+        assert!(r.stdout.contains("wrote root version"), "{}", r.describe());
+        let name = format!("after-{role}.txt");
+        let body = format!("published after rotating {role}\n");
+        w.write(&name, body.as_bytes());
+        w.publish();
+        wait_for(
+            &format!("the mount to serve {name} after the {role} rotation"),
+            || d.log(),
+            || std::fs::read(w.at(&name)).is_ok_and(|b| b == body.as_bytes()),
+        );
+        python_download(
+            &server,
+            &pinned,
+            &py_cache,
+            &w.dir.join(format!("py-{i}")),
+            &[&name],
+        )
+        .expect_code(0, &format!("python-tuf after rotating {role}"));
+        // The retired key is out of KEYDIR's way.
+        assert!(std::fs::read_dir(w.keys.join("retired")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{role}."))));
+    }
+    let log = d.stop();
+    assert!(
+        log.contains("root v4 -> v5"),
+        "the mount followed four root versions:\n{log}"
+    );
+
+    // A delegated role too: delegated, published into, rotated, published into again.
+    tfs(&[
+        "repo",
+        "delegate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "docs",
+        "--path",
+        "docs/*",
+    ])
+    .expect_code(0, "delegate");
+    let docs = w.dir.join("docs-content");
+    std::fs::create_dir_all(docs.join("docs")).unwrap();
+    std::fs::write(docs.join("docs/a.md"), "first\n").unwrap();
+    let add_docs = || {
+        tfs(&[
+            "repo",
+            "add",
+            &repo_str(&w),
+            docs.to_str().unwrap(),
+            "--keys",
+            &keys_str(&w),
+            "--role",
+            "docs",
+        ])
+        .expect_code(0, "add --role docs");
+    };
+    add_docs();
+    tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "docs",
+    ])
+    .expect_code(0, "rotate docs");
+    std::fs::write(docs.join("docs/b.md"), "second\n").unwrap();
+    add_docs();
+    python_download(
+        &server,
+        &pinned,
+        &py_cache,
+        &w.dir.join("py-docs"),
+        &["docs/b.md"],
+    )
+    .expect_code(0, "python-tuf after rotating the delegated role");
+    let state = w.dir.join("verify-state");
+    let v = tfs(&[
+        "verify",
+        "--root",
+        pinned.to_str().unwrap(),
+        "--metadata",
+        w.metadata().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        w.content.to_str().unwrap(),
+    ]);
+    // content/ holds the top-level files only; docs/ files are "missing" from it, not untrusted.
+    assert_ne!(v.code, Some(2), "{}", v.describe());
+}
+
+/// Metadata in `w`'s repository: path of the newest `N.<role>.json`, its version and JSON.
+fn newest(w: &World, role: &str) -> (PathBuf, u64, Value) {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(w.metadata()).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_suffix(&format!(".{role}.json"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                best = Some((n, p));
+            }
+        }
+    }
+    let (n, p) = best.unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    (p, n, v)
+}
+
+/// Sign `signed` with `key` (a PKCS#8 PEM file) under key id `keyid`: the metadata bytes.
+fn sign_with(signed: &Value, key: &Path, keyid: &str) -> Vec<u8> {
+    let k = trustfs::schema::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap())
+        .unwrap();
+    let msg = trustfs::schema::to_canonical(signed).unwrap();
+    let doc = json!({"signed": signed, "signatures": [{"keyid": keyid, "sig": hex::encode(k.sign(&msg))}]});
+    serde_json::to_vec_pretty(&doc).unwrap()
+}
+
+/// The one key file in `dir` whose name starts with `prefix`.
+fn key_in(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(prefix) && !n.contains(".pub")
+        })
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()))
+}
+
+#[test]
+fn a_leaked_targets_key_is_worthless_after_rotation_for_trustfs_and_python_tuf() {
+    let w = World::new(
+        "keys-compromise",
+        &[("app.sh", b"#!/bin/sh\necho good\n")],
+        &[],
+    );
+    let server = HttpServer::serve(&w.repo, &w.dir.join("http.log"));
+    let pinned = w.dir.join("pinned-root.json");
+    std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
+    let state = w.dir.join("state");
+    let py_cache = w.dir.join("python-tuf");
+    let verify = || {
+        tfs(&[
+            "verify",
+            "--root",
+            pinned.to_str().unwrap(),
+            "--metadata",
+            w.metadata().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            w.content.to_str().unwrap(),
+        ])
+    };
+    verify().expect_code(0, "verify before");
+    python_download(&server, &pinned, &py_cache, &w.dir.join("py0"), &["app.sh"])
+        .expect_code(0, "python-tuf before");
+    let leaked = w.dir.join("leaked-targets-key");
+    std::fs::copy(w.keys.join("targets"), &leaked).unwrap();
+    let leaked_id =
+        trustfs::schema::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(&leaked).unwrap())
+            .unwrap()
+            .public_key()
+            .compute_keyid();
+
+    tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "targets",
+    ])
+    .expect_code(0, "rotate targets");
+    verify().expect_code(0, "verify after the rotation");
+    python_download(&server, &pinned, &py_cache, &w.dir.join("py1"), &["app.sh"])
+        .expect_code(0, "python-tuf after the rotation");
+
+    // The attacker signs targets with the leaked key, listing a backdoor, and (holding the
+    // mirror) serves snapshot and timestamp that point at it, properly signed.
+    let evil = b"#!/bin/sh\nrm -rf /\n";
+    let (_, n, mut targets) = newest(&w, "targets");
+    let t = &mut targets["signed"];
+    t["version"] = json!(n + 1);
+    t["targets"]["app.sh"] =
+        json!({"length": evil.len(), "hashes": {"sha256": hex::encode(Sha256::digest(evil))}});
+    std::fs::write(
+        w.metadata().join(format!("{}.targets.json", n + 1)),
+        sign_with(&targets["signed"], &leaked, &leaked_id),
+    )
+    .unwrap();
+    let (_, s, mut snapshot) = newest(&w, "snapshot");
+    let sn = &mut snapshot["signed"];
+    sn["version"] = json!(s + 1);
+    sn["meta"]["targets.json"] = json!({"version": n + 1});
+    let snap_key = key_in(&w.keys, "snapshot");
+    let snap_id = snapshot["signatures"][0]["keyid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snap_bytes = sign_with(&snapshot["signed"], &snap_key, &snap_id);
+    std::fs::write(
+        w.metadata().join(format!("{}.snapshot.json", s + 1)),
+        &snap_bytes,
+    )
+    .unwrap();
+    let ts_path = w.metadata().join("timestamp.json");
+    let mut ts: Value = serde_json::from_slice(&std::fs::read(&ts_path).unwrap()).unwrap();
+    let tv = ts["signed"]["version"].as_u64().unwrap();
+    ts["signed"]["version"] = json!(tv + 1);
+    ts["signed"]["meta"]["snapshot.json"] = json!({"version": s + 1, "length": snap_bytes.len(),
+        "hashes": {"sha256": hex::encode(Sha256::digest(&snap_bytes))}});
+    let ts_key = key_in(&w.keys, "timestamp");
+    let ts_id = ts["signatures"][0]["keyid"].as_str().unwrap().to_owned();
+    std::fs::write(&ts_path, sign_with(&ts["signed"], &ts_key, &ts_id)).unwrap();
+
+    let v = verify();
+    v.expect_code(2, "trustfs must refuse targets signed by the retired key");
+    assert!(
+        v.stderr.contains("targets") && v.stderr.contains("signature"),
+        "{}",
+        v.describe()
+    );
+    let p = python_download(&server, &pinned, &py_cache, &w.dir.join("py2"), &["app.sh"]);
+    assert_eq!(
+        p.code,
+        Some(1),
+        "python-tuf must refuse too:\n{}",
+        p.describe()
+    );
+    assert!(!w.dir.join("py2/app.sh").exists());
+}
+
+#[test]
+fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
+    let w = World::new("keys-threshold", &[("a.txt", b"a\n")], &[]);
+    let pinned = w.dir.join("pinned-root.json");
+    std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
+    let holders: Vec<PathBuf> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|h| w.dir.join(h))
+        .collect();
+    for h in &holders {
+        std::fs::create_dir_all(h).unwrap();
+        tfs(&["key", "generate", h.join("root").to_str().unwrap()]).expect_code(0, "key generate");
+    }
+    let pubs: Vec<String> = holders
+        .iter()
+        .map(|h| h.join("root.pub").display().to_string())
+        .collect();
+    let before = snapshot_of(&w.metadata());
+    // Step 1 (the current root key, in the publisher's KEYDIR): stage root v2, 2-of-3.
+    let r = tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "root",
+        "--key",
+        &pubs[0],
+        "--key",
+        &pubs[1],
+        "--key",
+        &pubs[2],
+        "--threshold",
+        "2",
+    ]);
+    r.expect_code(0, "rotate root to 2-of-3");
+    assert!(
+        r.stdout.contains("staged root version 2"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        snapshot_of(&w.metadata()),
+        before,
+        "staging writes nothing published"
+    );
+    let st = tfs(&["repo", "status", &repo_str(&w)]);
+    st.expect_code(1, "status while short of signatures");
+    assert!(
+        st.stdout.contains("new root's keys: 0 of 2"),
+        "{}",
+        st.describe()
+    );
+    // Publishing now is refused, the repository untouched.
+    let p = tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]);
+    p.expect_code(1, "publish short of signatures");
+    assert!(p.stderr.contains("short of signatures"), "{}", p.describe());
+    assert_eq!(snapshot_of(&w.metadata()), before);
+    // A key neither root lists: refused, the staged file unchanged.
+    let stranger = w.dir.join("stranger");
+    tfs(&["key", "generate", stranger.to_str().unwrap()]).expect_code(0, "key generate");
+    let staged_file = w.repo.join("staged/2.root.json");
+    let staged_before = std::fs::read(&staged_file).unwrap();
+    let s = tfs(&[
+        "repo",
+        "sign",
+        &repo_str(&w),
+        "--key",
+        stranger.to_str().unwrap(),
+    ]);
+    s.expect_code(1, "sign with an unlisted key");
+    assert!(
+        s.stderr
+            .contains("is not a root (the published or the staged one) key"),
+        "{}",
+        s.describe()
+    );
+    assert_eq!(std::fs::read(&staged_file).unwrap(), staged_before);
+    // Steps 2 and 3: two holders sign, each with their own key only.
+    let s = tfs(&[
+        "repo",
+        "sign",
+        &repo_str(&w),
+        "--key",
+        holders[0].join("root").to_str().unwrap(),
+    ]);
+    s.expect_code(0, "alice signs");
+    assert!(
+        s.stdout.contains("new root's keys: 1 of 2"),
+        "{}",
+        s.describe()
+    );
+    let s = tfs(&[
+        "repo",
+        "sign",
+        &repo_str(&w),
+        "--key",
+        holders[2].join("root").to_str().unwrap(),
+    ]);
+    s.expect_code(0, "carol signs");
+    assert!(
+        s.stdout.contains("both thresholds are met"),
+        "{}",
+        s.describe()
+    );
+    let kept_stale = w.dir.join("stale-2.root.json");
+    std::fs::copy(&staged_file, &kept_stale).unwrap();
+    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "publish");
+    let state = w.dir.join("state");
+    tfs(&[
+        "verify",
+        "--root",
+        pinned.to_str().unwrap(),
+        "--metadata",
+        w.metadata().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        w.content.to_str().unwrap(),
+    ])
+    .expect_code(0, "a client follows root v1 -> v2 (2-of-3)");
+    tfs(&["repo", "status", &repo_str(&w)]).expect_code(0, "status after publishing");
+
+    // A stale staged root (v2 again, while v2 is published) is refused by sign and publish.
+    std::fs::create_dir_all(w.repo.join("staged")).unwrap();
+    std::fs::copy(&kept_stale, &staged_file).unwrap();
+    let before = snapshot_of(&w.metadata());
+    let s = tfs(&[
+        "repo",
+        "sign",
+        &repo_str(&w),
+        "--key",
+        holders[1].join("root").to_str().unwrap(),
+    ]);
+    s.expect_code(1, "sign a stale staged root");
+    assert!(s.stderr.contains("is stale"), "{}", s.describe());
+    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)])
+        .expect_code(1, "publish stale");
+    assert_eq!(snapshot_of(&w.metadata()), before);
+    std::fs::remove_file(&staged_file).unwrap();
+
+    // The root key is no longer on the publishing machine: add and refresh still work.
+    w.write("b.txt", b"b\n");
+    w.publish();
+    tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "refresh");
+    // The next rotation (targets) needs 2 of the 3 holders: staged, then signed by bob and alice.
+    let r = tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "targets",
+    ]);
+    r.expect_code(0, "rotate targets under a 2-of-3 root");
+    assert!(
+        r.stdout.contains("staged root version 3"),
+        "{}",
+        r.describe()
+    );
+    for h in [&holders[1], &holders[0]] {
+        tfs(&[
+            "repo",
+            "sign",
+            &repo_str(&w),
+            "--key",
+            h.join("root").to_str().unwrap(),
+        ])
+        .expect_code(0, "holder signs");
+    }
+    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "publish v3");
+    tfs(&[
+        "verify",
+        "--root",
+        pinned.to_str().unwrap(),
+        "--metadata",
+        w.metadata().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        w.content.to_str().unwrap(),
+    ])
+    .expect_code(0, "the client follows to root v3 and the new targets key");
+}
+
+#[test]
+fn bad_rotations_are_refused_and_the_repository_is_untouched() {
+    let w = World::new("keys-bad", &[("a.txt", b"a\n")], &[]);
+    let before = snapshot_of(&w.metadata());
+    let keys_before = snapshot_of(&w.keys);
+    let r = tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "snapshot",
+        "--threshold",
+        "2",
+    ]);
+    r.expect_code(1, "threshold above the number of keys");
+    assert!(
+        r.stderr.contains("could never be signed"),
+        "{}",
+        r.describe()
+    );
+    let same = w.keys.join("targets.pub").display().to_string();
+    let r = tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "targets",
+        "--key",
+        &same,
+    ]);
+    r.expect_code(1, "rotation to the same key");
+    assert!(
+        r.stderr.contains("already a key of the targets role"),
+        "{}",
+        r.describe()
+    );
+    let r = tfs(&[
+        "repo",
+        "rotate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "nosuchrole",
+    ]);
+    assert_ne!(r.code, Some(0), "{}", r.describe());
+    let r = tfs(&[
+        "repo",
+        "sign",
+        &repo_str(&w),
+        "--key",
+        w.keys.join("root").to_str().unwrap(),
+    ]);
+    r.expect_code(1, "sign with nothing staged");
+    assert!(r.stderr.contains("nothing is staged"), "{}", r.describe());
+    assert_eq!(snapshot_of(&w.metadata()), before);
+    assert_eq!(snapshot_of(&w.keys), keys_before);
+}
+
+#[test]
+fn encrypted_keys_round_trip_with_python_cryptography_and_a_wrong_passphrase_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("trustfs-keys-enc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // trustfs encrypts (ecdsa and rsa, passphrase from the environment); python reads and signs.
+    for (name, kind) in [("t-ecdsa", "ecdsa"), ("t-rsa", "rsa"), ("t-ed", "ed25519")] {
+        let path = dir.join(name);
+        run(trustfs()
+            .args(["key", "generate", "--type", kind, "--encrypt"])
+            .arg(&path)
+            .env("TRUSTFS_KEY_PASSPHRASE", "correct horse"))
+        .expect_code(0, "key generate --encrypt");
+        let pem = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{pem}"
+        );
+        let py = run(Command::new(python()).arg("-c").arg(format!(
+            "from cryptography.hazmat.primitives import serialization\n\
+             k = serialization.load_pem_private_key(open({:?}, 'rb').read(), password=b'correct horse')\n\
+             print(type(k).__name__)",
+            path.display().to_string()
+        )));
+        py.expect_code(0, "python reads trustfs's encrypted key");
+    }
+    // python encrypts (BestAvailableEncryption); trustfs reads it through --passphrase-fd.
+    let keydir = dir.join("keys");
+    std::fs::create_dir_all(&keydir).unwrap();
+    run(Command::new(python()).arg("-c").arg(format!(
+        "from cryptography.hazmat.primitives import serialization\n\
+         from cryptography.hazmat.primitives.asymmetric import ed25519\n\
+         k = ed25519.Ed25519PrivateKey.generate()\n\
+         open({:?}, 'wb').write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b'from python')))",
+        keydir.join("root").display().to_string()
+    )))
+    .expect_code(0, "python writes an encrypted key");
+    std::fs::write(dir.join("pass"), "wrong passphrase\n").unwrap();
+    let repo = dir.join("repo");
+    let wrong = run(Command::new("sh").arg("-c").arg(format!(
+        "exec {BIN} repo init {} --keys {} --passphrase-fd 3 3<{}",
+        repo.display(),
+        keydir.display(),
+        dir.join("pass").display()
+    )));
+    wrong.expect_code(1, "a wrong passphrase");
+    assert!(
+        wrong.stderr.contains("wrong passphrase"),
+        "{}",
+        wrong.describe()
+    );
+    assert!(!repo.exists(), "nothing of the repository is written");
+    assert_eq!(
+        std::fs::read_dir(&keydir).unwrap().count(),
+        1,
+        "no other key generated"
+    );
+    std::fs::write(dir.join("pass"), "from python\n").unwrap();
+    let ok = run(Command::new("sh").arg("-c").arg(format!(
+        "exec {BIN} repo init {} --keys {} --passphrase-fd 3 3<{}",
+        repo.display(),
+        keydir.display(),
+        dir.join("pass").display()
+    )));
+    ok.expect_code(0, "the right passphrase");
+    // An unencrypted root key in use is warned about; the python-encrypted one is not.
+    assert!(!ok.stderr.contains("is not encrypted"), "{}", ok.describe());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
