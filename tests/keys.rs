@@ -676,3 +676,129 @@ fn encrypted_keys_round_trip_with_python_cryptography_and_a_wrong_passphrase_wri
     assert!(!ok.stderr.contains("is not encrypted"), "{}", ok.describe());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Copy `from` to `to` (a plain recursive copy of a repository).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn prune_keeps_what_a_client_at_the_previous_version_needs_and_undelegate_and_refresh_housekeep() {
+    let w = World::new("keys-prune", &[("app.txt", b"version 1\n")], &[]);
+    let pinned = w.dir.join("pinned-root.json");
+    std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
+    // A delegated role that expires soon: refresh re-signs it (its keys are in KEYDIR).
+    tfs(&[
+        "repo",
+        "delegate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "docs",
+        "--path",
+        "docs/*",
+        "--expires",
+        "docs=1d",
+    ])
+    .expect_code(0, "delegate");
+    // Without its keys: a warning names it.
+    let docs_key = w.keys.join("docs");
+    std::fs::rename(&docs_key, w.dir.join("docs-key-away")).unwrap();
+    let r = tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]);
+    r.expect_code(0, "refresh without the docs key");
+    assert!(
+        r.stderr.contains("delegated role docs expires at"),
+        "{}",
+        r.describe()
+    );
+    std::fs::rename(w.dir.join("docs-key-away"), &docs_key).unwrap();
+    let r = tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]);
+    r.expect_code(0, "refresh");
+    assert!(r.stdout.contains("re-signed docs"), "{}", r.describe());
+    tfs(&[
+        "repo",
+        "undelegate",
+        &repo_str(&w),
+        "--keys",
+        &keys_str(&w),
+        "--role",
+        "docs",
+    ])
+    .expect_code(0, "undelegate");
+    let targets: Value =
+        serde_json::from_slice(&std::fs::read(newest(&w, "targets").0).unwrap()).unwrap();
+    assert_eq!(
+        targets["signed"]["delegations"]["roles"],
+        json!([]),
+        "{targets}"
+    );
+
+    // A client starts an update at the previous version (it has read that timestamp); then
+    // the publisher publishes a new version and prunes.
+    let previous = w.dir.join("previous-timestamp.json");
+    std::fs::copy(w.metadata().join("timestamp.json"), &previous).unwrap();
+    let old_content = w.dir.join("old-content");
+    copy_tree(&w.content, &old_content);
+    w.write("app.txt", b"version 2\n");
+    w.publish();
+    w.write("app.txt", b"version 3\n");
+    w.publish();
+    let view_at_previous = |tag: &str| {
+        // The repository as that client sees it: today's files, yesterday's timestamp.
+        let view = w.dir.join(tag);
+        let _ = std::fs::remove_dir_all(&view);
+        copy_tree(&w.repo, &view);
+        std::fs::copy(&previous, view.join("metadata/timestamp.json")).unwrap();
+        view
+    };
+    let verify_view = |view: &Path, content: &Path| {
+        tfs(&[
+            "verify",
+            "--root",
+            pinned.to_str().unwrap(),
+            "--metadata",
+            view.join("metadata").to_str().unwrap(),
+            content.to_str().unwrap(),
+        ])
+    };
+    let r = tfs(&["repo", "prune", &repo_str(&w), "--keep", "2"]);
+    r.expect_code(0, "prune --keep 2");
+    assert!(r.stdout.contains("removed"), "{}", r.describe());
+    verify_view(&w.repo, &w.content).expect_code(0, "the current version after prune");
+    verify_view(&view_at_previous("view-keep"), &old_content)
+        .expect_code(0, "a client two versions behind still finds everything");
+    // python-tuf at that older version, over HTTP, downloads its target too.
+    let view = view_at_previous("view-http");
+    let server = HttpServer::serve(&view, &w.dir.join("http.log"));
+    let out = w.dir.join("py-old");
+    python_download(
+        &server,
+        &pinned,
+        &w.dir.join("py-cache"),
+        &out,
+        &["app.txt"],
+    )
+    .expect_code(0, "python-tuf at the previous version");
+    assert_eq!(std::fs::read(out.join("app.txt")).unwrap(), b"version 1\n");
+    drop(server);
+    // With nothing kept, that client is stranded: the check above can fail.
+    tfs(&["repo", "prune", &repo_str(&w), "--keep", "0"]).expect_code(0, "prune --keep 0");
+    verify_view(&w.repo, &w.content).expect_code(0, "the current version after prune --keep 0");
+    assert_ne!(
+        verify_view(&view_at_previous("view-none"), &old_content).code,
+        Some(0),
+        "prune --keep 0 must have removed the previous version"
+    );
+    // Roots are never pruned.
+    assert!(w.metadata().join("1.root.json").exists());
+}

@@ -87,6 +87,8 @@ pub enum RepoCommand {
     /// Re-sign snapshot and timestamp with new versions and expiry dates (for cron or CI).
     /// Needs KEYDIR/snapshot and KEYDIR/timestamp (and KEYDIR/targets with --role targets, and
     /// KEYDIR/bins too when targets is sharded into hash bins: every bin is re-signed then).
+    /// Delegated roles with less than half their validity left are re-signed too when KEYDIR
+    /// holds their keys, else named in a warning.
     Refresh {
         /// The repository directory.
         repo: PathBuf,
@@ -153,6 +155,32 @@ pub enum RepoCommand {
         repo: PathBuf,
         #[command(flatten)]
         common: KeyArgs,
+    },
+    /// Remove the delegation of a role from its delegator (a new delegator version without it,
+    /// keys no other role uses dropped) and from snapshot. A role that delegates further is
+    /// refused. Its files stay until `repo prune`.
+    Undelegate {
+        /// The repository directory.
+        repo: PathBuf,
+        #[command(flatten)]
+        common: KeyArgs,
+        /// The delegated role to remove.
+        #[arg(long, value_name = "NAME")]
+        role: String,
+    },
+    /// Remove metadata versions and target files that no client can still need: all but the
+    /// current snapshot and the --keep before it, and what those list (every N.root.json stays:
+    /// clients walk them one by one). Files without consistent-snapshot names are left alone.
+    Prune {
+        /// The repository directory.
+        repo: PathBuf,
+        /// Snapshot versions kept before the current one, for clients in the middle of an
+        /// update.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        keep: u64,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show each top-level role's version, expiry, threshold and signers, and where a staged
     /// root's signatures stand (who signed, who is missing). Exit 1 while a staged root is short
@@ -259,6 +287,14 @@ pub fn run(cmd: RepoCommand) -> i32 {
             ),
         ),
         RepoCommand::Sign { repo, key } => ("repo sign", sign(repo, key)),
+        RepoCommand::Undelegate { repo, common, role } => {
+            ("repo undelegate", undelegate(repo, common, role))
+        }
+        RepoCommand::Prune {
+            repo,
+            keep,
+            dry_run,
+        } => ("repo prune", prune(repo, keep, dry_run)),
         RepoCommand::Publish { repo, common } => ("repo publish", publish(repo, common)),
         RepoCommand::Status { repo } => match status(repo) {
             Ok(true) => return super::EXIT_OK,
@@ -443,10 +479,16 @@ fn refresh(repo: PathBuf, common: KeyArgs, resign_targets: bool) -> Result<(), R
         resign_targets,
     })?;
     let v = report.versions;
+    for role in &report.resigned {
+        println!("re-signed {role} (less than half its validity was left)");
+    }
     println!(
         "targets version {}, snapshot version {}, timestamp version {}",
         v.targets, v.snapshot, v.timestamp
     );
+    for w in &report.warnings {
+        eprintln!("trustfs: warning: {w}");
+    }
     warn_root_expiry(report.root_expires);
     Ok(())
 }
@@ -510,6 +552,39 @@ fn rotate(
     for f in &r.retired_files {
         eprintln!("retired {}", display_name(f));
     }
+    Ok(())
+}
+
+fn undelegate(repo: PathBuf, common: KeyArgs, role: String) -> Result<(), RepoError> {
+    let (delegator, v) = repo::undelegate(&repo::UndelegateOptions {
+        repo,
+        keydir: common.keys,
+        expires: Expiries::from_specs(&common.expires)?,
+        role: role.clone(),
+    })?;
+    println!(
+        "removed the delegation of {role} from {delegator}; targets version {}, snapshot version {}, timestamp version {}",
+        v.targets, v.snapshot, v.timestamp
+    );
+    Ok(())
+}
+
+fn prune(repo: PathBuf, keep: u64, dry_run: bool) -> Result<(), RepoError> {
+    let r = repo::prune(&repo::PruneOptions {
+        repo,
+        keep,
+        dry_run,
+    })?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for p in r.metadata.iter().chain(&r.targets) {
+        println!("{verb} {}", display_name(p));
+    }
+    println!(
+        "{verb} {} metadata files and {} target files ({} bytes)",
+        r.metadata.len(),
+        r.targets.len(),
+        r.bytes
+    );
     Ok(())
 }
 

@@ -494,6 +494,11 @@ impl RoleTree {
         Ok(RoleTree { roles })
     }
 
+    /// The names of every delegated role loaded.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.roles.keys().map(String::as_str).collect()
+    }
+
     pub(crate) fn get(&self, name: &str) -> Result<&LoadedRole, RepoError> {
         self.roles.get(name).ok_or_else(|| RepoError::UnknownRole {
             role: name.to_owned(),

@@ -8,14 +8,13 @@
 //! snapshot, timestamp last. Commands on one repository are serialised by a lock file
 //! (`REPO/.trustfs.lock`).
 //!
-//! Each top-level role is signed by one ed25519 key from a key directory (`KEYDIR/{root,targets,
-//! snapshot,timestamp}`); top-level roles with a threshold above 1 are refused rather than signed
-//! short. Delegated targets roles (`delegate`, `add` with a role) are signed with every key of
-//! theirs KEYDIR holds (`KEYDIR/<NAME>`, `KEYDIR/<NAME>@2`, ...), and refused when those are
-//! fewer than the role's threshold. Past 2,000 targets, `add` shards the top-level targets role's
-//! own files into succinct hash bins (TAP 15) signed by `KEYDIR/bins` (see `bins.rs`).
-//! Not implemented yet: root rotation, removing delegations, removing old consistent-snapshot
-//! files.
+//! Every role is signed with every key of it that the key directory holds (`KEYDIR/<role>`,
+//! `KEYDIR/<role>@2`, ...: ed25519, ecdsa-p256 or rsa-pss, plain or passphrase-encrypted; see
+//! `keys.rs`), and refused when those are fewer than the role's threshold. Past 2,000 targets,
+//! `add` shards the top-level targets role's own files into succinct hash bins (TAP 15) signed by
+//! `KEYDIR/bins` (see `bins.rs`). `rotate.rs` replaces the keys of any role and lets several
+//! people sign a root (staged, signed, published); `housekeeping.rs` removes delegations and
+//! prunes what no client can still need.
 
 mod addcache;
 mod atomic;
@@ -23,6 +22,7 @@ mod bins;
 mod content;
 mod delegate;
 mod error;
+mod housekeeping;
 pub mod keys;
 mod publish;
 mod rotate;
@@ -35,6 +35,7 @@ pub use bins::{
 pub use content::Skipped;
 pub use delegate::{delegate, validate_role_name, DelegateOptions, DelegateReport, DelegatedPaths};
 pub use error::{display_name, DisplayName, RepoError};
+pub use housekeeping::{prune, undelegate, PruneOptions, PruneReport, UndelegateOptions};
 pub use publish::{
     add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,
     InitReport, RefreshOptions, RefreshReport, Versions, TOP_LEVEL_ROLES,

@@ -228,6 +228,10 @@ pub struct Versions {
 pub struct RefreshReport {
     pub versions: Versions,
     pub root_expires: UtcTime,
+    /// Delegated roles signed anew (less than half their validity was left).
+    pub resigned: Vec<String>,
+    /// Delegated roles near expiry whose keys KEYDIR does not hold.
+    pub warnings: Vec<String>,
 }
 
 /// The repository's metadata directory.
@@ -996,10 +1000,45 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
             &opts.expires,
         )?);
     }
+    // Delegated roles with less than half their validity left are signed anew when KEYDIR holds
+    // their keys; the others are named in a warning before they expire.
+    let tree = super::delegate::RoleTree::load(&state)?;
+    let now = UtcTime::now();
+    let valid_for = opts.expires.delegated();
+    let half = now.plus(valid_for / 2);
+    let mut warnings = Vec::new();
+    let mut due = Vec::new();
+    for role in tree.names() {
+        let r = tree.get(role)?;
+        if bins::is_bin_of(&state, role).is_some() || r.md.expires() > half {
+            continue;
+        }
+        match tree.signing_keys(&opts.keydir, role) {
+            Ok(keys) => due.push((r, keys)),
+            Err(RepoError::NotEnoughKeys { .. }) => warnings.push(format!(
+                "delegated role {role} expires at {}; KEYDIR does not hold its keys (re-sign it with `trustfs repo add --role {role}` where they are)",
+                r.md.expires()
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut resigned = Vec::new();
+    for (r, keys) in &due {
+        resigned.push(r.name.clone());
+        writes.push(RoleWrite {
+            name: r.name.clone(),
+            value: r.md.signed_value.clone(),
+            version: bump(&r.path, r.md.version())?,
+            valid_for,
+            keys: keys.iter().map(|(k, id)| (k, id.clone())).collect(),
+        });
+    }
     let versions = publish_chain(&state, &signers, writes, &opts.expires)?;
     Ok(RefreshReport {
         versions,
         root_expires: state.root.expires(),
+        resigned,
+        warnings,
     })
 }
 
@@ -1042,6 +1081,18 @@ pub(crate) fn publish_chain(
     state: &RepoState,
     signers: &Signers,
     roles: Vec<RoleWrite>,
+    expires: &Expiries,
+) -> Result<Versions, RepoError> {
+    publish_chain_removing(state, signers, roles, &[], expires)
+}
+
+/// [`publish_chain`], and snapshot's `meta` loses the entries of the roles named in `removed`
+/// (`<name>.json`: roles no delegation lists any more).
+pub(crate) fn publish_chain_removing(
+    state: &RepoState,
+    signers: &Signers,
+    roles: Vec<RoleWrite>,
+    removed: &[String],
     expires: &Expiries,
 ) -> Result<Versions, RepoError> {
     let mdir = &state.metadata_dir;
@@ -1088,6 +1139,11 @@ pub(crate) fn publish_chain(
 
     let snapshot_version = bump(&state.snapshot_path, state.snapshot.version())?;
     let mut snapshot = state.snapshot.signed_value.clone();
+    if let Some(meta) = snapshot.get_mut("meta").and_then(Value::as_object_mut) {
+        for name in removed {
+            meta.remove(&format!("{name}.json"));
+        }
+    }
     if !entries.is_empty() {
         let meta = snapshot
             .get_mut("meta")
