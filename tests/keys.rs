@@ -433,7 +433,7 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
     s.expect_code(1, "sign with an unlisted key");
     assert!(
         s.stderr
-            .contains("is not a root (the published or the staged one) key"),
+            .contains("is neither a root key of the published root nor of the staged one"),
         "{}",
         s.describe()
     );

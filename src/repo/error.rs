@@ -29,8 +29,6 @@ pub enum RepoError {
         path: PathBuf,
         keyid: String,
     },
-    /// The role needs more signatures than the one key trustfs signs with.
-    ThresholdTooHigh { role: String, threshold: u64 },
     /// `repo init` on a directory that already holds a repository.
     AlreadyInitialised { path: PathBuf },
     /// No `N.root.json` in the metadata directory.
@@ -124,10 +122,6 @@ impl fmt::Display for RepoError {
                 "{}: this key (key id {keyid}) is not a {role} key of the repository's current root; \
                  refusing to sign {role} metadata with it",
                 display_name(path)
-            ),
-            RepoError::ThresholdTooHigh { role, threshold } => write!(
-                f,
-                "the {role} role has threshold {threshold}, but trustfs signs with one key per role"
             ),
             RepoError::AlreadyInitialised { path } => write!(
                 f,

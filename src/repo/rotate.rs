@@ -339,10 +339,12 @@ pub fn sign_staged(repo: &Path, key_path: &Path) -> Result<StagedStatus, RepoErr
             })
         })
         .cloned()
-        .ok_or_else(|| RepoError::WrongKey {
-            role: "root (the published or the staged one)".into(),
-            path: key_path.to_owned(),
-            keyid: ours.compute_keyid(),
+        .ok_or_else(|| {
+            RepoError::InvalidArgument(format!(
+                "{}: this key (key id {}) is neither a root key of the published root nor of the staged one; refusing to sign",
+                display_name(key_path),
+                ours.compute_keyid()
+            ))
         })?;
     let msg = md
         .canonical_signed()
