@@ -711,18 +711,8 @@ fn download_names(
     cache: &Path,
     names: &[String],
 ) -> Run {
-    run(python_script("download.py")
-        .arg("--metadata-url")
-        .arg(server.url("metadata/"))
-        .arg("--targets-url")
-        .arg(server.url("targets/"))
-        .arg("--root")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .arg("--metadata-dir")
-        .arg(cache)
-        .args(names))
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    python::download_kept(server, root, out, cache, &names)
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cli::{wait_for, World, BIN};
-use python::{python, python_script, run, HttpServer, Run};
+use python::{download_kept, python, run, HttpServer, Run};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -29,6 +29,38 @@ fn trustfs() -> Command {
 /// `trustfs ARGS...` run to its end.
 fn tfs(args: &[&str]) -> Run {
     run(trustfs().args(args))
+}
+
+/// `trustfs repo SUB REPO --keys KEYDIR EXTRA...` of `w`'s repository.
+fn repo(w: &World, sub: &str, extra: &[&str]) -> Run {
+    run(trustfs()
+        .args(["repo", sub])
+        .arg(&w.repo)
+        .arg("--keys")
+        .arg(&w.keys)
+        .args(extra))
+}
+
+/// `trustfs repo sign REPO --key KEY` of `w`'s repository.
+fn sign(w: &World, key: &str) -> Run {
+    run(trustfs()
+        .args(["repo", "sign"])
+        .arg(&w.repo)
+        .args(["--key", key]))
+}
+
+/// `trustfs verify` of `w`'s content as a client pinning `pinned`, keeping its versions in
+/// `state` (a long-lived client).
+fn verify_state(w: &World, pinned: &Path, state: &Path) -> Run {
+    run(trustfs()
+        .arg("verify")
+        .arg("--root")
+        .arg(pinned)
+        .arg("--metadata")
+        .arg(w.metadata())
+        .arg("--state-dir")
+        .arg(state)
+        .arg(&w.content))
 }
 
 /// Every file under `dir` with its sha256: what "untouched" compares.
@@ -49,34 +81,8 @@ fn snapshot_of(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-/// python-tuf's ngclient downloads `names` with a kept metadata directory (a long-lived client).
-fn python_download(
-    server: &HttpServer,
-    root: &Path,
-    cache: &Path,
-    out: &Path,
-    names: &[&str],
-) -> Run {
-    run(python_script("download.py")
-        .arg("--metadata-url")
-        .arg(server.url("metadata/"))
-        .arg("--targets-url")
-        .arg(server.url("targets/"))
-        .arg("--root")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .arg("--metadata-dir")
-        .arg(cache)
-        .args(names))
-}
-
 fn repo_str(w: &World) -> String {
     w.repo.display().to_string()
-}
-
-fn keys_str(w: &World) -> String {
-    w.keys.display().to_string()
 }
 
 #[test]
@@ -87,11 +93,11 @@ fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
     std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
     let py_cache = w.dir.join("python-tuf");
     let d = w.mount_local(&["--refresh-interval", "1s"]);
-    python_download(
+    download_kept(
         &server,
         &pinned,
-        &py_cache,
         &w.dir.join("py-out"),
+        &py_cache,
         &["v0.txt"],
     )
     .expect_code(0, "python-tuf before rotations");
@@ -106,17 +112,7 @@ fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
     .iter()
     .enumerate()
     {
-        let r = tfs(&[
-            "repo",
-            "rotate",
-            &repo_str(&w),
-            "--keys",
-            &keys_str(&w),
-            "--role",
-            role,
-            "--type",
-            key_type,
-        ]);
+        let r = repo(&w, "rotate", &["--role", role, "--type", key_type]);
         r.expect_code(0, "trustfs repo rotate");
         assert!(r.stdout.contains("wrote root version"), "{}", r.describe());
         let name = format!("after-{role}.txt");
@@ -128,11 +124,11 @@ fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
             || d.log(),
             || std::fs::read(w.at(&name)).is_ok_and(|b| b == body.as_bytes()),
         );
-        python_download(
+        download_kept(
             &server,
             &pinned,
-            &py_cache,
             &w.dir.join(format!("py-{i}")),
+            &py_cache,
             &[&name],
         )
         .expect_code(0, &format!("python-tuf after rotating {role}"));
@@ -150,66 +146,34 @@ fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
     );
 
     // A delegated role too: delegated, published into, rotated, published into again.
-    tfs(&[
-        "repo",
-        "delegate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "docs",
-        "--path",
-        "docs/*",
-    ])
-    .expect_code(0, "delegate");
+    repo(&w, "delegate", &["--role", "docs", "--path", "docs/*"]).expect_code(0, "delegate");
     let docs = w.dir.join("docs-content");
     std::fs::create_dir_all(docs.join("docs")).unwrap();
     std::fs::write(docs.join("docs/a.md"), "first\n").unwrap();
     let add_docs = || {
-        tfs(&[
-            "repo",
-            "add",
-            &repo_str(&w),
-            docs.to_str().unwrap(),
-            "--keys",
-            &keys_str(&w),
-            "--role",
-            "docs",
-        ])
+        run(trustfs()
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .arg(&docs)
+            .arg("--keys")
+            .arg(&w.keys)
+            .args(["--role", "docs"]))
         .expect_code(0, "add --role docs");
     };
     add_docs();
-    tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "docs",
-    ])
-    .expect_code(0, "rotate docs");
+    repo(&w, "rotate", &["--role", "docs"]).expect_code(0, "rotate docs");
     std::fs::write(docs.join("docs/b.md"), "second\n").unwrap();
     add_docs();
-    python_download(
+    download_kept(
         &server,
         &pinned,
-        &py_cache,
         &w.dir.join("py-docs"),
+        &py_cache,
         &["docs/b.md"],
     )
     .expect_code(0, "python-tuf after rotating the delegated role");
     let state = w.dir.join("verify-state");
-    let v = tfs(&[
-        "verify",
-        "--root",
-        pinned.to_str().unwrap(),
-        "--metadata",
-        w.metadata().to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        w.content.to_str().unwrap(),
-    ]);
+    let v = verify_state(&w, &pinned, &state);
     // content/ holds the top-level files only; docs/ files are "missing" from it, not untrusted.
     assert_ne!(v.code, Some(2), "{}", v.describe());
 }
@@ -267,20 +231,9 @@ fn a_leaked_targets_key_is_worthless_after_rotation_for_trustfs_and_python_tuf()
     std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
     let state = w.dir.join("state");
     let py_cache = w.dir.join("python-tuf");
-    let verify = || {
-        tfs(&[
-            "verify",
-            "--root",
-            pinned.to_str().unwrap(),
-            "--metadata",
-            w.metadata().to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            w.content.to_str().unwrap(),
-        ])
-    };
+    let verify = || verify_state(&w, &pinned, &state);
     verify().expect_code(0, "verify before");
-    python_download(&server, &pinned, &py_cache, &w.dir.join("py0"), &["app.sh"])
+    download_kept(&server, &pinned, &w.dir.join("py0"), &py_cache, &["app.sh"])
         .expect_code(0, "python-tuf before");
     let leaked = w.dir.join("leaked-targets-key");
     std::fs::copy(w.keys.join("targets"), &leaked).unwrap();
@@ -290,18 +243,9 @@ fn a_leaked_targets_key_is_worthless_after_rotation_for_trustfs_and_python_tuf()
             .public_key()
             .compute_keyid();
 
-    tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "targets",
-    ])
-    .expect_code(0, "rotate targets");
+    repo(&w, "rotate", &["--role", "targets"]).expect_code(0, "rotate targets");
     verify().expect_code(0, "verify after the rotation");
-    python_download(&server, &pinned, &py_cache, &w.dir.join("py1"), &["app.sh"])
+    download_kept(&server, &pinned, &w.dir.join("py1"), &py_cache, &["app.sh"])
         .expect_code(0, "python-tuf after the rotation");
 
     // The attacker signs targets with the leaked key, listing a backdoor, and (holding the
@@ -349,7 +293,7 @@ fn a_leaked_targets_key_is_worthless_after_rotation_for_trustfs_and_python_tuf()
         "{}",
         v.describe()
     );
-    let p = python_download(&server, &pinned, &py_cache, &w.dir.join("py2"), &["app.sh"]);
+    let p = download_kept(&server, &pinned, &w.dir.join("py2"), &py_cache, &["app.sh"]);
     assert_eq!(
         p.code,
         Some(1),
@@ -378,23 +322,22 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
         .collect();
     let before = snapshot_of(&w.metadata());
     // Step 1 (the current root key, in the publisher's KEYDIR): stage root v2, 2-of-3.
-    let r = tfs(&[
-        "repo",
+    let r = repo(
+        &w,
         "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "root",
-        "--key",
-        &pubs[0],
-        "--key",
-        &pubs[1],
-        "--key",
-        &pubs[2],
-        "--threshold",
-        "2",
-    ]);
+        &[
+            "--role",
+            "root",
+            "--key",
+            &pubs[0],
+            "--key",
+            &pubs[1],
+            "--key",
+            &pubs[2],
+            "--threshold",
+            "2",
+        ],
+    );
     r.expect_code(0, "rotate root to 2-of-3");
     assert!(
         r.stdout.contains("staged root version 2"),
@@ -414,7 +357,7 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
         st.describe()
     );
     // Publishing now is refused, the repository untouched.
-    let p = tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]);
+    let p = repo(&w, "publish", &[]);
     p.expect_code(1, "publish short of signatures");
     assert!(p.stderr.contains("short of signatures"), "{}", p.describe());
     assert_eq!(snapshot_of(&w.metadata()), before);
@@ -423,13 +366,7 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
     tfs(&["key", "generate", stranger.to_str().unwrap()]).expect_code(0, "key generate");
     let staged_file = w.repo.join("staged/2.root.json");
     let staged_before = std::fs::read(&staged_file).unwrap();
-    let s = tfs(&[
-        "repo",
-        "sign",
-        &repo_str(&w),
-        "--key",
-        stranger.to_str().unwrap(),
-    ]);
+    let s = sign(&w, stranger.to_str().unwrap());
     s.expect_code(1, "sign with an unlisted key");
     assert!(
         s.stderr
@@ -439,26 +376,14 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
     );
     assert_eq!(std::fs::read(&staged_file).unwrap(), staged_before);
     // Steps 2 and 3: two holders sign, each with their own key only.
-    let s = tfs(&[
-        "repo",
-        "sign",
-        &repo_str(&w),
-        "--key",
-        holders[0].join("root").to_str().unwrap(),
-    ]);
+    let s = sign(&w, holders[0].join("root").to_str().unwrap());
     s.expect_code(0, "alice signs");
     assert!(
         s.stdout.contains("new root's keys: 1 of 2"),
         "{}",
         s.describe()
     );
-    let s = tfs(&[
-        "repo",
-        "sign",
-        &repo_str(&w),
-        "--key",
-        holders[2].join("root").to_str().unwrap(),
-    ]);
+    let s = sign(&w, holders[2].join("root").to_str().unwrap());
     s.expect_code(0, "carol signs");
     assert!(
         s.stdout.contains("both thresholds are met"),
@@ -467,53 +392,28 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
     );
     let kept_stale = w.dir.join("stale-2.root.json");
     std::fs::copy(&staged_file, &kept_stale).unwrap();
-    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "publish");
+    repo(&w, "publish", &[]).expect_code(0, "publish");
     let state = w.dir.join("state");
-    tfs(&[
-        "verify",
-        "--root",
-        pinned.to_str().unwrap(),
-        "--metadata",
-        w.metadata().to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        w.content.to_str().unwrap(),
-    ])
-    .expect_code(0, "a client follows root v1 -> v2 (2-of-3)");
+    verify_state(&w, &pinned, &state).expect_code(0, "a client follows root v1 -> v2 (2-of-3)");
     tfs(&["repo", "status", &repo_str(&w)]).expect_code(0, "status after publishing");
 
     // A stale staged root (v2 again, while v2 is published) is refused by sign and publish.
     std::fs::create_dir_all(w.repo.join("staged")).unwrap();
     std::fs::copy(&kept_stale, &staged_file).unwrap();
     let before = snapshot_of(&w.metadata());
-    let s = tfs(&[
-        "repo",
-        "sign",
-        &repo_str(&w),
-        "--key",
-        holders[1].join("root").to_str().unwrap(),
-    ]);
+    let s = sign(&w, holders[1].join("root").to_str().unwrap());
     s.expect_code(1, "sign a stale staged root");
     assert!(s.stderr.contains("is stale"), "{}", s.describe());
-    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)])
-        .expect_code(1, "publish stale");
+    repo(&w, "publish", &[]).expect_code(1, "publish stale");
     assert_eq!(snapshot_of(&w.metadata()), before);
     std::fs::remove_file(&staged_file).unwrap();
 
     // The root key is no longer on the publishing machine: add and refresh still work.
     w.write("b.txt", b"b\n");
     w.publish();
-    tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "refresh");
+    repo(&w, "refresh", &[]).expect_code(0, "refresh");
     // The next rotation (targets) needs 2 of the 3 holders: staged, then signed by bob and alice.
-    let r = tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "targets",
-    ]);
+    let r = repo(&w, "rotate", &["--role", "targets"]);
     r.expect_code(0, "rotate targets under a 2-of-3 root");
     assert!(
         r.stdout.contains("staged root version 3"),
@@ -521,27 +421,11 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
         r.describe()
     );
     for h in [&holders[1], &holders[0]] {
-        tfs(&[
-            "repo",
-            "sign",
-            &repo_str(&w),
-            "--key",
-            h.join("root").to_str().unwrap(),
-        ])
-        .expect_code(0, "holder signs");
+        sign(&w, h.join("root").to_str().unwrap()).expect_code(0, "holder signs");
     }
-    tfs(&["repo", "publish", &repo_str(&w), "--keys", &keys_str(&w)]).expect_code(0, "publish v3");
-    tfs(&[
-        "verify",
-        "--root",
-        pinned.to_str().unwrap(),
-        "--metadata",
-        w.metadata().to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        w.content.to_str().unwrap(),
-    ])
-    .expect_code(0, "the client follows to root v3 and the new targets key");
+    repo(&w, "publish", &[]).expect_code(0, "publish v3");
+    verify_state(&w, &pinned, &state)
+        .expect_code(0, "the client follows to root v3 and the new targets key");
 }
 
 #[test]
@@ -549,17 +433,7 @@ fn bad_rotations_are_refused_and_the_repository_is_untouched() {
     let w = World::new("keys-bad", &[("a.txt", b"a\n")], &[]);
     let before = snapshot_of(&w.metadata());
     let keys_before = snapshot_of(&w.keys);
-    let r = tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "snapshot",
-        "--threshold",
-        "2",
-    ]);
+    let r = repo(&w, "rotate", &["--role", "snapshot", "--threshold", "2"]);
     r.expect_code(1, "threshold above the number of keys");
     assert!(
         r.stderr.contains("could never be signed"),
@@ -567,40 +441,16 @@ fn bad_rotations_are_refused_and_the_repository_is_untouched() {
         r.describe()
     );
     let same = w.keys.join("targets.pub").display().to_string();
-    let r = tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "targets",
-        "--key",
-        &same,
-    ]);
+    let r = repo(&w, "rotate", &["--role", "targets", "--key", &same]);
     r.expect_code(1, "rotation to the same key");
     assert!(
         r.stderr.contains("already a key of the targets role"),
         "{}",
         r.describe()
     );
-    let r = tfs(&[
-        "repo",
-        "rotate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "nosuchrole",
-    ]);
+    let r = repo(&w, "rotate", &["--role", "nosuchrole"]);
     assert_ne!(r.code, Some(0), "{}", r.describe());
-    let r = tfs(&[
-        "repo",
-        "sign",
-        &repo_str(&w),
-        "--key",
-        w.keys.join("root").to_str().unwrap(),
-    ]);
+    let r = sign(&w, w.keys.join("root").to_str().unwrap());
     r.expect_code(1, "sign with nothing staged");
     assert!(r.stderr.contains("nothing is staged"), "{}", r.describe());
     assert_eq!(snapshot_of(&w.metadata()), before);
@@ -697,24 +547,16 @@ fn prune_keeps_what_a_client_at_the_previous_version_needs_and_undelegate_and_re
     let pinned = w.dir.join("pinned-root.json");
     std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
     // A delegated role that expires soon: refresh re-signs it (its keys are in KEYDIR).
-    tfs(&[
-        "repo",
+    repo(
+        &w,
         "delegate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "docs",
-        "--path",
-        "docs/*",
-        "--expires",
-        "docs=1d",
-    ])
+        &["--role", "docs", "--path", "docs/*", "--expires", "docs=1d"],
+    )
     .expect_code(0, "delegate");
     // Without its keys: a warning names it.
     let docs_key = w.keys.join("docs");
     std::fs::rename(&docs_key, w.dir.join("docs-key-away")).unwrap();
-    let r = tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]);
+    let r = repo(&w, "refresh", &[]);
     r.expect_code(0, "refresh without the docs key");
     assert!(
         r.stderr.contains("delegated role docs expires at"),
@@ -722,19 +564,10 @@ fn prune_keeps_what_a_client_at_the_previous_version_needs_and_undelegate_and_re
         r.describe()
     );
     std::fs::rename(w.dir.join("docs-key-away"), &docs_key).unwrap();
-    let r = tfs(&["repo", "refresh", &repo_str(&w), "--keys", &keys_str(&w)]);
+    let r = repo(&w, "refresh", &[]);
     r.expect_code(0, "refresh");
     assert!(r.stdout.contains("re-signed docs"), "{}", r.describe());
-    tfs(&[
-        "repo",
-        "undelegate",
-        &repo_str(&w),
-        "--keys",
-        &keys_str(&w),
-        "--role",
-        "docs",
-    ])
-    .expect_code(0, "undelegate");
+    repo(&w, "undelegate", &["--role", "docs"]).expect_code(0, "undelegate");
     let targets: Value =
         serde_json::from_slice(&std::fs::read(newest(&w, "targets").0).unwrap()).unwrap();
     assert_eq!(
@@ -781,11 +614,11 @@ fn prune_keeps_what_a_client_at_the_previous_version_needs_and_undelegate_and_re
     let view = view_at_previous("view-http");
     let server = HttpServer::serve(&view, &w.dir.join("http.log"));
     let out = w.dir.join("py-old");
-    python_download(
+    download_kept(
         &server,
         &pinned,
-        &w.dir.join("py-cache"),
         &out,
+        &w.dir.join("py-cache"),
         &["app.txt"],
     )
     .expect_code(0, "python-tuf at the previous version");

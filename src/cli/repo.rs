@@ -482,10 +482,7 @@ fn refresh(repo: PathBuf, common: KeyArgs, resign_targets: bool) -> Result<(), R
     for role in &report.resigned {
         println!("re-signed {role} (less than half its validity was left)");
     }
-    println!(
-        "targets version {}, snapshot version {}, timestamp version {}",
-        v.targets, v.snapshot, v.timestamp
-    );
+    print_versions(&v);
     for w in &report.warnings {
         eprintln!("trustfs: warning: {w}");
     }
@@ -544,10 +541,7 @@ fn rotate(
         println!("wrote root version {v}");
     }
     if let Some(v) = r.versions {
-        println!(
-            "targets version {}, snapshot version {}, timestamp version {}",
-            v.targets, v.snapshot, v.timestamp
-        );
+        print_versions(&v);
     }
     for f in &r.retired_files {
         eprintln!("retired {}", display_name(f));
@@ -605,10 +599,7 @@ fn publish(repo: PathBuf, common: KeyArgs) -> Result<(), RepoError> {
     let (root, v, retired) =
         repo::publish_staged(&repo, &common.keys, &Expiries::from_specs(&common.expires)?)?;
     println!("published root version {root}");
-    println!(
-        "targets version {}, snapshot version {}, timestamp version {}",
-        v.targets, v.snapshot, v.timestamp
-    );
+    print_versions(&v);
     for f in &retired {
         eprintln!("retired {}", display_name(f));
     }
@@ -663,6 +654,13 @@ fn print_staged(s: &repo::StagedStatus) {
             short_ids(missing)
         );
     }
+}
+
+fn print_versions(v: &repo::Versions) {
+    println!(
+        "targets version {}, snapshot version {}, timestamp version {}",
+        v.targets, v.snapshot, v.timestamp
+    );
 }
 
 /// Key ids, 12 characters each.

@@ -299,3 +299,26 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// `download.py` of `names` from `server` trusting `root`, into `out`, with the trusted metadata
+/// kept in `cache` between runs (a long-lived python-tuf client).
+pub fn download_kept(
+    server: &HttpServer,
+    root: &Path,
+    out: &Path,
+    cache: &Path,
+    names: &[&str],
+) -> Run {
+    run(python_script("download.py")
+        .arg("--metadata-url")
+        .arg(server.url("metadata/"))
+        .arg("--targets-url")
+        .arg(server.url("targets/"))
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .arg("--metadata-dir")
+        .arg(cache)
+        .args(names))
+}
