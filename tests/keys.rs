@@ -41,12 +41,26 @@ fn repo(w: &World, sub: &str, extra: &[&str]) -> Run {
         .args(extra))
 }
 
-/// `trustfs repo sign REPO --key KEY` of `w`'s repository.
+/// The body digest of the staged root, as `repo status` shows it for review ("-" when nothing
+/// is staged).
+fn staged_digest(w: &World) -> String {
+    let st = run(trustfs().args(["repo", "status"]).arg(&w.repo));
+    st.stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("body sha256 "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// `trustfs repo sign REPO --key KEY --expect DIGEST` of `w`'s repository, confirming the staged
+/// root as it is now.
 fn sign(w: &World, key: &str) -> Run {
+    let digest = staged_digest(w);
     run(trustfs()
         .args(["repo", "sign"])
         .arg(&w.repo)
-        .args(["--key", key]))
+        .args(["--key", key, "--expect", &digest]))
 }
 
 /// `trustfs verify` of `w`'s content as a client pinning `pinned`, keeping its versions in
@@ -383,6 +397,36 @@ fn a_2_of_3_root_signed_in_three_steps_from_separate_key_directories() {
         "{}",
         s.describe()
     );
+    // A hostile co-signer edits the staged body after review (its own key for targets): the
+    // next holder, confirming the digest they reviewed, refuses to sign it.
+    let reviewed = staged_digest(&w);
+    let honest = std::fs::read(&staged_file).unwrap();
+    let mut evil: Value = serde_json::from_slice(&honest).unwrap();
+    let stranger_pub: Value =
+        serde_json::from_slice(&std::fs::read(w.dir.join("stranger.pub")).unwrap()).unwrap();
+    evil["signed"]["keys"]["feedface"] = stranger_pub;
+    evil["signed"]["roles"]["targets"]["keyids"] = json!(["feedface"]);
+    std::fs::write(&staged_file, serde_json::to_vec(&evil).unwrap()).unwrap();
+    let s = run(trustfs().args(["repo", "sign"]).arg(&w.repo).args([
+        "--key",
+        holders[2].join("root").to_str().unwrap(),
+        "--expect",
+        &reviewed,
+    ]));
+    s.expect_code(1, "sign a body other than the one reviewed");
+    assert!(
+        s.stderr.contains("is not the root you expect") && s.stderr.contains("targets: keys"),
+        "{}",
+        s.describe()
+    );
+    // An expired root is refused even when its digest is confirmed.
+    let mut expired: Value = serde_json::from_slice(&honest).unwrap();
+    expired["signed"]["expires"] = json!("2020-01-01T00:00:00Z");
+    std::fs::write(&staged_file, serde_json::to_vec(&expired).unwrap()).unwrap();
+    let s = sign(&w, holders[2].join("root").to_str().unwrap());
+    s.expect_code(1, "sign an expired root");
+    assert!(s.stderr.contains("has expired"), "{}", s.describe());
+    std::fs::write(&staged_file, &honest).unwrap();
     let s = sign(&w, holders[2].join("root").to_str().unwrap());
     s.expect_code(0, "carol signs");
     assert!(
@@ -445,6 +489,41 @@ fn bad_rotations_are_refused_and_the_repository_is_untouched() {
     r.expect_code(1, "rotation to the same key");
     assert!(
         r.stderr.contains("already a key of the targets role"),
+        "{}",
+        r.describe()
+    );
+    // An RSA key clients cannot use well (1024 bits) is refused before anything is written.
+    let small = w.dir.join("small.pem");
+    run(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+        ])
+        .arg(&small))
+    .expect_code(0, "openssl genpkey");
+    let out = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&small));
+    let small_pub = w.dir.join("small.pub");
+    std::fs::write(
+        &small_pub,
+        serde_json::to_vec(&json!({"keytype": "rsa", "scheme": "rsassa-pss-sha256",
+            "keyval": {"public": out.stdout}}))
+        .unwrap(),
+    )
+    .unwrap();
+    let r = repo(
+        &w,
+        "rotate",
+        &["--role", "timestamp", "--key", small_pub.to_str().unwrap()],
+    );
+    r.expect_code(1, "a 1024-bit RSA key");
+    assert!(
+        r.stderr.contains("an RSA key of 1024 bits"),
         "{}",
         r.describe()
     );

@@ -146,6 +146,10 @@ pub enum RepoCommand {
         /// Your private key file.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// The sha256 of the staged root's body that you reviewed (`repo rotate` and `repo
+        /// status` print it with what the root changes); anything else is refused unsigned.
+        #[arg(long, value_name = "SHA256")]
+        expect: String,
     },
     /// Publish the staged root once a threshold of the published root's keys and of its own
     /// have signed it; then re-sign targets (if its keys changed), snapshot and timestamp with
@@ -286,7 +290,7 @@ pub fn run(cmd: RepoCommand) -> i32 {
                 encrypt,
             ),
         ),
-        RepoCommand::Sign { repo, key } => ("repo sign", sign(repo, key)),
+        RepoCommand::Sign { repo, key, expect } => ("repo sign", sign(repo, key, expect)),
         RepoCommand::Undelegate { repo, common, role } => {
             ("repo undelegate", undelegate(repo, common, role))
         }
@@ -531,8 +535,9 @@ fn rotate(
         );
         print_staged(s);
         println!(
-            "each holder runs: trustfs repo sign {} --key THEIR_KEY; then: trustfs repo publish {} --keys KEYDIR",
+            "each holder reviews the changes and runs: trustfs repo sign {} --key THEIR_KEY --expect {}; then: trustfs repo publish {} --keys KEYDIR",
             display_name(&repo),
+            s.digest,
             display_name(&repo)
         );
         return Ok(());
@@ -582,8 +587,8 @@ fn prune(repo: PathBuf, keep: u64, dry_run: bool) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn sign(repo: PathBuf, key: PathBuf) -> Result<(), RepoError> {
-    let s = repo::sign_staged(&repo, &key)?;
+fn sign(repo: PathBuf, key: PathBuf, expect: String) -> Result<(), RepoError> {
+    let s = repo::sign_staged(&repo, &key, &expect)?;
     println!("signed {}", display_name(&s.path));
     print_staged(&s);
     if s.complete() {
@@ -637,6 +642,13 @@ fn status(repo: PathBuf) -> Result<bool, RepoError> {
 }
 
 fn print_staged(s: &repo::StagedStatus) {
+    println!(
+        "  body sha256 {} (give it to `repo sign --expect`)",
+        s.digest
+    );
+    for c in &s.changes {
+        println!("  changes {c}");
+    }
     for (label, (threshold, signed, missing)) in [
         ("published root's keys", &s.old),
         ("new root's keys", &s.new),

@@ -156,6 +156,8 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport, RepoError> {
     let current = state.snapshot.version();
     let mut keep_meta: HashSet<String> = HashSet::new();
     let mut keep_hashes: HashSet<String> = HashSet::new();
+    // A kept targets version that cannot be read: its targets are unknown, so none is pruned.
+    let mut targets_unknown = false;
     for v in current.saturating_sub(opts.keep)..=current {
         let name = format!("{v}.snapshot.json");
         let Ok(bytes) = fs::read(mdir.join(&name)) else {
@@ -184,7 +186,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport, RepoError> {
                             .into(),
                     })
                 }
-                None => {}
+                None => targets_unknown = true,
             }
             keep_meta.insert(name);
         }
@@ -203,7 +205,11 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport, RepoError> {
         report.metadata.push(e.path());
     }
     let tdir = targets_dir(&opts.repo);
-    let mut stack = vec![tdir.clone()];
+    let mut stack = if targets_unknown {
+        Vec::new()
+    } else {
+        vec![tdir.clone()]
+    };
     while let Some(dir) = stack.pop() {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;

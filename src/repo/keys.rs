@@ -96,11 +96,27 @@ fn read_fd_line(fd: i32) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `own` is a fresh descriptor nothing else owns.
-    let f = unsafe { std::fs::File::from_raw_fd(own) };
+    let mut f = unsafe { std::fs::File::from_raw_fd(own) };
+    // Up to the end of the first line (a pipe that stays open after it must not block us).
     let mut out = Vec::new();
-    f.take(64 * 1024).read_to_end(&mut out)?;
-    let line = out.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+    let mut byte = [0u8; 1];
+    loop {
+        match f.read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ => out.push(byte[0]),
+        }
+        if out.len() > 4096 {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                "the first line is longer than 4096 bytes",
+            ));
+        }
+    }
+    if out.last() == Some(&b'\r') {
+        out.pop();
+    }
+    Ok(out)
 }
 
 /// Ask on the terminal (`/dev/tty`) without echo.

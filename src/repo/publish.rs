@@ -1013,13 +1013,18 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
         if bins::is_bin_of(&state, role).is_some() || r.md.expires() > half {
             continue;
         }
+        // Never a reason to fail: refresh keeps snapshot and timestamp alive (cron, no
+        // terminal), whatever a delegated role's keys are.
         match tree.signing_keys(&opts.keydir, role) {
             Ok(keys) => due.push((r, keys)),
             Err(RepoError::NotEnoughKeys { .. }) => warnings.push(format!(
                 "delegated role {role} expires at {}; KEYDIR does not hold its keys (re-sign it with `trustfs repo add --role {role}` where they are)",
                 r.md.expires()
             )),
-            Err(e) => return Err(e),
+            Err(e) => warnings.push(format!(
+                "delegated role {role} expires at {} and cannot be re-signed here: {e}",
+                r.md.expires()
+            )),
         }
     }
     let mut resigned = Vec::new();
@@ -1281,9 +1286,17 @@ pub(crate) fn sign_all<T: Signed>(
     };
     let msg = md.canonical_signed().map_err(|e| internal(e.to_string()))?;
     for (key, keyid) in keys {
+        let sig = key.sign(&msg);
+        // A key trustfs can sign with but a client cannot verify (an RSA key of an odd size)
+        // must stop the command before anything is written.
+        if key.public_key().verify(&msg, &sig) != Ok(true) {
+            return Err(internal(format!(
+                "the signature by key {keyid} does not verify with its public key"
+            )));
+        }
         md.signatures.push(Signature {
             keyid: (*keyid).to_owned(),
-            sig: hex::encode(key.sign(&msg)),
+            sig: hex::encode(sig),
         });
     }
     let bytes = md.to_bytes();

@@ -17,7 +17,7 @@
 //! A delegated role is rotated through its delegator: `delegate` with the role's paths, flags
 //! and the new keys (a new delegator version and a new version of the role, signed by them).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,10 @@ pub struct RotateOptions {
 pub struct StagedStatus {
     pub path: PathBuf,
     pub version: u64,
+    /// sha256 of the canonical `signed` part: what each signer confirms (`repo sign --expect`).
+    pub digest: String,
+    /// What the staged root changes against the published one, one line each.
+    pub changes: Vec<String>,
     /// The published root's root role: (threshold, signed key ids, missing key ids).
     pub old: (u64, Vec<String>, Vec<String>),
     /// The staged root's own root role.
@@ -122,7 +126,18 @@ pub fn rotate(opts: &RotateOptions) -> Result<RotateReport, RepoError> {
     // The new keys, checked before anything is written.
     let mut new_keys: Vec<(Key, Option<SigningKey>)> = Vec::new();
     for p in &opts.public_keys {
-        new_keys.push((keys::load_public(p)?, None));
+        let k = keys::load_public(p)?;
+        k.usable().map_err(|reason| RepoError::KeyFile {
+            path: p.clone(),
+            reason,
+        })?;
+        if new_keys.iter().any(|(n, _)| n.identity() == k.identity()) {
+            return Err(RepoError::InvalidArgument(format!(
+                "{} is given twice: a threshold counts distinct keys",
+                display_name(p)
+            )));
+        }
+        new_keys.push((k, None));
     }
     let old_identities: BTreeSet<Vec<u8>> = role_keys(&state.root.signed, role)
         .iter()
@@ -144,10 +159,45 @@ pub fn rotate(opts: &RotateOptions) -> Result<RotateReport, RepoError> {
         create_dir(&opts.keydir, 0o700)?;
         let path = next_key_path(&opts.keydir, role);
         keys::generate_with(&path, false, opts.key_type, opts.encrypt)?;
-        let key = keys::load(&path)?;
-        report.generated_keys.push(path);
-        new_keys.push((key.public_key(), Some(key)));
+        report.generated_keys.push(path.clone());
+        match keys::load(&path) {
+            Ok(key) => new_keys.push((key.public_key(), Some(key))),
+            Err(e) => {
+                forget_generated(&report.generated_keys);
+                return Err(e);
+            }
+        }
     }
+    let generated = report.generated_keys.clone();
+    rotate_top_level(opts, state, new_keys, threshold, report).inspect_err(|_| {
+        // Never used for anything: a failed rotation leaves no key behind.
+        forget_generated(&generated);
+    })
+}
+
+/// Remove key files generated for a rotation that did not happen.
+fn forget_generated(paths: &[PathBuf]) {
+    for p in paths {
+        let _ = fs::remove_file(p);
+        let _ = fs::remove_file(keys::pub_path(p));
+    }
+}
+
+fn rotate_top_level(
+    opts: &RotateOptions,
+    state: RepoState,
+    new_keys: Vec<(Key, Option<SigningKey>)>,
+    threshold: u64,
+    mut report: RotateReport,
+) -> Result<RotateReport, RepoError> {
+    let role = opts.role.as_str();
+    let old = state
+        .root
+        .signed
+        .roles
+        .get(role)
+        .ok_or_else(|| RepoError::Internal(format!("root lists no {role} role")))?
+        .clone();
 
     // Root N+1: the role's new keys and threshold; keys no role uses any more dropped.
     let n = state.root.version();
@@ -206,6 +256,7 @@ pub fn rotate(opts: &RotateOptions) -> Result<RotateReport, RepoError> {
         }
     }
     let md = sign_root(value, &signers)?;
+    check_new_root(&state.root.signed, &md)?;
     let status = staged_status(
         &staged_dir(&opts.repo).join(format!("{version}.root.json")),
         &state.root.signed,
@@ -259,6 +310,7 @@ fn rotate_delegated(opts: &RotateOptions) -> Result<RotateReport, RepoError> {
     } else {
         opts.public_keys.clone()
     };
+    let generated = report.generated_keys.clone();
     let d = delegate::delegate(&DelegateOptions {
         repo: opts.repo.clone(),
         keydir: opts.keydir.clone(),
@@ -269,10 +321,21 @@ fn rotate_delegated(opts: &RotateOptions) -> Result<RotateReport, RepoError> {
         terminating: entry.terminating,
         public_keys,
         expires: opts.expires.clone(),
-    })?;
+    })
+    .inspect_err(|_| forget_generated(&generated))?;
     report.new_keyids = d.keyids;
     report.versions = Some(d.versions);
-    report.retired_files = retire_files(&opts.keydir, role, &report.new_keyids)?;
+    let now = {
+        let state = RepoState::load(&opts.repo)?;
+        let tree = RoleTree::load(&state)?;
+        let r = tree.get(role)?;
+        r.entry
+            .keyids
+            .iter()
+            .filter_map(|id| r.keys.get(id).and_then(|v| Key::from_value(v).ok()))
+            .collect::<Vec<_>>()
+    };
+    report.retired_files = retire_files(&opts.keydir, role, &now)?;
     Ok(report)
 }
 
@@ -314,17 +377,28 @@ fn publish_root(
         retired.extend(retire_files(
             keydir,
             role,
-            &role_ids(&state.root.signed, role),
+            &role_keys(&state.root.signed, role),
         )?);
     }
     Ok((versions, retired))
 }
 
-/// Add a signature by the key at `key` to the staged root of `repo`.
-pub fn sign_staged(repo: &Path, key_path: &Path) -> Result<StagedStatus, RepoError> {
+/// Add a signature by the key at `key` to the staged root of `repo`, if the staged root is the
+/// one the signer reviewed: `expect` is the sha256 of its canonical `signed` part, as `rotate`
+/// and `status` print it (with what it changes).
+pub fn sign_staged(repo: &Path, key_path: &Path, expect: &str) -> Result<StagedStatus, RepoError> {
     let _lock = RepoLock::acquire(repo)?;
     let state = RepoState::load(repo)?;
     let (path, mut md) = load_staged(repo, &state)?;
+    let digest = body_digest(&md)?;
+    if !digest.eq_ignore_ascii_case(expect.trim()) {
+        return Err(RepoError::InvalidArgument(format!(
+            "{} is not the root you expect: its body is sha256 {digest}, not {expect}; it changes:\n  {}",
+            display_name(&path),
+            describe_changes(&state.root.signed, &md.signed).join("\n  ")
+        )));
+    }
+    check_new_root(&state.root.signed, &md)?;
     let key = keys::load(key_path)?;
     let ours = key.public_key();
     let keyid = [&state.root.signed, &md.signed]
@@ -368,6 +442,7 @@ pub fn publish_staged(
     let state = RepoState::load(repo)?;
     let (path, md) = load_staged(repo, &state)?;
     let status = staged_status(&path, &state.root.signed, &md)?;
+    check_new_root(&state.root.signed, &md)?;
     // The same checks a client makes (§5.3.4): a threshold of the old root and of the new one.
     for (which, root) in [("published", &state.root.signed), ("staged", &md.signed)] {
         let listed = root
@@ -489,7 +564,7 @@ fn load_staged(repo: &Path, state: &RepoState) -> Result<(PathBuf, Metadata<Root
             display_name(&staged_dir(repo))
         ))
     })?;
-    let bytes = fs::read(&path).map_err(|e| RepoError::io("read", &path, e))?;
+    let bytes = read_staged(&path)?;
     let md = Metadata::<Root>::from_slice(&display_name(&path).to_string(), &bytes).map_err(
         |source| RepoError::Untrusted {
             file: path.clone(),
@@ -523,17 +598,17 @@ fn staged_status(
         };
         let mut signed = Vec::new();
         let mut missing = Vec::new();
+        // One key counts once, whatever ids it is listed under (as clients count).
+        let mut counted: BTreeSet<Vec<u8>> = BTreeSet::new();
         for id in &listed.keyids {
-            let ok = root
-                .keys
-                .get(id)
-                .and_then(|v| Key::from_value(v).ok())
-                .is_some_and(|k| {
-                    md.signatures.iter().any(|s| {
+            let key = root.keys.get(id).and_then(|v| Key::from_value(v).ok());
+            let ok = key.as_ref().is_some_and(|k| {
+                counted.insert(k.identity())
+                    && md.signatures.iter().any(|s| {
                         s.keyid == *id
                             && hex::decode(&s.sig).is_ok_and(|sig| k.verify(&msg, &sig) == Ok(true))
                     })
-                });
+            });
             if ok {
                 signed.push(id.clone());
             } else {
@@ -545,6 +620,8 @@ fn staged_status(
     Ok(StagedStatus {
         path: path.to_owned(),
         version: md.version(),
+        digest: body_digest(md)?,
+        changes: describe_changes(published, &md.signed),
         old: side(published),
         new: side(&md.signed),
     })
@@ -621,10 +698,11 @@ fn next_key_path(keydir: &Path, role: &str) -> PathBuf {
         .unwrap_or(base)
 }
 
-/// Move KEYDIR's key files of `role` whose keys are not among `keep` (key ids of the role now)
-/// to `KEYDIR/retired/` (with their `.pub`), so nothing signs with them again by accident.
-fn retire_files(keydir: &Path, role: &str, keep: &[String]) -> Result<Vec<PathBuf>, RepoError> {
-    let keep_keys: BTreeMap<&str, ()> = keep.iter().map(|k| (k.as_str(), ())).collect();
+/// Move KEYDIR's key files of `role` whose keys are not among `keep` (the keys the role has
+/// now, compared by key material: key ids are labels) to `KEYDIR/retired/` (with their `.pub`),
+/// so nothing signs with them again by accident.
+fn retire_files(keydir: &Path, role: &str, keep: &[Key]) -> Result<Vec<PathBuf>, RepoError> {
+    let keep_keys: BTreeSet<Vec<u8>> = keep.iter().map(Key::identity).collect();
     let mut moved = Vec::new();
     let Ok(entries) = fs::read_dir(keydir) else {
         return Ok(moved);
@@ -640,13 +718,12 @@ fn retire_files(keydir: &Path, role: &str, keep: &[String]) -> Result<Vec<PathBu
             continue;
         }
         let public = keys::pub_path(&e.path());
-        let id = match keys::load_public(&public) {
-            Ok(k) => k.compute_keyid(),
+        let (id, identity) = match keys::load_public(&public) {
+            Ok(k) => (k.compute_keyid(), k.identity()),
             // Without a .pub the private key would have to be decrypted to tell: left alone.
             Err(_) => continue,
         };
-        // Key ids in metadata are labels; trustfs lists its keys under the computed id.
-        if keep_keys.contains_key(id.as_str()) {
+        if keep_keys.contains(&identity) {
             continue;
         }
         create_dir(&retired, 0o700)?;
@@ -662,4 +739,136 @@ fn retire_files(keydir: &Path, role: &str, keep: &[String]) -> Result<Vec<PathBu
         }
     }
     Ok(moved)
+}
+
+/// The largest staged root read (clients download at most this much root metadata too).
+const MAX_STAGED: u64 = 5_000_000;
+
+/// Read the staged file: a regular file (never a FIFO or device), bounded.
+fn read_staged(path: &Path) -> Result<Vec<u8>, RepoError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| RepoError::io("open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| RepoError::io("stat", path, e))?;
+    if !meta.is_file() || meta.len() > MAX_STAGED {
+        return Err(RepoError::InvalidArgument(format!(
+            "{}: not a regular file of at most {MAX_STAGED} bytes",
+            display_name(path)
+        )));
+    }
+    let mut out = Vec::new();
+    file.take(MAX_STAGED)
+        .read_to_end(&mut out)
+        .map_err(|e| RepoError::io("read", path, e))?;
+    Ok(out)
+}
+
+/// sha256 of the canonical `signed` part of `md`: what every signature covers.
+pub fn body_digest(md: &Metadata<Root>) -> Result<String, RepoError> {
+    use sha2::Digest;
+    let msg = md
+        .canonical_signed()
+        .map_err(|e| RepoError::Internal(e.to_string()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&msg)))
+}
+
+/// What `new` changes against `published`, one line each (roles' keys and thresholds, expiry,
+/// the fields clients rely on).
+pub fn describe_changes(published: &Root, new: &Root) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut roles: BTreeSet<&String> = published.roles.keys().collect();
+    roles.extend(new.roles.keys());
+    let short = |ids: &[String]| {
+        ids.iter()
+            .map(|i| i.get(..12).unwrap_or(i).to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for role in roles {
+        let (a, b) = (published.roles.get(role), new.roles.get(role));
+        match (a, b) {
+            (Some(a), Some(b)) if a.keyids == b.keyids && a.threshold == b.threshold => {}
+            (Some(a), Some(b)) => out.push(format!(
+                "{role}: keys [{}] threshold {} -> keys [{}] threshold {}",
+                short(&a.keyids),
+                a.threshold,
+                short(&b.keyids),
+                b.threshold
+            )),
+            (None, Some(b)) => out.push(format!("{role}: added, keys [{}]", short(&b.keyids))),
+            (Some(_), None) => out.push(format!("{role}: REMOVED")),
+            (None, None) => {}
+        }
+    }
+    out.push(format!(
+        "expires: {} -> {}",
+        published.common.expires, new.common.expires
+    ));
+    if published.consistent_snapshot != new.consistent_snapshot {
+        out.push(format!(
+            "consistent_snapshot: {:?} -> {:?}",
+            published.consistent_snapshot, new.consistent_snapshot
+        ));
+    }
+    if published.common.spec_version != new.common.spec_version {
+        out.push(format!(
+            "spec_version: {} -> {}",
+            published.common.spec_version, new.common.spec_version
+        ));
+    }
+    out
+}
+
+/// Refuse a new root that clients would refuse or that would break the repository: expired, a
+/// changed `consistent_snapshot` or `spec_version`, a top-level role missing, a threshold its
+/// distinct usable keys cannot meet, a key trustfs cannot verify. Checked by `rotate`, `sign`
+/// and `publish`.
+fn check_new_root(published: &Root, md: &Metadata<Root>) -> Result<(), RepoError> {
+    let bad = |why: String| {
+        RepoError::InvalidArgument(format!("the new root version {} {why}", md.version()))
+    };
+    // What a client parses: the bytes, read back.
+    Metadata::<Root>::from_slice("new root", &md.to_bytes())
+        .map_err(|e| bad(format!("would not parse: {e}")))?;
+    let new = &md.signed;
+    if md.expires() <= crate::schema::UtcTime::now() {
+        return Err(bad(format!("has expired ({})", new.common.expires)));
+    }
+    if new.consistent_snapshot != published.consistent_snapshot {
+        return Err(bad("changes consistent_snapshot".into()));
+    }
+    if new.common.spec_version != published.common.spec_version {
+        return Err(bad("changes spec_version".into()));
+    }
+    for role in TOP_LEVEL_ROLES {
+        let listed = new
+            .roles
+            .get(role)
+            .ok_or_else(|| bad(format!("lists no {role} role")))?;
+        let mut distinct = BTreeSet::new();
+        for id in &listed.keyids {
+            let key = new
+                .keys
+                .get(id)
+                .and_then(|v| Key::from_value(v).ok())
+                .ok_or_else(|| bad(format!("lists key id {id} for {role} without the key")))?;
+            key.usable()
+                .map_err(|e| bad(format!("lists for {role} {e}")))?;
+            distinct.insert(key.identity());
+        }
+        if listed.threshold < 1 || listed.threshold > distinct.len() as u64 {
+            return Err(bad(format!(
+                "gives {role} threshold {} with {} distinct key(s)",
+                listed.threshold,
+                distinct.len()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -128,6 +128,26 @@ impl Key {
         }
     }
 
+    /// Whether trustfs (and the usual TUF clients) can verify signatures by this key: a
+    /// supported type, and RSA keys of 2048 to 4096 bits. What a publisher may list.
+    pub fn usable(&self) -> Result<(), String> {
+        use rsa::traits::PublicKeyParts;
+        match &self.key {
+            PublicKey::Unsupported {
+                keytype,
+                scheme,
+                why,
+            } => Err(format!(
+                "key type {keytype:?} with scheme {scheme:?} is not supported ({why})"
+            )),
+            PublicKey::RsaPss(k) if !(2048..=4096).contains(&k.n().bits()) => Err(format!(
+                "an RSA key of {} bits (use 2048 to 4096)",
+                k.n().bits()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Check `sig` over `msg`. `Err` says why the key cannot verify at all (unsupported).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<bool, String> {
         Ok(match &self.key {
