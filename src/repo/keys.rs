@@ -138,14 +138,48 @@ fn prompt(question: &str) -> std::io::Result<Vec<u8>> {
     quiet.c_lflag &= !libc::ECHO;
     quiet.c_lflag |= libc::ECHONL;
     (&tty).write_all(question.as_bytes())?;
+    // Ctrl-C (or a SIGTERM) while the echo is off must not leave the terminal without it.
+    // SAFETY: written before the handlers are installed and only read by them afterwards.
+    unsafe {
+        SAVED_TERMIOS = Some((fd, old));
+    }
+    let handler = restore_terminal_and_die as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installing a handler that only calls async-signal-safe functions.
+    let previous = unsafe {
+        [
+            libc::signal(libc::SIGINT, handler),
+            libc::signal(libc::SIGTERM, handler),
+        ]
+    };
     // SAFETY: a valid descriptor and termios.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
     let mut line = String::new();
     let read = std::io::BufReader::new(&tty).read_line(&mut line);
-    // SAFETY: as above; the terminal gets its echo back whatever the read did.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    // SAFETY: as above; the terminal gets its echo back whatever the read did, then the
+    // previous signal dispositions.
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &old);
+        libc::signal(libc::SIGINT, previous[0]);
+        libc::signal(libc::SIGTERM, previous[1]);
+    }
     read?;
     Ok(line.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+}
+
+/// The terminal and its settings before a prompt turned echo off.
+static mut SAVED_TERMIOS: Option<(i32, libc::termios)> = None;
+
+/// Signal handler during a prompt: echo back on, then die of the signal as without it.
+extern "C" fn restore_terminal_and_die(sig: libc::c_int) {
+    // SAFETY: tcsetattr, signal and raise are async-signal-safe; SAVED_TERMIOS was written
+    // before this handler was installed.
+    unsafe {
+        if let Some((fd, old)) = *std::ptr::addr_of!(SAVED_TERMIOS) {
+            libc::tcsetattr(fd, libc::TCSANOW, &old);
+        }
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
 }
 
 /// The path of the public key file belonging to the private key at `path`: `path` + `.pub`.
