@@ -603,6 +603,17 @@ fn encrypted_keys_round_trip_with_python_cryptography_and_a_wrong_passphrase_wri
     ok.expect_code(0, "the right passphrase");
     // An unencrypted root key in use is warned about; the python-encrypted one is not.
     assert!(!ok.stderr.contains("is not encrypted"), "{}", ok.describe());
+    let plain = run(trustfs()
+        .args(["repo", "init"])
+        .arg(dir.join("repo-plain"))
+        .arg("--keys")
+        .arg(dir.join("keys-plain")));
+    plain.expect_code(0, "init with a generated (unencrypted) root key");
+    assert!(
+        plain.stderr.contains("the root key") && plain.stderr.contains("is not encrypted"),
+        "{}",
+        plain.describe()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use cli::{errno_of, World};
+use cli::{errno_of, wait_for, World};
 use nginx::Nginx;
 
 const SECRET_TOKEN: &str = "s3cr3t-t0ken-for-the-mirror";
@@ -405,7 +405,19 @@ fn bearer_token_from_an_auth_file_401_without_served_with_rotated_and_never_logg
         std::fs::read(w.at("sub/more.txt")).unwrap(),
         b"fetched later\n"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500)); // one status record write
+    // While the daemon runs (a clean stop removes its status record): the record, the audit
+    // log and the log so far hold no secret; then the whole log after the stop.
+    wait_for(
+        "the status record to count the opens",
+        || d.log(),
+        || {
+            w.status_record()
+                .is_some_and(|r| r["counters"]["served"] == 3)
+        },
+    );
+    for secret in [SECRET_TOKEN, "r0tated-t0ken"] {
+        assert_eq!(leaks(&w, &d.log(), secret), None, "{secret} leaked");
+    }
     let log = d.stop();
     assert!(
         log.contains("changed and cannot be used")
@@ -457,7 +469,15 @@ fn basic_auth_from_netrc_401_without_and_never_logged() {
         ))
         .unwrap();
     assert_serves(&w);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_for(
+        "the status record to count the opens",
+        || d.log(),
+        || {
+            w.status_record()
+                .is_some_and(|r| r["counters"]["served"] == 2)
+        },
+    );
+    assert_eq!(leaks(&w, &d.log(), SECRET_PASSWORD), None);
     let log = d.stop();
     // Plain http with credentials: said once, loudly.
     assert!(

@@ -716,7 +716,7 @@ fn status_page_in_a_real_browser_is_green_for_a_healthy_mount_and_escapes_hostil
     );
     // The names arrived as text: escaped in the DOM, no element or script made of them.
     assert!(
-        dom.contains("&lt;b id=\"pwned\"&gt;bold&lt;b&gt;.sh"),
+        dom.contains("&lt;b id=\\\"pwned\\\"&gt;bold&lt;b&gt;.sh"),
         "{dom}"
     );
     assert!(dom.contains("&lt;script&gt;document.title=1.sh"), "{dom}");
@@ -771,7 +771,7 @@ fn status_page_in_a_real_browser_is_green_for_a_healthy_mount_and_escapes_hostil
 
 #[test]
 fn status_page_in_a_real_browser_is_red_with_the_reason_for_an_expired_mount() {
-    let w = world("page-expired", &["timestamp=6s"]);
+    let w = world("page-expired", &["timestamp=10s"]);
     let mnt = w.mnt.to_str().unwrap().to_owned();
     let port = free_port();
     let d = w.mount_local(&["--metrics-addr", &format!("127.0.0.1:{port}")]);

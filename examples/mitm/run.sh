@@ -147,7 +147,8 @@ run "trustfs mount --root 1.root.json --metadata-url $MITM/repo/metadata --targe
     --metrics-addr 127.0.0.1:0 "$DEMO/mnt" 2>"$DEMO/trustfs.log" &
 DAEMON=$!
 for _ in $(seq 600); do
-    grep -qs " $DEMO/mnt " /proc/mounts && [ -s "$TRUSTFS_RUNTIME_DIR"/*.json ] 2>/dev/null && break
+    grep -qs " $DEMO/mnt " /proc/mounts &&
+        find "$TRUSTFS_RUNTIME_DIR" -name '*.json' ! -name '*.private.json' -size +0 2>/dev/null | grep -q . && break
     kill -0 "$DAEMON" 2>/dev/null || { cat "$DEMO/trustfs.log" >&2; die "trustfs mount exited"; }
     sleep 0.1
 done
@@ -190,7 +191,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 step "What trustfs said about it"
 say "the man in the middle's log:"
-grep "INJECTED" "$DEMO/mitm.log" | indent
+grep "INJECTED" "$DEMO/mitm.log" | indent || true
 say "the daemon's log:"
 grep -E "DENY|ERROR" "$DEMO/trustfs.log" | indent || true
 say "the audit record (audit.jsonl):"

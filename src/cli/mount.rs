@@ -52,7 +52,9 @@ pub struct Args {
     pub metadata: Option<PathBuf>,
     /// Local: directory holding the content (target files under their target paths).
     #[arg(long, value_name = "CONTENT_DIR", requires = "metadata",
-          conflicts_with_all = ["metadata_url", "targets_url", "mirror", "cache", "cache_max_size"])]
+          conflicts_with_all = ["metadata_url", "targets_url", "mirror", "cache", "cache_max_size",
+                                "ca_cert", "proxy", "auth_file", "netrc", "netrc_file",
+                                "client_cert", "client_key"])]
     pub backing: Option<PathBuf>,
     /// Remote: base URL of the repository metadata (e.g. https://example.org/metadata/).
     #[arg(long, value_name = "URL", requires_all = ["targets_url", "cache"])]
@@ -359,7 +361,12 @@ pub fn run(args: Args) -> i32 {
             return super::EXIT_USAGE;
         }
     };
-    let network = match network_of(&args) {
+    // Only a remote mount reaches the network: a local one never reads proxy variables.
+    let network = match args.metadata_url.as_ref().map(|_| network_of(&args)) {
+        None => Ok(trust::Network::default()),
+        Some(r) => r,
+    };
+    let network = match network {
         Ok(n) => Arc::new(n),
         Err(e) => {
             super::report_error("mount", &e);

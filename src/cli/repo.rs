@@ -109,11 +109,12 @@ pub enum RepoCommand {
     /// retired key files move to KEYDIR/retired/; their signatures count nowhere any more.
     ///
     /// New keys: generated into KEYDIR (KEYDIR/ROLE if free, else ROLE@N; --type, --encrypt), or
-    /// the public key files given with --key (their holders keep the private keys). If KEYDIR
+    /// the public key files given with --key (for every role but root, KEYDIR must hold their
+    /// private keys as ROLE@N: the role is re-signed with them at once). If KEYDIR
     /// cannot sign the new root with both thresholds (keys held by several people), the root is
-    /// staged in REPO/staged/ instead: each holder runs `trustfs repo sign REPO --key THEIR_KEY`,
-    /// then `trustfs repo publish` writes it. A delegated role is rotated through its delegator
-    /// (same paths, new keys, new versions).
+    /// staged in REPO/staged/ instead: each holder reviews its changes and runs `trustfs repo
+    /// sign REPO --key THEIR_KEY --expect DIGEST`, then `trustfs repo publish` writes it. A
+    /// delegated role is rotated through its delegator (same paths, new keys, new versions).
     Rotate {
         /// The repository directory.
         repo: PathBuf,

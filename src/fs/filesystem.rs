@@ -893,11 +893,7 @@ impl Core {
             d.reason,
             DenialRecord {
                 time: crate::fs::log::timestamp(SystemTime::now()),
-                // A name that is not UTF-8 keeps its bytes visible (`"a\xFFb"`), so two such
-                // names never look the same.
-                path: path
-                    .to_str()
-                    .map_or_else(|| format!("{path:?}"), str::to_owned),
+                path: crate::ops::shown_path(path),
                 reason: d.reason.label().to_owned(),
                 detail: d.detail.clone(),
                 pid: caller.pid,

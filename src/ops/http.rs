@@ -219,6 +219,9 @@ fn read_head(stream: &mut impl ReadWithTimeout, deadline: Instant) -> Result<Vec
         head.extend_from_slice(&buf[..n]);
         if let Some(end) = find_blank_line(&head[from..]) {
             head.truncate(from + end);
+            if head.len() > MAX_REQUEST_HEAD {
+                return Err(HeadError::TooLarge);
+            }
             return Ok(head);
         }
         if head.len() > MAX_REQUEST_HEAD {
@@ -435,7 +438,8 @@ fn answer(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    // Let the client read the answer before the close (no reset over unread request bytes).
+    // End the answer cleanly (FIN). Request bytes never read (a 431's rest) may still make the
+    // close a reset on some clients; the answer was sent before it.
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(())
 }

@@ -162,7 +162,7 @@ pub const RECENT_DENIALS: usize = 10;
 pub struct DenialRecord {
     /// UTC, RFC 3339.
     pub time: String,
-    /// The path in the mount, as the kernel asked for it (lossy UTF-8).
+    /// The path in the mount as the kernel asked for it, escaped for display ([`shown_path`]).
     pub path: String,
     /// A [`DenyReason::label`].
     pub reason: String,
@@ -175,10 +175,21 @@ impl DenialRecord {
     /// One line: time, path, detail, caller (the `last_denial` of the status record).
     pub fn summary(&self) -> String {
         format!(
-            "{} {:?}: {} (pid {}, uid {})",
+            "{} \"{}\": {} (pid {}, uid {})",
             self.time, self.path, self.detail, self.pid, self.uid
         )
     }
+}
+
+/// A path escaped for display as Rust escapes a string literal, without the quotes: control
+/// characters, `"` and `\` escaped, bytes that are not UTF-8 as `\xNN` — so no name can forge a
+/// line and two different names never look the same.
+pub fn shown_path(path: &std::ffi::OsStr) -> String {
+    let quoted = format!("{path:?}");
+    quoted
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .map_or(quoted.clone(), str::to_owned)
 }
 
 impl Counters {

@@ -161,9 +161,12 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport, RepoError> {
     for v in current.saturating_sub(opts.keep)..=current {
         let name = format!("{v}.snapshot.json");
         let Ok(bytes) = fs::read(mdir.join(&name)) else {
-            continue;
+            continue; // gone already: nothing of it to keep
         };
         let Ok(snap) = Metadata::<Snapshot>::from_slice(&name, &bytes) else {
+            // Kept, but what it lists is unknown: prune no target file this time.
+            keep_meta.insert(name);
+            targets_unknown = true;
             continue;
         };
         keep_meta.insert(name);

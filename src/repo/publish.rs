@@ -277,6 +277,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, RepoError> {
         }
         signers.insert(role, key);
     }
+    warn_unencrypted_root(&opts.keydir)?;
     create_dir(&opts.repo, 0o755)?;
     let _lock = RepoLock::acquire(&opts.repo)?;
     create_dir(&mdir, 0o755)?;
@@ -969,7 +970,8 @@ pub(crate) fn materialize(list: NewList<'_>) -> Map<String, Value> {
 
 /// Re-sign snapshot and timestamp with bumped versions and fresh expiry (and targets too with
 /// `resign_targets`, and then, in a sharded repository, every hash bin). For cron jobs and CI
-/// that keep a repository fresh. Delegated roles are not re-signed; snapshot keeps listing them.
+/// that keep a repository fresh. Delegated roles with less than half the delegated validity left
+/// are re-signed too when KEYDIR holds their keys (the others are named in warnings).
 pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
     let _lock = RepoLock::acquire(&opts.repo)?;
     let state = RepoState::load(&opts.repo)?;
@@ -1370,7 +1372,7 @@ impl Signers {
 }
 
 /// Root keys belong offline and encrypted: say so once when an unencrypted one is used.
-fn warn_unencrypted_root(keydir: &Path) -> Result<(), RepoError> {
+pub(crate) fn warn_unencrypted_root(keydir: &Path) -> Result<(), RepoError> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let path = keyfile(keydir, "root");
     if path.exists() && !keys::is_encrypted(&path)? && !WARNED.swap(true, Ordering::Relaxed) {

@@ -9,10 +9,11 @@
 //!
 //! When KEYDIR does not hold enough of the keys the new root needs (a 2-of-3 root whose holders
 //! each keep their key on their own machine), the new root is *staged* in `REPO/staged/`
-//! instead of published: every holder adds a signature with `trustfs repo sign REPO --key
-//! THEIR_KEY` (nothing else needed on their machine), `trustfs repo status` says who signed
-//! and who is missing, and `trustfs repo publish` writes it once both thresholds are met. A
-//! staged root that no longer follows the published one (stale) is refused.
+//! instead of published: every holder reviews what it changes and adds a signature with
+//! `trustfs repo sign REPO --key THEIR_KEY --expect DIGEST` (the body digest they reviewed;
+//! nothing else needed on their machine), `trustfs repo status` says who signed and who is
+//! missing, and `trustfs repo publish` writes it once both thresholds are met. A staged root
+//! that no longer follows the published one (stale), or that clients would refuse, is refused.
 //!
 //! A delegated role is rotated through its delegator: `delegate` with the role's paths, flags
 //! and the new keys (a new delegator version and a new version of the role, signed by them).
@@ -243,8 +244,7 @@ fn rotate_top_level(
     let mut signers: Vec<(SigningKey, String)> =
         available_keys(&opts.keydir, "root", &state.root.signed)?;
     if role == "root" {
-        for ((k, sk), id) in new_keys.into_iter().zip(&new_ids) {
-            let _ = k;
+        for ((_, sk), id) in new_keys.into_iter().zip(&new_ids) {
             if let Some(sk) = sk {
                 signers.push((sk, id.clone()));
             }
@@ -423,10 +423,17 @@ pub fn sign_staged(repo: &Path, key_path: &Path, expect: &str) -> Result<StagedS
     let msg = md
         .canonical_signed()
         .map_err(|e| RepoError::Internal(e.to_string()))?;
+    let sig = key.sign(&msg);
+    if ours.verify(&msg, &sig) != Ok(true) {
+        return Err(RepoError::Internal(format!(
+            "the signature by {} does not verify with its public key",
+            display_name(key_path)
+        )));
+    }
     md.signatures.retain(|s| s.keyid != keyid);
     md.signatures.push(Signature {
         keyid,
-        sig: hex::encode(key.sign(&msg)),
+        sig: hex::encode(sig),
     });
     write_atomic(&path, &md.to_bytes(), 0o644)?;
     staged_status(&path, &state.root.signed, &md)
@@ -494,7 +501,7 @@ pub struct RoleStatus {
 pub fn status(repo: &Path) -> Result<Vec<RoleStatus>, RepoError> {
     let state = RepoState::load(repo)?;
     let root = &state.root.signed;
-    let entry = |role: &str, version: u64, expires: String, sigs: &[Signature]| {
+    let entry = |role: &str, version: u64, expires: String, msg: &[u8], sigs: &[Signature]| {
         let listed = root.roles.get(role);
         let keyids = listed.map(|l| l.keyids.clone()).unwrap_or_default();
         RoleStatus {
@@ -502,11 +509,7 @@ pub fn status(repo: &Path) -> Result<Vec<RoleStatus>, RepoError> {
             version,
             expires,
             threshold: listed.map_or(0, |l| l.threshold),
-            signed_by: sigs
-                .iter()
-                .map(|s| s.keyid.clone())
-                .filter(|id| keyids.contains(id))
-                .collect(),
+            signed_by: valid_signers(msg, sigs, &keyids, root),
             keyids,
         }
     };
@@ -515,27 +518,61 @@ pub fn status(repo: &Path) -> Result<Vec<RoleStatus>, RepoError> {
             "root",
             state.root.version(),
             state.root.expires().to_string(),
+            &state
+                .root
+                .canonical_signed()
+                .map_err(|e| RepoError::Internal(e.to_string()))?,
             &state.root.signatures,
         ),
         entry(
             "targets",
             state.targets.version(),
             state.targets.expires().to_string(),
+            &state
+                .targets
+                .canonical_signed()
+                .map_err(|e| RepoError::Internal(e.to_string()))?,
             &state.targets.signatures,
         ),
         entry(
             "snapshot",
             state.snapshot.version(),
             state.snapshot.expires().to_string(),
+            &state
+                .snapshot
+                .canonical_signed()
+                .map_err(|e| RepoError::Internal(e.to_string()))?,
             &state.snapshot.signatures,
         ),
         entry(
             "timestamp",
             state.timestamp.version(),
             state.timestamp.expires().to_string(),
+            &state
+                .timestamp
+                .canonical_signed()
+                .map_err(|e| RepoError::Internal(e.to_string()))?,
             &state.timestamp.signatures,
         ),
     ])
+}
+
+/// The key ids of `keyids` whose signature over `msg` verifies, each key counted once.
+fn valid_signers(msg: &[u8], sigs: &[Signature], keyids: &[String], root: &Root) -> Vec<String> {
+    let mut counted: BTreeSet<Vec<u8>> = BTreeSet::new();
+    keyids
+        .iter()
+        .filter(|id| {
+            let Some(k) = root.keys.get(*id).and_then(|v| Key::from_value(v).ok()) else {
+                return false;
+            };
+            sigs.iter().any(|s| {
+                s.keyid == **id
+                    && hex::decode(&s.sig).is_ok_and(|sig| k.verify(msg, &sig) == Ok(true))
+            }) && counted.insert(k.identity())
+        })
+        .cloned()
+        .collect()
 }
 
 /// The staged root file, whatever its version.
@@ -603,11 +640,10 @@ fn staged_status(
         for id in &listed.keyids {
             let key = root.keys.get(id).and_then(|v| Key::from_value(v).ok());
             let ok = key.as_ref().is_some_and(|k| {
-                counted.insert(k.identity())
-                    && md.signatures.iter().any(|s| {
-                        s.keyid == *id
-                            && hex::decode(&s.sig).is_ok_and(|sig| k.verify(&msg, &sig) == Ok(true))
-                    })
+                md.signatures.iter().any(|s| {
+                    s.keyid == *id
+                        && hex::decode(&s.sig).is_ok_and(|sig| k.verify(&msg, &sig) == Ok(true))
+                }) && counted.insert(k.identity())
             });
             if ok {
                 signed.push(id.clone());
@@ -641,9 +677,16 @@ fn sign_root(value: Value, keys: &[(SigningKey, String)]) -> Result<Metadata<Roo
     let mut seen = BTreeSet::new();
     for (key, id) in keys {
         if seen.insert(id.clone()) {
+            let sig = key.sign(&msg);
+            // Never a signature a client cannot verify (see publish::sign_all).
+            if key.public_key().verify(&msg, &sig) != Ok(true) {
+                return Err(RepoError::Internal(format!(
+                    "the signature by root key {id} does not verify with its public key"
+                )));
+            }
             md.signatures.push(Signature {
                 keyid: id.clone(),
-                sig: hex::encode(key.sign(&msg)),
+                sig: hex::encode(sig),
             });
         }
     }
@@ -677,7 +720,12 @@ fn available_keys(
         .map(|r| r.keyids.clone())
         .unwrap_or_default();
     match delegate::find_role_keys(keydir, role, &listed, 0, &root.keys, "") {
-        Ok(found) => Ok(found),
+        Ok(found) => {
+            if role == "root" {
+                super::publish::warn_unencrypted_root(keydir)?;
+            }
+            Ok(found)
+        }
         Err(RepoError::NotEnoughKeys { .. }) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
