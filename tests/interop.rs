@@ -395,16 +395,7 @@ fn interop_harness_python_tuf_round_trip() {
 
 /// `download.py --all` from `server`, trusting `root`, into `out`.
 fn download_all(server: &HttpServer, root: &Path, out: &Path) -> Run {
-    run(python_script("download.py")
-        .arg("--metadata-url")
-        .arg(server.url("metadata/"))
-        .arg("--targets-url")
-        .arg(server.url("targets/"))
-        .arg("--root")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .arg("--all"))
+    run(python::download_command(server, root, out).arg("--all"))
 }
 
 #[test]

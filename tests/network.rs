@@ -163,6 +163,15 @@ fn remote_args(w: &World, server: &Nginx, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// [`remote_args`] with the test CA, a client certificate and `key`.
+fn mtls_args(w: &World, server: &Nginx, ca: &str, cert: &str, key: &str) -> Vec<String> {
+    remote_args(
+        w,
+        server,
+        &["--ca-cert", ca, "--client-cert", cert, "--client-key", key],
+    )
+}
+
 /// Forget everything a previous mount of `w` kept (trusted metadata, cached files), so the next
 /// one must reach the server for all of it.
 fn forget(w: &World) {
@@ -524,18 +533,7 @@ fn mirror_requiring_a_client_certificate_refuses_without_and_serves_with_it() {
     let cert = pki.path("client.pem");
     assert_refused(
         &w,
-        &remote_args(
-            &w,
-            &server,
-            &[
-                "--ca-cert",
-                &ca,
-                "--client-cert",
-                &cert,
-                "--client-key",
-                open_key.to_str().unwrap(),
-            ],
-        ),
+        &mtls_args(&w, &server, &ca, &cert, open_key.to_str().unwrap()),
         64,
         &["--client-key", "mode 0644"],
     );
@@ -545,34 +543,12 @@ fn mirror_requiring_a_client_certificate_refuses_without_and_serves_with_it() {
     std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_refused(
         &w,
-        &remote_args(
-            &w,
-            &server,
-            &[
-                "--ca-cert",
-                &ca,
-                "--client-cert",
-                &cert,
-                "--client-key",
-                other_key.to_str().unwrap(),
-            ],
-        ),
+        &mtls_args(&w, &server, &ca, &cert, other_key.to_str().unwrap()),
         64,
         &["does not go with --client-cert"],
     );
     let d = w
-        .mount_with(&remote_args(
-            &w,
-            &server,
-            &[
-                "--ca-cert",
-                &ca,
-                "--client-cert",
-                &cert,
-                "--client-key",
-                &pki.path("client.key"),
-            ],
-        ))
+        .mount_with(&mtls_args(&w, &server, &ca, &cert, &pki.path("client.key")))
         .unwrap();
     assert_serves(&w);
     assert!(d.stop().contains("a client certificate is presented"));

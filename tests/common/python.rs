@@ -309,16 +309,22 @@ pub fn download_kept(
     cache: &Path,
     names: &[&str],
 ) -> Run {
-    run(python_script("download.py")
-        .arg("--metadata-url")
+    run(download_command(server, root, out)
+        .arg("--metadata-dir")
+        .arg(cache)
+        .args(names))
+}
+
+/// `download.py` from `server` trusting `root`, into `out` (add the targets or `--all`).
+pub fn download_command(server: &HttpServer, root: &Path, out: &Path) -> Command {
+    let mut cmd = python_script("download.py");
+    cmd.arg("--metadata-url")
         .arg(server.url("metadata/"))
         .arg("--targets-url")
         .arg(server.url("targets/"))
         .arg("--root")
         .arg(root)
         .arg("--out")
-        .arg(out)
-        .arg("--metadata-dir")
-        .arg(cache)
-        .args(names))
+        .arg(out);
+    cmd
 }
