@@ -157,6 +157,11 @@ fn turn_away(stream: TcpStream) {
         let _ = (&stream).write(
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
         );
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        // Take what request bytes have arrived (without waiting): closing over unread bytes
+        // would reset the connection and could lose the answer.
+        let mut sink = [0u8; 4096];
+        let _ = (&stream).read(&mut sink);
     }
 }
 
