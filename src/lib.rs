@@ -11,6 +11,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod chunks;
 pub mod cli;
 pub mod fs;
 pub mod index;

@@ -527,7 +527,13 @@ fn add_keeps_custom_unknown_fields_and_delegations() {
     let (_, snap, targets) = r.current();
     let after = &targets.signed_value;
     assert_eq!(after["targets"]["same"], v["targets"]["same"]);
-    assert_eq!(after["targets"]["edited"].get("custom"), None);
+    // Changed content: a new entry (the stale custom goes), with trustfs's chunk root.
+    let edited = &after["targets"]["edited"];
+    assert_eq!(edited["custom"].get("owner"), None, "{edited}");
+    assert_eq!(
+        edited["custom"]["trustfs"]["chunks"]["alg"], "blake3",
+        "{edited}"
+    );
     assert_eq!(after["x-vendor"], v["x-vendor"]);
     assert_eq!(after["delegations"], v["delegations"]);
     // The snapshot's other entries (here: none) and its own fields are carried over.
@@ -1237,4 +1243,58 @@ fn repo_add_reflinks_copies_where_the_filesystem_can() {
     // Changing the source later never changes the published copy.
     fs::write(content.join("big.bin"), b"replaced").unwrap();
     assert_eq!(fs::read(&copy).unwrap(), big);
+}
+
+/// `repo add` lists each new file's chunk root in `custom.trustfs.chunks` and publishes its
+/// outboard as `REPO/chunks/<sha256>`: the outboard checks against the signed root and every
+/// chunk of the content against its leaf; prune removes the outboard with its content.
+#[test]
+fn add_lists_chunk_roots_and_publishes_outboards_that_verify() {
+    let base = scratch("chunks");
+    let r = Repo::init(&base);
+    let content = base.join("content");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    write(&content.join("dir/big.bin"), &big);
+    write(&content.join("small.txt"), b"small\n");
+    r.add(&content, false).unwrap();
+    let (_, _, targets) = r.current();
+    for (name, data) in [("dir/big.bin", &big[..]), ("small.txt", b"small\n")] {
+        let entry = &targets.signed_value["targets"][name];
+        let chunks = &entry["custom"]["trustfs"]["chunks"];
+        assert_eq!(chunks["v"], 1, "{entry}");
+        assert_eq!(chunks["alg"], "blake3");
+        assert_eq!(chunks["size"], trustfs::chunks::CHUNK_SIZE);
+        // The hashes dict stays as python-tuf and go-tuf require it.
+        assert_eq!(entry["hashes"].as_object().unwrap().len(), 1, "{entry}");
+        let root: [u8; 32] = hex::decode(chunks["root"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sha = hex::encode(Sha256::digest(data));
+        let outboard = fs::read(r.dir.join("chunks").join(&sha)).unwrap();
+        let tree =
+            trustfs::chunks::ChunkTree::from_outboard(data.len() as u64, &outboard, &root).unwrap();
+        for (i, chunk) in data
+            .chunks(trustfs::chunks::CHUNK_SIZE as usize)
+            .enumerate()
+        {
+            assert!(tree.chunk_matches(i, chunk), "{name} chunk {i}");
+        }
+        assert_eq!(tree, trustfs::chunks::tree_of(data));
+    }
+    // New content, then prune: the old outboard goes with the old content.
+    let old_sha = hex::encode(Sha256::digest(&big));
+    write(&content.join("dir/big.bin"), b"replaced\n");
+    r.add(&content, false).unwrap();
+    r.add(&content, false).unwrap();
+    r.add(&content, false).unwrap();
+    repo::prune(&repo::PruneOptions {
+        repo: r.dir.clone(),
+        keep: 0,
+        dry_run: false,
+    })
+    .unwrap();
+    assert!(!r.dir.join("chunks").join(&old_sha).exists());
+    let new_sha = hex::encode(Sha256::digest(b"replaced\n"));
+    assert!(r.dir.join("chunks").join(new_sha).exists());
 }

@@ -271,7 +271,11 @@ fn decode(bytes: &[u8]) -> Option<(HashMap<String, Known>, Option<BinsStamp>)> {
             let n = usize::try_from(r.u64()?).ok()?;
             hashes.insert(alg, r.take(n)?);
         }
-        let published = Published { length, hashes };
+        let published = Published {
+            length,
+            hashes,
+            chunk_root: None,
+        };
         files.insert(target, Known { key, published });
     }
     r.0.is_empty().then_some((files, stamp))
@@ -325,6 +329,7 @@ fn decode_legacy(bytes: &[u8]) -> Option<HashMap<String, Known>> {
                         .into_iter()
                         .map(|(alg, d)| Some((alg, hex::decode(d).ok()?)))
                         .collect::<Option<Hashes>>()?,
+                    chunk_root: None,
                 },
             };
             Some((target, known))
@@ -352,6 +357,7 @@ mod tests {
                     ("sha256", vec![i as u8; 32]),
                     ("sha512", vec![i as u8; 64]),
                 ]),
+                chunk_root: None,
             },
         }
     }

@@ -19,6 +19,7 @@
 //!   lands on another inode, and `add` stops with [`RepoError::ContentChanged`] before anything
 //!   is signed.
 
+use crate::chunks::{ChunkHasher, ChunkTree};
 use std::ffi::{CString, OsString};
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read};
@@ -315,9 +316,11 @@ fn changed_or_io(path: &Path, e: io::Error) -> RepoError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Published {
     pub(crate) length: u64,
-    /// algorithm → lowercase hex digest.
     /// algorithm → digest (raw bytes; hex in metadata and file names).
     pub(crate) hashes: Hashes,
+    /// The chunk root ([`crate::chunks`]) when the file was read by this add (not kept by the
+    /// add cache: an entry kept from an earlier add keeps whatever it listed).
+    pub(crate) chunk_root: Option<[u8; 32]>,
 }
 
 /// What an earlier `add` published for a target, and the identity of the file it read
@@ -464,13 +467,16 @@ pub(crate) fn publish_file(
     } else {
         MultiHasher::sha256_only()
     };
-    let file = if clone_hashing(&file, src, &mut tmp, &mut hasher)? {
+    let mut chunker = ChunkHasher::new();
+    let file = if clone_hashing(&file, src, &mut tmp, &mut hasher, &mut chunker)? {
         file
     } else {
-        copy_hashing(file, src, &mut tmp, &mut hasher)?
+        copy_hashing(file, src, &mut tmp, &mut hasher, &mut chunker)?
     };
     let (length, digests) = hasher.finish();
     let hashes: Hashes = digests.into_iter().collect();
+    let tree = chunker.finish();
+    write_outboard(targets_dir, &hashes, &tree)?;
     let names = names(&hashes);
     let (last, others) = names
         .split_last()
@@ -483,10 +489,41 @@ pub(crate) fn publish_file(
     let after = fstat(file.as_fd()).map(|st| st.key).ok();
     let key = (after == Some(key) && key.size == length && settled(&key)).then_some(key);
     Ok(Outcome {
-        published: Published { length, hashes },
+        published: Published {
+            length,
+            hashes,
+            chunk_root: Some(tree.root),
+        },
         key,
         reused: false,
     })
+}
+
+/// The chunk directory of a repository whose targets directory is `targets_dir`:
+/// `REPO/chunks`, beside `REPO/targets`.
+pub(crate) fn chunks_dir(targets_dir: &Path) -> PathBuf {
+    targets_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("chunks"), |r| r.join("chunks"))
+}
+
+/// Publish the outboard of a file as `REPO/chunks/<sha256 hex>` (content-addressed: identical
+/// contents share it), unless one of the right size is there already. Not flushed one by one:
+/// the same `syncfs` as the copies covers it.
+fn write_outboard(targets_dir: &Path, hashes: &Hashes, tree: &ChunkTree) -> Result<(), RepoError> {
+    let (Some(sha), false) = (hashes.get("sha256"), tree.leaves.is_empty()) else {
+        return Ok(());
+    };
+    let dir = chunks_dir(targets_dir);
+    let path = dir.join(hex::encode(sha));
+    let outboard = tree.outboard();
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == outboard.len() as u64) {
+        return Ok(());
+    }
+    fs::create_dir_all(&dir).map_err(|e| RepoError::io("create directory", &dir, e))?;
+    let mut tmp = TempFile::beside(&path, 0o644)?.batched();
+    tmp.write_all(&outboard)?;
+    tmp.persist(&path)
 }
 
 /// Make `out` a reflink copy of `file` (btrfs, XFS: no data written) and hash the copy, so the
@@ -497,6 +534,7 @@ fn clone_hashing(
     src: &Path,
     out: &mut TempFile,
     hasher: &mut MultiHasher,
+    chunker: &mut ChunkHasher,
 ) -> Result<bool, RepoError> {
     use std::os::unix::fs::FileExt;
     let tmp_path = out.path().to_owned();
@@ -517,6 +555,7 @@ fn clone_hashing(
             Err(e) => return Err(RepoError::io("read the reflink copy of", src, e)),
         };
         hasher.update(&buf[..n]);
+        chunker.update(&buf[..n]);
         at += n as u64;
     }
 }
@@ -527,6 +566,7 @@ fn copy_hashing(
     src: &Path,
     out: &mut TempFile,
     hasher: &mut MultiHasher,
+    chunker: &mut ChunkHasher,
 ) -> Result<File, RepoError> {
     thread_local! {
         /// One read buffer per worker: a new zeroed 256 KiB per file cost more than reading a
@@ -542,6 +582,7 @@ fn copy_hashing(
         };
         let chunk = &buf[..n];
         hasher.update(chunk);
+        chunker.update(chunk);
         out.write_all(chunk)?;
     })?;
     Ok(file)

@@ -5,7 +5,8 @@
 //! time, so roots are never pruned); `timestamp.json`; the snapshot versions the current
 //! timestamp and the `--keep` snapshots before it name, and every targets, delegated and
 //! hash-bin version those snapshots list; every target file (under each hash it is published
-//! by) that those targets versions list. A client in the middle of an update — timestamp read,
+//! by, and its chunk outboard `chunks/<sha256>`) that those targets versions list. A client in
+//! the middle of an update — timestamp read,
 //! snapshot or targets not yet — holds one of those. Everything else with a consistent-snapshot
 //! name (`N.<role>.json`, `targets/…/<hash>.<name>`) is removed; files of other names are left
 //! alone.
@@ -235,6 +236,24 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport, RepoError> {
             }
             remove(&path, opts.dry_run, &mut report.bytes)?;
             report.targets.push(path);
+        }
+    }
+    // Outboards (REPO/chunks/<sha256>) go with the content they describe.
+    let cdir = super::content::chunks_dir(&tdir);
+    if !targets_unknown {
+        if let Ok(entries) = fs::read_dir(&cdir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+                let hashed = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hashed
+                    || keep_hashes.contains(&name)
+                    || !e.file_type().is_ok_and(|t| t.is_file())
+                {
+                    continue;
+                }
+                remove(&e.path(), opts.dry_run, &mut report.bytes)?;
+                report.targets.push(e.path());
+            }
         }
     }
     report.metadata.sort();

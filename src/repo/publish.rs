@@ -569,6 +569,8 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
                                 && !d.bytes().any(|c| c.is_ascii_uppercase())
                         })
                 };
+                // Kept as it was, `custom` included: a chunk root is listed for new and
+                // changed content (an entry without one is read in one pass by clients).
                 if published.hashes.iter().all(|(a, d)| listed(a, d)) {
                     Listed::Kept(old)
                 } else {
@@ -583,15 +585,17 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
             }
             Some(_) => {
                 report.changed.push(name.to_owned());
-                Listed::New(
+                Listed::New(with_chunk_root(
                     json!({"length": published.length, "hashes": hex_map(&published.hashes)}),
-                )
+                    published,
+                ))
             }
             None => {
                 report.added.push(name.to_owned());
-                Listed::New(
+                Listed::New(with_chunk_root(
                     json!({"length": published.length, "hashes": hex_map(&published.hashes)}),
-                )
+                    published,
+                ))
             }
         };
         new_list.push((name.to_owned(), entry));
@@ -1250,6 +1254,34 @@ fn same_content(old: &Value, published: &content::Published) -> bool {
         }
     }
     common > 0
+}
+
+/// A target entry with `custom.trustfs.chunks` set to the chunk root of `published` (other
+/// `custom` fields kept), when this add computed one (see [`crate::chunks`]).
+fn with_chunk_root(mut entry: Value, published: &content::Published) -> Value {
+    let Some(root) = published.chunk_root else {
+        return entry;
+    };
+    let chunks = json!({
+        "v": 1,
+        "alg": "blake3",
+        "size": crate::chunks::CHUNK_SIZE,
+        "root": hex::encode(root),
+    });
+    if let Some(obj) = entry.as_object_mut() {
+        let custom = obj.entry("custom").or_insert_with(|| json!({}));
+        if !custom.is_object() {
+            // A `custom` that is not an object is the publisher's own business: left as it is.
+            return entry;
+        }
+        let ours = custom
+            .as_object_mut()
+            .map(|c| c.entry("trustfs").or_insert_with(|| json!({})));
+        if let Some(Value::Object(t)) = ours {
+            t.insert("chunks".into(), chunks);
+        }
+    }
+    entry
 }
 
 /// Digests as metadata lists them: algorithm → lowercase hex.
