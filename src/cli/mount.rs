@@ -106,10 +106,10 @@ pub struct Args {
     #[arg(long, value_name = "URL", requires = "metadata_url")]
     pub proxy: Option<String>,
     /// Remote: send the header lines in FILE (e.g. `Authorization: Bearer <token>`; # comments)
-    /// with every request to the URLs given here, or only to ORIGIN (https://host[:port]) with
-    /// ORIGIN=FILE. Re-read when it changes. FILE must be private (chmod 600), owned by you or
-    /// root, in directories only you or root can change. Never sent to another host (redirects
-    /// stay within a mirror's origin), never logged. Repeatable.
+    /// with every request to the URLs given here, or only to ORIGIN (https://host or
+    /// https://host:port) with ORIGIN=FILE. Re-read when it changes. FILE must be private (chmod
+    /// 600), owned by you or root, in directories only you or root can change. Never sent to
+    /// another host (redirects stay within a mirror's origin), never logged. Repeatable.
     #[arg(long, value_name = "[ORIGIN=]FILE", requires = "metadata_url")]
     pub auth_file: Vec<String>,
     /// Remote: basic auth for each host from $NETRC, else ~/.netrc (as curl --netrc); private

@@ -239,7 +239,7 @@ fn private_path(mountpoint: &Path) -> PathBuf {
 
 /// Write `status` atomically (temporary file + rename): the record world-readable without
 /// the details of denials and faults, those in a companion file of mode 0600
-/// ([`PrivateDetails`]).
+/// (`PrivateDetails`).
 pub fn write(status: &MountStatus) -> std::io::Result<()> {
     let mut public = status.clone();
     let c = &mut public.counters;

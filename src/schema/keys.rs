@@ -371,7 +371,7 @@ impl SigningKey {
             .map_err(|e| format!("cannot encode key: {e}"))
     }
 
-    /// Encrypted PKCS#8 PEM: PBES2 with PBKDF2-HMAC-SHA256 ([`PBKDF2_ITERATIONS`]) and
+    /// Encrypted PKCS#8 PEM: PBES2 with PBKDF2-HMAC-SHA256 (`PBKDF2_ITERATIONS`) and
     /// AES-256-CBC, random salt and IV.
     pub fn to_encrypted_pem(&self, passphrase: &[u8]) -> Result<String, String> {
         use rand_core::RngCore;

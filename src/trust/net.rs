@@ -415,7 +415,7 @@ fn open_regular(path: &Path) -> Result<std::fs::File, String> {
 
 /// Read a file holding secrets: a regular file (symlinks followed, as in Kubernetes secret
 /// volumes) owned by this user or root, with no permission bits for group or others, at most
-/// [`MAX_SECRET_FILE`] bytes.
+/// `MAX_SECRET_FILE` bytes.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
