@@ -165,16 +165,8 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
         &["snapshot", "timestamp"]
     };
     let signers = Signers::load(&state, &opts.keydir, top)?;
-    let (delegator_value, delegator_path, delegator_version) = if delegator == "targets" {
-        (
-            &state.targets.signed_value,
-            &state.targets_path,
-            state.targets.version(),
-        )
-    } else {
-        let d = tree.get(delegator)?;
-        (&d.md.signed_value, &d.path, d.md.version())
-    };
+    let (delegator_value, delegator_path, delegator_version) =
+        delegator_file(&state, &tree, delegator)?;
     // A delegations object holds named roles or succinct hash bins, never both.
     let delegator_delegations: Option<&crate::schema::Delegations> = if delegator == "targets" {
         state.targets.signed.delegations.as_ref()
@@ -277,13 +269,7 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
         Some(i) => roles[i] = entry,
         None => roles.push(entry),
     }
-    let still_used: BTreeSet<String> = roles
-        .iter()
-        .filter_map(|r| r.get("keyids").and_then(Value::as_array))
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let still_used = keyids_in_use(roles);
     let key_map = delegations
         .get_mut("keys")
         .and_then(Value::as_object_mut)
@@ -354,6 +340,35 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
         delegator_version,
         versions,
     })
+}
+
+/// The delegator `name`'s current `signed` value, file and version (`targets` or a delegated
+/// role).
+pub(crate) fn delegator_file<'a>(
+    state: &'a RepoState,
+    tree: &'a RoleTree,
+    name: &str,
+) -> Result<(&'a Value, &'a PathBuf, u64), RepoError> {
+    if name == "targets" {
+        return Ok((
+            &state.targets.signed_value,
+            &state.targets_path,
+            state.targets.version(),
+        ));
+    }
+    let d = tree.get(name)?;
+    Ok((&d.md.signed_value, &d.path, d.md.version()))
+}
+
+/// The key ids some entry of a delegations `roles` list still uses.
+pub(crate) fn keyids_in_use(roles: &[Value]) -> BTreeSet<String> {
+    roles
+        .iter()
+        .filter_map(|r| r.get("keyids").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn borrow(keys: &[(SigningKey, String)]) -> Vec<(&SigningKey, String)> {

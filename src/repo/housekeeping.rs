@@ -11,7 +11,7 @@
 //! name (`N.<role>.json`, `targets/…/<hash>.<name>`) is removed; files of other names are left
 //! alone.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::schema::{Metadata, Snapshot, Targets};
 
 use super::atomic::RepoLock;
-use super::delegate::RoleTree;
+use super::delegate::{delegator_file, keyids_in_use, RoleTree};
 use super::error::RepoError;
 use super::publish::{
     bump, publish_chain_removing, targets_dir, Expiries, RepoState, RoleWrite, Signers, Versions,
@@ -58,17 +58,8 @@ pub fn undelegate(opts: &UndelegateOptions) -> Result<(String, Versions), RepoEr
         )));
     }
     let delegator = role.delegator.clone();
-    let (value, path, version) = if delegator == "targets" {
-        (
-            state.targets.signed_value.clone(),
-            state.targets_path.clone(),
-            state.targets.version(),
-        )
-    } else {
-        let d = tree.get(&delegator)?;
-        (d.md.signed_value.clone(), d.path.clone(), d.md.version())
-    };
-    let mut value = value;
+    let (value, path, version) = delegator_file(&state, &tree, &delegator)?;
+    let (mut value, path) = (value.clone(), path.clone());
     let malformed = |reason: &str| RepoError::Malformed {
         file: path.clone(),
         reason: reason.to_owned(),
@@ -82,13 +73,7 @@ pub fn undelegate(opts: &UndelegateOptions) -> Result<(String, Versions), RepoEr
         .and_then(Value::as_array_mut)
         .ok_or_else(|| malformed("delegations without a roles list"))?;
     roles.retain(|r| r.get("name").and_then(Value::as_str) != Some(opts.role.as_str()));
-    let used: BTreeSet<String> = roles
-        .iter()
-        .filter_map(|r| r.get("keyids").and_then(Value::as_array))
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let used = keyids_in_use(roles);
     if let Some(keys) = delegations.get_mut("keys").and_then(Value::as_object_mut) {
         keys.retain(|id, _| used.contains(id));
     }
