@@ -36,6 +36,7 @@ fn sha256_info(path: &Path) -> TargetInfo {
             .map(|(a, d)| (a.to_owned(), d))
             .collect(),
         custom: None,
+        chunk_root: None,
     }
 }
 

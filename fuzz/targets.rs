@@ -1180,6 +1180,7 @@ fn check_target_path(raw: &str) -> u32 {
                 length: raw.len() as u64,
                 hashes: Default::default(),
                 custom: None,
+                chunk_root: None,
             };
             index.insert_signed_by(p.clone(), info.clone(), "targets");
             let index = index.build();

@@ -85,6 +85,52 @@ impl ChunkTree {
     }
 }
 
+/// Split a target's signed `custom` object into the chunk root it lists (if a well-formed
+/// `trustfs.chunks` of version 1: `alg` "blake3", `size` [`CHUNK_SIZE`], `root` 64 hex digits)
+/// and what else it holds (None when nothing else). A malformed or unknown chunks entry is
+/// left in `custom` and lists no root: such a target is checked against its hashes instead.
+pub fn split_custom(
+    custom: Option<serde_json::Value>,
+) -> (Option<[u8; 32]>, Option<serde_json::Value>) {
+    let Some(mut custom) = custom else {
+        return (None, None);
+    };
+    let Some(root) = signed_root(&custom) else {
+        return (None, Some(custom));
+    };
+    if let Some(obj) = custom.as_object_mut() {
+        let empty = match obj.get_mut("trustfs").and_then(|t| t.as_object_mut()) {
+            Some(ours) => {
+                ours.remove("chunks");
+                ours.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            obj.remove("trustfs");
+        }
+        if obj.is_empty() {
+            return (Some(root), None);
+        }
+    }
+    (Some(root), Some(custom))
+}
+
+/// The chunk root a `custom` object lists, if well formed (see [`split_custom`]).
+pub fn signed_root(custom: &serde_json::Value) -> Option<[u8; 32]> {
+    let c = custom.get("trustfs")?.get("chunks")?;
+    let ok = c.get("v")?.as_u64()? == 1
+        && c.get("alg")?.as_str()? == "blake3"
+        && c.get("size")?.as_u64()? == u64::from(CHUNK_SIZE);
+    let hex = c.get("root")?.as_str()?;
+    if !ok || hex.len() != 64 {
+        return None;
+    }
+    let mut root = [0u8; 32];
+    hex::decode_to_slice(hex, &mut root).ok()?;
+    Some(root)
+}
+
 /// Chunks of a file of `length` bytes.
 pub fn chunk_count(length: u64) -> u64 {
     length.div_ceil(u64::from(CHUNK_SIZE))
@@ -181,6 +227,34 @@ mod tests {
             "length is bound"
         );
         assert!(!whole.chunk_matches(4, b""));
+    }
+
+    #[test]
+    fn the_signed_root_is_taken_from_custom_and_the_rest_kept() {
+        let root = hex::encode([7u8; 32]);
+        let chunks = serde_json::json!({"v": 1, "alg": "blake3", "size": 65536, "root": root});
+        let only = serde_json::json!({"trustfs": {"chunks": chunks.clone()}});
+        assert_eq!(split_custom(Some(only)), (Some([7u8; 32]), None));
+        let more = serde_json::json!({"trustfs": {"chunks": chunks.clone(), "x": 1}, "mode": 420});
+        let (r, rest) = split_custom(Some(more));
+        assert_eq!(r, Some([7u8; 32]));
+        assert_eq!(
+            rest,
+            Some(serde_json::json!({"trustfs": {"x": 1}, "mode": 420}))
+        );
+        for bad in [
+            serde_json::json!({"v": 2, "alg": "blake3", "size": 65536, "root": root}),
+            serde_json::json!({"v": 1, "alg": "sha256", "size": 65536, "root": root}),
+            serde_json::json!({"v": 1, "alg": "blake3", "size": 4096, "root": root}),
+            serde_json::json!({"v": 1, "alg": "blake3", "size": 65536, "root": "zz"}),
+            serde_json::json!({"v": 1, "alg": "blake3", "size": 65536, "root": &root[..62]}),
+            serde_json::json!({"v": 1, "alg": "blake3", "size": 65536}),
+            serde_json::json!("chunks"),
+        ] {
+            let c = serde_json::json!({"trustfs": {"chunks": bad}});
+            assert_eq!(split_custom(Some(c.clone())), (None, Some(c)));
+        }
+        assert_eq!(split_custom(None), (None, None));
     }
 
     #[test]

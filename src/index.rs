@@ -15,8 +15,12 @@ pub struct TargetInfo {
     pub length: u64,
     /// Hash algorithm name (as spelled in the metadata, e.g. `sha256`) to raw digest bytes.
     pub hashes: Hashes,
-    /// The target's `custom` object, if any (kept for display; never used for decisions).
+    /// The target's `custom` object, if any, without the trustfs chunk root (kept for display;
+    /// never used for decisions).
     pub custom: Option<Box<serde_json::Value>>,
+    /// The signed chunk root (`custom.trustfs.chunks`, see [`crate::chunks`]), if the target
+    /// lists a well-formed one: what chunk-verified reads check the content against.
+    pub chunk_root: Option<[u8; 32]>,
 }
 
 impl TargetInfo {
@@ -241,9 +245,9 @@ impl fmt::Display for TargetPath {
 /// Every target the trusted metadata vouches for, after delegation resolution: a sorted, flat
 /// table, built once ([`IndexBuilder`]) and then only read.
 ///
-/// A target costs one 56-byte record plus its path's bytes (one shared buffer, in path order);
-/// the few targets with more than a sha256 or with a `custom` object keep those in a side table.
-/// At a million targets that is about 70 MB where a map of owned entries took several times
+/// A target costs one 64-byte record plus its path's bytes (one shared buffer, in path order);
+/// the few targets with more than a sha256 or with a `custom` object keep those in a side table,
+/// and signed chunk roots (32 bytes each) are in another. At a million targets that is about 70 MB where a map of owned entries took several times
 /// that. Positions (`0..len()`) are stable for the life of an index: the mount's inodes name
 /// targets by position. Paths sort bytewise, so the targets under a directory are one range:
 /// directories are derived ([`TargetIndex::is_dir`], [`TargetIndex::children`]), never stored.
@@ -256,6 +260,9 @@ pub struct TargetIndex {
     extras: Box<[Extra]>,
     /// The roles that listed targets ("targets" or a delegated role), each once.
     roles: Box<[Box<str>]>,
+    /// Signed chunk roots of the targets that list one (a side table: a record grows by 4 bytes
+    /// where a `custom` object in `extras` would cost hundreds).
+    chunk_roots: Box<[[u8; 32]]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -269,6 +276,8 @@ struct Record {
     role: u32,
     /// Position in `extras` ([`NONE`]: the hashes are exactly `sha256`, no `custom`).
     extra: u32,
+    /// Position in `chunk_roots` ([`NONE`]: no signed chunk root).
+    chunks: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -326,11 +335,13 @@ impl TargetIndex {
     /// What the metadata says about the target at `pos`.
     pub fn info_at(&self, pos: usize) -> TargetInfo {
         let r = &self.records[pos];
+        let chunk_root = self.chunk_roots.get(r.chunks as usize).copied();
         match self.extras.get(r.extra as usize) {
             Some(e) => TargetInfo {
                 length: r.length,
                 hashes: e.hashes.clone(),
                 custom: e.custom.clone(),
+                chunk_root,
             },
             None => TargetInfo {
                 length: r.length,
@@ -339,6 +350,7 @@ impl TargetIndex {
                     others: None,
                 },
                 custom: None,
+                chunk_root,
             },
         }
     }
@@ -451,7 +463,7 @@ impl TargetIndex {
 
 /// The first bytes of an encoded index ([`TargetIndex::encode`]); the version changes with the
 /// layout.
-const MAGIC: &[u8; 16] = b"trustfs-index-1\n";
+const MAGIC: &[u8; 16] = b"trustfs-index-2\n";
 
 /// A bounded little-endian reader over an encoded index.
 struct Reader<'a>(&'a [u8]);
@@ -502,7 +514,7 @@ impl TargetIndex {
     /// The index as bytes, for [`TargetIndex::decode`] (a cache of what metadata said, kept
     /// where the metadata is: the state directory).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.names.len() + self.records.len() * 56);
+        let mut out = Vec::with_capacity(64 + self.names.len() + self.records.len() * 60);
         out.extend_from_slice(MAGIC);
         let put = |out: &mut Vec<u8>, b: &[u8]| {
             out.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -520,7 +532,9 @@ impl TargetIndex {
             out.extend_from_slice(&r.sha256);
             out.extend_from_slice(&r.role.to_le_bytes());
             out.extend_from_slice(&r.extra.to_le_bytes());
+            out.extend_from_slice(&r.chunks.to_le_bytes());
         }
+        put(&mut out, &self.chunk_roots.concat());
         let extras: Vec<EncodedExtra> = self
             .extras
             .iter()
@@ -554,7 +568,7 @@ impl TargetIndex {
         let n = r.u64()?;
         let n = usize::try_from(n)
             .ok()
-            .filter(|&n| n.checked_mul(56).is_some_and(|b| b <= r.0.len()))
+            .filter(|&n| n.checked_mul(60).is_some_and(|b| b <= r.0.len()))
             .ok_or("more records than bytes")?;
         let mut records = Vec::with_capacity(n);
         for _ in 0..n {
@@ -564,14 +578,25 @@ impl TargetIndex {
             sha256.copy_from_slice(r.take(32)?);
             let role = r.u32()?;
             let extra = r.u32()?;
+            let chunks = r.u32()?;
             records.push(Record {
                 end,
                 length,
                 sha256,
                 role,
                 extra,
+                chunks,
             });
         }
+        let roots = r.len()?;
+        if roots % 32 != 0 {
+            return Err("chunk roots of a partial length".into());
+        }
+        let chunk_roots: Vec<[u8; 32]> = r
+            .take(roots)?
+            .chunks_exact(32)
+            .map(|c| <[u8; 32]>::try_from(c).unwrap_or([0; 32]))
+            .collect();
         let encoded: Vec<EncodedExtra> =
             serde_json::from_str(r.str()?).map_err(|e| format!("extras: {e}"))?;
         if !r.0.is_empty() {
@@ -593,6 +618,7 @@ impl TargetIndex {
             records: records.into_boxed_slice(),
             extras: extras.into_boxed_slice(),
             roles: roles.into_boxed_slice(),
+            chunk_roots: chunk_roots.into_boxed_slice(),
         };
         let mut start = 0u64;
         let mut previous: Option<&str> = None;
@@ -615,6 +641,9 @@ impl TargetIndex {
             }
             if rec.extra != NONE && rec.extra as usize >= index.extras.len() {
                 return Err(format!("record {pos}: no such extra"));
+            }
+            if rec.chunks != NONE && rec.chunks as usize >= index.chunk_roots.len() {
+                return Err(format!("record {pos}: no such chunk root"));
             }
         }
         if start != index.names.len() as u64 {
@@ -670,8 +699,16 @@ impl IndexBuilder {
         let mut names = String::with_capacity(bytes);
         let mut records = Vec::with_capacity(entries.len());
         let mut extras = Vec::new();
+        let mut chunk_roots = Vec::new();
         for (path, info, role) in entries {
             names.push_str(path.as_str());
+            let chunks = match info.chunk_root {
+                Some(root) => {
+                    chunk_roots.push(root);
+                    u32::try_from(chunk_roots.len() - 1).unwrap_or(NONE)
+                }
+                None => NONE,
+            };
             let plain = info.custom.is_none() && info.hashes.others.is_none();
             let (sha256, extra) = match info.hashes.sha256 {
                 Some(d) if plain => (d, NONE),
@@ -691,6 +728,7 @@ impl IndexBuilder {
                 sha256,
                 role,
                 extra,
+                chunks,
             });
         }
         // Roles that listed only duplicates stay: harmless, and positions stay as recorded.
@@ -699,6 +737,7 @@ impl IndexBuilder {
             records: records.into_boxed_slice(),
             extras: extras.into_boxed_slice(),
             roles: self.roles.into_boxed_slice(),
+            chunk_roots: chunk_roots.into_boxed_slice(),
         }
     }
 }
@@ -745,6 +784,7 @@ mod tests {
             length: n,
             hashes: Hashes::new(),
             custom: None,
+            chunk_root: None,
         };
         idx.insert(TargetPath::parse("a").unwrap(), info(1));
         idx.insert(TargetPath::parse("a").unwrap(), info(2));
@@ -797,6 +837,7 @@ mod tests {
             length: n,
             hashes: Hashes::from([("sha256", vec![n as u8; 32])]),
             custom: None,
+            chunk_root: None,
         }
     }
 
@@ -815,11 +856,13 @@ mod tests {
             length: 7,
             hashes: Hashes::from([("sha512", vec![1u8; 64]), ("sha256", vec![2u8; 32])]),
             custom: Some(Box::new(serde_json::json!({"k": "v"}))),
+            chunk_root: None,
         };
         let short = TargetInfo {
             length: 8,
             hashes: Hashes::from([("sha256", vec![3u8; 5])]),
             custom: None,
+            chunk_root: None,
         };
         b.insert_signed_by(TargetPath::parse("z").unwrap(), plain(1), "targets");
         b.insert_signed_by(TargetPath::parse("m/odd").unwrap(), odd.clone(), "bins-0");
@@ -914,10 +957,24 @@ mod tests {
                 length: 3,
                 hashes: Hashes::from([("sha512", vec![9u8; 64])]),
                 custom: Some(Box::new(serde_json::json!({"mode": 493}))),
+                chunk_root: Some([4u8; 32]),
             },
             "targets",
         );
+        b.insert(
+            TargetPath::parse("c").unwrap(),
+            TargetInfo {
+                chunk_root: Some([5u8; 32]),
+                ..plain(4)
+            },
+        );
         let idx = b.build();
+        assert_eq!(idx.get("c").and_then(|i| i.chunk_root), Some([5u8; 32]));
+        assert_eq!(idx.get("b").and_then(|i| i.chunk_root), None);
+        assert_eq!(
+            idx.get("caf\u{e9}/x").and_then(|i| i.chunk_root),
+            Some([4u8; 32])
+        );
         let bytes = idx.encode();
         assert_eq!(TargetIndex::decode(&bytes).unwrap(), idx);
         assert_eq!(

@@ -212,6 +212,7 @@ mod tests {
             length: data.len() as u64,
             hashes,
             custom: None,
+            chunk_root: None,
         }
     }
 

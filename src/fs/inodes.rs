@@ -260,6 +260,7 @@ mod tests {
             length: 1,
             hashes: Hashes::from([("sha256", vec![n; 32])]),
             custom: None,
+            chunk_root: None,
         }
     }
 

@@ -352,6 +352,7 @@ mod tests {
                 length,
                 hashes: Hashes::from([("sha256".to_owned(), vec![i as u8; 32])]),
                 custom: None,
+                chunk_root: None,
             },
         }
     }

@@ -1278,6 +1278,7 @@ mod tests {
             length: 1,
             hashes: Hashes::from([("sha256".to_owned(), vec![1; 32])]),
             custom: None,
+            chunk_root: None,
         };
         let n1 = object_name(&a);
         a.length = 2;
@@ -1298,6 +1299,7 @@ mod tests {
             length: data.len() as u64,
             hashes: Hashes::from([("sha256".to_owned(), Sha256::digest(data).to_vec())]),
             custom: None,
+            chunk_root: None,
         }
     }
 

@@ -158,6 +158,7 @@ mod tests {
             length: 1,
             hashes: Hashes::from([("sha256".to_owned(), vec![0xab, 0xcd])]),
             custom: None,
+            chunk_root: None,
         };
         assert_eq!(request_name("a/b/c.txt", &info, true), "a/b/abcd.c.txt");
         assert_eq!(request_name("c.txt", &info, true), "abcd.c.txt");

@@ -1025,10 +1025,12 @@ pub fn target_info(role: &str, path: &str, file: &TargetFile) -> Result<TargetIn
         })?;
         hashes.insert(alg.clone(), bytes);
     }
+    let (chunk_root, custom) = crate::chunks::split_custom(file.custom.clone());
     Ok(TargetInfo {
         length: file.length,
         hashes,
-        custom: file.custom.clone().map(Box::new),
+        custom: custom.map(Box::new),
+        chunk_root,
     })
 }
 

@@ -134,6 +134,7 @@ mod tests {
                 length: 1,
                 hashes: Hashes::from([("sha256", vec![1u8; 32])]),
                 custom: None,
+                chunk_root: None,
             },
         )]
         .into_iter()

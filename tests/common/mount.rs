@@ -34,6 +34,7 @@ pub fn info_for(data: &[u8]) -> TargetInfo {
         length: data.len() as u64,
         hashes,
         custom: None,
+        chunk_root: None,
     }
 }
 
