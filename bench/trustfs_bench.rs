@@ -4,8 +4,12 @@
 //!
 //! - `hash FILE`: single-core throughput of `verify::MultiHasher` (sha256) over FILE, read in
 //!   1 MiB chunks; prints seconds.
-//! - `mount BACKING MNT STATE [--no-passthrough] [--threads N]`: register every regular file under BACKING with
-//!   its sha256, mount, serve until stdin closes or SIGTERM/SIGINT.
+//! - `mount BACKING MNT STATE [--no-passthrough] [--threads N] [--private-copy] [--lazy]
+//!   [--chunk-roots DIR]`: register every regular file under BACKING with its sha256 (and, with
+//!   `--chunk-roots`, its chunk root, the outboards written to DIR as `repo add` publishes them),
+//!   mount, serve until stdin closes or SIGTERM/SIGINT. Default reads: chunk-verified, whole file
+//!   checked at open; `--lazy`: size only at open; `--private-copy`: the copy mode.
+//! - `firstread FILE`: open + read of the first 4 KiB; prints seconds.
 //! - `readsmall DIR N`: open+read+close DIR/0 .. DIR/N-1; prints seconds.
 //! - `read FILE`: sequential read in 1 MiB chunks; prints seconds.
 
@@ -17,9 +21,10 @@ use trustfs::fs::{spawn, MountOptions};
 use trustfs::verify::MultiHasher;
 use trustfs::{IndexBuilder, TargetIndex, TargetInfo, TargetPath};
 
-fn sha256_info(path: &Path) -> TargetInfo {
+fn sha256_info(path: &Path, outboards: Option<&Path>) -> TargetInfo {
     let mut f = std::fs::File::open(path).expect("open");
     let mut h = MultiHasher::sha256_only();
+    let mut tree = trustfs::chunks::ChunkHasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).expect("read");
@@ -27,8 +32,17 @@ fn sha256_info(path: &Path) -> TargetInfo {
             break;
         }
         h.update(&buf[..n]);
+        if outboards.is_some() {
+            tree.update(&buf[..n]);
+        }
     }
     let (length, digests) = h.finish();
+    let chunk_root = outboards.map(|dir| {
+        let tree = tree.finish();
+        let sha = &digests[0].1;
+        std::fs::write(dir.join(hex_of(sha)), tree.outboard()).expect("write outboard");
+        tree.root
+    });
     TargetInfo {
         length,
         hashes: digests
@@ -36,11 +50,15 @@ fn sha256_info(path: &Path) -> TargetInfo {
             .map(|(a, d)| (a.to_owned(), d))
             .collect(),
         custom: None,
-        chunk_root: None,
+        chunk_root,
     }
 }
 
-fn walk(root: &Path, rel: &str, index: &mut IndexBuilder) {
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn walk(root: &Path, rel: &str, index: &mut IndexBuilder, outboards: Option<&Path>) {
     for e in std::fs::read_dir(root.join(rel)).expect("read_dir") {
         let e = e.expect("entry");
         let name = e.file_name().into_string().expect("utf-8 name");
@@ -51,11 +69,11 @@ fn walk(root: &Path, rel: &str, index: &mut IndexBuilder) {
         };
         let t = e.file_type().expect("type");
         if t.is_dir() {
-            walk(root, &r, index);
+            walk(root, &r, index, outboards);
         } else if t.is_file() {
             index.insert(
                 TargetPath::parse(&r).expect("path"),
-                sha256_info(&root.join(&r)),
+                sha256_info(&root.join(&r), outboards),
             );
         }
     }
@@ -86,6 +104,13 @@ fn main() {
             while f.read(&mut buf).expect("read") > 0 {}
             println!("{:.6}", t.elapsed().as_secs_f64());
         }
+        Some("firstread") => {
+            let mut buf = vec![0u8; 4096];
+            let t = Instant::now();
+            let mut f = std::fs::File::open(&args[2]).expect("open");
+            f.read_exact(&mut buf).expect("read");
+            println!("{:.6}", t.elapsed().as_secs_f64());
+        }
         Some("readsmall") => {
             let dir = Path::new(&args[2]);
             let n: usize = args[3].parse().expect("N");
@@ -103,9 +128,22 @@ fn main() {
                 Path::new(&args[3]),
                 Path::new(&args[4]),
             );
+            let flag = |f: &str| args.iter().any(|a| a == f);
+            let outboards = args
+                .iter()
+                .position(|a| a == "--chunk-roots")
+                .map(|i| Path::new(args.get(i + 1).expect("--chunk-roots DIR")));
+            if let Some(d) = outboards {
+                std::fs::create_dir_all(d).expect("outboard dir");
+            }
             let mut index = TargetIndex::builder();
-            walk(backing, "", &mut index);
+            walk(backing, "", &mut index, outboards);
             let mut o = MountOptions::new(mnt, backing, state);
+            o.private_copy = flag("--private-copy");
+            if flag("--lazy") {
+                o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+            }
+            o.outboards = outboards.map(Path::to_owned);
             o.passthrough = !args.iter().any(|a| a == "--no-passthrough");
             o.copy_cache_max = 4 << 30;
             if let Some(i) = args.iter().position(|a| a == "--threads") {
@@ -121,7 +159,7 @@ fn main() {
             h.unmount().expect("unmount");
         }
         _ => {
-            eprintln!("usage: trustfs_bench hash FILE | read FILE | readsmall DIR N | mount BACKING MNT STATE [--no-passthrough] [--threads N]");
+            eprintln!("usage: trustfs_bench hash FILE | read FILE | firstread FILE | readsmall DIR N | mount BACKING MNT STATE [--no-passthrough] [--threads N] [--private-copy] [--lazy] [--chunk-roots DIR]");
             std::process::exit(2);
         }
     }

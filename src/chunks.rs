@@ -74,6 +74,16 @@ impl ChunkTree {
         })
     }
 
+    /// The tree of a file of `length` bytes with these leaves.
+    pub fn from_leaves(length: u64, leaves: Vec<[u8; 32]>) -> ChunkTree {
+        let root = root_of(length, &leaves);
+        ChunkTree {
+            length,
+            leaves,
+            root,
+        }
+    }
+
     /// Whether `data` is chunk `index` of the file.
     pub fn chunk_matches(&self, index: usize, data: &[u8]) -> bool {
         let Some(leaf) = self.leaves.get(index) else {

@@ -29,6 +29,8 @@ pub enum Mismatch {
         expected: String,
         actual: String,
     },
+    /// The chunk root (`trustfs-chunks/1`, see [`crate::chunks`]) differs from the signed one.
+    ChunkRoot { expected: String, actual: String },
 }
 
 impl fmt::Display for Mismatch {
@@ -57,6 +59,12 @@ impl fmt::Display for Mismatch {
                 write!(
                     f,
                     "{algorithm} mismatch: signed {expected}, content {actual}"
+                )
+            }
+            Mismatch::ChunkRoot { expected, actual } => {
+                write!(
+                    f,
+                    "chunk root (blake3, trustfs-chunks/1) mismatch: signed {expected}, content {actual}"
                 )
             }
         }

@@ -460,7 +460,13 @@ fn finding6_a_full_state_dir_is_enospc_and_a_fault_not_a_denial() {
     ];
     let w = world("statefull", &files, &[]);
     let _tmpfs = Tmpfs::mount(&w.state, "1m");
-    let d = w.mount_local(&["--audit-log", &w.audit.display().to_string()]);
+    // The private copies need the space (chunk-verified reads need none: see
+    // `chunked_reads_serve_from_a_full_state_dir_and_count_a_fault`).
+    let d = w.mount_local(&[
+        "--private-copy",
+        "--audit-log",
+        &w.audit.display().to_string(),
+    ]);
     assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::ENOSPC);
     assert_eq!(std::fs::read(w.at("small.txt")).unwrap(), b"small");
     wait_for(
@@ -812,7 +818,7 @@ fn status_cmd(w: &World) -> (i32, String) {
 fn kill9_mid_verification_then_restart_serves_identical_bytes() {
     let data = pattern(400 << 20, 7);
     let w = world("kill9verify", &[("huge.bin".to_owned(), data.clone())], &[]);
-    let d = w.mount_local(&["--no-passthrough"]);
+    let d = w.mount_local(&["--no-passthrough", "--private-copy"]);
     let p = w.at("huge.bin");
     // Start the first open (a 400 MB copy and hash) and kill the daemon while it runs.
     let reader = std::thread::spawn(move || std::fs::read(p));
@@ -830,7 +836,7 @@ fn kill9_mid_verification_then_restart_serves_identical_bytes() {
     d.kill9();
     assert!(reader.join().unwrap().is_err());
     lazy_umount(&w.mnt);
-    let d = w.mount_local(&[]);
+    let d = w.mount_local(&["--private-copy"]);
     let got = std::fs::read(w.at("huge.bin")).unwrap();
     assert!(got == data, "restart served other bytes");
     let leftovers: Vec<_> = std::fs::read_dir(&objects)

@@ -94,8 +94,14 @@ fn corrupt_signature(file: &Path) {
 
 /// Added, removed and changed targets, small (userspace reads, kernel page cache kept across
 /// opens) and large (passthrough), in one publish. An fd opened before keeps reading the bytes
-/// verified for it.
-fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnce()) {
+/// verified for it (`old_fds_keep_bytes`; private copies and remote mounts) or, chunk-verified
+/// reads of a backing file that changed under it, gets EIO: never the new bytes.
+fn check_publish_while_mounted(
+    w: &World,
+    d: &cli::Daemon,
+    old_fds_keep_bytes: bool,
+    republish: impl FnOnce(),
+) {
     // Listed twice: the second listing comes from the kernel's cache of the first.
     let before = ["big.bin", "change.txt", "gone.txt", "keep.txt"];
     assert_eq!(names(&w.mnt), before);
@@ -139,9 +145,19 @@ fn check_publish_while_mounted(w: &World, d: &cli::Daemon, republish: impl FnOnc
     );
     assert!(reads(&w.at("big.bin"), &big_new));
     assert!(reads(&w.at("keep.txt"), b"kept"));
-    // Opened before the switch: still the content verified at that open.
-    assert_eq!(read_fd(&small_fd, 19), b"old content");
-    assert_eq!(read_fd(&big_fd, big_old.len()), big_old);
+    // Opened before the switch: still the content verified at that open, or EIO.
+    if old_fds_keep_bytes {
+        assert_eq!(read_fd(&small_fd, 19), b"old content");
+        assert_eq!(read_fd(&big_fd, big_old.len()), big_old);
+    } else {
+        for (fd, old) in [(&small_fd, &b"old content"[..]), (&big_fd, &big_old[..])] {
+            let mut buf = vec![0u8; old.len() + 16];
+            match fd.read_at(&mut buf, 0) {
+                Ok(n) => assert_eq!(&buf[..n], &old[..n], "new bytes through an old fd"),
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO)),
+            }
+        }
+    }
     drop(small_fd);
     drop(big_fd);
     // A fresh open after the old handles are gone: the new content, also from the page cache.
@@ -170,13 +186,16 @@ fn world(tag: &str, expires: &[&str]) -> World {
 #[test]
 fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_their_bytes() {
     let w = world("local", &[]);
+    // Open fds keep their bytes across changes of the backing file only with private copies
+    // (chunk-verified reads answer EIO then: `…_in_chunk_mode_old_fds_never_get_new_bytes`).
     let d = w.mount_local(&[
+        "--private-copy",
         "--refresh-interval",
         "1s",
         "--audit-log",
         w.audit.to_str().unwrap(),
     ]);
-    check_publish_while_mounted(&w, &d, || w.publish());
+    check_publish_while_mounted(&w, &d, true, || w.publish());
     let log = d.stop();
     assert!(log.contains("3 added") || log.contains("1 added"), "{log}");
     let audit = w.audit_lines();
@@ -187,6 +206,15 @@ fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_
         changes[1]["previous"]["targets"].as_u64().unwrap() + 1,
         changes[1]["metadata"]["targets"].as_u64().unwrap()
     );
+}
+
+#[test]
+fn local_publish_while_mounted_in_chunk_mode_old_fds_never_get_new_bytes() {
+    let w = world("localchunks", &[]);
+    let d = w.mount_local(&["--refresh-interval", "1s"]);
+    check_publish_while_mounted(&w, &d, false, || w.publish());
+    let log = d.stop();
+    assert!(log.contains("published outboard"), "{log}");
 }
 
 /// A local mount with unregistered files hidden and refreshed every second: `sub/a.txt` signed,
@@ -338,7 +366,7 @@ fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep
     .map(|s| s.to_string())
     .collect();
     let d = w.mount_with(&args).unwrap();
-    check_publish_while_mounted(&w, &d, || w.publish());
+    check_publish_while_mounted(&w, &d, true, || w.publish());
     // The server goes away: refreshes fail, the metadata in force and cached files stay.
     server.stop();
     wait_for(
@@ -503,7 +531,7 @@ fn expired_metadata_recovers_when_fresh_metadata_is_published() {
 #[test]
 fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() {
     use trustfs::trust::TrustSummary;
-    for passthrough in [true, false] {
+    for (passthrough, private_copy) in [(true, true), (false, true), (false, false)] {
         let mut s = common::Scratch::new("switch");
         s.add("same.txt", b"unchanged");
         s.add("small.txt", b"small v1");
@@ -511,6 +539,7 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
         s.add("dir/removed.txt", b"removed soon");
         let mut o = s.options();
         o.passthrough = passthrough;
+        o.private_copy = private_copy;
         let m = s.mount_with(o);
         let live = m.handle().live();
         // Prime the kernel caches: entries, attributes, pages.
@@ -572,7 +601,14 @@ fn switch_invalidates_the_kernels_cached_entries_attributes_and_pages_at_once() 
         let new_ino =
             std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(s.at("small.txt")).unwrap());
         assert_ne!(old_ino, new_ino);
-        assert_eq!(read_fd(&old_small, 8), b"small v1");
+        if private_copy {
+            assert_eq!(read_fd(&old_small, 8), b"small v1");
+        } else {
+            // Chunk-verified: the backing file has other bytes now; never those.
+            let mut buf = [0u8; 64];
+            let got = old_small.read_at(&mut buf, 0);
+            assert_eq!(got.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+        }
         drop(old_small);
         assert_eq!(
             std::fs::read(s.at("small.txt")).unwrap(),

@@ -135,11 +135,28 @@ pub struct Args {
     /// Local: hide files the metadata does not list (instead of listing them and refusing opens).
     #[arg(long, conflicts_with = "metadata_url")]
     pub hide_unregistered: bool,
-    /// Local: disk bound for verified copies that are not currently open, e.g. 512M, 2G, 1T (LRU).
+    /// Local: what an open checks. `open` (default): the whole file at its first open (per
+    /// version of the backing file), against its signed chunk root (all cores) or, without one,
+    /// its signed hashes: an altered file is refused with EACCES at open. `lazy`: only its size;
+    /// opens of huge files are instant and an altered chunk fails with EIO when it is read (the
+    /// log and audit name the file and offset). Either way every read is checked chunk by chunk,
+    /// so bytes changed after the open are never served.
+    #[arg(long, value_name = "MODE", default_value = "open", value_parser = parse_verify,
+          conflicts_with_all = ["metadata_url", "private_copy"])]
+    pub verify: crate::fs::chunked::VerifyMode,
+    /// Local: serve reads from a private verified copy of each file (made and hashed at its first
+    /// open, in --state-dir) instead of checking reads against the backing file. Open files then
+    /// keep reading their verified content when the backing file changes (instead of EIO), at
+    /// the cost of a full copy before the first byte and state-dir space for every file open.
+    #[arg(long, conflicts_with = "metadata_url")]
+    pub private_copy: bool,
+    /// Local, with --private-copy: disk bound for verified copies that are not currently open,
+    /// e.g. 512M, 2G, 1T (LRU).
     #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size,
           conflicts_with = "metadata_url")]
     pub copy_cache_max: u64,
-    /// Serve reads in userspace even if the kernel supports FUSE passthrough.
+    /// Serve reads in userspace even if the kernel supports FUSE passthrough (passthrough is
+    /// used for verified copies: remote mounts and --private-copy).
     #[arg(long)]
     pub no_passthrough: bool,
     /// FUSE worker threads (default: two per CPU, at least 4; at least 16 for a remote mount,
@@ -175,6 +192,15 @@ pub struct Args {
     pub metrics_addr: Option<String>,
     /// Where to mount.
     pub mountpoint: PathBuf,
+}
+
+/// Parse `open` or `lazy`.
+fn parse_verify(s: &str) -> Result<crate::fs::chunked::VerifyMode, String> {
+    match s {
+        "open" => Ok(crate::fs::chunked::VerifyMode::Open),
+        "lazy" => Ok(crate::fs::chunked::VerifyMode::Lazy),
+        other => Err(format!("{other:?}: give open or lazy")),
+    }
 }
 
 /// Parse `123`, `64K`, `512M`, `2G`, `1T` (powers of 1024).
@@ -454,6 +480,14 @@ pub fn run(args: Args) -> i32 {
         Unregistered::Deny
     };
     options.copy_cache_max = args.copy_cache_max;
+    options.private_copy = args.private_copy;
+    options.verify = args.verify;
+    // A repository made by `trustfs repo add` publishes chunk outboards next to its metadata.
+    options.outboards = args
+        .metadata
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|repo| repo.join("chunks"));
     options.passthrough = !args.no_passthrough && {
         // The kernel lets only CAP_SYS_ADMIN register backing files for passthrough.
         let able = has_cap_sys_admin();

@@ -37,7 +37,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,6 +48,7 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 
+use super::chunked::{tree_key, ChunkReads, VerifyMode};
 use super::fetch::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
@@ -60,6 +60,7 @@ use super::readfiles::ReadFiles;
 use super::refusal::{Denial, Fault, Refusal};
 use super::store::{object_name, ObjectStore};
 use super::throttle::Throttle;
+use super::verified::{self, ChunkError, StoredObject, TrustedTree, VerifiedBytes};
 use super::{lock, ContentSource, MountOptions, SwitchReport, TableSizes, Unregistered};
 use crate::index::{Child, TargetIndex, TargetInfo};
 use crate::log_event;
@@ -169,13 +170,29 @@ pub(super) struct SecondRound {
     inodes: Vec<u64>,
 }
 
-/// An open file: the verified object it reads from. It holds no descriptor: userspace reads take
-/// one from the bounded pool ([`ReadFiles`]).
+/// An open file: the verified object it reads from, or (chunk-verified reads) the trusted tree
+/// and the backing path. It holds no descriptor: userspace reads take one from a bounded pool
+/// ([`ReadFiles`]).
 #[derive(Debug)]
 struct Handle {
+    /// The object's name, or (chunk-verified reads) the tree's key.
     object: String,
+    chunks: Option<ChunkedFile>,
     /// Keeps the kernel's backing file registered while this handle is open (passthrough).
     _backing: Option<Arc<BackingId>>,
+}
+
+/// What a chunk-verified handle reads: the backing file at `path`, checked against `tree`.
+#[derive(Clone, Debug)]
+struct ChunkedFile {
+    tree: Arc<TrustedTree>,
+    path: OsString,
+}
+
+/// Content ready for an open: the object (acquired from the store) or the trusted tree.
+struct Ready {
+    object: String,
+    chunks: Option<Arc<TrustedTree>>,
 }
 
 /// Everything the filesystem knows, shared between the FUSE workers ([`TrustFs`]) and the
@@ -202,7 +219,12 @@ pub(super) struct Core {
     gate_wait: Duration,
     backing_ids: Mutex<HashMap<String, Weak<BackingId>>>,
     /// Descriptors of objects for userspace reads: a bounded pool, not one per handle.
-    read_files: ReadFiles,
+    read_files: ReadFiles<StoredObject>,
+    /// Local mount without private copies: where trusted chunk trees come from, what an open
+    /// checks (None: reads come from verified objects in the store).
+    chunks: Option<ChunkReads>,
+    /// Chunk-verified reads: backing files open for reading, by tree key (a bounded pool).
+    backing_files: ReadFiles<std::fs::File>,
     /// Files shorter than this are served in userspace with FOPEN_KEEP_CACHE even when
     /// passthrough is available (fewer syscalls per open; reads come from the page cache).
     passthrough_min_size: u64,
@@ -304,7 +326,12 @@ impl Records {
     const MIN_PRUNE_AT: usize = 1024;
 
     /// `object` was verified (from the backing file at `path`, version `key`, if local).
-    fn insert(&mut self, source: Option<(&OsStr, FileKey)>, object: &str, store: &ObjectStore) {
+    fn insert(
+        &mut self,
+        source: Option<(&OsStr, FileKey)>,
+        object: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) {
         if let Some((path, key)) = source {
             self.tick += 1;
             let record = (key, object.to_owned(), self.tick);
@@ -319,15 +346,15 @@ impl Records {
         if self.verified.insert(object.to_owned())
             && self.verified.len() > self.prune_at.max(Self::MIN_PRUNE_AT)
         {
-            self.verified.retain(|o| store.contains(o));
+            self.verified.retain(|o| keep(o));
             self.prune_at = 2 * self.verified.len();
         }
     }
 
-    /// Drop records of objects the store no longer holds.
-    fn prune(&mut self, store: &ObjectStore) {
-        self.by_path.retain(|_, (_, o, _)| store.contains(o));
-        self.verified.retain(|o| store.contains(o));
+    /// Drop records of objects the store (or trees the tree cache) no longer holds.
+    fn prune(&mut self, keep: &dyn Fn(&str) -> bool) {
+        self.by_path.retain(|_, (_, o, _)| keep(o));
+        self.verified.retain(|o| keep(o));
     }
 
     /// The object verified from exactly version `key` of the backing file at `path`, if any.
@@ -412,6 +439,15 @@ impl Core {
         };
         let now = SystemTime::now();
         let prefetch = Prefetcher::for_mount(options, counters.clone());
+        let chunks = match (&content, options.private_copy) {
+            (Content::Backing(_), false) => Some(ChunkReads::new(
+                options.verify,
+                options.outboards.clone(),
+                &options.state_dir,
+                counters.clone(),
+            )),
+            _ => None,
+        };
         Core {
             content,
             mount_time: now,
@@ -420,7 +456,8 @@ impl Core {
             store,
             counters,
             audit: options.audit.clone(),
-            want_passthrough: options.passthrough,
+            // Passthrough reads a file the daemon cannot check: only for verified objects.
+            want_passthrough: options.passthrough && chunks.is_none(),
             passthrough: AtomicBool::new(false),
             inodes: RwLock::new(inodes),
             records: Mutex::new(Records::default()),
@@ -428,6 +465,8 @@ impl Core {
             gate_wait: options.gate_wait,
             backing_ids: Mutex::new(HashMap::new()),
             read_files: ReadFiles::for_this_process(),
+            chunks,
+            backing_files: ReadFiles::for_this_process(),
             passthrough_min_size: options.passthrough_min_size,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -529,7 +568,7 @@ impl Core {
         // the store and the records stay the size of what is current.
         let superseded = still_unlisted(superseded, &superseded_lengths, &new.index);
         if self.store.drop_unused(&superseded) > 0 {
-            lock(&self.records).prune(&self.store);
+            lock(&self.records).prune(&|o| self.keeps(o));
         }
 
         // Collect inode numbers first, then notify without holding any lock: an invalidation
@@ -888,6 +927,11 @@ impl Core {
     }
 
     fn deny(&self, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
+        self.deny_op("open", caller, gen, path, d);
+    }
+
+    /// A denial of `op` (`open`, or `read` of a chunk that differs).
+    fn deny_op(&self, op: &str, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
         let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
         self.counters.deny(
             d.reason,
@@ -904,7 +948,7 @@ impl Core {
             return;
         };
         log_event!(
-            "DENY open {path:?}: {} {who}{}",
+            "DENY {op} {path:?}: {} {who}{}",
             d.detail,
             repeats(left_out)
         );
@@ -946,13 +990,14 @@ impl Core {
         }
     }
 
-    /// Find or make the verified object for `path`; returns the object name, acquired.
+    /// Find or make the verified object for `path` (acquired), or its trusted chunk tree.
     fn verified_object(
         &self,
+        ino: u64,
         path: &OsStr,
         info: &TargetInfo,
         arrived: Instant,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Ready, Refusal> {
         let name = object_name(info);
         // A stuck download (or a huge verification) must not pin every FUSE worker: waiters
         // give up after `gate_wait` with EIO, and may try again.
@@ -976,7 +1021,7 @@ impl Core {
                 return Err(f.into());
             }
         };
-        let result = self.verify_or_fetch(path, info, &name);
+        let result = self.verify_or_fetch(ino, path, info, &name);
         if let Err(Refusal::Fault(f)) = &result {
             // Those waiting behind this attempt get its fault instead of a doomed retry each.
             pass.failed(f);
@@ -987,10 +1032,11 @@ impl Core {
     /// The body of [`Self::verified_object`], holding the object's gate.
     fn verify_or_fetch(
         &self,
+        ino: u64,
         path: &OsStr,
         info: &TargetInfo,
         name: &str,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Ready, Refusal> {
         // Whoever held the gate before may have made it ready.
         if let Some(ready) = self.ready_object(path, info) {
             return Ok(ready);
@@ -1002,13 +1048,48 @@ impl Core {
                 let p = path.to_str().ok_or(SourceError::BadName)?;
                 fetch_into_cache(mirrors, &self.store, p, info, name, false)?;
                 self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-                return Ok(name.to_owned());
+                return Ok(Ready {
+                    object: name.to_owned(),
+                    chunks: None,
+                });
             }
         };
         let src = backing.open_file(path)?;
+        if let Some(chunks) = &self.chunks {
+            // The whole-file check hands each verified block to the kernel's page cache of this
+            // inode (kept across opens: FOPEN_KEEP_CACHE), so the reads that follow an open
+            // usually never reach the daemon. A failed push only costs speed.
+            let notifier = self.notifier.get();
+            let mut pushing = notifier.is_some();
+            let mut push = |offset: u64, bytes: &VerifiedBytes| {
+                if let (true, Some(n)) = (pushing, notifier) {
+                    pushing = n.store(INodeNo(ino), offset, bytes.as_slice()).is_ok();
+                }
+            };
+            let (tree, _) = chunks.prepare(path, &src, info, &mut push)?;
+            let key = tree_key(info);
+            if chunks.mode == VerifyMode::Open {
+                // Checked whole: remember which version of the backing file that was (reads are
+                // checked chunk by chunk whatever happens to it later).
+                let after = crate::source::fstat(std::os::fd::AsFd::as_fd(&src.file))
+                    .map_err(|e| Fault::io("checking the backing file after verifying it", &e))?;
+                if after.key != src.stat.key {
+                    return Err(Denial::new(
+                        DenyReason::Changed,
+                        "backing file changed while it was being verified",
+                    )
+                    .into());
+                }
+                lock(&self.records).insert(Some((path, src.stat.key)), &key, &|o| self.keeps(o));
+            }
+            return Ok(Ready {
+                object: key,
+                chunks: Some(tree),
+            });
+        }
         let started = Instant::now();
         let method = self.store.verify_and_store(&src, info, name)?;
-        lock(&self.records).insert(Some((path, src.stat.key)), name, &self.store);
+        lock(&self.records).insert(Some((path, src.stat.key)), name, &|o| self.keeps(o));
         log_event!(
             "verified {:?}: {} bytes in {} ms ({:?})",
             path,
@@ -1016,13 +1097,50 @@ impl Core {
             started.elapsed().as_millis(),
             method
         );
-        Ok(name.to_owned())
+        Ok(Ready {
+            object: name.to_owned(),
+            chunks: None,
+        })
+    }
+
+    /// Whether the store (or, chunk-verified reads, the tree cache) still holds `object`.
+    fn keeps(&self, object: &str) -> bool {
+        match &self.chunks {
+            Some(c) => c.holds(object),
+            None => self.store.contains(object),
+        }
+    }
+
+    /// The name verification records and the `verified` xattr know content by: the object name,
+    /// or (chunk-verified reads) the tree key.
+    fn content_key(&self, info: &TargetInfo) -> String {
+        match &self.chunks {
+            Some(_) => tree_key(info),
+            None => object_name(info),
+        }
     }
 
     /// The verified object for `path`, if it is ready without any verification or download: a
     /// verification record of the backing file's current version (local) or a cached object
     /// (remote). Acquired. Cheap (an `fstat`, a lookup): answered on the FUSE worker.
-    fn ready_object(&self, path: &OsStr, info: &TargetInfo) -> Option<String> {
+    fn ready_object(&self, path: &OsStr, info: &TargetInfo) -> Option<Ready> {
+        if let (Some(chunks), Content::Backing(b)) = (&self.chunks, &self.content) {
+            let key = tree_key(info);
+            let probe = b.stat(path).ok()?;
+            let ready = probe.kind == EntryKind::Regular
+                && match chunks.mode {
+                    VerifyMode::Open => {
+                        lock(&self.records).object_of(path, &probe.key) == Some(key.as_str())
+                    }
+                    VerifyMode::Lazy => probe.key.size == info.length,
+                };
+            let tree = chunks.cached(&key).filter(|_| ready)?;
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Some(Ready {
+                object: key,
+                chunks: Some(tree),
+            });
+        }
         let name = object_name(info);
         let ready = match &self.content {
             Content::Remote(_) => self.store.acquire(&name, info.length),
@@ -1036,7 +1154,10 @@ impl Core {
         if ready {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
-        ready.then_some(name)
+        ready.then_some(Ready {
+            object: name,
+            chunks: None,
+        })
     }
 
     /// Whether the content `node` stands for was verified during this mount and (local mount)
@@ -1059,7 +1180,7 @@ impl Core {
     fn role_of(&self, node: &Node, object: &str) -> Option<String> {
         let gen = self.generation();
         let pos = gen.target_pos(node.path())?;
-        if object_name(&gen.index.info_at(pos)) != object {
+        if self.content_key(&gen.index.info_at(pos)) != object {
             return None;
         }
         gen.index.role_at(pos).map(str::to_owned)
@@ -1090,7 +1211,7 @@ impl Core {
                 out.push((XATTR_SHA256, hex::encode(sha).into_bytes()));
             }
             out.push((XATTR_LENGTH, info.length.to_string().into_bytes()));
-            let object = object_name(&info);
+            let object = self.content_key(&info);
             let v: &[u8] = if self.is_verified(node, &object) {
                 b"yes"
             } else {
@@ -1150,8 +1271,8 @@ impl Core {
     ) -> Result<Option<Opened>, Errno> {
         let info = self.admit(who, gen, node)?;
         match self.ready_object(node.path(), &info) {
-            Some(object) => self
-                .finish_open(who, gen, node.path(), &info, object, reply)
+            Some(ready) => self
+                .finish_open(who, gen, node.path(), &info, ready, reply)
                 .map(Some),
             None => Ok(None),
         }
@@ -1159,13 +1280,13 @@ impl Core {
 
     /// An open that verifies or downloads its object, on the pool ([`Openers`]); replies itself.
     /// A panic costs this open (an `internal` fault), never the pool thread.
-    fn open_slow(&self, who: Caller, gen: &Generation, node: &Node, reply: ReplyOpen) {
+    fn open_slow(&self, who: Caller, gen: &Generation, ino: u64, node: &Node, reply: ReplyOpen) {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let info = self.admit(who, gen, node)?;
-            let object = self
-                .verified_object(node.path(), &info, who.arrived)
+            let ready = self
+                .verified_object(ino, node.path(), &info, who.arrived)
                 .map_err(|r| self.refuse(who, gen, node.path(), r))?;
-            self.finish_open(who, gen, node.path(), &info, object, &reply)
+            self.finish_open(who, gen, node.path(), &info, ready, &reply)
         }));
         match outcome {
             Ok(Ok(opened)) => send_opened(reply, opened),
@@ -1188,21 +1309,28 @@ impl Core {
         gen: &Generation,
         path: &OsStr,
         info: &TargetInfo,
-        object: String,
+        ready: Ready,
         reply: &ReplyOpen,
     ) -> Result<Opened, Errno> {
+        let Ready { object, chunks } = ready;
+        // Chunk-verified reads hold nothing in the store.
+        let release = |object: &str| {
+            if chunks.is_none() {
+                self.store.release(object);
+            }
+        };
         // Verification (or a download) can take long; if metadata was switched or expired
         // meanwhile, what this open verified may no longer be what is in force.
         let now_gen = self.generation();
         if now_gen.number != gen.number {
-            let still = now_gen.target(path).map(|i| object_name(&i));
+            let still = now_gen.target(path).map(|i| self.content_key(&i));
             if still.as_deref() != Some(object.as_str()) {
-                self.store.release(&object);
+                release(&object);
                 return Err(Errno::ESTALE);
             }
         }
         if let Some((t, role)) = now_gen.expired_at(SystemTime::now()) {
-            self.store.release(&object);
+            release(&object);
             let at = crate::fs::log::timestamp(*t);
             let d = Denial::new(
                 DenyReason::Expired,
@@ -1210,16 +1338,20 @@ impl Core {
             );
             return Err(self.refuse(who, &now_gen, path, d.into()));
         }
-        lock(&self.records).insert(None, &object, &self.store);
-        let use_passthrough =
-            self.passthrough.load(Ordering::Relaxed) && info.length >= self.passthrough_min_size;
+        if chunks.is_none() || self.chunks.as_ref().map(|c| c.mode) == Some(VerifyMode::Open) {
+            lock(&self.records).insert(None, &object, &|o| self.keeps(o));
+        }
+        // Passthrough reads a file the daemon cannot check: only verified objects qualify.
+        let use_passthrough = chunks.is_none()
+            && self.passthrough.load(Ordering::Relaxed)
+            && info.length >= self.passthrough_min_size;
         // Userspace mode opens the object lazily at the first read: with KEEP_CACHE most opens
         // of a small file never see a read request.
         let backing = if use_passthrough {
             match self.backing_id(reply, &object) {
                 Ok(id) => id,
                 Err(e) => {
-                    self.store.release(&object);
+                    release(&object);
                     let f = Fault::io("opening the verified object for passthrough", &e);
                     return Err(self.refuse(who, &now_gen, path, f.into()));
                 }
@@ -1239,14 +1371,99 @@ impl Core {
             Some(_) => FopenFlags::FOPEN_NOFLUSH,
             None => FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE,
         };
+        let chunks = chunks.map(|tree| ChunkedFile {
+            tree,
+            path: path.to_owned(),
+        });
         lock(&self.handles).insert(
             fh,
             Handle {
                 object,
+                chunks,
                 _backing: backing.clone(),
             },
         );
         Ok((fh, backing, fopen))
+    }
+
+    /// A read from a verified object of the store.
+    fn read_stored(
+        &self,
+        who: Caller,
+        object: &str,
+        offset: u64,
+        size: u32,
+    ) -> Result<VerifiedBytes, Errno> {
+        let file = self
+            .read_files
+            .get(object, || StoredObject::open(&self.store, object))
+            .map_err(|e| {
+                let f = Fault::io(format_args!("opening verified object {object}"), &e);
+                self.read_fault(who, object, &f);
+                Errno::from_i32(f.errno)
+            })?;
+        verified::read_stored(&file, offset, size).map_err(|e| {
+            let f = Fault::io(format_args!("reading verified object {object}"), &e);
+            self.read_fault(who, object, &f);
+            Errno::EIO
+        })
+    }
+
+    /// A chunk-verified read of a backing file: the chunks the range touches are read and each
+    /// checked against the trusted tree. A chunk that differs (the backing file changed since it
+    /// was verified, or, `--verify lazy`, was never what was signed) gets `EIO`, a `DENY read`
+    /// line naming the file and offset, a denial count and an audit record.
+    fn read_chunked(
+        &self,
+        who: Caller,
+        key: &str,
+        c: &ChunkedFile,
+        offset: u64,
+        size: u32,
+    ) -> Result<VerifiedBytes, Errno> {
+        let Content::Backing(backing) = &self.content else {
+            return Err(Errno::EIO);
+        };
+        let file = self
+            .backing_files
+            .get(key, || {
+                backing
+                    .open_file(&c.path)
+                    .map(|b| b.file)
+                    .map_err(|e| match e {
+                        SourceError::Io(io) => io,
+                        other => std::io::Error::other(other.to_string()),
+                    })
+            })
+            .map_err(|e| {
+                let f = Fault::io("opening the backing file for a read", &e);
+                self.fault(who, &self.generation(), &c.path, &f);
+                Errno::from_i32(f.errno)
+            })?;
+        match verified::read_chunks(&c.tree, &file, offset, size) {
+            Ok(bytes) => Ok(bytes),
+            Err(ChunkError::Io(e)) => {
+                let f = Fault::io("reading the backing file", &e);
+                self.fault(who, &self.generation(), &c.path, &f);
+                Err(Errno::EIO)
+            }
+            Err(ChunkError::Differs { offset, detail }) => {
+                // The next read opens the path again (the file may have been put back).
+                self.backing_files.close(key);
+                let reason = match self.chunks.as_ref().map(|c| c.mode) {
+                    Some(VerifyMode::Lazy) => DenyReason::Altered,
+                    _ => DenyReason::Changed,
+                };
+                let d = Denial::new(
+                    reason,
+                    format_args!(
+                        "at offset {offset}: {detail}; the read fails with EIO, the changed bytes are never served"
+                    ),
+                );
+                self.deny_op("read", who, &self.generation(), &c.path, &d);
+                Err(Errno::EIO)
+            }
+        }
     }
 
     /// A read failed on a fault: counted, logged as an `ERROR`, audited.
@@ -1424,6 +1641,15 @@ fn local_attr(ino: u64, stat: &Stat, kind: FileType, size: u64, perm: u16) -> Fi
 
 /// Reply to a getxattr/listxattr `value` with the size-probe protocol: `size` 0 asks for the
 /// length; a buffer too small is `ERANGE`.
+/// The only way bytes reach a read reply: a [`VerifiedBytes`], which only `verified.rs` makes.
+fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) {
+    let data = bytes.as_slice();
+    counters
+        .bytes_read
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    reply.data(data);
+}
+
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
@@ -1507,14 +1733,23 @@ impl Filesystem for TrustFs {
         // outran 16 by ~35,000 handles a second, so the handle table grew to a million entries
         // (bench/latency.sh); with 256 it stays at about the number of open files.
         let _ = config.set_max_background(MAX_BACKGROUND);
-        log_event!(
-            "mounted; reads via {}",
-            if self.passthrough.load(Ordering::Relaxed) {
-                "FUSE passthrough"
-            } else {
-                "userspace"
-            }
-        );
+        match self.chunks.as_ref().map(|c| c.mode) {
+            Some(mode) => log_event!(
+                "mounted; reads checked chunk by chunk against each file's signed chunk tree, {}",
+                match mode {
+                    VerifyMode::Open => "whole file checked at its first open (--verify open)",
+                    VerifyMode::Lazy => "only the size checked at open (--verify lazy)",
+                }
+            ),
+            None => log_event!(
+                "mounted; reads of verified copies via {}",
+                if self.passthrough.load(Ordering::Relaxed) {
+                    "FUSE passthrough"
+                } else {
+                    "userspace"
+                }
+            ),
+        }
         Ok(())
     }
 
@@ -1592,7 +1827,7 @@ impl Filesystem for TrustFs {
                 // A verification or download: off the worker, which goes back to serving.
                 let core = self.0.clone();
                 self.openers
-                    .run(move || core.open_slow(who, &gen, &node, reply));
+                    .run(move || core.open_slow(who, &gen, ino.0, &node, reply));
             }
             Ok(Err(errno)) => reply.error(errno),
             Err(panic) => {
@@ -1614,38 +1849,22 @@ impl Filesystem for TrustFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(object) = lock(&self.handles).get(&fh.0).map(|h| h.object.clone()) else {
+        let Some((object, chunks)) = lock(&self.handles)
+            .get(&fh.0)
+            .map(|h| (h.object.clone(), h.chunks.clone()))
+        else {
             reply.error(Errno::EBADF);
             return;
         };
-        let file = match self.read_files.get(&object, || self.store.open(&object)) {
-            Ok(f) => f,
-            Err(e) => {
-                let f = Fault::io(format_args!("opening verified object {object}"), &e);
-                self.read_fault(Caller::of(req), &object, &f);
-                reply.error(Errno::from_i32(f.errno));
-                return;
-            }
+        let who = Caller::of(req);
+        let result = match chunks {
+            Some(c) => self.read_chunked(who, &object, &c, offset, size),
+            None => self.read_stored(who, &object, offset, size),
         };
-        let mut buf = vec![0u8; size as usize];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset.saturating_add(filled as u64)) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let f = Fault::io(format_args!("reading verified object {object}"), &e);
-                    self.read_fault(Caller::of(req), &object, &f);
-                    reply.error(Errno::EIO);
-                    return;
-                }
-            }
+        match result {
+            Ok(bytes) => reply_verified(reply, &self.counters, &bytes),
+            Err(errno) => reply.error(errno),
         }
-        self.counters
-            .bytes_read
-            .fetch_add(filled as u64, Ordering::Relaxed);
-        reply.data(&buf[..filled]);
     }
 
     fn release(
@@ -1661,8 +1880,11 @@ impl Filesystem for TrustFs {
         let handle = lock(&self.handles).remove(&fh.0);
         if let Some(h) = handle {
             let object = h.object.clone();
+            let stored = h.chunks.is_none();
             drop(h);
-            if self.store.release(&object) {
+            // (Chunk-verified handles hold nothing in the store; their backing descriptors are
+            // closed by the pool's LRU.)
+            if stored && self.store.release(&object) {
                 // No handle reads it any more: its descriptor need not wait for LRU.
                 self.read_files.close(&object);
             }
@@ -1990,7 +2212,7 @@ impl Filesystem for TrustFs {
             if info.sha256().is_some() {
                 list.insert(0, XATTR_SHA256);
             }
-            if self.role_of(&node, &object_name(&info)).is_some() {
+            if self.role_of(&node, &self.content_key(&info)).is_some() {
                 list.push(XATTR_ROLE);
             }
             for n in list {

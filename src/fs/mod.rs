@@ -31,6 +31,7 @@ use crate::source::remote::Mirrors;
 use crate::source::BackingDir;
 use crate::trust::TrustSummary;
 
+pub mod chunked;
 mod durability;
 pub mod fetch;
 mod filesystem;
@@ -47,6 +48,7 @@ mod readfiles;
 pub mod refusal;
 pub mod store;
 mod throttle;
+pub mod verified;
 
 /// Lock `m`, recovering the guard if a thread panicked while holding it: every critical section
 /// of this module leaves its data consistent at each step, and a panic elsewhere must not turn
@@ -105,6 +107,14 @@ pub struct MountOptions {
     /// Let every uid use the mount (`allow_other`), e.g. containers running as other users.
     pub allow_other: bool,
     pub unregistered: Unregistered,
+    /// Local mount: read through private verified copies (the copy made and hashed at the first
+    /// open, served by passthrough) instead of chunk-verified reads of the backing files. Open
+    /// files then survive changes of the backing file; the state dir needs room for the copies.
+    pub private_copy: bool,
+    /// Local mount, chunk-verified reads: what an open checks (the whole file, or only its size).
+    pub verify: chunked::VerifyMode,
+    /// Local mount, chunk-verified reads: the directory of published outboards (`REPO/chunks`).
+    pub outboards: Option<PathBuf>,
     /// Bound on the bytes of verified copies not currently open (LRU eviction beyond it).
     pub copy_cache_max: u64,
     /// Serve reads with FUSE passthrough when the kernel offers it (else in userspace).
@@ -156,6 +166,9 @@ impl MountOptions {
             state_dir: state_dir.to_owned(),
             allow_other: false,
             unregistered: Unregistered::Deny,
+            private_copy: false,
+            verify: chunked::VerifyMode::Open,
+            outboards: None,
             copy_cache_max: DEFAULT_COPY_CACHE_MAX,
             passthrough: true,
             passthrough_min_size: DEFAULT_PASSTHROUGH_MIN_SIZE,

@@ -20,31 +20,41 @@ pub(super) const MAX_CAPACITY: usize = 4096;
 pub(super) const MIN_CAPACITY: usize = 8;
 
 #[derive(Debug)]
-pub(super) struct ReadFiles {
-    inner: Mutex<Inner>,
+pub(super) struct ReadFiles<T = File> {
+    inner: Mutex<Inner<T>>,
     capacity: usize,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
+#[derive(Debug)]
+struct Inner<T> {
     /// Object name → (its open file, its position in `order`).
-    files: HashMap<String, (Arc<File>, u64)>,
+    files: HashMap<String, (Arc<T>, u64)>,
     /// Least recently used first.
     order: BTreeMap<u64, String>,
     tick: u64,
 }
 
-impl ReadFiles {
+impl<T> Default for Inner<T> {
+    fn default() -> Self {
+        Inner {
+            files: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+        }
+    }
+}
+
+impl<T> ReadFiles<T> {
     /// A pool sized for this process's descriptor limit: a quarter of the soft `RLIMIT_NOFILE`,
     /// within [`MIN_CAPACITY`]..=[`MAX_CAPACITY`], so verification, downloads and the kernel
     /// channel always have descriptors left.
-    pub(super) fn for_this_process() -> ReadFiles {
+    pub(super) fn for_this_process() -> ReadFiles<T> {
         let soft = crate::fs::limits::open_files_limit().unwrap_or(1024);
         let cap = usize::try_from(soft / 4).unwrap_or(MAX_CAPACITY);
         ReadFiles::with_capacity(cap.clamp(MIN_CAPACITY, MAX_CAPACITY))
     }
 
-    pub(super) fn with_capacity(capacity: usize) -> ReadFiles {
+    pub(super) fn with_capacity(capacity: usize) -> ReadFiles<T> {
         ReadFiles {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
@@ -64,8 +74,8 @@ impl ReadFiles {
     pub(super) fn get(
         &self,
         object: &str,
-        open: impl FnOnce() -> io::Result<File>,
-    ) -> io::Result<Arc<File>> {
+        open: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<Arc<T>> {
         let mut inner = lock(&self.inner);
         inner.tick += 1;
         let tick = inner.tick;
@@ -104,7 +114,7 @@ mod tests {
 
     #[test]
     fn the_pool_never_holds_more_than_its_capacity() {
-        let pool = ReadFiles::with_capacity(4);
+        let pool = ReadFiles::<File>::with_capacity(4);
         let mut opened = 0;
         for round in 0..3 {
             for i in 0..100 {
@@ -133,7 +143,7 @@ mod tests {
 
     #[test]
     fn an_open_error_is_returned_and_nothing_is_kept() {
-        let pool = ReadFiles::with_capacity(2);
+        let pool = ReadFiles::<File>::with_capacity(2);
         let e = pool
             .get("x", || Err(io::Error::from_raw_os_error(libc::EMFILE)))
             .unwrap_err();

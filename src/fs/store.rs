@@ -1172,7 +1172,7 @@ fn check_object(meta: &std::fs::Metadata, length: u64) -> Result<(), String> {
 
 /// Open the store directory `dir` (no symlink), refuse it unless it is owned by our euid and not
 /// writable by group or others (whoever else can write it can plant objects), then make it 0700.
-fn open_owned_dir(dir: &Path) -> io::Result<File> {
+pub(super) fn open_owned_dir(dir: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -1228,7 +1228,12 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// `openat(dir, name, flags, mode)`.
-fn openat(dir: &File, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+pub(super) fn openat(
+    dir: &File,
+    name: &str,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<File> {
     let c = cstr(name)?;
     // SAFETY: `dir` is a live directory descriptor and `c` a valid NUL-terminated name for the
     // duration of the call; the returned descriptor is new and owned by nobody else.
@@ -1239,14 +1244,14 @@ fn openat(dir: &File, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io:
 }
 
 /// `unlinkat(dir, name, 0)`.
-fn unlinkat(dir: &File, name: &str) -> io::Result<()> {
+pub(super) fn unlinkat(dir: &File, name: &str) -> io::Result<()> {
     let c = cstr(name)?;
     // SAFETY: live descriptor, valid NUL-terminated name; no memory is retained.
     cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
 }
 
 /// `renameat(dir, from, dir, to)`.
-fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
+pub(super) fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
     let (f, t) = (cstr(from)?, cstr(to)?);
     let d = dir.as_raw_fd();
     // SAFETY: live descriptor, valid NUL-terminated names; no memory is retained.
@@ -1260,7 +1265,7 @@ fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
 
 /// The names in directory `dir` (without `.` and `..`; names that are not UTF-8 are skipped:
 /// the store never makes one).
-fn list_names(dir: &File) -> io::Result<Vec<String>> {
+pub(super) fn list_names(dir: &File) -> io::Result<Vec<String>> {
     Ok(crate::source::list_dir(dir.as_fd())?
         .into_iter()
         .filter_map(|n| n.into_string().ok())

@@ -78,6 +78,20 @@ impl Scratch {
         self.register(path, data);
     }
 
+    /// Write `data` to `backing/<path>` and register it with its hashes and its signed chunk
+    /// root, the outboard published in `chunks/` (as `repo add` does; [`Scratch::options`]
+    /// points the mount there).
+    pub fn add_with_root(&mut self, path: &str, data: &[u8]) {
+        self.write(path, data);
+        let tree = trustfs::chunks::tree_of(data);
+        let dir = self.root.join("chunks");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(hex::encode(Sha256::digest(data))), tree.outboard()).unwrap();
+        let mut info = info_for(data);
+        info.chunk_root = Some(tree.root);
+        self.index.insert(TargetPath::parse(path).unwrap(), info);
+    }
+
     /// Register `path` as having content `data` (without touching the backing dir).
     pub fn register(&mut self, path: &str, data: &[u8]) {
         self.index
@@ -98,6 +112,7 @@ impl Scratch {
 
     pub fn options(&self) -> MountOptions {
         let mut o = MountOptions::new(&self.mnt, &self.backing, &self.state);
+        o.outboards = Some(self.root.join("chunks"));
         o.threads = 4;
         o
     }
