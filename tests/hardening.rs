@@ -18,6 +18,7 @@ mod nginx;
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -496,6 +497,141 @@ fn finding6_a_full_state_dir_is_enospc_and_a_fault_not_a_denial() {
         "{audit:?}"
     );
     assert!(audit.iter().all(|l| l["event"] != "deny"), "{audit:?}");
+}
+
+/// Chunk-verified reads need no room in the state dir for a repository with signed chunk roots
+/// (the outboards are the repository's), and for one without (python-tuf made) a tree that
+/// cannot be saved is a fault, logged and counted, while the verified file is served.
+#[test]
+fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
+    let big = pattern(3 << 20, 3);
+    let w = world(
+        "statefullchunks",
+        &[("big.bin".to_owned(), big.clone())],
+        &[],
+    );
+    let _tmpfs = Tmpfs::mount(&w.state, "1m");
+    let d = w.mount_local(&[]);
+    // Fill what is left (the daemon has written its metadata state by now).
+    let _ = std::fs::write(w.state.join("filler"), vec![0u8; 1 << 20]);
+    assert_eq!(std::fs::read(w.at("big.bin")).unwrap(), big);
+    let log = d.stop();
+    assert!(log.contains("published outboard"), "{log}");
+    assert_no_denial(&log);
+    drop(_tmpfs);
+
+    // Without signed roots: the tree of the one pass cannot be saved.
+    let mut s = common::Scratch::new("statefull-plain");
+    s.add("big.bin", &big);
+    let _tmpfs = Tmpfs::mount(&s.state, "1m");
+    let m = s.mount();
+    let _ = std::fs::write(s.state.join("filler"), vec![0u8; 1 << 20]);
+    assert_eq!(std::fs::read(s.at("big.bin")).unwrap(), big);
+    assert_eq!(m.handle().denied(), 0);
+    assert_eq!(m.handle().live().counters().faults_total(), 1);
+    // Served again from the tree in memory.
+    assert_eq!(std::fs::read(s.at("big.bin")).unwrap(), big);
+    drop(m);
+}
+
+/// `--verify lazy`: an altered file opens (only its size is checked), the altered chunk fails
+/// with EIO when read while the others are served, and the log and the audit name the file and
+/// the offset. The default (`--verify open`) refuses the same file at open.
+#[test]
+fn lazy_verification_refuses_an_altered_chunk_on_read_and_names_it() {
+    let data = pattern(1 << 20, 4);
+    let w = world(
+        "lazyaltered",
+        &[("model.bin".to_owned(), data.clone())],
+        &[],
+    );
+    let mut bad = data.clone();
+    bad[300_000] ^= 0x01; // chunk 4 (262,144 .. 327,680)
+    std::fs::write(w.content.join("model.bin"), &bad).unwrap();
+
+    let d = w.mount_local(&["--audit-log", &w.audit.display().to_string()]);
+    assert_eq!(
+        errno_of(std::fs::File::open(w.at("model.bin"))),
+        libc::EACCES
+    );
+    let log = d.stop();
+    assert!(
+        log.contains("DENY open \"model.bin\": at offset 262144"),
+        "{log}"
+    );
+
+    let d = w.mount_local(&[
+        "--verify",
+        "lazy",
+        "--audit-log",
+        &w.audit.display().to_string(),
+    ]);
+    let f = std::fs::File::open(w.at("model.bin")).unwrap();
+    let mut head = vec![0u8; 65536];
+    f.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(head, data[..65536]);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(errno_of(f.read_exact_at(&mut buf, 299_000)), libc::EIO);
+    f.read_exact_at(&mut buf, 400_000).unwrap();
+    assert_eq!(buf, data[400_000..404_096]);
+    assert_eq!(
+        xattr_of(&w.at("model.bin"), "user.trustfs.verified").as_deref(),
+        Some("no"),
+        "lazy opens never claim the whole file was checked"
+    );
+    drop(f);
+    let log = d.stop();
+    assert!(
+        log.contains("DENY read \"model.bin\": at offset 262144: chunk 4"),
+        "{log}"
+    );
+    assert!(log.contains("never served"), "{log}");
+    let audit = w.audit_lines();
+    assert!(
+        audit.iter().any(|l| l["event"] == "deny"
+            && l["path"] == "model.bin"
+            && l["reason"] == "altered"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("offset 262144"))),
+        "{audit:?}"
+    );
+}
+
+/// A published outboard that does not match the signed chunk root (or is not a regular file) is
+/// not used: the tree is computed from the content, which is served if it matches the root.
+#[test]
+fn a_bad_outboard_is_not_trusted_and_the_tree_is_computed_instead() {
+    let data = pattern(500_000, 6);
+    let w = world("badoutboard", &[("f.bin".to_owned(), data.clone())], &[]);
+    let name = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let ob = w.repo.join("chunks").join(&name);
+    let mut bytes = std::fs::read(&ob).unwrap();
+    bytes[5] ^= 1;
+    std::fs::write(&ob, &bytes).unwrap();
+    let d = w.mount_local(&[]);
+    assert_eq!(std::fs::read(w.at("f.bin")).unwrap(), data);
+    let log = d.stop();
+    assert!(
+        log.contains(
+            "outboard of \"f.bin\" is unusable (the outboard does not match the signed chunk root)"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("one pass over the content"), "{log}");
+    // A FIFO in its place neither hangs the open nor is read.
+    std::fs::remove_file(&ob).unwrap();
+    let c = std::ffi::CString::new(ob.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let d = w.mount_local(&[]);
+    let read = bounded("an open with a FIFO outboard", Duration::from_secs(30), {
+        let p = w.at("f.bin");
+        move || std::fs::read(p).unwrap()
+    });
+    assert_eq!(read, data);
+    let log = d.stop();
+    assert!(log.contains("not a regular file"), "{log}");
 }
 
 #[test]

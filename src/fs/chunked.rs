@@ -30,7 +30,7 @@ use std::time::Instant;
 use super::lock;
 use super::refusal::{Denial, Fault, Refusal};
 use super::store::{object_name, open_owned_dir, openat, renameat, unlinkat};
-use super::verified::{self, ChunkError, PassError, TrustedTree, VerifiedBytes};
+use super::verified::{self, ChunkError, PassError, TrustedTree};
 use crate::index::TargetInfo;
 use crate::log_event;
 use crate::ops::{Counters, DenyReason};
@@ -171,7 +171,7 @@ impl ChunkReads {
         path: &OsStr,
         src: &BackingFile,
         info: &TargetInfo,
-        sink: &mut dyn FnMut(u64, &VerifiedBytes),
+        sink: verified::Sink<'_>,
     ) -> Result<(Arc<TrustedTree>, TreeFrom), Refusal> {
         if src.stat.key.size != info.length {
             let m = crate::verify::Mismatch::Length {

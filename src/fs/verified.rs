@@ -173,54 +173,81 @@ pub fn read_chunks(
     })
 }
 
+/// The receiver of verified blocks of a whole-file pass (it runs on a thread of its own).
+pub type Sink<'a> = &'a mut (dyn FnMut(u64, &VerifiedBytes) + Send);
+
 /// Check the whole file against `tree`, chunks hashed on `threads` threads; each verified block
-/// is handed to `sink` (offset, bytes) as it passes. The file must not be longer than the tree
-/// says (the caller checks its size first; a read past the end here finds nothing or differs).
+/// is handed to `sink` (offset, bytes) on a second thread while the next block is read and
+/// checked (a pipeline: the sink, e.g. a push into the page cache, costs no time of its own on a
+/// machine with a core to spare). The file must not be longer than the tree says (the caller
+/// checks its size first; a read past the end here finds nothing or differs).
 pub fn verify_whole(
     tree: &TrustedTree,
     file: &File,
     threads: usize,
-    sink: &mut dyn FnMut(u64, &VerifiedBytes),
+    sink: Sink<'_>,
 ) -> Result<(), ChunkError> {
     let length = tree.length();
-    let mut offset = 0u64;
-    let mut buf = vec![0u8; BLOCK];
-    while offset < length {
-        let want = (length - offset).min(BLOCK as u64) as usize;
-        let got = read_full_at(file, &mut buf[..want], offset).map_err(ChunkError::Io)?;
-        if got < want {
-            return Err(ChunkError::Differs {
-                offset: offset + got as u64,
-                detail: format!(
-                    "the backing file ends at byte {}, before the signed length {length}",
-                    offset + got as u64
-                ),
-            });
-        }
-        let first = (offset / u64::from(CHUNK_SIZE)) as usize;
-        let leaves = leaves_of(&buf[..want], threads);
-        for (i, leaf) in leaves.iter().enumerate() {
-            if tree.tree.leaves.get(first + i) != Some(leaf) {
-                let at = (first + i) as u64 * u64::from(CHUNK_SIZE);
+    // Blocks go to the sink thread and their buffers come back: three in flight at most.
+    let (to_sink, blocks) = std::sync::mpsc::sync_channel::<(u64, VerifiedBytes)>(1);
+    let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        // Owned here: an early return drops it, which ends the sink thread (no deadlock).
+        let to_sink = to_sink;
+        s.spawn(move || {
+            for (offset, block) in blocks {
+                sink(offset, &block);
+                let _ = give_back.send(block.buf);
+            }
+        });
+        let mut spare = 3;
+        let mut offset = 0u64;
+        while offset < length {
+            let mut buf = match returned.try_recv() {
+                Ok(b) => b,
+                Err(_) if spare > 0 => {
+                    spare -= 1;
+                    vec![0u8; BLOCK]
+                }
+                Err(_) => returned.recv().unwrap_or_else(|_| vec![0u8; BLOCK]),
+            };
+            let want = (length - offset).min(BLOCK as u64) as usize;
+            let got = read_full_at(file, &mut buf[..want], offset).map_err(ChunkError::Io)?;
+            if got < want {
                 return Err(ChunkError::Differs {
-                    offset: at,
+                    offset: offset + got as u64,
                     detail: format!(
-                        "chunk {} (from byte {at}) differs from the signed chunk root",
-                        first + i
+                        "the backing file ends at byte {}, before the signed length {length}",
+                        offset + got as u64
                     ),
                 });
             }
+            let first = (offset / u64::from(CHUNK_SIZE)) as usize;
+            let leaves = leaves_of(&buf[..want], threads);
+            for (i, leaf) in leaves.iter().enumerate() {
+                if tree.tree.leaves.get(first + i) != Some(leaf) {
+                    let at = (first + i) as u64 * u64::from(CHUNK_SIZE);
+                    return Err(ChunkError::Differs {
+                        offset: at,
+                        detail: format!(
+                            "chunk {} (from byte {at}) differs from the signed chunk root",
+                            first + i
+                        ),
+                    });
+                }
+            }
+            let block = VerifiedBytes {
+                buf,
+                start: 0,
+                end: want,
+            };
+            if to_sink.send((offset, block)).is_err() {
+                break;
+            }
+            offset += want as u64;
         }
-        let block = VerifiedBytes {
-            buf,
-            start: 0,
-            end: want,
-        };
-        sink(offset, &block);
-        buf = block.buf;
-        offset += want as u64;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One pass over `file` that computes its chunk tree and, unless the target lists a signed chunk
