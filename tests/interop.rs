@@ -515,6 +515,14 @@ fn trustfs_repo_downloads_with_python_tuf() {
         timestamp["signed"]["version"].as_u64().unwrap_or(0) > 1,
         "repo add must bump the timestamp version: {timestamp}"
     );
+    // Every target carries its signed chunk root in `custom` (the `hashes` dict stays sha256
+    // only): what python-tuf downloads below is a repository with the custom fields.
+    let targets = read_json(&repo.join("metadata/2.targets.json"));
+    for (name, _) in &files {
+        let t = &targets["signed"]["targets"][name];
+        assert_eq!(t["custom"]["trustfs"]["chunks"]["alg"], "blake3", "{name}: {t}");
+        assert_eq!(t["hashes"].as_object().map(|h| h.len()), Some(1), "{name}: {t}");
+    }
 
     // python-tuf downloads everything over HTTP, starting from the pinned 1.root.json.
     let server = HttpServer::serve(&repo, &dir.join("http.log"));
@@ -649,6 +657,14 @@ fn python_tuf_succinct_bins_repo_verifies_and_mounts() {
         log.contains(&format!("serving {} targets", names.len())),
         "{log}"
     );
+    // No chunk roots in a python-tuf repository: the one-pass mode (signed hashes checked while
+    // the tree is built), the tree kept in the state dir.
+    assert!(
+        log.contains("verified \"hello.txt\": 22 bytes")
+            && log.contains("chunk tree from one pass over the content"),
+        "{log}"
+    );
+    assert!(state.join("trees").read_dir().unwrap().count() >= 2);
     // Bins read from a local metadata directory are not copied into the state dir; the index
     // built from them is saved for the next start.
     assert!(!state.join("delegated_bin-0.json").exists());
