@@ -50,11 +50,11 @@ for _ in $(seq "$REPS"); do
     # Each copy-mode first open writes a 1 GiB private copy; flush the previous run's dirty pages
     # first (outside the timed region) so a run is not slowed by the writeback of the one before.
     sync
-    rm -rf "$STATE"; mkdir -p "$STATE"
+    rm -rf "$STATE"; mkdir -p "$STATE"; sync
     start_trustfs --chunk-roots "$W/chunks"; k0=$(state_kb)
     first_root+=("$("$B" read "$MNT/big.bin")"); grow_root+=($(( $(state_kb) - k0 )))
     stop_trustfs
-    rm -rf "$STATE"; mkdir -p "$STATE"
+    rm -rf "$STATE"; mkdir -p "$STATE"; sync
     start_trustfs; k0=$(state_kb)
     first_plain+=("$("$B" read "$MNT/big.bin")"); grow_plain+=($(( $(state_kb) - k0 )))
     stop_trustfs
@@ -65,6 +65,8 @@ for _ in $(seq "$REPS"); do
     start_trustfs --chunk-roots "$W/chunks" --lazy
     lazy+=("$("$B" firstread "$MNT/big.bin")")
     stop_trustfs
+    # The copy's dirty pages and freed store would slow the next repetition's first runs.
+    rm -rf "$STATE"; mkdir -p "$STATE"; sync
 done
 first_t=$(printf '%s\n' "${first_root[@]}" | median)
 plain_t=$(printf '%s\n' "${first_plain[@]}" | median)
