@@ -520,8 +520,15 @@ fn trustfs_repo_downloads_with_python_tuf() {
     let targets = read_json(&repo.join("metadata/2.targets.json"));
     for (name, _) in &files {
         let t = &targets["signed"]["targets"][name];
-        assert_eq!(t["custom"]["trustfs"]["chunks"]["alg"], "blake3", "{name}: {t}");
-        assert_eq!(t["hashes"].as_object().map(|h| h.len()), Some(1), "{name}: {t}");
+        assert_eq!(
+            t["custom"]["trustfs"]["chunks"]["alg"], "blake3",
+            "{name}: {t}"
+        );
+        assert_eq!(
+            t["hashes"].as_object().map(|h| h.len()),
+            Some(1),
+            "{name}: {t}"
+        );
     }
 
     // python-tuf downloads everything over HTTP, starting from the pinned 1.root.json.

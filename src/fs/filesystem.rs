@@ -1424,9 +1424,12 @@ impl Core {
         let Content::Backing(backing) = &self.content else {
             return Err(Errno::EIO);
         };
+        // One descriptor per (content, path): a path whose file changed never costs another
+        // path with the same content its reads.
+        let pool_key = format!("{key}:{}", hex::encode(c.path.as_bytes()));
         let file = self
             .backing_files
-            .get(key, || {
+            .get(&pool_key, || {
                 backing
                     .open_file(&c.path)
                     .map(|b| b.file)
@@ -1449,7 +1452,7 @@ impl Core {
             }
             Err(ChunkError::Differs { offset, detail }) => {
                 // The next read opens the path again (the file may have been put back).
-                self.backing_files.close(key);
+                self.backing_files.close(&pool_key);
                 let reason = match self.chunks.as_ref().map(|c| c.mode) {
                     Some(VerifyMode::Lazy) => DenyReason::Altered,
                     _ => DenyReason::Changed,

@@ -263,7 +263,9 @@ pub fn compute_tree(
         Some(_) => None,
         None => Some(MultiHasher::for_target(info).map_err(PassError::Mismatch)?),
     };
-    let mut leaves = Vec::with_capacity(crate::chunks::chunk_count(info.length) as usize);
+    // (Capacity from the file actually read, not from a signed length alone.)
+    let expected = crate::chunks::chunk_count(info.length).min(1 << 20);
+    let mut leaves = Vec::with_capacity(expected as usize);
     let mut buf = vec![0u8; BLOCK];
     let mut offset = 0u64;
     // Read one byte past the signed length, to see a longer file.
