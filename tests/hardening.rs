@@ -634,6 +634,69 @@ fn a_bad_outboard_is_not_trusted_and_the_tree_is_computed_instead() {
     assert!(log.contains("not a regular file"), "{log}");
 }
 
+/// A backing file replaced by a directory, or removed, after it was opened is judged as an open
+/// would judge it: a denial of the read (`DENY read`, answered EIO), not an I/O fault.
+#[test]
+fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
+    let data = pattern(300_000, 8);
+    let files = vec![
+        ("dir.bin".to_owned(), data.clone()),
+        ("gone.bin".to_owned(), data.clone()),
+    ];
+    let w = world("replacedafter", &files, &[]);
+    // Lazy: the open reads nothing, so the first read opens the backing file.
+    let d = w.mount_local(&["--verify", "lazy"]);
+    let a = std::fs::File::open(w.at("dir.bin")).unwrap();
+    let b = std::fs::File::open(w.at("gone.bin")).unwrap();
+    std::fs::remove_file(w.content.join("dir.bin")).unwrap();
+    std::fs::create_dir(w.content.join("dir.bin")).unwrap();
+    std::fs::remove_file(w.content.join("gone.bin")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(errno_of(a.read_exact_at(&mut buf, 0)), libc::EIO);
+    assert_eq!(errno_of(b.read_exact_at(&mut buf, 0)), libc::EIO);
+    drop((a, b));
+    let log = d.stop();
+    assert!(
+        log.contains("DENY read \"dir.bin\": backing entry is a directory"),
+        "{log}"
+    );
+    assert!(
+        log.contains("DENY read \"gone.bin\": the backing file was removed after it was opened"),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// `--verify lazy` over a disk whose reads fail: the open succeeds (only the size is checked),
+/// the read fails with EIO as a fault (`ERROR read`), never a denial.
+#[test]
+fn lazy_reads_from_a_failing_disk_are_faults_not_denials() {
+    let data = pattern(200_000, 2);
+    let w = world("eiolazy", &[("bad.bin".to_owned(), data.clone())], &[]);
+    let flaky_dir = w.dir.join("flaky");
+    let _flaky = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
+    let d = w
+        .mount_with(&[
+            "--metadata".into(),
+            w.metadata().display().to_string(),
+            "--backing".into(),
+            flaky_dir.display().to_string(),
+            "--verify".into(),
+            "lazy".into(),
+        ])
+        .unwrap();
+    let f = std::fs::File::open(w.at("bad.bin")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(errno_of(f.read_exact_at(&mut buf, 0)), libc::EIO);
+    drop(f);
+    let log = d.stop();
+    assert!(
+        log.contains("ERROR read \"bad.bin\": reading the backing file") && log.contains("io: EIO"),
+        "{log}"
+    );
+    assert_no_denial(&log);
+}
+
 #[test]
 fn finding6_an_io_error_of_the_backing_disk_is_eio_and_a_fault_not_a_denial() {
     let data = pattern(200_000, 2);

@@ -667,3 +667,65 @@ fn the_read_reply_takes_only_verified_bytes() {
     // fields are private).
     assert_eq!(makers, 4, "a new way to make VerifiedBytes needs review");
 }
+
+/// `--verify lazy-above=SIZE`: smaller files are checked whole at open (an altered one is
+/// `EACCES`), larger ones only by size (opens; the altered chunk is `EIO` when read).
+#[test]
+fn lazy_above_a_size_checks_small_files_whole_and_large_ones_when_read() {
+    let mut s = Scratch::new("lazyabove");
+    let small = pattern(100_000, 1);
+    let big = pattern(3 << 20, 2);
+    s.add_with_root("small", &small);
+    s.add_with_root("big", &big);
+    let mut bad_small = small.clone();
+    bad_small[50_000] ^= 1;
+    let mut bad_big = big.clone();
+    bad_big[2 << 20] ^= 1;
+    s.write("small", &bad_small);
+    s.write("big", &bad_big);
+    let mut o = s.options();
+    o.verify = trustfs::fs::chunked::VerifyMode::LazyAbove(1 << 20);
+    let m = s.mount_with(o);
+    assert_eq!(errno(&File::open(s.at("small")).unwrap_err()), EACCES);
+    let f = File::open(s.at("big")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 0).unwrap();
+    assert_eq!(buf, big[..4096]);
+    let e = std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 2 << 20).unwrap_err();
+    assert_eq!(errno(&e), libc::EIO);
+    // One denied open, and at least one denied read (the kernel may retry a failed read).
+    assert!(m.handle().denied() >= 2, "{}", m.handle().denied());
+}
+
+/// A metadata switch that changes only a target's chunk root (same length and hashes) gives the
+/// path a new inode: the old one's cached pages were verified against the old root and must not
+/// mix with reads checked against the new one.
+#[test]
+fn a_switch_of_the_chunk_root_alone_gives_a_new_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let mut s = Scratch::new("rootswitch");
+    let c1 = pattern(1 << 20, 1);
+    s.add_with_root("f", &c1);
+    let m = s.mount();
+    assert_eq!(read(&s.at("f")).unwrap(), c1);
+    let before = std::fs::metadata(s.at("f")).unwrap().ino();
+    let mut index = trustfs::IndexBuilder::default();
+    let mut info = info_for(&c1);
+    info.chunk_root = Some(trustfs::chunks::tree_of(&pattern(1 << 20, 2)).root);
+    index.insert(trustfs::TargetPath::parse("f").unwrap(), info);
+    let summary = trustfs::trust::TrustSummary {
+        targets_version: 2,
+        expires: "2099-01-01T00:00:00Z".into(),
+        expires_role: "timestamp".into(),
+        ..Default::default()
+    };
+    let report = m.handle().live().switch(index.build(), summary);
+    assert_eq!(report.changed, ["f"]);
+    let after = std::fs::metadata(s.at("f")).unwrap().ino();
+    assert_ne!(
+        before, after,
+        "same inode for content checked against another root"
+    );
+    // The root does not match the content (nor its hashes): refused, never served.
+    assert_eq!(errno(&read(&s.at("f")).unwrap_err()), EACCES);
+}

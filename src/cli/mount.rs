@@ -140,7 +140,8 @@ pub struct Args {
     /// its signed hashes: an altered file is refused with EACCES at open. `lazy`: only its size;
     /// opens of huge files are instant and an altered chunk fails with EIO when it is read (the
     /// log and audit name the file and offset). Either way every read is checked chunk by chunk,
-    /// so bytes changed after the open are never served.
+    /// so bytes changed after the open are never served. `lazy-above=SIZE` (e.g. 1G): lazy for
+    /// files of SIZE and more, open for smaller ones.
     #[arg(long, value_name = "MODE", default_value = "open", value_parser = parse_verify,
           conflicts_with_all = ["metadata_url", "private_copy"])]
     pub verify: crate::fs::chunked::VerifyMode,
@@ -194,12 +195,15 @@ pub struct Args {
     pub mountpoint: PathBuf,
 }
 
-/// Parse `open` or `lazy`.
+/// Parse `open`, `lazy` or `lazy-above=SIZE`.
 fn parse_verify(s: &str) -> Result<crate::fs::chunked::VerifyMode, String> {
     match s {
         "open" => Ok(crate::fs::chunked::VerifyMode::Open),
         "lazy" => Ok(crate::fs::chunked::VerifyMode::Lazy),
-        other => Err(format!("{other:?}: give open or lazy")),
+        other => match other.strip_prefix("lazy-above=") {
+            Some(size) => parse_size(size).map(crate::fs::chunked::VerifyMode::LazyAbove),
+            None => Err(format!("{other:?}: give open, lazy or lazy-above=SIZE")),
+        },
     }
 }
 
@@ -880,6 +884,21 @@ fn create_private_dir(dir: &Path, root: bool) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn verify_modes_parse() {
+        use crate::fs::chunked::VerifyMode;
+        assert_eq!(parse_verify("open"), Ok(VerifyMode::Open));
+        assert_eq!(parse_verify("lazy"), Ok(VerifyMode::Lazy));
+        assert_eq!(
+            parse_verify("lazy-above=1G"),
+            Ok(VerifyMode::LazyAbove(1 << 30))
+        );
+        assert!(parse_verify("lazy-above=").is_err());
+        assert!(parse_verify("sometimes").is_err());
+        assert!(VerifyMode::LazyAbove(10).whole_at_open(9));
+        assert!(!VerifyMode::LazyAbove(10).whole_at_open(10));
+    }
+
     use super::*;
 
     #[test]

@@ -50,6 +50,32 @@ pub enum VerifyMode {
     Open,
     /// The size only: opens are O(1), an altered chunk is `EIO` when read.
     Lazy,
+    /// `Lazy` for files of at least this many bytes, `Open` for smaller ones.
+    LazyAbove(u64),
+}
+
+impl VerifyMode {
+    /// Whether an open of a file of `length` bytes checks the whole file.
+    pub fn whole_at_open(self, length: u64) -> bool {
+        match self {
+            VerifyMode::Open => true,
+            VerifyMode::Lazy => false,
+            VerifyMode::LazyAbove(size) => length < size,
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyMode::Open => f.write_str("whole file checked at its first open (--verify open)"),
+            VerifyMode::Lazy => f.write_str("only the size checked at open (--verify lazy)"),
+            VerifyMode::LazyAbove(n) => write!(
+                f,
+                "files of {n} bytes and more: only the size checked at open, smaller ones whole (--verify lazy-above)"
+            ),
+        }
+    }
 }
 
 /// The key a trusted tree is known by: the signed chunk root, or (no root) the object name, which
@@ -104,7 +130,10 @@ impl ChunkReads {
             Err(e) => Err(e),
         };
         let saved = match saved {
-            Ok(f) => Some(f),
+            Ok(f) => {
+                tidy_saved(&f, &dir);
+                Some(f)
+            }
             Err(e) => {
                 log_event!(
                     "ERROR cannot use {} for chunk trees ({e}); trees of targets without a signed chunk root are kept in memory only",
@@ -191,7 +220,8 @@ impl ChunkReads {
                 (tree, from)
             }
         };
-        if self.mode == VerifyMode::Open && from != TreeFrom::Pass {
+        let whole = self.mode.whole_at_open(info.length);
+        if whole && from != TreeFrom::Pass {
             self.counters
                 .verifications
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -204,7 +234,7 @@ impl ChunkReads {
                 .into(),
             })?;
         }
-        if from != TreeFrom::Memory || self.mode == VerifyMode::Open {
+        if from != TreeFrom::Memory || whole {
             log_event!(
                 "verified {path:?}: {} bytes in {} ms (chunk tree from {}, {} check at open)",
                 info.length,
@@ -215,10 +245,7 @@ impl ChunkReads {
                     TreeFrom::Saved => "the state dir",
                     TreeFrom::Pass => "one pass over the content",
                 },
-                match self.mode {
-                    VerifyMode::Open => "whole-file",
-                    VerifyMode::Lazy => "size-only",
-                }
+                if whole { "whole-file" } else { "size-only" }
             );
         }
         Ok((tree, from))
@@ -321,6 +348,33 @@ impl ChunkReads {
             let _ = unlinkat(dir, &tmp);
         }
         written
+    }
+}
+
+/// Saved trees kept at most (bytes); beyond, the directory is emptied at start (a tree costs one
+/// pass to make again).
+const SAVED_MAX_BYTES: u64 = 256 << 20;
+
+/// At start: remove temporaries a crash left, and every saved tree if they take more than
+/// [`SAVED_MAX_BYTES`] (trees of targets long gone are never needed again).
+fn tidy_saved(dir: &File, path: &Path) {
+    let Ok(names) = super::store::list_names(dir) else {
+        return;
+    };
+    let size = |n: &str| std::fs::symlink_metadata(path.join(n)).map_or(0, |m| m.len());
+    let total: u64 = names.iter().map(|n| size(n)).sum();
+    let clear_all = total > SAVED_MAX_BYTES;
+    let mut removed = 0;
+    for n in &names {
+        if (clear_all || n.starts_with("new.")) && unlinkat(dir, n).is_ok() {
+            removed += 1;
+        }
+    }
+    if clear_all {
+        log_event!(
+            "saved chunk trees in {} took {total} bytes (more than {SAVED_MAX_BYTES}): removed {removed}; they are made again at the next open",
+            path.display()
+        );
     }
 }
 

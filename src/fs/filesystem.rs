@@ -48,11 +48,11 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 
-use super::chunked::{tree_key, ChunkReads, VerifyMode};
+use super::chunked::{tree_key, ChunkReads};
 use super::fetch::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
-use super::inodes::{Inodes, Node, ROOT};
+use super::inodes::{same_content, Inodes, Node, ROOT};
 use super::listing::{DirEntry, DirHandle, Listing, ListingError, ListingKey, Listings};
 use super::openers::Openers;
 use super::prefetch::{Item as PrefetchItem, Outcome as PrefetchOutcome, Prefetcher};
@@ -76,6 +76,9 @@ use crate::trust::TrustSummary;
 pub const LONG_TTL: Duration = Duration::from_secs(3600);
 /// TTL for unregistered entries, whose attributes come from the backing directory.
 pub const SHORT_TTL: Duration = Duration::from_secs(1);
+
+/// The most of one file a whole-file check pushes into the page cache.
+const PUSH_MAX: u64 = 2 << 30;
 
 /// How long a switch waits for requests still working on the old generation before it repeats
 /// its invalidations (an open waiting for a download can hold it longer; it gets ESTALE later).
@@ -961,6 +964,11 @@ impl Core {
     }
 
     fn fault(&self, caller: Caller, gen: &Generation, path: &OsStr, f: &Fault) {
+        self.fault_op("open", caller, gen, path, f);
+    }
+
+    /// A fault of `op` (`open`, or `read`).
+    fn fault_op(&self, op: &str, caller: Caller, gen: &Generation, path: &OsStr, f: &Fault) {
         let errno = match f.errno {
             libc::ENOSPC => "ENOSPC",
             libc::EMFILE => "EMFILE",
@@ -977,7 +985,7 @@ impl Core {
             return;
         };
         log_event!(
-            "ERROR open {path:?}: {} ({}: {errno}; not a denial: the content was not judged) {who}{}",
+            "ERROR {op} {path:?}: {} ({}: {errno}; not a denial: the content was not judged) {who}{}",
             f.detail,
             f.kind.label(),
             repeats(left_out)
@@ -1059,16 +1067,19 @@ impl Core {
             // The whole-file check hands each verified block to the kernel's page cache of this
             // inode (kept across opens: FOPEN_KEEP_CACHE), so the reads that follow an open
             // usually never reach the daemon. A failed push only costs speed.
+            // At most PUSH_MAX of a file: the first open of a huge one must not evict everyone
+            // else's cache.
             let notifier = self.notifier.get();
             let mut pushing = notifier.is_some();
             let mut push = |offset: u64, bytes: &VerifiedBytes| {
+                pushing &= offset < PUSH_MAX;
                 if let (true, Some(n)) = (pushing, notifier) {
                     pushing = n.store(INodeNo(ino), offset, bytes.as_slice()).is_ok();
                 }
             };
             let (tree, _) = chunks.prepare(path, &src, info, &mut push)?;
             let key = tree_key(info);
-            if chunks.mode == VerifyMode::Open {
+            if chunks.mode.whole_at_open(info.length) {
                 // Checked whole: remember which version of the backing file that was (reads are
                 // checked chunk by chunk whatever happens to it later).
                 let after = crate::source::fstat(std::os::fd::AsFd::as_fd(&src.file))
@@ -1128,11 +1139,10 @@ impl Core {
             let key = tree_key(info);
             let probe = b.stat(path).ok()?;
             let ready = probe.kind == EntryKind::Regular
-                && match chunks.mode {
-                    VerifyMode::Open => {
-                        lock(&self.records).object_of(path, &probe.key) == Some(key.as_str())
-                    }
-                    VerifyMode::Lazy => probe.key.size == info.length,
+                && if chunks.mode.whole_at_open(info.length) {
+                    lock(&self.records).object_of(path, &probe.key) == Some(key.as_str())
+                } else {
+                    probe.key.size == info.length
                 };
             let tree = chunks.cached(&key).filter(|_| ready)?;
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -1242,7 +1252,7 @@ impl Core {
             );
             return Err(self.refuse(who, gen, path, d.into()));
         };
-        if node.object() != Some(object_name(&info)) {
+        if !node.target().is_some_and(|t| same_content(&t, &info)) {
             // The inode stands for other content than the metadata in force lists (a lookup
             // raced a metadata switch): ESTALE makes the kernel look the name up again.
             return Err(Errno::ESTALE);
@@ -1338,7 +1348,11 @@ impl Core {
             );
             return Err(self.refuse(who, &now_gen, path, d.into()));
         }
-        if chunks.is_none() || self.chunks.as_ref().map(|c| c.mode) == Some(VerifyMode::Open) {
+        let whole = self
+            .chunks
+            .as_ref()
+            .map(|c| c.mode.whole_at_open(info.length));
+        if chunks.is_none() || whole == Some(true) {
             lock(&self.records).insert(None, &object, &|o| self.keeps(o));
         }
         // Passthrough reads a file the daemon cannot check: only verified objects qualify.
@@ -1427,34 +1441,69 @@ impl Core {
         // One descriptor per (content, path): a path whose file changed never costs another
         // path with the same content its reads.
         let pool_key = format!("{key}:{}", hex::encode(c.path.as_bytes()));
-        let file = self
-            .backing_files
-            .get(&pool_key, || {
-                backing
-                    .open_file(&c.path)
-                    .map(|b| b.file)
-                    .map_err(|e| match e {
-                        SourceError::Io(io) => io,
-                        other => std::io::Error::other(other.to_string()),
-                    })
+        let mut why = None;
+        let opened = self.backing_files.get(&pool_key, || {
+            backing.open_file(&c.path).map(|b| b.file).map_err(|e| {
+                let io = match &e {
+                    SourceError::Io(io) => std::io::Error::new(io.kind(), io.to_string()),
+                    other => std::io::Error::other(other.to_string()),
+                };
+                why = Some(e);
+                io
             })
-            .map_err(|e| {
-                let f = Fault::io("opening the backing file for a read", &e);
-                self.fault(who, &self.generation(), &c.path, &f);
-                Errno::from_i32(f.errno)
-            })?;
+        });
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // What is at the path now is judged as an open would judge it: replaced by a
+                // directory, FIFO or symlink, or gone, is a denial (answered EIO: this is a
+                // read); an I/O error is a fault.
+                let refusal = match why {
+                    Some(SourceError::NotFound) => Refusal::Denied(Denial::new(
+                        DenyReason::Changed,
+                        "the backing file was removed after it was opened",
+                    )),
+                    Some(se) => Refusal::from(se),
+                    None => Refusal::Fault(Fault::io("opening the backing file for a read", &e)),
+                };
+                let gen = self.generation();
+                return Err(match refusal {
+                    Refusal::Denied(d) => {
+                        let d = Denial::new(
+                            d.reason,
+                            format_args!(
+                                "{} (since it was opened); the read fails with EIO",
+                                d.detail
+                            ),
+                        );
+                        self.deny_op("read", who, &gen, &c.path, &d);
+                        Errno::EIO
+                    }
+                    Refusal::Fault(f) => {
+                        self.fault_op("read", who, &gen, &c.path, &f);
+                        Errno::from_i32(f.errno)
+                    }
+                    Refusal::Absent => Errno::EIO,
+                });
+            }
+        };
         match verified::read_chunks(&c.tree, &file, offset, size) {
             Ok(bytes) => Ok(bytes),
             Err(ChunkError::Io(e)) => {
                 let f = Fault::io("reading the backing file", &e);
-                self.fault(who, &self.generation(), &c.path, &f);
+                self.fault_op("read", who, &self.generation(), &c.path, &f);
                 Err(Errno::EIO)
             }
             Err(ChunkError::Differs { offset, detail }) => {
                 // The next read opens the path again (the file may have been put back).
                 self.backing_files.close(&pool_key);
-                let reason = match self.chunks.as_ref().map(|c| c.mode) {
-                    Some(VerifyMode::Lazy) => DenyReason::Altered,
+                // Checked whole at open: it changed since. Lazy: it may never have been right.
+                let whole = self
+                    .chunks
+                    .as_ref()
+                    .map(|m| m.mode.whole_at_open(c.tree.length()));
+                let reason = match whole {
+                    Some(false) => DenyReason::Altered,
                     _ => DenyReason::Changed,
                 };
                 let d = Denial::new(
@@ -1472,7 +1521,7 @@ impl Core {
     /// A read failed on a fault: counted, logged as an `ERROR`, audited.
     fn read_fault(&self, who: Caller, object: &str, f: &Fault) {
         let gen = self.generation();
-        self.fault(who, &gen, OsStr::new(object), f);
+        self.fault_op("read", who, &gen, OsStr::new(object), f);
     }
 
     /// `opendir` of a directory that cannot be listed: the errno to answer.
@@ -1738,11 +1787,7 @@ impl Filesystem for TrustFs {
         let _ = config.set_max_background(MAX_BACKGROUND);
         match self.chunks.as_ref().map(|c| c.mode) {
             Some(mode) => log_event!(
-                "mounted; reads checked chunk by chunk against each file's signed chunk tree, {}",
-                match mode {
-                    VerifyMode::Open => "whole file checked at its first open (--verify open)",
-                    VerifyMode::Lazy => "only the size checked at open (--verify lazy)",
-                }
+                "mounted; reads checked chunk by chunk against each file's signed chunk tree, {mode}"
             ),
             None => log_event!(
                 "mounted; reads of verified copies via {}",

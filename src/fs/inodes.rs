@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use super::store::object_name;
 use crate::index::{TargetIndex, TargetInfo};
 
 /// The root directory's inode number (never forgotten).
@@ -58,11 +57,6 @@ impl Node {
     pub(super) fn is_target(&self) -> bool {
         !matches!(self, Node::Path(_))
     }
-
-    /// The object name of the content a registered file's inode stands for.
-    pub(super) fn object(&self) -> Option<String> {
-        self.target().map(|info| object_name(&info))
-    }
 }
 
 #[derive(Debug)]
@@ -84,9 +78,11 @@ pub(super) struct Inodes {
     next: u64,
 }
 
-/// Same length and hashes: the same object (what [`object_name`] digests).
-fn same_content(a: &TargetInfo, b: &TargetInfo) -> bool {
-    a.length == b.length && a.hashes == b.hashes
+/// Same length, hashes and chunk root: the same signed content (what `store::object_name` digests,
+/// and the tree chunk-verified reads check it against). An inode's page cache holds only bytes
+/// verified against exactly this, so any difference gets a new inode.
+pub(super) fn same_content(a: &TargetInfo, b: &TargetInfo) -> bool {
+    a.length == b.length && a.hashes == b.hashes && a.chunk_root == b.chunk_root
 }
 
 impl Inodes {

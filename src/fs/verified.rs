@@ -250,17 +250,18 @@ pub fn verify_whole(
     })
 }
 
-/// One pass over `file` that computes its chunk tree and, unless the target lists a signed chunk
-/// root, every hash it lists (on a second thread, over the same buffer): the tree is trusted if
-/// the computed root equals the signed one, or the length and hashes match. `threads` bounds
-/// the threads hashing leaves.
+/// One pass over `file` that computes its chunk tree and every hash the target lists (on a second
+/// thread, over the same buffer): the tree is trusted if the length and hashes match and, when
+/// the target lists a signed chunk root, the computed root equals it too (a root and hashes that
+/// disagree are refused: signed metadata that contradicts itself). With a signed root, hashes
+/// trustfs cannot compute are left to the root. `threads` bounds the threads hashing leaves.
 pub fn compute_tree(
     info: &TargetInfo,
     file: &File,
     threads: usize,
 ) -> Result<TrustedTree, PassError> {
     let mut hasher = match info.chunk_root {
-        Some(_) => None,
+        Some(_) => MultiHasher::for_target(info).ok(),
         None => Some(MultiHasher::for_target(info).map_err(PassError::Mismatch)?),
     };
     // (Capacity from the file actually read, not from a signed length alone.)
@@ -305,17 +306,17 @@ pub fn compute_tree(
         }));
     }
     let tree = ChunkTree::from_leaves(offset, leaves);
-    match (info.chunk_root, hasher) {
-        (Some(signed), _) if signed != tree.root => Err(PassError::Mismatch(Mismatch::ChunkRoot {
+    if let Some(h) = hasher {
+        h.check(info).map_err(PassError::Mismatch)?;
+    } else if info.chunk_root.is_none() {
+        return Err(PassError::Mismatch(Mismatch::NoHashes));
+    }
+    match info.chunk_root {
+        Some(signed) if signed != tree.root => Err(PassError::Mismatch(Mismatch::ChunkRoot {
             expected: hex::encode(signed),
             actual: hex::encode(tree.root),
         })),
-        (Some(_), _) => Ok(TrustedTree { tree }),
-        (None, Some(h)) => {
-            h.check(info).map_err(PassError::Mismatch)?;
-            Ok(TrustedTree { tree })
-        }
-        (None, None) => Err(PassError::Mismatch(Mismatch::NoHashes)),
+        _ => Ok(TrustedTree { tree }),
     }
 }
 
@@ -515,6 +516,14 @@ mod tests {
                 "{with_root}"
             );
         }
+        // Metadata that contradicts itself (the root of this content, the hashes of other
+        // content of the same length) is refused by the pass.
+        let mut mixed = info(&other, false);
+        mixed.chunk_root = Some(tree_of(&d).root);
+        assert!(matches!(
+            compute_tree(&mixed, &f, 2),
+            Err(PassError::Mismatch(Mismatch::Hash { .. }))
+        ));
         // Longer and shorter files are refused on the length.
         let mut i = info(&d, false);
         i.length -= 1;
