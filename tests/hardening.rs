@@ -667,24 +667,31 @@ fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
     assert!(!log.contains("ERROR"), "{log}");
 }
 
-/// `--verify lazy` over a disk whose reads fail: the open succeeds (only the size is checked),
-/// the read fails with EIO as a fault (`ERROR read`), never a denial.
+/// A local mount of `bad.bin` (200,000 bytes) from a disk whose every read fails with EIO (a
+/// FUSE mount that answers so, as a dying disk would), with `extra` arguments.
+fn mount_over_failing_disk(tag: &str, extra: &[&str]) -> (World, cli::Daemon, flaky::Mounted) {
+    let data = pattern(200_000, 2);
+    let w = world(tag, &[("bad.bin".to_owned(), data.clone())], &[]);
+    let flaky_dir = w.dir.join("flaky");
+    let disk = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
+    let mut args = vec![
+        "--metadata".to_owned(),
+        w.metadata().display().to_string(),
+        "--backing".into(),
+        flaky_dir.display().to_string(),
+        "--audit-log".into(),
+        w.audit.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let d = w.mount_with(&args).unwrap();
+    (w, d, disk)
+}
+
+/// `--verify lazy` over a failing disk: the open succeeds (only the size is checked), the read
+/// fails with EIO as a fault (`ERROR read`), never a denial.
 #[test]
 fn lazy_reads_from_a_failing_disk_are_faults_not_denials() {
-    let data = pattern(200_000, 2);
-    let w = world("eiolazy", &[("bad.bin".to_owned(), data.clone())], &[]);
-    let flaky_dir = w.dir.join("flaky");
-    let _flaky = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
-    let d = w
-        .mount_with(&[
-            "--metadata".into(),
-            w.metadata().display().to_string(),
-            "--backing".into(),
-            flaky_dir.display().to_string(),
-            "--verify".into(),
-            "lazy".into(),
-        ])
-        .unwrap();
+    let (w, d, _disk) = mount_over_failing_disk("eiolazy", &["--verify", "lazy"]);
     let f = std::fs::File::open(w.at("bad.bin")).unwrap();
     let mut buf = vec![0u8; 4096];
     assert_eq!(errno_of(f.read_exact_at(&mut buf, 0)), libc::EIO);
@@ -699,22 +706,7 @@ fn lazy_reads_from_a_failing_disk_are_faults_not_denials() {
 
 #[test]
 fn finding6_an_io_error_of_the_backing_disk_is_eio_and_a_fault_not_a_denial() {
-    let data = pattern(200_000, 2);
-    let w = world("eio", &[("bad.bin".to_owned(), data.clone())], &[]);
-    // The backing directory is a real filesystem whose reads fail with EIO (a FUSE mount that
-    // answers every read with EIO, as a dying disk would).
-    let flaky_dir = w.dir.join("flaky");
-    let _flaky = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
-    let d = w
-        .mount_with(&[
-            "--metadata".into(),
-            w.metadata().display().to_string(),
-            "--backing".into(),
-            flaky_dir.display().to_string(),
-            "--audit-log".into(),
-            w.audit.display().to_string(),
-        ])
-        .unwrap();
+    let (w, d, _disk) = mount_over_failing_disk("eio", &[]);
     assert_eq!(errno_of(std::fs::read(w.at("bad.bin"))), libc::EIO);
     let log = d.stop();
     assert!(
