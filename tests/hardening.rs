@@ -518,6 +518,10 @@ fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
     let log = d.stop();
     assert!(log.contains("published outboard"), "{log}");
     assert_no_denial(&log);
+    assert!(
+        !log.contains("ERROR"),
+        "nothing to save with a signed root:\n{log}"
+    );
     drop(_tmpfs);
 
     // Without signed roots: the tree of the one pass cannot be saved.
@@ -634,27 +638,42 @@ fn a_bad_outboard_is_not_trusted_and_the_tree_is_computed_instead() {
     assert!(log.contains("not a regular file"), "{log}");
 }
 
-/// A backing file replaced by a directory, or removed, after it was opened is judged as an open
-/// would judge it: a denial of the read (`DENY read`, answered EIO), not an I/O fault.
+/// A backing file replaced by a directory, or removed, after it was opened: a reader whose open
+/// checked the file keeps reading it (its descriptor is kept while open, as any filesystem would);
+/// a reader whose open found a ready tree (nothing was opened) and whose first read finds the
+/// directory or nothing gets a denied read (`DENY read`, answered EIO), never an I/O fault.
 #[test]
 fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
     let data = pattern(300_000, 8);
     let files = vec![
         ("dir.bin".to_owned(), data.clone()),
         ("gone.bin".to_owned(), data.clone()),
+        ("kept.bin".to_owned(), data.clone()),
     ];
     let w = world("replacedafter", &files, &[]);
-    // Lazy: the open reads nothing, so the first read opens the backing file.
     let d = w.mount_local(&["--verify", "lazy"]);
+    // First opens (trees found, files opened and kept), closed again for two of them.
+    let kept = std::fs::File::open(w.at("kept.bin")).unwrap();
+    drop(std::fs::File::open(w.at("dir.bin")).unwrap());
+    drop(std::fs::File::open(w.at("gone.bin")).unwrap());
+    // Second opens: the tree is ready, nothing is opened until the first read.
     let a = std::fs::File::open(w.at("dir.bin")).unwrap();
     let b = std::fs::File::open(w.at("gone.bin")).unwrap();
-    std::fs::remove_file(w.content.join("dir.bin")).unwrap();
-    std::fs::create_dir(w.content.join("dir.bin")).unwrap();
+    for f in ["dir.bin", "kept.bin"] {
+        std::fs::remove_file(w.content.join(f)).unwrap();
+        std::fs::create_dir(w.content.join(f)).unwrap();
+    }
     std::fs::remove_file(w.content.join("gone.bin")).unwrap();
     let mut buf = vec![0u8; 4096];
     assert_eq!(errno_of(a.read_exact_at(&mut buf, 0)), libc::EIO);
     assert_eq!(errno_of(b.read_exact_at(&mut buf, 0)), libc::EIO);
-    drop((a, b));
+    kept.read_exact_at(&mut buf, 100_000).unwrap();
+    assert_eq!(buf, data[100_000..104_096]);
+    assert_eq!(
+        errno_of(std::fs::File::open(w.at("kept.bin"))),
+        libc::EACCES
+    );
+    drop((a, b, kept));
     let log = d.stop();
     assert!(
         log.contains("DENY read \"dir.bin\": backing entry is a directory"),

@@ -257,12 +257,15 @@ fn change_after_open_in(tag: &str, reads: Reads, change: &dyn Fn(&Scratch, &[u8]
     // Through the fd opened before the change: the verified bytes (or an error), never new ones.
     let mut rest = Vec::new();
     match f.read_to_end(&mut rest) {
-        // The file itself was changed (not replaced: a reader may still hold the old one): with
-        // chunk-verified reads its changed range cannot be served at all.
+        // The file itself was changed: with chunk-verified reads its changed range cannot be
+        // served at all.
         Ok(_) if reads.chunked() && tag != "rename" => {
             panic!("{reads:?}: a changed range was served")
         }
         Ok(_) => assert_eq!(rest, data[4096..], "changed bytes served via open fd"),
+        // Replaced (an atomic deploy): the reader keeps reading the file it opened, in every
+        // mode (the verified descriptor is kept while the file is open).
+        Err(e) if tag == "rename" => panic!("{reads:?}: the replaced file's reader got {e}"),
         Err(e) => assert_eq!(errno(&e), libc::EIO),
     }
     // An unchanged chunk still reads, checked (nothing is remembered as bad); every change here

@@ -490,12 +490,13 @@ pub fn run(args: Args) -> i32 {
     options.outboards = args
         .metadata
         .as_deref()
-        .and_then(Path::parent)
-        .map(|repo| repo.join("chunks"));
+        .and_then(|m| std::fs::canonicalize(m).ok())
+        .and_then(|m| m.parent().map(|repo| repo.join("chunks")));
     options.passthrough = !args.no_passthrough && {
-        // The kernel lets only CAP_SYS_ADMIN register backing files for passthrough.
+        // The kernel lets only CAP_SYS_ADMIN register backing files for passthrough (used for
+        // verified copies only: --private-copy and remote mounts).
         let able = has_cap_sys_admin();
-        if !able {
+        if !able && (args.private_copy || args.metadata_url.is_some()) {
             log_event!(
                 "FUSE passthrough needs CAP_SYS_ADMIN, which this process lacks: reads are served \
                  in userspace"

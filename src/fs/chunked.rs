@@ -78,11 +78,12 @@ impl std::fmt::Display for VerifyMode {
     }
 }
 
-/// The key a trusted tree is known by: the signed chunk root, or (no root) the object name, which
-/// binds the signed length and hashes.
+/// The key a trusted tree (and a verification record) is known by: the object name, which binds
+/// the signed length and hashes, and the signed chunk root if there is one. A tree is only ever
+/// used for exactly the signed content it was checked against.
 pub(super) fn tree_key(info: &TargetInfo) -> String {
     match info.chunk_root {
-        Some(root) => format!("r-{}", hex::encode(root)),
+        Some(root) => format!("{}-r-{}", object_name(info), hex::encode(root)),
         None => object_name(info),
     }
 }
@@ -222,10 +223,10 @@ impl ChunkReads {
         };
         let whole = self.mode.whole_at_open(info.length);
         if whole && from != TreeFrom::Pass {
-            self.counters
-                .verifications
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            verified::verify_whole(&tree, &src.file, self.threads, sink).map_err(|e| match e {
+            let pass = Instant::now();
+            let checked = verified::verify_whole(&tree, &src.file, self.threads, sink);
+            self.counters.verified(pass.elapsed().as_secs_f64());
+            checked.map_err(|e| match e {
                 ChunkError::Io(e) => Refusal::from(Fault::io("reading the backing file", &e)),
                 ChunkError::Differs { offset, detail } => Denial::new(
                     DenyReason::Altered,
@@ -269,10 +270,10 @@ impl ChunkReads {
         } else if let Some(tree) = self.load_saved(key, info) {
             return Ok((tree, TreeFrom::Saved));
         }
-        self.counters
-            .verifications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tree = verified::compute_tree(info, &src.file, self.threads).map_err(|e| match e {
+        let pass = Instant::now();
+        let tree = verified::compute_tree(info, &src.file, self.threads);
+        self.counters.verified(pass.elapsed().as_secs_f64());
+        let tree = tree.map_err(|e| match e {
             PassError::Io(e) => Refusal::from(Fault::io("reading the backing file", &e)),
             PassError::Mismatch(m) => Denial::mismatch(&m).into(),
         })?;

@@ -226,8 +226,11 @@ pub(super) struct Core {
     /// Local mount without private copies: where trusted chunk trees come from, what an open
     /// checks (None: reads come from verified objects in the store).
     chunks: Option<ChunkReads>,
-    /// Chunk-verified reads: backing files open for reading, by tree key (a bounded pool).
+    /// Chunk-verified reads: backing files open for reading, by [`pool_key`] (a bounded pool).
     backing_files: ReadFiles<std::fs::File>,
+    /// Chunk-verified reads: open handles per [`pool_key`] (the descriptor is closed with the
+    /// last).
+    backing_handles: Mutex<HashMap<String, usize>>,
     /// Files shorter than this are served in userspace with FOPEN_KEEP_CACHE even when
     /// passthrough is available (fewer syscalls per open; reads come from the page cache).
     passthrough_min_size: u64,
@@ -470,6 +473,7 @@ impl Core {
             read_files: ReadFiles::for_this_process(),
             chunks,
             backing_files: ReadFiles::for_this_process(),
+            backing_handles: Mutex::new(HashMap::new()),
             passthrough_min_size: options.passthrough_min_size,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -740,8 +744,11 @@ impl Core {
             dir_handles: lock(&self.dirs).len(),
             listings,
             listing_entries,
-            read_fds: self.read_files.len(),
-            read_fd_capacity: self.read_files.capacity(),
+            read_fds: self.read_files.len() + self.backing_files.len(),
+            read_fd_capacity: match self.chunks {
+                Some(_) => self.backing_files.capacity(),
+                None => self.read_files.capacity(),
+            },
             objects: self.store.object_count(),
         }
     }
@@ -1093,6 +1100,10 @@ impl Core {
                 }
                 lock(&self.records).insert(Some((path, src.stat.key)), &key, &|o| self.keeps(o));
             }
+            // Reads use the very file that was checked while the pool keeps it: a reader of a
+            // file replaced (renamed over) after this open keeps reading what it opened.
+            self.backing_files
+                .insert(&pool_key(&key, path), Arc::new(src.file));
             return Ok(Ready {
                 object: key,
                 chunks: Some(tree),
@@ -1385,6 +1396,11 @@ impl Core {
             Some(_) => FopenFlags::FOPEN_NOFLUSH,
             None => FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE,
         };
+        if chunks.is_some() {
+            *lock(&self.backing_handles)
+                .entry(pool_key(&object, path))
+                .or_default() += 1;
+        }
         let chunks = chunks.map(|tree| ChunkedFile {
             tree,
             path: path.to_owned(),
@@ -1440,7 +1456,7 @@ impl Core {
         };
         // One descriptor per (content, path): a path whose file changed never costs another
         // path with the same content its reads.
-        let pool_key = format!("{key}:{}", hex::encode(c.path.as_bytes()));
+        let pool_key = pool_key(key, &c.path);
         let mut why = None;
         let opened = self.backing_files.get(&pool_key, || {
             backing.open_file(&c.path).map(|b| b.file).map_err(|e| {
@@ -1693,6 +1709,12 @@ fn local_attr(ino: u64, stat: &Stat, kind: FileType, size: u64, perm: u16) -> Fi
 
 /// Reply to a getxattr/listxattr `value` with the size-probe protocol: `size` 0 asks for the
 /// length; a buffer too small is `ERANGE`.
+/// The key of a backing file's descriptor in the pool: content and path, so a path whose file
+/// changed never costs another path with the same content its reads.
+fn pool_key(tree_key: &str, path: &OsStr) -> String {
+    format!("{tree_key}:{}", hex::encode(path.as_bytes()))
+}
+
 /// The only way bytes reach a read reply: a [`VerifiedBytes`], which only `verified.rs` makes.
 fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) {
     let data = bytes.as_slice();
@@ -1928,10 +1950,22 @@ impl Filesystem for TrustFs {
         let handle = lock(&self.handles).remove(&fh.0);
         if let Some(h) = handle {
             let object = h.object.clone();
+            if let Some(c) = &h.chunks {
+                // The last handle of a backing file: its descriptor need not wait for LRU (a
+                // deleted file's space is given back).
+                let key = pool_key(&object, &c.path);
+                let mut open = lock(&self.backing_handles);
+                let last = open.get_mut(&key).is_none_or(|n| {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                });
+                if last {
+                    open.remove(&key);
+                    self.backing_files.close(&key);
+                }
+            }
             let stored = h.chunks.is_none();
             drop(h);
-            // (Chunk-verified handles hold nothing in the store; their backing descriptors are
-            // closed by the pool's LRU.)
             if stored && self.store.release(&object) {
                 // No handle reads it any more: its descriptor need not wait for LRU.
                 self.read_files.close(&object);

@@ -99,6 +99,24 @@ impl<T> ReadFiles<T> {
         Ok(file)
     }
 
+    /// Keep `file` as `object`'s descriptor (replacing one held), LRU bound as for [`Self::get`].
+    pub(super) fn insert(&self, object: &str, file: Arc<T>) {
+        let mut inner = lock(&self.inner);
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some((_, at)) = inner.files.remove(object) {
+            inner.order.remove(&at);
+        }
+        while inner.files.len() >= self.capacity {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            inner.files.remove(&oldest);
+        }
+        inner.files.insert(object.to_owned(), (file, tick));
+        inner.order.insert(tick, object.to_owned());
+    }
+
     /// Close `object`'s descriptor (its last handle was released).
     pub(super) fn close(&self, object: &str) {
         let mut inner = lock(&self.inner);

@@ -224,6 +224,11 @@ pub fn verify_whole(
             }
             let first = (offset / u64::from(CHUNK_SIZE)) as usize;
             let leaves = leaves_of(&buf[..want], threads);
+            if leaves.len() != want.div_ceil(CHUNK_SIZE as usize) {
+                return Err(ChunkError::Io(io::Error::other(
+                    "internal error: a block's chunks were not all hashed",
+                )));
+            }
             for (i, leaf) in leaves.iter().enumerate() {
                 if tree.tree.leaves.get(first + i) != Some(leaf) {
                     let at = (first + i) as u64 * u64::from(CHUNK_SIZE);
@@ -359,11 +364,11 @@ fn leaves_of(block: &[u8], threads: usize) -> Vec<[u8; 32]> {
     std::thread::scope(|s| {
         let mut parts = block.chunks(per);
         let mine = parts.next().unwrap_or(&[]);
-        let others: Vec<_> = parts.map(|p| s.spawn(move || hash_all(p))).collect();
+        let others: Vec<_> = parts.map(|p| (p, s.spawn(move || hash_all(p)))).collect();
         let mut out = hash_all(mine);
-        for h in others {
+        for (part, h) in others {
             // A hashing thread cannot panic short of a bug; its part is then hashed here.
-            out.extend(h.join().unwrap_or_default());
+            out.extend(h.join().unwrap_or_else(|_| hash_all(part)));
         }
         out
     })
