@@ -22,9 +22,10 @@ use crate::trust::{self, MetadataSource, TrustErrorKind, TrustOptions};
 /// Mount a verified, read-only view of a backing directory or of a remote repository.
 ///
 /// Only files listed in the signed targets metadata, with matching length and hashes, can be
-/// opened; everything else gets "Permission denied" (EACCES) and one log line on stderr. Reads are
-/// served from a private verified copy, so changing a backing file after it was verified never
-/// changes what readers see. Runs in the foreground; SIGINT or SIGTERM unmounts and exits.
+/// opened; everything else gets "Permission denied" (EACCES) and one log line on stderr. Every
+/// read is checked chunk by chunk against the file's signed chunk tree (or served from a private
+/// verified copy with --private-copy), so bytes changed after verification are never served
+/// (changed chunks fail with EIO). Runs in the foreground; SIGINT or SIGTERM unmounts and exits.
 ///
 /// Local: --metadata METADATA_DIR --backing CONTENT_DIR.
 ///
@@ -125,8 +126,9 @@ pub struct Args {
     /// Remote: the private key of --client-cert (PEM: PKCS#8, PKCS#1 or SEC1; private file).
     #[arg(long, value_name = "FILE", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
-    /// Private state: metadata versions seen (rollback protection across restarts) and verified
-    /// copies (`objects/`, cleared at start). Default: /var/lib/trustfs/<escaped mountpoint>.
+    /// Private state: metadata versions seen (rollback protection across restarts), chunk trees of
+    /// targets without a signed chunk root (`trees/`, emptied past 256 MiB) and, with
+    /// --private-copy, verified copies (`objects/`, cleared at start). Default: /var/lib/trustfs/<escaped mountpoint>.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Let every user (e.g. containers running as other uids) use the mount (allow_other).
@@ -166,7 +168,8 @@ pub struct Args {
     pub threads: Option<usize>,
     /// Re-run the TUF client workflow this often while mounted (e.g. 30s, 5m, 1h), against the
     /// same metadata source and state dir (so versions never go back). New metadata is switched
-    /// in atomically: files already open keep serving their verified content, new opens follow
+    /// in atomically: files already open keep serving their verified content (chunk-verified
+    /// reads: while the backing file still holds it, else EIO), new opens follow
     /// the new metadata, removed targets disappear, changed ones are verified again at their next
     /// open. A refresh that fails (unreachable, bad signature, rollback, expired) keeps the last
     /// good metadata and is logged. Default: no refresh (the metadata trusted at start is used
@@ -178,7 +181,7 @@ pub struct Args {
     /// still served until it expires. Default: three refresh intervals, at least 1m.
     #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "refresh_interval")]
     pub stale_after: Option<Duration>,
-    /// Append one JSON object per line to FILE for every denied open (path, reason, detail, pid,
+    /// Append one JSON object per line to FILE for every denied open or read (path, reason, detail, pid,
     /// uid, metadata versions), every metadata change (mount start, each switch) and every failed
     /// refresh. Created with mode 0640.
     #[arg(long, value_name = "FILE")]
@@ -244,7 +247,8 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 const OPERATIONS_HELP: &str = "\
 Operations (see docs/operations.md):
   Live updates: --refresh-interval re-runs the TUF client workflow while mounted and switches new
-  metadata in atomically. Files already open keep serving their verified content; new opens
+  metadata in atomically. Files already open keep serving their verified content (chunk-verified
+  reads: while the backing file still holds it, else EIO); new opens
   follow the new metadata; removed targets disappear; changed ones are verified again at their
   next open. A refresh that fails (unreachable, bad signature, rollback, expired) keeps the last
   good metadata and is logged. Once the metadata in force expires, every open fails with EACCES

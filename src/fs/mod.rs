@@ -2,16 +2,21 @@
 //!
 //! [`spawn`] mounts a [`TargetIndex`] and returns a [`MountHandle`]; the `trustfs mount` command
 //! and the integration tests use the same entry point. Where content comes from is the
-//! [`ContentSource`]: a local backing directory (namespace from the directory, each file copied
-//! and verified at open), or HTTP mirrors of a remote repository (namespace from the index alone,
-//! each file downloaded and verified into a persistent cache at first open). What the mount
-//! guarantees either way (the one rule): no byte reaches a reader unless it belongs to a file whose
-//! length and every listed hash match the index — also after open, because reads are served from
-//! an immutable, verified object in the [`store`], never from the backing file or the network.
+//! [`ContentSource`]: a local backing directory (namespace from the directory, each file checked
+//! against its signed chunk tree, or copied and verified with `--private-copy`), or HTTP mirrors
+//! of a remote repository (namespace from the index alone, each file downloaded and verified into
+//! a persistent cache at first open). What the mount guarantees either way (the one rule): no byte
+//! reaches a reader unless it belongs to a file that matches the index (signed length and hashes,
+//! and the signed chunk root where there is one) — also after open, because every read of a
+//! backing file is checked chunk by chunk against the trusted tree before it is served
+//! (`verified.rs`), or reads are served from an immutable, verified object in the [`store`].
 //!
 //! - `filesystem.rs`: the `fuser::Filesystem` (inodes, lookup/readdir, open policy, reads).
-//! - `store.rs`: the content-addressed object store (the local mount's private copies, or the
-//!   remote mount's shared cache) and the copy-and-hash pipeline both fill it with.
+//! - `chunked.rs`: where a local mount's trusted chunk trees come from; what an open checks.
+//! - `verified.rs`: the checks, and `VerifiedBytes`, the only thing a read reply carries.
+//! - `store.rs`: the content-addressed object store (the local mount's private copies with
+//!   `--private-copy`, or the remote mount's shared cache) and the copy-and-hash pipeline both
+//!   fill it with.
 //! - `fetch.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).
 //! - `log.rs`: one timestamped line per event on stderr.
 
@@ -227,7 +232,7 @@ impl MountHandle {
         self.live.counters().verifications.load(Ordering::Relaxed)
     }
 
-    /// Number of refused opens so far.
+    /// Number of denials so far (refused opens, and chunk reads refused with EIO).
     pub fn denied(&self) -> u64 {
         self.live.counters().denied_total()
     }

@@ -1,4 +1,6 @@
-//! The private object store: immutable, verified copies of backing files that reads are served from.
+//! The private object store: immutable, verified copies of backing files that reads are served
+//! from with `--private-copy` and on remote mounts (a local mount's default checks each read chunk
+//! by chunk instead: `chunked.rs`).
 //!
 //! Why a copy: a backing file can be written, truncated or replaced at any time after it was
 //! verified, and the one rule says those new bytes must never reach a reader. A verified copy in a
