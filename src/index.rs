@@ -260,8 +260,8 @@ pub struct TargetIndex {
     extras: Box<[Extra]>,
     /// The roles that listed targets ("targets" or a delegated role), each once.
     roles: Box<[Box<str>]>,
-    /// Signed chunk roots of the targets that list one (a side table: a record grows by 4 bytes
-    /// where a `custom` object in `extras` would cost hundreds).
+    /// Signed chunk roots of the targets that list one (a side table: a record grows by 8 bytes in
+    /// memory, 4 encoded, where a `custom` object in `extras` would cost hundreds).
     chunk_roots: Box<[[u8; 32]]>,
 }
 
