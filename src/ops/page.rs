@@ -249,7 +249,7 @@ footer {{ color: #59636e; font-size: .85rem; margin-top: 1rem; }}
             &[
                 "verifications",
                 &format!(
-                    "{} passes, {:.3} s in total; {} opens from verified copies",
+                    "{} passes, {:.3} s in total; {} opens without a verification pass",
                     c.verifications, c.verify_seconds, c.cache_hits
                 ),
             ],
