@@ -731,3 +731,49 @@ fn a_switch_of_the_chunk_root_alone_gives_a_new_inode() {
     // The root does not match the content (nor its hashes): refused, never served.
     assert_eq!(errno(&read(&s.at("f")).unwrap_err()), EACCES);
 }
+
+/// A target with a signed root whose outboard is missing: the tree is computed once, saved, and
+/// at the next mount loaded (checked against the root) instead of computed again.
+#[test]
+fn a_rooted_target_without_its_outboard_is_computed_once_and_its_tree_kept() {
+    let mut s = Scratch::new("rootnoob");
+    let data = pattern(2 << 20, 4);
+    s.add_with_root("f", &data);
+    std::fs::remove_dir_all(s.root.join("chunks")).unwrap();
+    let lazy = |s: &Scratch| {
+        let mut o = s.options();
+        o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+        s.mount_with(o)
+    };
+    {
+        let m = lazy(&s);
+        assert_eq!(read(&s.at("f")).unwrap(), data);
+        assert_eq!(m.handle().hash_passes(), 1);
+    }
+    {
+        let m = lazy(&s);
+        assert_eq!(read(&s.at("f")).unwrap(), data);
+        assert_eq!(m.handle().hash_passes(), 0, "the saved tree was used");
+    }
+    // A saved tree that does not match the signed root is not used, whatever the state dir says.
+    for e in std::fs::read_dir(s.state.join("trees")).unwrap().flatten() {
+        let mut b = std::fs::read(e.path()).unwrap();
+        let n = b.len();
+        b[n - 1] ^= 1;
+        // Re-seal the damaged leaves with a matching stored root, as a forger would.
+        let leaves = b[15 + 32..].to_vec();
+        let forged = trustfs::chunks::ChunkTree::from_leaves(
+            data.len() as u64,
+            leaves.chunks(32).map(|c| c.try_into().unwrap()).collect(),
+        );
+        b[15..15 + 32].copy_from_slice(&forged.root);
+        std::fs::write(e.path(), &b).unwrap();
+    }
+    let m = lazy(&s);
+    assert_eq!(read(&s.at("f")).unwrap(), data);
+    assert_eq!(
+        m.handle().hash_passes(),
+        1,
+        "a forged tree is computed again"
+    );
+}

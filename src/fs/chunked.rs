@@ -8,8 +8,9 @@
 //! 1. memory (trees of files opened before, bounded by [`TREE_CACHE_BYTES`]);
 //! 2. the outboard `repo add` published next to the metadata (`REPO/chunks/<sha256>`), checked
 //!    against the target's signed chunk root;
-//! 3. the daemon's saved tree of a target without a signed root (`STATE/trees/`, written after a
-//!    pass whose hashes matched);
+//! 3. the daemon's saved tree (`STATE/trees/`, written after a pass whose hashes (and root)
+//!    matched; a target with a root gets one only when its outboard is missing or unusable, and
+//!    it is checked against the root again when loaded);
 //! 4. one pass over the file: its chunk tree checked against the signed root, or — for a target
 //!    without one (python-tuf made) — computed together with the signed hashes, which must match.
 //!
@@ -267,7 +268,8 @@ impl ChunkReads {
                 ),
                 None => {}
             }
-        } else if let Some(tree) = self.load_saved(key, info) {
+        }
+        if let Some(tree) = self.load_saved(key, info) {
             return Ok((tree, TreeFrom::Saved));
         }
         let pass = Instant::now();
@@ -277,20 +279,20 @@ impl ChunkReads {
             PassError::Io(e) => Refusal::from(Fault::io("reading the backing file", &e)),
             PassError::Mismatch(m) => Denial::mismatch(&m).into(),
         })?;
-        if info.chunk_root.is_none() {
-            if let Err(e) = self.save(key, &tree) {
-                // A full or failing state dir is a fault, not a reason to refuse verified content:
-                // the tree is kept in memory and the open goes on.
-                let f = Fault::io(
-                    format_args!("saving the chunk tree of {path:?} in the state dir"),
-                    &e,
-                );
-                log_event!(
-                    "ERROR {} (the file is served; its tree is kept in memory only)",
-                    f.detail
-                );
-                self.counters.fault(f.kind, f.detail);
-            }
+        // Saved for later opens and restarts (a target with a root gets here only when its
+        // outboard is missing or unusable).
+        if let Err(e) = self.save(key, &tree) {
+            // A full or failing state dir is a fault, not a reason to refuse verified content:
+            // the tree is kept in memory and the open goes on.
+            let f = Fault::io(
+                format_args!("saving the chunk tree of {path:?} in the state dir"),
+                &e,
+            );
+            log_event!(
+                "ERROR {} (the file is served; its tree is kept in memory only)",
+                f.detail
+            );
+            self.counters.fault(f.kind, f.detail);
         }
         Ok((tree, TreeFrom::Pass))
     }
@@ -326,7 +328,11 @@ impl ChunkReads {
         let rest = bytes.strip_prefix(SAVED_MAGIC)?;
         let (root, outboard) = rest.split_at(32);
         let root: [u8; 32] = root.try_into().ok()?;
-        TrustedTree::from_saved(info, outboard, &root).ok()
+        match info.chunk_root {
+            // Checked against the signed root: no trust in the state dir needed.
+            Some(_) => TrustedTree::from_outboard(info, outboard).ok(),
+            None => TrustedTree::from_saved(info, outboard, &root).ok(),
+        }
     }
 
     fn save(&self, key: &str, tree: &TrustedTree) -> io::Result<()> {
