@@ -445,6 +445,39 @@ impl HttpFetcher {
     /// Open a streaming response for `name`, whose body is expected to be about `expected`
     /// bytes (it sets the body deadline). `Ok(None)` on 404/403/410.
     pub fn open(&self, name: &str, expected: u64) -> Result<Option<HttpBody>, FetchError> {
+        self.request(name, expected, None)
+    }
+
+    /// Open bytes `start .. start + len` of `name` (an HTTP range request; `len` > 0). The answer
+    /// must be `206 Partial Content` with exactly `Content-Range: bytes start-end/TOTAL` (and, if
+    /// announced, a Content-Length of `len`); a server that ignores the range (`200`), answers
+    /// another one, or no range, is an error (the caller tries the next mirror). The body is
+    /// limited to `len` bytes; the caller checks it got them all. `Ok(None)` on 404/403/410.
+    pub fn open_range(
+        &self,
+        name: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Box<dyn Read + Send>>, FetchError> {
+        let end = start
+            .checked_add(len)
+            .and_then(|e| e.checked_sub(1))
+            .filter(|_| len > 0)
+            .ok_or_else(|| FetchError::Io {
+                name: name.to_owned(),
+                error: format!("no such range: {len} bytes from {start}"),
+            })?;
+        Ok(self
+            .request(name, len, Some((start, end)))?
+            .map(|(body, _)| Box::new(body.take(len)) as Box<dyn Read + Send>))
+    }
+
+    fn request(
+        &self,
+        name: &str,
+        expected: u64,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<HttpBody>, FetchError> {
         check_name(name)?;
         let first = self.url(name);
         let io_err = |url: &str, error: String| FetchError::Io {
@@ -461,6 +494,9 @@ impl HttpFetcher {
                 let mut request = self.agent.get(&url);
                 for (name, value) in &credentials {
                     request = request.header(name.as_str(), value.as_str());
+                }
+                if let Some((start, end)) = range {
+                    request = request.header("range", format!("bytes={start}-{end}"));
                 }
                 request
                     .config()
@@ -483,8 +519,45 @@ impl HttpFetcher {
                 io_err(&url, describe_error(&e, &self.options, &self.origin))
             })?;
             let status = resp.status().as_u16();
-            match status {
-                200 => {
+            match (status, range) {
+                (206, Some((start, end))) => {
+                    let headers = resp.headers();
+                    let got = headers
+                        .get("content-range")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    if parse_content_range(got) != Some((start, end)) {
+                        return Err(io_err(
+                            &url,
+                            format!("asked for bytes {start}-{end}, the answer is for {got:?}"),
+                        ));
+                    }
+                    let len = headers
+                        .get("content-length")
+                        .filter(|_| !headers.contains_key("transfer-encoding"))
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if len.is_some_and(|n| n != end - start + 1) {
+                        return Err(io_err(
+                            &url,
+                            format!(
+                                "a range of {} bytes announced as {} bytes",
+                                end - start + 1,
+                                len.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    let reader = resp.into_body().into_with_config().reader();
+                    let body = SlowRetrievalGuard::new(NoPanicReader(reader), self.min_rate);
+                    return Ok(Some((Box::new(body), len)));
+                }
+                (200, Some(_)) => {
+                    return Err(io_err(
+                        &url,
+                        format!("HTTP status {status}: the server ignores byte ranges"),
+                    ))
+                }
+                (200, None) => {
                     // With a Transfer-Encoding, Content-Length means nothing (RFC 9112 §6.3):
                     // the body's framing and the hash decide.
                     let headers = resp.headers();
@@ -497,8 +570,8 @@ impl HttpFetcher {
                     let body = SlowRetrievalGuard::new(NoPanicReader(reader), self.min_rate);
                     return Ok(Some((Box::new(body), len)));
                 }
-                404 | 403 | 410 => return Ok(None),
-                301 | 302 | 303 | 307 | 308 => {
+                (404 | 403 | 410, _) => return Ok(None),
+                (301 | 302 | 303 | 307 | 308, _) => {
                     let location = resp
                         .headers()
                         .get("location")
@@ -521,7 +594,7 @@ impl HttpFetcher {
                     seen.push(next.clone());
                     url = next;
                 }
-                401 => {
+                (401, _) => {
                     let hint = if credentials.is_empty() {
                         "the mirror wants credentials: give --auth-file or --netrc"
                     } else {
@@ -529,7 +602,7 @@ impl HttpFetcher {
                     };
                     return Err(io_err(&url, format!("HTTP status 401 ({hint})")));
                 }
-                400 if self.origin.scheme == "https"
+                (400, _) if self.origin.scheme == "https"
                     && resp
                         .headers()
                         .get("content-type")
@@ -541,10 +614,19 @@ impl HttpFetcher {
                         "HTTP status 400 (if this mirror requires a client certificate: --client-cert and --client-key)".into(),
                     ));
                 }
-                code => return Err(io_err(&url, format!("HTTP status {code}"))),
+                (code, _) => return Err(io_err(&url, format!("HTTP status {code}"))),
             }
         }
     }
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`) → (START, END), END ≥ START.
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, _total) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let (a, b) = (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?);
+    (b >= a).then_some((a, b))
 }
 
 /// A readable reason for a failed request.
@@ -681,6 +763,101 @@ impl Fetcher for HttpFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-shot HTTP server on 127.0.0.1 answering each connection with the next canned
+    /// response; returns its base URL and the request heads it saw.
+    fn canned(
+        answers: Vec<Vec<u8>>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((mut s, _)) = l.accept() else { return };
+                let mut head = String::new();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log.lock().unwrap().push(head);
+                let _ = s.write_all(&answer);
+            }
+        });
+        (base, seen)
+    }
+
+    fn answer(status: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+        let mut a = format!("HTTP/1.1 {status}\r\nconnection: close\r\n");
+        for h in headers {
+            a.push_str(h);
+            a.push_str("\r\n");
+        }
+        a.push_str("\r\n");
+        let mut a = a.into_bytes();
+        a.extend_from_slice(body);
+        a
+    }
+
+    #[test]
+    fn range_requests_take_only_the_exact_range() {
+        let body = b"0123456789";
+        let good = answer(
+            "206 Partial Content",
+            &["content-range: bytes 100-109/1000", "content-length: 10"],
+            body,
+        );
+        let ignored = answer("200 OK", &["content-length: 1000"], &[b'x'; 1000]);
+        let shifted = answer(
+            "206 Partial Content",
+            &["content-range: bytes 101-110/1000", "content-length: 10"],
+            body,
+        );
+        let no_range = answer("206 Partial Content", &["content-length: 10"], body);
+        let long = answer(
+            "206 Partial Content",
+            &["content-range: bytes 100-109/1000", "content-length: 11"],
+            b"0123456789X",
+        );
+        let short = answer(
+            "206 Partial Content",
+            &["content-range: bytes 100-109/1000"],
+            b"01234",
+        );
+        let (base, seen) = canned(vec![good, ignored, shifted, no_range, long, short]);
+        let f = HttpFetcher::new(&base).unwrap();
+        let mut got = Vec::new();
+        f.open_range("t", 100, 10)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert_eq!(got, body);
+        assert!(seen.lock().unwrap()[0].contains("range: bytes=100-109"), "{seen:?}");
+        for what in ["ignores byte ranges", "the answer is for \"bytes 101-110", "the answer is for \"\"", "announced as 11"] {
+            let e = f.open_range("t", 100, 10).err().unwrap().to_string();
+            assert!(e.contains(what), "{what}: {e}");
+        }
+        // A body cut short: fewer bytes than the range (the caller sees and refuses it).
+        let mut got = Vec::new();
+        let r = f
+            .open_range("t", 100, 10)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut got);
+        assert!(r.is_err() || got.len() < 10, "{got:?}");
+        assert!(f.open_range("t", u64::MAX, 2).is_err());
+        assert!(f.open_range("t", 0, 0).is_err());
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, 0)));
+        assert_eq!(parse_content_range("bytes 5-4/9"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
 
     #[test]
     fn a_url_in_a_redirects_query_is_no_scheme_change() {
