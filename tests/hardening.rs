@@ -1507,3 +1507,152 @@ fn an_idle_refresh_fetches_only_the_next_root_and_the_timestamp() {
     let log = d.stop();
     assert!(log.contains("metadata updated"), "{log}");
 }
+
+// ---- Issue 11, item 4: lazy remote reads (`--lazy-fetch`) ----
+
+/// Bytes nginx sent, from its access log (`METHOD URI STATUS BYTES`), once it has settled.
+fn bytes_sent(server: &Nginx) -> u64 {
+    server.gets("");
+    server
+        .access_log()
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn big_world(tag: &str) -> (World, Vec<u8>) {
+    let data = pattern(64 << 20, 11);
+    let w = world(tag, &[("big.bin".to_owned(), data.clone())], &[]);
+    (w, data)
+}
+
+/// A read of 1 MiB in the middle of a 64 MiB target fetches the outboard and one 4 MiB window,
+/// not the file; the bytes are the signed ones; nothing is kept as a whole object.
+#[test]
+fn lazy_fetch_transfers_only_what_is_read() {
+    let (w, data) = big_world("lazyread");
+    let server = Nginx::start(&w.repo);
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[server.url("targets")],
+            &["--lazy-fetch"],
+        )
+        .unwrap();
+    let before = bytes_sent(&server);
+    let f = File::open(w.at("big.bin")).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    f.read_exact_at(&mut buf, 32 << 20).unwrap();
+    assert_eq!(buf, data[32 << 20..33 << 20]);
+    let sent = bytes_sent(&server) - before;
+    assert!(
+        sent <= 8 << 20,
+        "{sent} bytes sent for a 1 MiB read\n{}",
+        d.log()
+    );
+    assert!(sent >= 1 << 20, "{sent}");
+    drop(f);
+    let log = d.stop();
+    assert!(!log.contains("DENY") && !log.contains("ERROR"), "{log}");
+    let whole: Vec<_> = std::fs::read_dir(w.cache())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("t-"))
+        .collect();
+    assert!(whole.is_empty(), "{whole:?}");
+}
+
+/// A mirror that serves other bytes in a range: that read fails with EIO (`DENY read`, the chunk
+/// named), other ranges are served, and nothing it sent is kept: once the mirror is right again
+/// the same range reads correctly.
+#[test]
+fn lazy_fetch_refuses_a_corrupted_range_and_keeps_nothing_of_it() {
+    let (w, data) = big_world("lazycorrupt");
+    let served = std::fs::read_dir(w.repo.join("targets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".big.bin"))
+        .unwrap();
+    let mut bad = data.clone();
+    bad[40 << 20] ^= 0xff;
+    std::fs::write(&served, &bad).unwrap();
+    let server = Nginx::start(&w.repo);
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[server.url("targets")],
+            &["--lazy-fetch"],
+        )
+        .unwrap();
+    let f = File::open(w.at("big.bin")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(errno_of(f.read_exact_at(&mut buf, 40 << 20)), libc::EIO);
+    f.read_exact_at(&mut buf, 10 << 20).unwrap();
+    assert_eq!(buf, data[10 << 20..(10 << 20) + 4096]);
+    std::fs::write(&served, &data).unwrap();
+    f.read_exact_at(&mut buf, 40 << 20).unwrap();
+    assert_eq!(buf, data[40 << 20..(40 << 20) + 4096]);
+    drop(f);
+    let log = d.stop();
+    assert!(
+        log.contains("DENY read \"big.bin\"") && log.contains("differs from the signed chunk root"),
+        "{log}"
+    );
+}
+
+/// A first mirror that ignores ranges (answers 200 with the whole file) is skipped for the next
+/// one, which serves the range.
+#[test]
+fn lazy_fetch_skips_a_mirror_that_ignores_ranges() {
+    let (w, data) = big_world("lazynorange");
+    let server = Nginx::start(&w.repo);
+    let plain = HttpServer::serve(w.repo.clone());
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[plain.url("targets"), server.url("targets")],
+            &["--lazy-fetch"],
+        )
+        .unwrap();
+    let f = File::open(w.at("big.bin")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, 50 << 20).unwrap();
+    assert_eq!(buf, data[50 << 20..(50 << 20) + 4096]);
+    drop(f);
+    let log = d.stop();
+    assert!(!log.contains("DENY"), "{log}");
+}
+
+/// kill -9 while a file is half read, restart: the chunks fetched before are used (not fetched
+/// again), the rest is fetched, and the whole file reads back identical.
+#[test]
+fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
+    let (w, data) = big_world("lazyresume");
+    let server = Nginx::start(&w.repo);
+    let args = ["--lazy-fetch"];
+    let d = w
+        .mount_remote(&server.url("metadata"), &[server.url("targets")], &args)
+        .unwrap();
+    let f = File::open(w.at("big.bin")).unwrap();
+    let mut head = vec![0u8; 32 << 20];
+    f.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(head, data[..32 << 20]);
+    drop(f);
+    d.kill9();
+    lazy_umount(&w.mnt);
+    let before = bytes_sent(&server);
+    let d = w
+        .mount_remote(&server.url("metadata"), &[server.url("targets")], &args)
+        .unwrap();
+    assert!(
+        std::fs::read(w.at("big.bin")).unwrap() == data,
+        "restart served other bytes"
+    );
+    let sent = bytes_sent(&server) - before;
+    let log = d.stop();
+    assert!(
+        sent < 40 << 20,
+        "{sent} bytes fetched again: the first half was not kept\n{log}"
+    );
+}

@@ -72,6 +72,20 @@ pub struct Args {
     /// open starts again with --targets-url.
     #[arg(long, value_name = "URL", requires = "targets_url")]
     pub mirror: Vec<String>,
+    /// Remote: fetch only what is read. For a target with a signed chunk root whose outboard the
+    /// chunk mirrors have, the open fetches the outboard (32 bytes per 64 KiB) and each read
+    /// fetches the chunks it lacks with an HTTP range request (at least 4 MiB, aligned), checks
+    /// every chunk, and keeps them in a sparse file in --cache (`partial/`; resumed after a
+    /// restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
+    /// the read fails with EIO. Other targets are downloaded whole. Partial files are not counted
+    /// against --cache-max-size.
+    #[arg(long, requires = "metadata_url")]
+    pub lazy_fetch: bool,
+    /// Remote, with --lazy-fetch: where the outboards are, one base URL per targets URL and
+    /// mirror, in the same order (default: `chunks/` next to each, as `trustfs repo add`
+    /// publishes them).
+    #[arg(long, value_name = "URL", requires = "lazy_fetch")]
+    pub chunks_url: Vec<String>,
     /// Remote: the download cache (created 0700; objects 0400, named by the signed length and
     /// hashes). Kept across restarts and shareable by several mounts of the same repository.
     #[arg(long, value_name = "DIR", requires = "metadata_url")]
@@ -470,6 +484,9 @@ pub fn run(args: Args) -> i32 {
                     threads: args.prefetch,
                     ..Default::default()
                 },
+                lazy_fetch: args
+                    .lazy_fetch
+                    .then(|| (!args.chunks_url.is_empty()).then(|| args.chunks_url.clone())),
             };
             (MountOptions::remote(&mountpoint, remote, &state_dir), from)
         }

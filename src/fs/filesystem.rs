@@ -53,6 +53,7 @@ use super::fetch::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
 use super::inodes::{same_content, Inodes, Node, ROOT};
+use super::lazyremote::{LazyError, LazyRemote};
 use super::listing::{DirEntry, DirHandle, Listing, ListingError, ListingKey, Listings};
 use super::openers::Openers;
 use super::prefetch::{Item as PrefetchItem, Outcome as PrefetchOutcome, Prefetcher};
@@ -190,6 +191,8 @@ struct Handle {
 struct ChunkedFile {
     tree: Arc<TrustedTree>,
     path: OsString,
+    /// What the metadata signed for it (a lazy remote read names the target by it).
+    info: TargetInfo,
 }
 
 /// Content ready for an open: the object (acquired from the store) or the trusted tree.
@@ -231,6 +234,10 @@ pub(super) struct Core {
     /// Chunk-verified reads: open handles per [`pool_key`] (the descriptor is closed with the
     /// last).
     backing_handles: Mutex<HashMap<String, usize>>,
+    /// Remote mount with `--lazy-fetch`: outboards and range fetches (`lazyremote.rs`).
+    lazy: Option<LazyRemote>,
+    /// Remote mount with `--lazy-fetch`: the sparse partial files, by tree key.
+    partial_files: ReadFiles<std::fs::File>,
     /// Files shorter than this are served in userspace with FOPEN_KEEP_CACHE even when
     /// passthrough is available (fewer syscalls per open; reads come from the page cache).
     passthrough_min_size: u64,
@@ -435,6 +442,7 @@ impl Core {
         content: Content,
         store: ObjectStore,
         counters: Arc<Counters>,
+        lazy: Option<LazyRemote>,
     ) -> Core {
         let generation =
             Generation::new(1, index, options.metadata.clone(), options.metadata_expires);
@@ -474,6 +482,8 @@ impl Core {
             chunks,
             backing_files: ReadFiles::for_this_process(),
             backing_handles: Mutex::new(HashMap::new()),
+            lazy,
+            partial_files: ReadFiles::for_this_process(),
             passthrough_min_size: options.passthrough_min_size,
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -1061,6 +1071,19 @@ impl Core {
             Content::Backing(b) => b,
             Content::Remote(mirrors) => {
                 let p = path.to_str().ok_or(SourceError::BadName)?;
+                if let (Some(lazy), Some(_)) = (&self.lazy, info.chunk_root) {
+                    let key = tree_key(info);
+                    match lazy.tree(&key, info) {
+                        Ok(Some(tree)) => {
+                            return Ok(Ready {
+                                object: key,
+                                chunks: Some(tree),
+                            })
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(Fault::eio(FaultKind::Network, e).into()),
+                    }
+                }
                 fetch_into_cache(mirrors, &self.store, p, info, name, false)?;
                 self.counters.fetches.fetch_add(1, Ordering::Relaxed);
                 return Ok(Ready {
@@ -1163,6 +1186,19 @@ impl Core {
             });
         }
         let name = object_name(info);
+        if let (Some(lazy), Some(_), Content::Remote(_)) =
+            (&self.lazy, info.chunk_root, &self.content)
+        {
+            if !self.store.contains(&name) {
+                let key = tree_key(info);
+                let tree = lazy.cached(&key)?;
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Some(Ready {
+                    object: key,
+                    chunks: Some(tree),
+                });
+            }
+        }
         let ready = match &self.content {
             Content::Remote(_) => self.store.acquire(&name, info.length),
             Content::Backing(b) => {
@@ -1344,7 +1380,10 @@ impl Core {
         // meanwhile, what this open verified may no longer be what is in force.
         let now_gen = self.generation();
         if now_gen.number != gen.number {
-            let still = now_gen.target(path).map(|i| self.content_key(&i));
+            let still = now_gen.target(path).map(|i| match chunks {
+                Some(_) => tree_key(&i),
+                None => self.content_key(&i),
+            });
             if still.as_deref() != Some(object.as_str()) {
                 release(&object);
                 return Err(Errno::ESTALE);
@@ -1404,6 +1443,7 @@ impl Core {
         let chunks = chunks.map(|tree| ChunkedFile {
             tree,
             path: path.to_owned(),
+            info: info.clone(),
         });
         lock(&self.handles).insert(
             fh,
@@ -1530,6 +1570,72 @@ impl Core {
                 );
                 self.deny_op("read", who, &self.generation(), &c.path, &d);
                 Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// A lazy remote read (`--lazy-fetch`): the chunks come from the partial file or, those it
+    /// lacks, from a range request; every one is checked. Wrong bytes from every mirror that
+    /// delivered: `DENY read` (EIO); none could deliver: `ERROR read` (EIO).
+    fn read_lazy(
+        &self,
+        who: Caller,
+        mirrors: &Mirrors,
+        key: &str,
+        c: &ChunkedFile,
+        offset: u64,
+        size: u32,
+    ) -> Result<VerifiedBytes, Errno> {
+        let Some(lazy) = &self.lazy else {
+            return Err(Errno::EIO);
+        };
+        let gen = self.generation();
+        let data = self
+            .partial_files
+            .get(key, || lazy.data_file(key, c.tree.length()))
+            .map_err(|e| {
+                let f = Fault::io("opening the cache's partial file", &e);
+                self.fault_op("read", who, &gen, &c.path, &f);
+                Errno::from_i32(f.errno)
+            })?;
+        let path = c.path.to_string_lossy();
+        let mut cache_fault = |e: std::io::Error| {
+            let f = Fault::io(
+                "writing fetched chunks to the cache (served all the same)",
+                &e,
+            );
+            self.counters.fault(f.kind, f.detail.clone());
+            log_event!("ERROR lazy fetch {path:?}: {}", f.detail);
+        };
+        let got = lazy.read(
+            mirrors,
+            &path,
+            &c.info,
+            &c.tree,
+            &data,
+            offset,
+            size,
+            &mut cache_fault,
+        );
+        match got {
+            Ok(bytes) => Ok(bytes),
+            Err(LazyError::Refused(why)) => {
+                let d = Denial::new(
+                    DenyReason::Altered,
+                    format_args!("{why}; the read fails with EIO, nothing of it was kept"),
+                );
+                self.deny_op("read", who, &gen, &c.path, &d);
+                Err(Errno::EIO)
+            }
+            Err(LazyError::Unavailable(why)) => {
+                let f = Fault::eio(FaultKind::Network, why);
+                self.fault_op("read", who, &gen, &c.path, &f);
+                Err(Errno::EIO)
+            }
+            Err(LazyError::Cache(e)) => {
+                let f = Fault::io("reading the cache's partial file", &e);
+                self.fault_op("read", who, &gen, &c.path, &f);
+                Err(Errno::from_i32(f.errno))
             }
         }
     }
@@ -1927,9 +2033,10 @@ impl Filesystem for TrustFs {
             return;
         };
         let who = Caller::of(req);
-        let result = match chunks {
-            Some(c) => self.read_chunked(who, &object, &c, offset, size),
-            None => self.read_stored(who, &object, offset, size),
+        let result = match (chunks, &self.content) {
+            (Some(c), Content::Remote(m)) => self.read_lazy(who, m, &object, &c, offset, size),
+            (Some(c), _) => self.read_chunked(who, &object, &c, offset, size),
+            (None, _) => self.read_stored(who, &object, offset, size),
         };
         match result {
             Ok(bytes) => reply_verified(reply, &self.counters, &bytes),

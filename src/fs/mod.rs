@@ -44,6 +44,7 @@ pub mod freshness;
 mod fusermount;
 mod gate;
 mod inodes;
+pub mod lazyremote;
 pub mod limits;
 mod listing;
 pub mod log;
@@ -98,6 +99,9 @@ pub struct RemoteOptions {
     pub http: crate::trust::HttpOptions,
     /// Background download of a directory's small files after its first uncached open.
     pub prefetch: prefetch::PrefetchOptions,
+    /// Fetch only the chunks that are read (targets with a signed chunk root and a published
+    /// outboard), from these chunk bases (one per targets URL; None: `chunks/` next to each).
+    pub lazy_fetch: Option<Option<Vec<String>>>,
 }
 
 /// How the mount is set up.
@@ -541,8 +545,22 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
             (filesystem::Content::Remote(mirrors), store)
         }
     };
+    let lazy = match &options.source {
+        ContentSource::Remote(remote) => match &remote.lazy_fetch {
+            Some(bases) => {
+                let bases = bases.clone().unwrap_or_else(|| {
+                    lazyremote::LazyRemote::default_chunk_bases(&remote.targets_urls)
+                });
+                let l = lazyremote::LazyRemote::new(&bases, remote.http.clone(), &remote.cache_dir)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Some(l)
+            }
+            None => None,
+        },
+        ContentSource::Backing(_) => None,
+    };
     let core = Arc::new(filesystem::Core::new(
-        &options, index, content, store, counters,
+        &options, index, content, store, counters, lazy,
     ));
     let fs = filesystem::TrustFs::new(core.clone());
 

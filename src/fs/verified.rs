@@ -66,6 +66,11 @@ impl TrustedTree {
         self.tree.outboard()
     }
 
+    /// Whether `data` is chunk `index` of the file (a check only: it makes no [`VerifiedBytes`]).
+    pub fn chunk_matches(&self, index: u64, data: &[u8]) -> bool {
+        usize::try_from(index).is_ok_and(|i| self.tree.chunk_matches(i, data))
+    }
+
     /// Memory it holds (for the cache bound).
     pub fn bytes(&self) -> usize {
         self.tree.leaves.len() * 32 + 64
@@ -175,6 +180,46 @@ pub fn read_chunks(
 
 /// The receiver of verified blocks of a whole-file pass (it runs on a thread of its own).
 pub type Sink<'a> = &'a mut (dyn FnMut(u64, &VerifiedBytes) + Send);
+
+/// `buf` holds chunks `first ..` of the file `tree` describes (whole chunks, the last one may end
+/// the file), assembled from anywhere (a cache file, the network): every chunk is checked, and the
+/// bytes `offset .. offset + size` (clipped to the file) come back verified.
+pub fn check_buffer(
+    tree: &TrustedTree,
+    first: u64,
+    buf: Vec<u8>,
+    offset: u64,
+    size: u32,
+) -> Result<VerifiedBytes, ChunkError> {
+    let length = tree.length();
+    if offset >= length || size == 0 {
+        return Ok(VerifiedBytes::empty());
+    }
+    let cs = u64::from(CHUNK_SIZE);
+    let start = first.saturating_mul(cs);
+    let end = offset.saturating_add(u64::from(size)).min(length);
+    let covered = start.saturating_add(buf.len() as u64);
+    if offset < start || end > covered {
+        return Err(ChunkError::Differs {
+            offset,
+            detail: "the assembled chunks do not cover the read".into(),
+        });
+    }
+    for (i, chunk) in buf.chunks(CHUNK_SIZE as usize).enumerate() {
+        let index = first + i as u64;
+        if !tree.chunk_matches(index, chunk) {
+            return Err(ChunkError::Differs {
+                offset: index * cs,
+                detail: format!("chunk {index} differs from the signed chunk root"),
+            });
+        }
+    }
+    Ok(VerifiedBytes {
+        buf,
+        start: (offset - start) as usize,
+        end: (end - start) as usize,
+    })
+}
 
 /// Check the whole file against `tree`, chunks hashed on `threads` threads; each verified block
 /// is handed to `sink` (offset, bytes) on a second thread while the next block is read and

@@ -130,6 +130,49 @@ impl Mirrors {
     }
 }
 
+impl Mirrors {
+    /// Open `name` exactly as given (an outboard under a chunks base) on mirror `i`, expecting
+    /// about `expected` bytes. Errors in words, naming the URL.
+    pub fn open_plain(
+        &self,
+        i: usize,
+        name: &str,
+        expected: u64,
+    ) -> Result<Box<dyn Read + Send>, String> {
+        let fetcher = self
+            .fetchers
+            .get(i)
+            .ok_or_else(|| format!("no mirror number {i}"))?;
+        match fetcher.open(name, expected) {
+            Ok(Some((reader, _))) => Ok(reader),
+            Ok(None) => Err(format!("{}: not found", fetcher.url(name))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Open bytes `start .. start + len` of the target `path` on mirror `i` (an HTTP range
+    /// request; see [`crate::trust::HttpFetcher::open_range`]).
+    pub fn open_range(
+        &self,
+        i: usize,
+        path: &str,
+        info: &TargetInfo,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, String> {
+        let fetcher = self
+            .fetchers
+            .get(i)
+            .ok_or_else(|| format!("no mirror number {i}"))?;
+        let name = request_name(path, info, self.consistent_snapshot);
+        match fetcher.open_range(&name, start, len) {
+            Ok(Some(reader)) => Ok(reader),
+            Ok(None) => Err(format!("{}: not found", fetcher.url(&name))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// The name under which the repository stores `path`: with consistent snapshots
 /// `dir/<hash>.<basename>` (sha256 if listed, else the first listed algorithm), else `path`.
 pub fn request_name(path: &str, info: &TargetInfo, consistent_snapshot: bool) -> String {

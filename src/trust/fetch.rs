@@ -602,11 +602,12 @@ impl HttpFetcher {
                     };
                     return Err(io_err(&url, format!("HTTP status 401 ({hint})")));
                 }
-                (400, _) if self.origin.scheme == "https"
-                    && resp
-                        .headers()
-                        .get("content-type")
-                        .is_some_and(|v| v.as_bytes().starts_with(b"text/html")) =>
+                (400, _)
+                    if self.origin.scheme == "https"
+                        && resp
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"text/html")) =>
                 {
                     // nginx answers a missing or refused client certificate with a 400 page.
                     return Err(io_err(
@@ -766,9 +767,7 @@ mod tests {
 
     /// A one-shot HTTP server on 127.0.0.1 answering each connection with the next canned
     /// response; returns its base URL and the request heads it saw.
-    fn canned(
-        answers: Vec<Vec<u8>>,
-    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    fn canned(answers: Vec<Vec<u8>>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use std::io::{BufRead, BufReader, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}/", l.local_addr().unwrap());
@@ -839,8 +838,16 @@ mod tests {
             .read_to_end(&mut got)
             .unwrap();
         assert_eq!(got, body);
-        assert!(seen.lock().unwrap()[0].contains("range: bytes=100-109"), "{seen:?}");
-        for what in ["ignores byte ranges", "the answer is for \"bytes 101-110", "the answer is for \"\"", "announced as 11"] {
+        assert!(
+            seen.lock().unwrap()[0].contains("range: bytes=100-109"),
+            "{seen:?}"
+        );
+        for what in [
+            "ignores byte ranges",
+            "the answer is for \"bytes 101-110",
+            "the answer is for \"\"",
+            "announced as 11",
+        ] {
             let e = f.open_range("t", 100, 10).err().unwrap().to_string();
             assert!(e.contains(what), "{what}: {e}");
         }
