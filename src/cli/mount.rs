@@ -74,7 +74,7 @@ pub struct Args {
     pub mirror: Vec<String>,
     /// Remote: fetch only what is read. For a target with a signed chunk root whose outboard the
     /// chunk mirrors have, the open fetches the outboard (32 bytes per 64 KiB) and each read
-    /// fetches the chunks it lacks with an HTTP range request (at least 4 MiB, aligned), checks
+    /// fetches the chunks it lacks with an HTTP range request (up to the next 4 MiB boundary), checks
     /// every chunk, and keeps them in a sparse file in --cache (`partial/`; resumed after a
     /// restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
     /// the read fails with EIO. Other targets are downloaded whole. Partial files are not counted

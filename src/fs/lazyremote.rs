@@ -7,7 +7,7 @@
 //! `partial/<key>.data`; every chunk is checked against the tree on every read, so a chunk that is
 //! missing (a hole), torn by a crash or damaged is simply fetched again: crash safety needs no
 //! fsync and no separate record of what is there. Missing chunks are fetched in one HTTP range
-//! request per read, widened to an aligned [`WINDOW`]; each fetched chunk is checked before
+//! request per read, widened to the next [`WINDOW`] boundary; each fetched chunk is checked before
 //! anything from that mirror is kept or served. A mirror that ignores ranges, answers another
 //! range, sends fewer bytes or other bytes is skipped for the next one; if none delivers, the
 //! read fails with `EIO` (a `DENY read` when some mirror delivered wrong bytes, an `ERROR read`
@@ -17,9 +17,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::lock;
 use super::store::{open_owned_dir, openat, renameat, unlinkat};
@@ -32,8 +34,8 @@ use crate::trust::{FetchError, HttpOptions};
 /// Bytes fetched at least per request: reads are widened to this aligned window.
 pub const WINDOW: u64 = 4 << 20;
 
-/// Trees kept in memory (by count; 1 GiB of content is 512 KiB of tree).
-const TREES_IN_MEMORY: usize = 256;
+/// Memory for trees kept (1 GiB of content is 512 KiB of tree); all are dropped beyond.
+const TREES_BYTES: usize = 64 << 20;
 
 /// The magic of a kept outboard file.
 const TREE_MAGIC: &[u8] = b"trustfs-outboard/1\n";
@@ -53,8 +55,20 @@ pub struct LazyRemote {
     chunks: Mirrors,
     dir: File,
     trees: Mutex<HashMap<String, Arc<TrustedTree>>>,
-    /// One fetch at a time per file (by its root).
-    fetching: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
+    /// One fetch at a time per file (by its root), with the last failed fetch's answer: readers
+    /// that waited behind a failure get it instead of repeating the doomed requests one by one.
+    fetching: Mutex<HashMap<[u8; 32], Gate>>,
+}
+
+/// One file's fetch lock, holding the last failed fetch.
+type Gate = Arc<Mutex<Option<Failed>>>;
+
+/// A fetch that failed: when it ended and why.
+#[derive(Clone)]
+struct Failed {
+    at: Instant,
+    refused: bool,
+    why: String,
 }
 
 impl LazyRemote {
@@ -67,12 +81,18 @@ impl LazyRemote {
     ) -> Result<LazyRemote, String> {
         let chunks = Mirrors::new(chunk_bases, false, http)?;
         let dir = cache.join("partial");
-        match std::fs::DirBuilder::new().create(&dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("{}: {e}", dir.display())),
         }
         let dir = open_owned_dir(&dir).map_err(|e| e.to_string())?;
+        // Temporaries of a daemon that died while keeping an outboard.
+        if let Ok(names) = super::store::list_names(&dir) {
+            for n in names.iter().filter(|n| n.starts_with("new.")) {
+                let _ = unlinkat(&dir, n);
+            }
+        }
         Ok(LazyRemote {
             chunks,
             dir,
@@ -87,8 +107,11 @@ impl LazyRemote {
             .iter()
             .map(|u| {
                 let trimmed = u.trim_end_matches('/');
-                match trimmed.rsplit_once('/') {
-                    Some((parent, _)) => format!("{parent}/chunks/"),
+                // Only a path component is replaced: `https://host/` has none (its sibling
+                // would be another host), so the chunks live below it.
+                let path_start = trimmed.find("://").map_or(0, |i| i + 3);
+                match trimmed[path_start..].rfind('/') {
+                    Some(i) => format!("{}/chunks/", &trimmed[..path_start + i]),
                     None => format!("{trimmed}/chunks/"),
                 }
             })
@@ -120,7 +143,7 @@ impl LazyRemote {
         };
         let tree = Arc::new(tree);
         let mut trees = lock(&self.trees);
-        if trees.len() >= TREES_IN_MEMORY {
+        if trees.values().map(|t| t.bytes()).sum::<usize>() + tree.bytes() > TREES_BYTES {
             trees.clear();
         }
         trees.insert(key.to_owned(), tree.clone());
@@ -248,6 +271,7 @@ impl LazyRemote {
                 .collect())
         };
         let mut lacking = missing(&mut buf)?;
+        let arrived = Instant::now();
         // One fetch at a time per file (readahead sends several READs at once; they would fetch
         // the same window twice): after waiting, look again.
         let gate = (!lacking.is_empty()).then(|| {
@@ -257,10 +281,19 @@ impl LazyRemote {
             }
             gates
                 .entry(tree_id(tree))
-                .or_insert_with(|| Arc::new(Mutex::new(())))
+                .or_insert_with(|| Arc::new(Mutex::new(None)))
                 .clone()
         });
-        let _held = gate.as_ref().map(|m| lock(m));
+        let mut held = gate.as_ref().map(|m| lock(m));
+        if let Some(last) = held.as_ref().and_then(|h| (**h).clone()) {
+            // A fetch that ended while this read waited failed: the same answer, at once.
+            if last.at > arrived {
+                return Err(match last.refused {
+                    true => LazyError::Refused(last.why),
+                    false => LazyError::Unavailable(last.why),
+                });
+            }
+        }
         if gate.is_some() {
             lacking = missing(&mut buf)?;
         }
@@ -269,7 +302,22 @@ impl LazyRemote {
             let per = WINDOW / cs;
             let w_end = (m1 + 1).max(m0 - m0 % per + per).min(n);
             let (w_start, w_stop) = (m0 * cs, (w_end * cs).min(length));
-            let fetched = self.fetch_range(targets, path, info, tree, w_start, w_stop - w_start)?;
+            let fetched =
+                match self.fetch_range(targets, path, info, tree, w_start, w_stop - w_start) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        if let (Some(h), LazyError::Refused(why) | LazyError::Unavailable(why)) =
+                            (held.as_mut(), &e)
+                        {
+                            **h = Some(Failed {
+                                at: Instant::now(),
+                                refused: matches!(e, LazyError::Refused(_)),
+                                why: why.clone(),
+                            });
+                        }
+                        return Err(e);
+                    }
+                };
             if let Err(e) = data.write_all_at(&fetched, w_start) {
                 cache_fault(e);
             }
@@ -368,5 +416,29 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 impl From<FetchError> for LazyError {
     fn from(e: FetchError) -> LazyError {
         LazyError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outboards_default_to_chunks_next_to_the_targets_and_never_to_another_host() {
+        let bases = LazyRemote::default_chunk_bases(&[
+            "https://m.example/repo/targets/".into(),
+            "https://m.example/targets".into(),
+            "https://m.example/".into(),
+            "http://127.0.0.1:8080".into(),
+        ]);
+        assert_eq!(
+            bases,
+            [
+                "https://m.example/repo/chunks/",
+                "https://m.example/chunks/",
+                "https://m.example/chunks/",
+                "http://127.0.0.1:8080/chunks/",
+            ]
+        );
     }
 }
