@@ -18,7 +18,7 @@ mod nginx;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -1655,4 +1655,60 @@ fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
         sent < 40 << 20,
         "{sent} bytes fetched again: the first half was not kept\n{log}"
     );
+}
+
+/// A mirror that stalls every range request: concurrent readers of one file wait behind one
+/// fetch, and when it fails they get its answer (EIO, a network fault) instead of each repeating
+/// the stalled request after the other.
+#[test]
+fn lazy_fetch_readers_behind_a_stalled_mirror_share_its_failure() {
+    let (w, _data) = big_world("lazystall");
+    let server = Nginx::start(&w.repo);
+    let hostile = HttpServer::serve(w.repo.clone());
+    let target = std::fs::read_dir(w.repo.join("targets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".big.bin"))
+        .unwrap();
+    let target = format!("targets/{target}");
+    hostile.set(&target, Behaviour::DripHeaders(Duration::from_millis(500)));
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[hostile.url("targets")],
+            &["--lazy-fetch", "--http-timeout", "2s"],
+        )
+        .unwrap();
+    // O_DIRECT: one READ per pread, no readahead and no kernel retry of a failed page.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(w.at("big.bin"))
+        .unwrap();
+    let f = std::sync::Arc::new(f);
+    let readers: Vec<_> = (0..6u64)
+        .map(|i| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                errno_of(f.read_exact_at(&mut buf, (i * 8 + 1) << 20))
+            })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), libc::EIO);
+    }
+    drop(f);
+    let asked = hostile
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| **p == target)
+        .count();
+    let log = d.stop();
+    assert!(asked <= 3, "{asked} range requests for 6 readers:\n{log}");
+    assert_no_denial(&log);
+    assert!(log.contains("ERROR read \"big.bin\""), "{log}");
 }
