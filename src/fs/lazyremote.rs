@@ -261,7 +261,8 @@ impl LazyRemote {
         let stop = ((last + 1) * cs).min(length);
         let mut buf = vec![0u8; (stop - start) as usize];
         let missing = |buf: &mut [u8]| -> Result<Vec<u64>, LazyError> {
-            read_at_most(data, buf, start).map_err(LazyError::Cache)?;
+            // As far as the file goes; the rest stays zero and fails its check.
+            verified::read_full_at(data, buf, start).map_err(LazyError::Cache)?;
             Ok((first..=last)
                 .filter(|&i| {
                     let a = ((i - first) * cs) as usize;
@@ -397,20 +398,6 @@ impl LazyRemote {
 
 fn tree_id(tree: &TrustedTree) -> [u8; 32] {
     tree.root()
-}
-
-/// Fill `buf` from `offset` as far as the file goes (the rest stays zero).
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl From<FetchError> for LazyError {

@@ -144,9 +144,8 @@ pub fn read_chunks(
     let cs = u64::from(CHUNK_SIZE);
     let end = offset.saturating_add(u64::from(size)).min(length);
     let first = offset / cs;
-    let last = (end - 1) / cs;
     let start = first * cs;
-    let stop = ((last + 1) * cs).min(length);
+    let stop = ((end - 1) / cs + 1).saturating_mul(cs).min(length);
     let mut buf = vec![0u8; (stop - start) as usize];
     let got = read_full_at(file, &mut buf, start).map_err(ChunkError::Io)?;
     if got < buf.len() {
@@ -158,24 +157,7 @@ pub fn read_chunks(
             ),
         });
     }
-    for (i, chunk) in buf.chunks(CHUNK_SIZE as usize).enumerate() {
-        let index = first + i as u64;
-        if !tree.tree.chunk_matches(index as usize, chunk) {
-            return Err(ChunkError::Differs {
-                offset: index * cs,
-                detail: format!(
-                    "chunk {index} (bytes {}..{}) differs from the signed chunk root",
-                    index * cs,
-                    index * cs + chunk.len() as u64
-                ),
-            });
-        }
-    }
-    Ok(VerifiedBytes {
-        buf,
-        start: (offset - start) as usize,
-        end: (end - start) as usize,
-    })
+    check_buffer(tree, first, buf, offset, size)
 }
 
 /// The receiver of verified blocks of a whole-file pass (it runs on a thread of its own).
@@ -210,7 +192,11 @@ pub fn check_buffer(
         if !tree.chunk_matches(index, chunk) {
             return Err(ChunkError::Differs {
                 offset: index * cs,
-                detail: format!("chunk {index} differs from the signed chunk root"),
+                detail: format!(
+                    "chunk {index} (bytes {}..{}) differs from the signed chunk root",
+                    index * cs,
+                    index * cs + chunk.len() as u64
+                ),
             });
         }
     }
@@ -420,7 +406,7 @@ fn leaves_of(block: &[u8], threads: usize) -> Vec<[u8; 32]> {
 }
 
 /// Fill `buf` from `offset`; fewer bytes only at end of file.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(super) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read_at(&mut buf[filled..], offset + filled as u64) {
