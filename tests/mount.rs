@@ -665,8 +665,8 @@ fn the_read_reply_takes_only_verified_bytes() {
         .filter(|l| l.contains("VerifiedBytes {"))
         .filter(|l| !["struct ", "impl ", "fn "].iter().any(|k| l.contains(k)))
         .count();
-    // `empty`, `verify_whole`, `check_buffer` (which `read_chunks` uses), `read_stored`; no other
-    // module can make one (the fields are private).
+    // `empty`, `check_block` (of `verify_whole`), `check_buffer` (which `read_chunks` uses),
+    // `read_stored`; no other module can make one (the fields are private).
     assert_eq!(makers, 4, "a new way to make VerifiedBytes needs review");
 }
 

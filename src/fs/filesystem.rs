@@ -181,16 +181,21 @@ pub(super) struct SecondRound {
 struct Handle {
     /// The object's name, or (chunk-verified reads) the tree's key.
     object: String,
-    chunks: Option<ChunkedFile>,
+    chunks: Option<Arc<ChunkedFile>>,
     /// Keeps the kernel's backing file registered while this handle is open (passthrough).
     _backing: Option<Arc<BackingId>>,
 }
 
-/// What a chunk-verified handle reads: the backing file at `path`, checked against `tree`.
-#[derive(Clone, Debug)]
+/// What a chunk-verified handle reads: the backing file at `path`, checked against `tree`. Made
+/// once at open and shared by the handle's reads (nothing is cloned or encoded per READ).
+#[derive(Debug)]
 struct ChunkedFile {
     tree: Arc<TrustedTree>,
     path: OsString,
+    /// The tree's key ([`tree_key`]): a lazy remote read's partial file.
+    key: String,
+    /// The backing descriptor's key in the pool ([`pool_key`]).
+    pool_key: String,
     /// What the metadata signed for it (a lazy remote read names the target by it).
     info: TargetInfo,
 }
@@ -1435,15 +1440,16 @@ impl Core {
             Some(_) => FopenFlags::FOPEN_NOFLUSH,
             None => FopenFlags::FOPEN_NOFLUSH | FopenFlags::FOPEN_KEEP_CACHE,
         };
-        if chunks.is_some() {
-            *lock(&self.backing_handles)
-                .entry(pool_key(&object, path))
-                .or_default() += 1;
-        }
-        let chunks = chunks.map(|tree| ChunkedFile {
-            tree,
-            path: path.to_owned(),
-            info: info.clone(),
+        let chunks = chunks.map(|tree| {
+            let key = pool_key(&object, path);
+            *lock(&self.backing_handles).entry(key.clone()).or_default() += 1;
+            Arc::new(ChunkedFile {
+                tree,
+                path: path.to_owned(),
+                pool_key: key,
+                key: object.clone(),
+                info: info.clone(),
+            })
         });
         lock(&self.handles).insert(
             fh,
@@ -1486,7 +1492,6 @@ impl Core {
     fn read_chunked(
         &self,
         who: Caller,
-        key: &str,
         c: &ChunkedFile,
         offset: u64,
         size: u32,
@@ -1496,7 +1501,7 @@ impl Core {
         };
         // One descriptor per (content, path): a path whose file changed never costs another
         // path with the same content its reads.
-        let pool_key = pool_key(key, &c.path);
+        let pool_key = &c.pool_key;
         let mut why = None;
         let opened = self.backing_files.get(&pool_key, || {
             backing.open_file(&c.path).map(|b| b.file).map_err(|e| {
@@ -1552,7 +1557,7 @@ impl Core {
             }
             Err(ChunkError::Differs { offset, detail }) => {
                 // The next read opens the path again (the file may have been put back).
-                self.backing_files.close(&pool_key);
+                self.backing_files.close(pool_key);
                 // Checked whole at open: it changed since. Lazy: it may never have been right.
                 let whole = self
                     .chunks
@@ -1581,7 +1586,6 @@ impl Core {
         &self,
         who: Caller,
         mirrors: &Mirrors,
-        key: &str,
         c: &ChunkedFile,
         offset: u64,
         size: u32,
@@ -1592,7 +1596,7 @@ impl Core {
         let gen = self.generation();
         let data = self
             .partial_files
-            .get(key, || lazy.data_file(key, c.tree.length()))
+            .get(&c.key, || lazy.data_file(&c.key, c.tree.length()))
             .map_err(|e| {
                 let f = Fault::io("opening the cache's partial file", &e);
                 self.fault_op("read", who, &gen, &c.path, &f);
@@ -2025,18 +2029,19 @@ impl Filesystem for TrustFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some((object, chunks)) = lock(&self.handles)
-            .get(&fh.0)
-            .map(|h| (h.object.clone(), h.chunks.clone()))
-        else {
+        // What the handle reads from, taken without copying more than a pointer for chunk reads.
+        let Some(from) = lock(&self.handles).get(&fh.0).map(|h| match &h.chunks {
+            Some(c) => Ok(c.clone()),
+            None => Err(h.object.clone()),
+        }) else {
             reply.error(Errno::EBADF);
             return;
         };
         let who = Caller::of(req);
-        let result = match (chunks, &self.content) {
-            (Some(c), Content::Remote(m)) => self.read_lazy(who, m, &object, &c, offset, size),
-            (Some(c), _) => self.read_chunked(who, &object, &c, offset, size),
-            (None, _) => self.read_stored(who, &object, offset, size),
+        let result = match (from, &self.content) {
+            (Ok(c), Content::Remote(m)) => self.read_lazy(who, m, &c, offset, size),
+            (Ok(c), _) => self.read_chunked(who, &c, offset, size),
+            (Err(object), _) => self.read_stored(who, &object, offset, size),
         };
         match result {
             Ok(bytes) => reply_verified(reply, &self.counters, &bytes),
@@ -2060,15 +2065,15 @@ impl Filesystem for TrustFs {
             if let Some(c) = &h.chunks {
                 // The last handle of a backing file: its descriptor need not wait for LRU (a
                 // deleted file's space is given back).
-                let key = pool_key(&object, &c.path);
+                let key = &c.pool_key;
                 let mut open = lock(&self.backing_handles);
-                let last = open.get_mut(&key).is_none_or(|n| {
+                let last = open.get_mut(key).is_none_or(|n| {
                     *n = n.saturating_sub(1);
                     *n == 0
                 });
                 if last {
-                    open.remove(&key);
-                    self.backing_files.close(&key);
+                    open.remove(key);
+                    self.backing_files.close(key);
                 }
             }
             let stored = h.chunks.is_none();

@@ -219,6 +219,14 @@ pub fn verify_whole(
     sink: Sink<'_>,
 ) -> Result<(), ChunkError> {
     let length = tree.length();
+    if length <= BLOCK as u64 {
+        // One block (most files): checked and handed on here, no thread, no 4 MiB buffer.
+        if length > 0 {
+            let block = check_block(tree, file, vec![0u8; length as usize], 0, threads)?;
+            sink(0, &block);
+        }
+        return Ok(());
+    }
     // Blocks go to the sink thread and their buffers come back: three in flight at most.
     let (to_sink, blocks) = std::sync::mpsc::sync_channel::<(u64, VerifiedBytes)>(1);
     let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -242,47 +250,62 @@ pub fn verify_whole(
                 }
                 Err(_) => returned.recv().unwrap_or_else(|_| vec![0u8; BLOCK]),
             };
-            let want = (length - offset).min(BLOCK as u64) as usize;
-            let got = read_full_at(file, &mut buf[..want], offset).map_err(ChunkError::Io)?;
-            if got < want {
-                return Err(ChunkError::Differs {
-                    offset: offset + got as u64,
-                    detail: format!(
-                        "the backing file ends at byte {}, before the signed length {length}",
-                        offset + got as u64
-                    ),
-                });
-            }
-            let first = (offset / u64::from(CHUNK_SIZE)) as usize;
-            let leaves = leaves_of(&buf[..want], threads);
-            if leaves.len() != want.div_ceil(CHUNK_SIZE as usize) {
-                return Err(ChunkError::Io(io::Error::other(
-                    "internal error: a block's chunks were not all hashed",
-                )));
-            }
-            for (i, leaf) in leaves.iter().enumerate() {
-                if tree.tree.leaves.get(first + i) != Some(leaf) {
-                    let at = (first + i) as u64 * u64::from(CHUNK_SIZE);
-                    return Err(ChunkError::Differs {
-                        offset: at,
-                        detail: format!(
-                            "chunk {} (from byte {at}) differs from the signed chunk root",
-                            first + i
-                        ),
-                    });
-                }
-            }
-            let block = VerifiedBytes {
-                buf,
-                start: 0,
-                end: want,
-            };
+            buf.resize((length - offset).min(BLOCK as u64) as usize, 0);
+            let block = check_block(tree, file, buf, offset, threads)?;
+            let done = block.end as u64;
             if to_sink.send((offset, block)).is_err() {
                 break;
             }
-            offset += want as u64;
+            offset += done;
         }
         Ok(())
+    })
+}
+
+/// Read `buf.len()` bytes at `offset` (a chunk boundary) into `buf` and check every chunk
+/// against `tree`, hashed on up to `threads` threads.
+fn check_block(
+    tree: &TrustedTree,
+    file: &File,
+    mut buf: Vec<u8>,
+    offset: u64,
+    threads: usize,
+) -> Result<VerifiedBytes, ChunkError> {
+    let length = tree.length();
+    let want = buf.len();
+    let got = read_full_at(file, &mut buf, offset).map_err(ChunkError::Io)?;
+    if got < want {
+        return Err(ChunkError::Differs {
+            offset: offset + got as u64,
+            detail: format!(
+                "the backing file ends at byte {}, before the signed length {length}",
+                offset + got as u64
+            ),
+        });
+    }
+    let first = (offset / u64::from(CHUNK_SIZE)) as usize;
+    let leaves = leaves_of(&buf, threads);
+    if leaves.len() != want.div_ceil(CHUNK_SIZE as usize) {
+        return Err(ChunkError::Io(io::Error::other(
+            "internal error: a block's chunks were not all hashed",
+        )));
+    }
+    for (i, leaf) in leaves.iter().enumerate() {
+        if tree.tree.leaves.get(first + i) != Some(leaf) {
+            let at = (first + i) as u64 * u64::from(CHUNK_SIZE);
+            return Err(ChunkError::Differs {
+                offset: at,
+                detail: format!(
+                    "chunk {} (from byte {at}) differs from the signed chunk root",
+                    first + i
+                ),
+            });
+        }
+    }
+    Ok(VerifiedBytes {
+        buf,
+        start: 0,
+        end: want,
     })
 }
 
