@@ -1503,7 +1503,7 @@ impl Core {
         // path with the same content its reads.
         let pool_key = &c.pool_key;
         let mut why = None;
-        let opened = self.backing_files.get(&pool_key, || {
+        let opened = self.backing_files.get(pool_key, || {
             backing.open_file(&c.path).map(|b| b.file).map_err(|e| {
                 let io = match &e {
                     SourceError::Io(io) => std::io::Error::new(io.kind(), io.to_string()),
