@@ -317,7 +317,16 @@ impl Daemon {
             // SAFETY: kill with our own child's pid and a valid signal.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let st = c.wait().unwrap();
-            assert_eq!(st.code(), Some(0), "daemon exit: {}", self.log());
+            if st.code() != Some(0) {
+                // The status first and the log's end last: CI output keeps both ends of a long log.
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "daemon did not exit cleanly: {st:?}\n--- last lines of its log ---\n{}",
+                    tail.join("\n")
+                );
+            }
         }
         self.log()
     }
