@@ -301,7 +301,14 @@ impl LazyRemote {
         if let (Some(&m0), Some(&m1)) = (lacking.first(), lacking.last()) {
             let n = chunk_count(length);
             let per = WINDOW / cs;
-            let w_end = (m1 + 1).max(m0 - m0 % per + per).min(n);
+            // Widened up to the window boundary, but not over chunks written already: readahead
+            // sends READs out of order, and a window fetched from the middle must not be fetched
+            // again by the READ for its start (holes of the sparse file are what never came).
+            let mut w_end = (m0 - m0 % per + per).min(n);
+            if let Some(at) = next_data(data, (m1 + 1) * cs) {
+                w_end = w_end.min(at / cs);
+            }
+            let w_end = w_end.max(m1 + 1);
             let (w_start, w_stop) = (m0 * cs, (w_end * cs).min(length));
             let fetched =
                 match self.fetch_range(targets, path, info, tree, w_start, w_stop - w_start) {
@@ -394,6 +401,18 @@ impl LazyRemote {
             Err(LazyError::Refused(what))
         }
     }
+}
+
+/// The offset of the first written byte of `file` at or after `from` (`SEEK_DATA`); None when
+/// there is none (only holes up to the end) or the call fails. A filesystem without hole support
+/// reports everything as data, which only stops the widening of fetches.
+fn next_data(file: &File, from: u64) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let from = libc::off_t::try_from(from).ok()?;
+    // SAFETY: lseek on a descriptor `file` owns; it moves only that descriptor's offset, which
+    // nothing here uses (all I/O is positioned: pread/pwrite).
+    let at = unsafe { libc::lseek(file.as_raw_fd(), from, libc::SEEK_DATA) };
+    u64::try_from(at).ok()
 }
 
 fn tree_id(tree: &TrustedTree) -> [u8; 32] {
