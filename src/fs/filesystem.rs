@@ -97,7 +97,7 @@ pub(super) enum Content {
     /// A local backing directory: its tree is the namespace; files are copied and verified.
     Backing(BackingDir),
     /// A remote repository: the namespace is derived from the index; files are fetched.
-    Remote(Mirrors),
+    Remote(Arc<Mirrors>),
 }
 
 /// The metadata in force, and what is derived from it. Replaced as a whole by a switch.
@@ -1585,7 +1585,7 @@ impl Core {
     fn read_lazy(
         &self,
         who: Caller,
-        mirrors: &Mirrors,
+        mirrors: &Arc<Mirrors>,
         c: &ChunkedFile,
         offset: u64,
         size: u32,
@@ -1613,6 +1613,7 @@ impl Core {
         };
         let got = lazy.read(
             mirrors,
+            &c.key,
             &path,
             &c.info,
             &c.tree,

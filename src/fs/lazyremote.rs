@@ -18,14 +18,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::lock;
 use super::store::{open_owned_dir, openat, renameat, unlinkat};
-use super::verified::{self, TrustedTree, VerifiedBytes};
+use super::verified::{self, KeptChunks, TrustedTree, VerifiedBytes};
 use crate::chunks::{chunk_count, CHUNK_SIZE};
 use crate::index::TargetInfo;
 use crate::source::remote::Mirrors;
@@ -33,6 +33,12 @@ use crate::trust::{FetchError, HttpOptions};
 
 /// Bytes fetched at least per request: reads are widened to this aligned window.
 pub const WINDOW: u64 = 4 << 20;
+
+/// The largest window: a file read from start to end doubles its window up to this.
+const MAX_WINDOW: u64 = 32 << 20;
+
+/// Fetch threads at most (all files); beyond, a read fetches on its own thread.
+const MAX_FETCHERS: usize = 16;
 
 /// Memory for trees kept (1 GiB of content is 512 KiB of tree); all are dropped beyond.
 const TREES_BYTES: usize = 64 << 20;
@@ -55,20 +61,195 @@ pub struct LazyRemote {
     chunks: Mirrors,
     dir: File,
     trees: Mutex<HashMap<String, Arc<TrustedTree>>>,
-    /// One fetch at a time per file (by its root), with the last failed fetch's answer: readers
-    /// that waited behind a failure get it instead of repeating the doomed requests one by one.
-    fetching: Mutex<HashMap<[u8; 32], Gate>>,
+    /// Per partial file (by key): what it holds and its fetch.
+    partials: Mutex<HashMap<String, Arc<Partial>>>,
+    /// Fetch threads running.
+    running: Arc<AtomicUsize>,
 }
 
-/// One file's fetch lock, holding the last failed fetch.
-type Gate = Arc<Mutex<Option<Failed>>>;
+/// One partial file: the chunks it holds ([`KeptChunks`]) and its one running fetch.
+struct Partial {
+    kept: KeptChunks,
+    state: Mutex<FetchState>,
+    /// Signalled at every chunk a fetch keeps and when it ends.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// A fetch runs, up to (not including) this chunk. One at a time per file: readahead sends
+    /// several READs at once, and they would fetch the same window twice.
+    active: Option<u64>,
+    /// The last fetch that failed: readers that waited for it get its answer instead of
+    /// repeating the doomed requests one by one.
+    failed: Option<Failed>,
+    /// Where the last fetch stopped; a fetch that starts there continues a sequential read.
+    last_end: u64,
+    /// The size of the last window, in chunks (doubled while the reading is sequential).
+    window: u64,
+    /// Whether the last fetch continued a sequential read (the next window is then prefetched).
+    sequential: bool,
+}
 
 /// A fetch that failed: when it ended and why.
 #[derive(Clone)]
 struct Failed {
     at: Instant,
-    refused: bool,
+    kind: FailKind,
     why: String,
+}
+
+#[derive(Clone, Copy)]
+enum FailKind {
+    /// Every mirror that delivered sent other bytes.
+    Refused,
+    /// No mirror delivered.
+    Unavailable,
+    /// The partial file could not be written.
+    Cache,
+}
+
+/// A fetch of chunks `from .. until` of one partial file, marked running in its state. However
+/// it ends (done, failed, a thread that could not start, a panic), [`Drop`] clears the mark and
+/// wakes the readers waiting for it.
+struct Job {
+    partial: Arc<Partial>,
+    data: File,
+    from: u64,
+    until: u64,
+    started: bool,
+    /// How it ended: the chunk it reached and why it stopped short.
+    outcome: Option<(u64, Option<Failed>)>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let (reached, failed) = self.outcome.take().unwrap_or_else(|| {
+            let failed = self.started.then(|| Failed {
+                at: Instant::now(),
+                kind: FailKind::Unavailable,
+                why: "the fetch stopped before it ended (internal error)".into(),
+            });
+            (self.from, failed)
+        });
+        let mut st = lock(&self.partial.state);
+        st.active = None;
+        st.last_end = reached;
+        if failed.is_some() {
+            st.failed = failed;
+        }
+        self.partial.changed.notify_all();
+    }
+}
+
+/// What a fetch thread needs of the read that started it.
+struct Run {
+    targets: Arc<Mirrors>,
+    path: String,
+    info: TargetInfo,
+    tree: Arc<TrustedTree>,
+    running: Arc<AtomicUsize>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Run {
+    /// Stream the job's chunks from the first mirror that delivers them, each checked before it
+    /// is written and kept; a mirror that fails or sends another chunk hands over to the next
+    /// one at that chunk.
+    fn fetch(self, mut job: Job) {
+        let cs = u64::from(CHUNK_SIZE);
+        let length = self.tree.length();
+        let stop = (job.until * cs).min(length);
+        let mut at = job.from;
+        let (mut refused, mut unavailable) = (Vec::new(), Vec::new());
+        let mut cache = None;
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        'mirrors: for i in 0..self.targets.len() {
+            if at >= job.until {
+                break;
+            }
+            let start = at * cs;
+            let mut body =
+                match self
+                    .targets
+                    .open_range(i, &self.path, &self.info, start, stop - start)
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        unavailable.push(e);
+                        continue;
+                    }
+                };
+            while at < job.until {
+                let len = cs.min(length - at * cs) as usize;
+                if let Err(e) = body.read_exact(&mut buf[..len]) {
+                    unavailable.push(format!(
+                        "mirror {}: the range ended before byte {}: {e}",
+                        i + 1,
+                        at * cs + len as u64
+                    ));
+                    continue 'mirrors;
+                }
+                match job
+                    .partial
+                    .kept
+                    .write_checked(&self.tree, &job.data, at, &buf[..len])
+                {
+                    Ok(true) => {
+                        at += 1;
+                        // Readers waiting are woken every 1 MiB (and when the fetch ends): a
+                        // wake-up per chunk cost more than the chunk.
+                        if at % 16 == 0 {
+                            let _st = lock(&job.partial.state);
+                            job.partial.changed.notify_all();
+                        }
+                    }
+                    Ok(false) => {
+                        refused.push(format!(
+                            "mirror {}: chunk {at} (from byte {}) differs from the signed chunk root",
+                            i + 1,
+                            at * cs
+                        ));
+                        continue 'mirrors;
+                    }
+                    Err(e) => {
+                        cache = Some(e);
+                        break 'mirrors;
+                    }
+                }
+            }
+        }
+        let failed = if at >= job.until {
+            None
+        } else if let Some(e) = cache {
+            Some(Failed {
+                at: Instant::now(),
+                kind: FailKind::Cache,
+                why: e.to_string(),
+            })
+        } else {
+            let all = refused
+                .iter()
+                .chain(unavailable.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            Some(Failed {
+                at: Instant::now(),
+                kind: match refused.is_empty() {
+                    true => FailKind::Unavailable,
+                    false => FailKind::Refused,
+                },
+                why: format!("bytes {}..{stop} of {:?}: {all}", at * cs, self.path),
+            })
+        };
+        job.outcome = Some((at, failed));
+    }
 }
 
 impl LazyRemote {
@@ -97,7 +278,8 @@ impl LazyRemote {
             chunks,
             dir,
             trees: Mutex::new(HashMap::new()),
-            fetching: Mutex::new(HashMap::new()),
+            partials: Mutex::new(HashMap::new()),
+            running: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -234,16 +416,36 @@ impl LazyRemote {
         Ok(f)
     }
 
-    /// Read `size` bytes at `offset` of the target `path` (`info`, tree `tree`), fetching the
-    /// chunks the data file lacks. `Ok` bytes are checked chunk by chunk; a failure to write the
-    /// data file is reported through `cache_fault` and the read is served all the same.
+    /// The fetch state and kept-chunks record of the partial file `key`.
+    fn partial(&self, key: &str, chunks: u64) -> Arc<Partial> {
+        let mut all = lock(&self.partials);
+        if all.len() > 1024 {
+            // Records of files nobody reads now: forgetting one costs a check of its chunks.
+            all.retain(|_, p| Arc::strong_count(p) > 1);
+        }
+        all.entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Partial {
+                    kept: KeptChunks::new(chunks),
+                    state: Mutex::new(FetchState::default()),
+                    changed: Condvar::new(),
+                })
+            })
+            .clone()
+    }
+
+    /// Read `size` bytes at `offset` of the target `path` (`info`, tree `tree`; partial file
+    /// `key`, open as `data`), fetching the chunks the partial file lacks. Every chunk served was
+    /// checked against the tree: before it was written, or where it lay. When the partial file
+    /// cannot be written, `cache_fault` is told and the read is served from a fetch into memory.
     #[allow(clippy::too_many_arguments)]
     pub fn read(
         &self,
-        targets: &Mirrors,
+        targets: &Arc<Mirrors>,
+        key: &str,
         path: &str,
         info: &TargetInfo,
-        tree: &TrustedTree,
+        tree: &Arc<TrustedTree>,
         data: &File,
         offset: u64,
         size: u32,
@@ -255,86 +457,168 @@ impl LazyRemote {
                 .map_err(|e| LazyError::Refused(e.to_string()));
         }
         let cs = u64::from(CHUNK_SIZE);
+        let n = chunk_count(length);
         let end = offset.saturating_add(u64::from(size)).min(length);
         let (first, last) = (offset / cs, (end - 1) / cs);
-        let start = first * cs;
-        let stop = ((last + 1) * cs).min(length);
-        let mut buf = vec![0u8; (stop - start) as usize];
-        let missing = |buf: &mut [u8]| -> Result<Vec<u64>, LazyError> {
-            // As far as the file goes; the rest stays zero and fails its check.
-            verified::read_full_at(data, buf, start).map_err(LazyError::Cache)?;
-            Ok((first..=last)
-                .filter(|&i| {
-                    let a = ((i - first) * cs) as usize;
-                    let b = (a + cs as usize).min(buf.len());
-                    !tree.chunk_matches(i, &buf[a..b])
-                })
-                .collect())
-        };
-        let mut lacking = missing(&mut buf)?;
+        let p = self.partial(key, n);
+        p.kept.bind(data).map_err(LazyError::Cache)?;
+        // After a restart (or a record forgotten), what the partial file already holds is
+        // checked once where it lies, not fetched again.
+        if !(first..=last).all(|i| p.kept.has(i)) {
+            p.kept
+                .check_lying(tree, data, first, last, &|at| next_data(data, at))
+                .map_err(LazyError::Cache)?;
+        }
         let arrived = Instant::now();
-        // One fetch at a time per file (readahead sends several READs at once; they would fetch
-        // the same window twice): after waiting, look again.
-        let gate = (!lacking.is_empty()).then(|| {
-            let mut gates = lock(&self.fetching);
-            if gates.len() > 1024 {
-                gates.retain(|_, m| Arc::strong_count(m) > 1);
+        let mut st = lock(&p.state);
+        loop {
+            let lacking = (first..=last).find(|&i| !p.kept.has(i));
+            let Some(m0) = lacking else { break };
+            if st.active.is_some() {
+                // One fetch at a time per file; the running one may bring these chunks.
+                st = p.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
             }
-            gates
-                .entry(tree_id(tree))
-                .or_insert_with(|| Arc::new(Mutex::new(None)))
-                .clone()
-        });
-        let mut held = gate.as_ref().map(|m| lock(m));
-        if let Some(last) = held.as_ref().and_then(|h| (**h).clone()) {
-            // A fetch that ended while this read waited failed: the same answer, at once.
-            if last.at > arrived {
-                return Err(match last.refused {
-                    true => LazyError::Refused(last.why),
-                    false => LazyError::Unavailable(last.why),
-                });
-            }
-        }
-        if gate.is_some() {
-            lacking = missing(&mut buf)?;
-        }
-        if let (Some(&m0), Some(&m1)) = (lacking.first(), lacking.last()) {
-            let n = chunk_count(length);
-            let per = WINDOW / cs;
-            // Widened up to the window boundary, but not over chunks written already: readahead
-            // sends READs out of order, and a window fetched from the middle must not be fetched
-            // again by the READ for its start (holes of the sparse file are what never came).
-            let mut w_end = (m0 - m0 % per + per).min(n);
-            if let Some(at) = next_data(data, (m1 + 1) * cs) {
-                w_end = w_end.min(at / cs);
-            }
-            let w_end = w_end.max(m1 + 1);
-            let (w_start, w_stop) = (m0 * cs, (w_end * cs).min(length));
-            let fetched =
-                match self.fetch_range(targets, path, info, tree, w_start, w_stop - w_start) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        if let (Some(h), LazyError::Refused(why) | LazyError::Unavailable(why)) =
-                            (held.as_mut(), &e)
-                        {
-                            **h = Some(Failed {
-                                at: Instant::now(),
-                                refused: matches!(e, LazyError::Refused(_)),
-                                why: why.clone(),
-                            });
-                        }
-                        return Err(e);
+            if let Some(f) = st.failed.clone().filter(|f| f.at > arrived) {
+                // The fetch this read waited for failed: its answer, at once.
+                drop(st);
+                return match f.kind {
+                    FailKind::Refused => Err(LazyError::Refused(f.why)),
+                    FailKind::Unavailable => Err(LazyError::Unavailable(f.why)),
+                    FailKind::Cache => {
+                        cache_fault(io::Error::other(f.why));
+                        self.read_direct(targets, path, info, tree, offset, size)
                     }
                 };
-            if let Err(e) = data.write_all_at(&fetched, w_start) {
-                cache_fault(e);
             }
-            // The part of the window this read needs.
-            let from = w_start.max(start);
-            let to = w_stop.min(stop);
-            buf[(from - start) as usize..(to - start) as usize]
-                .copy_from_slice(&fetched[(from - w_start) as usize..(to - w_start) as usize]);
+            let m1 = (first..=last).rev().find(|&i| !p.kept.has(i)).unwrap_or(m0);
+            let job = self.plan(&mut st, &p, data, m0, m1, n)?;
+            drop(st);
+            self.start(job, targets, path, info, tree, true);
+            st = lock(&p.state);
         }
+        // Sequential reading: the next window is fetched while this one is read.
+        if st.active.is_none() && st.sequential && st.last_end < n && !p.kept.has(st.last_end) {
+            let ahead = st.window / 2;
+            if last.saturating_add(ahead) >= st.last_end {
+                let m0 = st.last_end;
+                if let Ok(job) = self.plan(&mut st, &p, data, m0, m0, n) {
+                    drop(st);
+                    self.start(job, targets, path, info, tree, false);
+                } else {
+                    drop(st);
+                }
+            } else {
+                drop(st);
+            }
+        } else {
+            drop(st);
+        }
+        match verified::read_kept(&p.kept, tree, data, offset, size) {
+            Ok(Some(bytes)) => Ok(bytes),
+            // Kept chunks are written whole; one that no longer reads back was damaged after
+            // it was written (by something other than this daemon): fetch into memory.
+            Ok(None) => self.read_direct(targets, path, info, tree, offset, size),
+            Err(e) => Err(LazyError::Cache(e)),
+        }
+    }
+
+    /// The fetch of chunks `m0 ..` (at least to `m1`), marked running in `st`: a window to the next
+    /// [`WINDOW`] boundary, growing (to [`MAX_WINDOW`]) while a file is read from start to end,
+    /// never over chunks the partial file holds already.
+    fn plan(
+        &self,
+        st: &mut FetchState,
+        p: &Arc<Partial>,
+        data: &File,
+        m0: u64,
+        m1: u64,
+        n: u64,
+    ) -> Result<Job, LazyError> {
+        let cs = u64::from(CHUNK_SIZE);
+        let per = WINDOW / cs;
+        let sequential = m0 == st.last_end;
+        st.window = if sequential && st.window > 0 {
+            (st.window * 2).min(MAX_WINDOW / cs)
+        } else {
+            per
+        };
+        let mut until = (m0 - m0 % per + st.window).min(n);
+        // Readahead sends READs out of order: a window fetched from its middle must not be
+        // fetched again for its start (holes of the partial file are what never came).
+        if let Some(at) = next_data(data, (m1 + 1) * cs) {
+            until = until.min(at / cs);
+        }
+        let until = until.max(m1 + 1);
+        st.active = Some(until);
+        st.sequential = sequential;
+        let data = data.try_clone().map_err(|e| {
+            st.active = None;
+            LazyError::Cache(e)
+        })?;
+        Ok(Job {
+            partial: p.clone(),
+            data,
+            from: m0,
+            until,
+            started: false,
+            outcome: None,
+        })
+    }
+
+    /// Run `job` on a thread of its own, so the read that asked returns as soon as its chunks
+    /// are in. When [`MAX_FETCHERS`] run already: here (`wait`, a read needs it) or not at all
+    /// (a prefetch).
+    fn start(
+        &self,
+        mut job: Job,
+        targets: &Arc<Mirrors>,
+        path: &str,
+        info: &TargetInfo,
+        tree: &Arc<TrustedTree>,
+        wait: bool,
+    ) {
+        let busy = self.running.fetch_add(1, Ordering::AcqRel) >= MAX_FETCHERS;
+        let run = Run {
+            targets: targets.clone(),
+            path: path.to_owned(),
+            info: info.clone(),
+            tree: tree.clone(),
+            running: self.running.clone(),
+        };
+        if busy && !wait {
+            return; // `job` dropped unstarted: the mark is cleared, nothing failed
+        }
+        job.started = true;
+        if busy {
+            return run.fetch(job);
+        }
+        // A thread that cannot start drops the job: it fails as unavailable, its readers get EIO.
+        let spawned = std::thread::Builder::new()
+            .name("trustfs-fetch".into())
+            .spawn(move || run.fetch(job));
+        if let Err(e) = spawned {
+            crate::log_event!("ERROR lazy fetch: cannot start a fetch thread: {e}");
+        }
+    }
+
+    /// Bytes `offset .. offset + size` fetched into memory and checked, nothing kept (the
+    /// partial file cannot be written, or a kept chunk was damaged).
+    fn read_direct(
+        &self,
+        targets: &Mirrors,
+        path: &str,
+        info: &TargetInfo,
+        tree: &TrustedTree,
+        offset: u64,
+        size: u32,
+    ) -> Result<VerifiedBytes, LazyError> {
+        let cs = u64::from(CHUNK_SIZE);
+        let length = tree.length();
+        let end = offset.saturating_add(u64::from(size)).min(length);
+        let (first, last) = (offset / cs, (end - 1) / cs);
+        let (start, stop) = (first * cs, ((last + 1) * cs).min(length));
+        let buf = self.fetch_range(targets, path, info, tree, start, stop - start)?;
         verified::check_buffer(tree, first, buf, offset, size)
             .map_err(|e| LazyError::Refused(e.to_string()))
     }
@@ -404,19 +688,22 @@ impl LazyRemote {
 }
 
 /// The offset of the first written byte of `file` at or after `from` (`SEEK_DATA`); None when
-/// there is none (only holes up to the end) or the call fails. A filesystem without hole support
-/// reports everything as data, which only stops the widening of fetches.
+/// there is none (only holes up to the end). Only a hint for what to read and fetch (every chunk
+/// is checked anyway): when the call fails, or on a filesystem without hole support (everything
+/// is data there), the answer is `from`, which costs reads and narrower fetches, never bytes.
 fn next_data(file: &File, from: u64) -> Option<u64> {
     use std::os::fd::AsRawFd;
-    let from = libc::off_t::try_from(from).ok()?;
+    let Ok(at) = libc::off_t::try_from(from) else {
+        return Some(from);
+    };
     // SAFETY: lseek on a descriptor `file` owns; it moves only that descriptor's offset, which
     // nothing here uses (all I/O is positioned: pread/pwrite).
-    let at = unsafe { libc::lseek(file.as_raw_fd(), from, libc::SEEK_DATA) };
-    u64::try_from(at).ok()
-}
-
-fn tree_id(tree: &TrustedTree) -> [u8; 32] {
-    tree.root()
+    let got = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
+    match u64::try_from(got) {
+        Ok(at) => Some(at),
+        Err(_) if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => None,
+        Err(_) => Some(from),
+    }
 }
 
 impl From<FetchError> for LazyError {

@@ -542,7 +542,7 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
                     format!("cannot open cache {}: {e}", remote.cache_dir.display()),
                 )
             })?;
-            (filesystem::Content::Remote(mirrors), store)
+            (filesystem::Content::Remote(Arc::new(mirrors)), store)
         }
     };
     let lazy = match &options.source {
