@@ -74,9 +74,9 @@ pub struct Args {
     pub mirror: Vec<String>,
     /// Remote: fetch only what is read. For a target with a signed chunk root whose outboard the
     /// chunk mirrors have, the open fetches the outboard (32 bytes per 64 KiB) and each read
-    /// fetches the chunks it lacks with an HTTP range request (up to the next 4 MiB boundary), checks
-    /// every chunk, and keeps them in a sparse file in --cache (`partial/`; resumed after a
-    /// restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
+    /// fetches the chunks it lacks with an HTTP range request (4 MiB windows, growing to 32 MiB
+    /// and fetched ahead while a file is read in order), checks every chunk, and keeps them in a
+    /// sparse file in --cache (`partial/`; resumed after a restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
     /// the read fails with EIO. Other targets are downloaded whole. Partial files are not counted
     /// against --cache-max-size.
     #[arg(long, requires = "metadata_url")]

@@ -3,29 +3,38 @@
 //! For a target with a signed chunk root, the open fetches the outboard (`<chunks base>/<sha256>`,
 //! the `chunks/` directory next to each targets base unless `--chunks-url` says otherwise),
 //! checks it against the root and keeps it (`partial/<key>.tree` in the cache, checked against
-//! the root again when loaded). A read takes the chunks it needs from the sparse file
-//! `partial/<key>.data`; every chunk is checked against the tree on every read, so a chunk that is
-//! missing (a hole), torn by a crash or damaged is simply fetched again: crash safety needs no
-//! fsync and no separate record of what is there. Missing chunks are fetched in one HTTP range
-//! request per read, widened to the next [`WINDOW`] boundary; each fetched chunk is checked before
-//! anything from that mirror is kept or served. A mirror that ignores ranges, answers another
-//! range, sends fewer bytes or other bytes is skipped for the next one; if none delivers, the
-//! read fails with `EIO` (a `DENY read` when some mirror delivered wrong bytes, an `ERROR read`
-//! when none could deliver). A target without a root, or whose outboard no mirror has, is
-//! downloaded whole as without `--lazy-fetch`.
+//! the root again when loaded). Reads are served from the sparse file `partial/<key>.data`, and
+//! every chunk a read serves is checked against the tree on that read: a hole, a chunk torn by a
+//! crash, or a partial file removed, cut or changed under the daemon is fetched again, never
+//! served. A record per file ([`KeptChunks`], in memory) says which chunks were checked and
+//! written, so what is there is not fetched again (after a restart it is rebuilt by checking what
+//! lies in the file once; holes, found with `SEEK_DATA`, are not read).
+//!
+//! Missing chunks are fetched by a thread of their own ([`Run::fetch`]) in one HTTP range request,
+//! widened to the next [`WINDOW`] boundary (never over chunks already there or being fetched);
+//! each chunk is checked as it arrives, then written and noted, and the readers waiting for it
+//! are woken, so a read returns as soon as its own chunks are in. A file read from start to end
+//! doubles its window up to [`MAX_WINDOW`] and has the next window fetched while it reads this
+//! one. A mirror that ignores ranges, answers another range, sends fewer bytes or other bytes is
+//! skipped for the next one from the chunk where it went wrong; if none delivers, the reads that
+//! waited for those chunks fail with `EIO` (a `DENY read` when some mirror delivered wrong bytes,
+//! an `ERROR read` when none could deliver). A target without a root, or whose outboard no mirror
+//! has, is downloaded whole as without `--lazy-fetch`.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::lock;
 use super::store::{open_owned_dir, openat, renameat, unlinkat};
-use super::verified::{self, KeptChunks, TrustedTree, VerifiedBytes};
+use super::verified::{self, ChunkError, TrustedTree, VerifiedBytes};
 use crate::chunks::{chunk_count, CHUNK_SIZE};
 use crate::index::TargetInfo;
 use crate::source::remote::Mirrors;
@@ -77,24 +86,30 @@ struct Partial {
 
 #[derive(Default)]
 struct FetchState {
-    /// A fetch runs, up to (not including) this chunk. One at a time per file: readahead sends
-    /// several READs at once, and they would fetch the same window twice.
-    active: Option<u64>,
-    /// The last fetch that failed: readers that waited for it get its answer instead of
-    /// repeating the doomed requests one by one.
-    failed: Option<Failed>,
-    /// Where the last fetch stopped; a fetch that starts there continues a sequential read.
-    last_end: u64,
-    /// The size of the last window, in chunks (doubled while the reading is sequential).
-    window: u64,
-    /// Whether the last fetch continued a sequential read (the next window is then prefetched).
-    sequential: bool,
+    /// Chunk ranges being fetched. A read whose chunks lie in one waits for it (readahead sends
+    /// several READs at once; they would fetch the same window twice); others fetch their own.
+    active: Vec<Range<u64>>,
+    /// Failed fetches, newest last (a few): a reader that waited for one gets its answer instead
+    /// of repeating the doomed requests one by one; other readers are not told.
+    failed: Vec<Failed>,
+    /// Sequential readers: where each one's last fetch stopped and its window (in chunks), most
+    /// recent last. A fetch that starts at such an end continues it: its window doubles and the
+    /// next one is fetched while this one is read.
+    streams: Vec<(u64, u64)>,
 }
+
+/// Streams remembered per file.
+const STREAMS: usize = 4;
+
+/// Failed fetches remembered per file.
+const FAILURES: usize = 8;
 
 /// A fetch that failed: when it ended and why.
 #[derive(Clone)]
 struct Failed {
     at: Instant,
+    /// The chunks it did not bring.
+    chunks: Range<u64>,
     kind: FailKind,
     why: String,
 }
@@ -127,16 +142,24 @@ impl Drop for Job {
         let (reached, failed) = self.outcome.take().unwrap_or_else(|| {
             let failed = self.started.then(|| Failed {
                 at: Instant::now(),
+                chunks: self.from..self.until,
                 kind: FailKind::Unavailable,
                 why: "the fetch stopped before it ended (internal error)".into(),
             });
             (self.from, failed)
         });
         let mut st = lock(&self.partial.state);
-        st.active = None;
-        st.last_end = reached;
-        if failed.is_some() {
-            st.failed = failed;
+        if let Some(i) = st.active.iter().position(|r| *r == (self.from..self.until)) {
+            st.active.swap_remove(i);
+        }
+        if let Some(s) = st.streams.iter_mut().find(|s| s.0 == self.from) {
+            s.0 = reached;
+        }
+        if let Some(f) = failed {
+            if st.failed.len() >= FAILURES {
+                st.failed.remove(0);
+            }
+            st.failed.push(f);
         }
         self.partial.changed.notify_all();
     }
@@ -229,6 +252,7 @@ impl Run {
         } else if let Some(e) = cache {
             Some(Failed {
                 at: Instant::now(),
+                chunks: at..job.until,
                 kind: FailKind::Cache,
                 why: e.to_string(),
             })
@@ -241,6 +265,7 @@ impl Run {
                 .join("; ");
             Some(Failed {
                 at: Instant::now(),
+                chunks: at..job.until,
                 kind: match refused.is_empty() {
                     true => FailKind::Unavailable,
                     false => FailKind::Refused,
@@ -466,104 +491,73 @@ impl LazyRemote {
         // checked once where it lies, not fetched again.
         if !(first..=last).all(|i| p.kept.has(i)) {
             p.kept
-                .check_lying(tree, data, first, last, &|at| next_data(data, at))
+                .check_lying(tree, data, first, last)
                 .map_err(LazyError::Cache)?;
         }
         let arrived = Instant::now();
-        let mut st = lock(&p.state);
+        let mut retried = false;
         loop {
-            let lacking = (first..=last).find(|&i| !p.kept.has(i));
-            let Some(m0) = lacking else { break };
-            if st.active.is_some() {
-                // One fetch at a time per file; the running one may bring these chunks.
-                st = p.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            if let Some(f) = st.failed.clone().filter(|f| f.at > arrived) {
-                // The fetch this read waited for failed: its answer, at once.
-                drop(st);
-                return match f.kind {
-                    FailKind::Refused => Err(LazyError::Refused(f.why)),
-                    FailKind::Unavailable => Err(LazyError::Unavailable(f.why)),
-                    FailKind::Cache => {
-                        cache_fault(io::Error::other(f.why));
-                        self.read_direct(targets, path, info, tree, offset, size)
-                    }
-                };
-            }
-            let m1 = (first..=last).rev().find(|&i| !p.kept.has(i)).unwrap_or(m0);
-            let job = self.plan(&mut st, &p, data, m0, m1, n)?;
-            drop(st);
-            self.start(job, targets, path, info, tree, true);
-            st = lock(&p.state);
-        }
-        // Sequential reading: the next window is fetched while this one is read.
-        if st.active.is_none() && st.sequential && st.last_end < n && !p.kept.has(st.last_end) {
-            let ahead = st.window / 2;
-            if last.saturating_add(ahead) >= st.last_end {
-                let m0 = st.last_end;
-                if let Ok(job) = self.plan(&mut st, &p, data, m0, m0, n) {
-                    drop(st);
-                    self.start(job, targets, path, info, tree, false);
-                } else {
-                    drop(st);
+            let mut st = lock(&p.state);
+            while let Some(m0) = (first..=last).find(|&i| !p.kept.has(i)) {
+                if st.active.iter().any(|r| r.contains(&m0)) {
+                    // A running fetch brings it.
+                    st = p.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    continue;
                 }
-            } else {
+                let failed = st
+                    .failed
+                    .iter()
+                    .rev()
+                    .find(|f| f.at > arrived && f.chunks.contains(&m0))
+                    .cloned();
+                if let Some(f) = failed {
+                    // The fetch this read waited for failed: its answer, at once.
+                    drop(st);
+                    return match f.kind {
+                        FailKind::Refused => Err(LazyError::Refused(f.why)),
+                        FailKind::Unavailable => Err(LazyError::Unavailable(f.why)),
+                        FailKind::Cache => {
+                            cache_fault(io::Error::other(f.why));
+                            self.read_direct(targets, path, info, tree, offset, size)
+                        }
+                    };
+                }
+                let m1 = (first..=last).rev().find(|&i| !p.kept.has(i)).unwrap_or(m0);
+                let job = plan(&mut st, &p, data, m0, m1, n)?;
                 drop(st);
+                self.start(job, targets, path, info, tree, true);
+                st = lock(&p.state);
             }
-        } else {
+            // A sequential reader near the end of what its stream fetched: the next window is
+            // fetched while this one is read.
+            let next = st
+                .streams
+                .iter()
+                .copied()
+                .find(|&(end, window)| last < end && last + window / 2 >= end && end < n);
+            let prefetch = next.filter(|&(end, _)| {
+                !p.kept.has(end) && !st.active.iter().any(|r| r.contains(&end))
+            });
+            let job = prefetch.and_then(|(end, _)| plan(&mut st, &p, data, end, end, n).ok());
             drop(st);
+            if let Some(job) = job {
+                self.start(job, targets, path, info, tree, false);
+            }
+            // Served only after every chunk is checked again where it lies: the record above is
+            // a hint of what need not be fetched, not a proof.
+            match verified::read_chunks(tree, data, offset, size) {
+                Ok(bytes) => return Ok(bytes),
+                Err(ChunkError::Io(e)) => return Err(LazyError::Cache(e)),
+                Err(ChunkError::Differs { .. }) if !retried => {
+                    // Changed or cut under the daemon since it was written: fetch it again.
+                    p.kept.forget(first..last + 1);
+                    retried = true;
+                }
+                Err(ChunkError::Differs { .. }) => {
+                    return self.read_direct(targets, path, info, tree, offset, size)
+                }
+            }
         }
-        match verified::read_kept(&p.kept, tree, data, offset, size) {
-            Ok(Some(bytes)) => Ok(bytes),
-            // Kept chunks are written whole; one that no longer reads back was damaged after
-            // it was written (by something other than this daemon): fetch into memory.
-            Ok(None) => self.read_direct(targets, path, info, tree, offset, size),
-            Err(e) => Err(LazyError::Cache(e)),
-        }
-    }
-
-    /// The fetch of chunks `m0 ..` (at least to `m1`), marked running in `st`: a window to the next
-    /// [`WINDOW`] boundary, growing (to [`MAX_WINDOW`]) while a file is read from start to end,
-    /// never over chunks the partial file holds already.
-    fn plan(
-        &self,
-        st: &mut FetchState,
-        p: &Arc<Partial>,
-        data: &File,
-        m0: u64,
-        m1: u64,
-        n: u64,
-    ) -> Result<Job, LazyError> {
-        let cs = u64::from(CHUNK_SIZE);
-        let per = WINDOW / cs;
-        let sequential = m0 == st.last_end;
-        st.window = if sequential && st.window > 0 {
-            (st.window * 2).min(MAX_WINDOW / cs)
-        } else {
-            per
-        };
-        let mut until = (m0 - m0 % per + st.window).min(n);
-        // Readahead sends READs out of order: a window fetched from its middle must not be
-        // fetched again for its start (holes of the partial file are what never came).
-        if let Some(at) = next_data(data, (m1 + 1) * cs) {
-            until = until.min(at / cs);
-        }
-        let until = until.max(m1 + 1);
-        st.active = Some(until);
-        st.sequential = sequential;
-        let data = data.try_clone().map_err(|e| {
-            st.active = None;
-            LazyError::Cache(e)
-        })?;
-        Ok(Job {
-            partial: p.clone(),
-            data,
-            from: m0,
-            until,
-            started: false,
-            outcome: None,
-        })
     }
 
     /// Run `job` on a thread of its own, so the read that asked returns as soon as its chunks
@@ -684,6 +678,161 @@ impl LazyRemote {
         } else {
             Err(LazyError::Refused(what))
         }
+    }
+}
+
+/// The fetch of chunks `m0 ..` (at least to `m1`), marked running in `st`: a window to the
+/// next [`WINDOW`] boundary; a fetch that continues a sequential reader's stream doubles its
+/// window (to [`MAX_WINDOW`]). Never over chunks the partial file holds already or another fetch
+/// brings.
+fn plan(
+    st: &mut FetchState,
+    p: &Arc<Partial>,
+    data: &File,
+    m0: u64,
+    m1: u64,
+    n: u64,
+) -> Result<Job, LazyError> {
+    let cs = u64::from(CHUNK_SIZE);
+    let per = WINDOW / cs;
+    let window = match st.streams.iter().position(|s| s.0 == m0) {
+        Some(i) => {
+            let (end, w) = st.streams.remove(i);
+            let w = (w * 2).min(MAX_WINDOW / cs);
+            st.streams.push((end, w));
+            w
+        }
+        None => {
+            if st.streams.len() >= STREAMS {
+                st.streams.remove(0);
+            }
+            st.streams.push((m0, per));
+            per
+        }
+    };
+    let mut until = (m0 - m0 % per + window).min(n);
+    // Readahead sends READs out of order: a window fetched from its middle must not be fetched
+    // again for its start (holes of the partial file are what never came).
+    if let Some(at) = next_data(data, (m1 + 1) * cs) {
+        until = until.min(at / cs);
+    }
+    if let Some(next) = st.active.iter().map(|r| r.start).filter(|&a| a > m0).min() {
+        until = until.min(next);
+    }
+    let until = until.max(m1 + 1);
+    let data = data.try_clone().map_err(LazyError::Cache)?;
+    st.active.push(m0..until);
+    Ok(Job {
+        partial: p.clone(),
+        data,
+        from: m0,
+        until,
+        started: false,
+        outcome: None,
+    })
+}
+
+/// Which chunks of one partial file were checked and written (or found there and checked): a
+/// hint of what need not be fetched, never a proof. A read still checks every chunk it serves
+/// against the tree ([`verified::read_chunks`]), so a partial file removed, cut short or changed
+/// under the daemon costs a fetch again, never a wrong byte. Bound to the file's device and inode:
+/// another file under the same name starts empty.
+struct KeptChunks {
+    file: Mutex<(u64, u64)>,
+    bits: Vec<AtomicU64>,
+}
+
+impl KeptChunks {
+    fn new(chunks: u64) -> KeptChunks {
+        let words = usize::try_from(chunks.div_ceil(64)).unwrap_or(0);
+        KeptChunks {
+            file: Mutex::new((0, 0)),
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn word(&self, index: u64) -> Option<(&AtomicU64, u64)> {
+        let i = usize::try_from(index).ok()?;
+        Some((self.bits.get(i / 64)?, 1 << (i % 64)))
+    }
+
+    fn has(&self, index: u64) -> bool {
+        self.word(index)
+            .is_some_and(|(w, bit)| w.load(Ordering::Acquire) & bit != 0)
+    }
+
+    fn set(&self, index: u64) {
+        if let Some((w, bit)) = self.word(index) {
+            w.fetch_or(bit, Ordering::Release);
+        }
+    }
+
+    fn forget(&self, chunks: Range<u64>) {
+        for i in chunks {
+            if let Some((w, bit)) = self.word(i) {
+                w.fetch_and(!bit, Ordering::Release);
+            }
+        }
+    }
+
+    /// About `file` from now on; if it was about another file, every bit is forgotten.
+    fn bind(&self, file: &File) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        let id = (m.dev(), m.ino());
+        let mut bound = lock(&self.file);
+        if *bound != id {
+            self.forget(0..self.bits.len() as u64 * 64);
+            *bound = id;
+        }
+        Ok(())
+    }
+
+    /// Write `bytes`, which must be chunk `index` of the file `tree` describes, into `file` and
+    /// note it. `Ok(false)`: they are not (nothing written).
+    fn write_checked(
+        &self,
+        tree: &TrustedTree,
+        file: &File,
+        index: u64,
+        bytes: &[u8],
+    ) -> io::Result<bool> {
+        if !tree.chunk_matches(index, bytes) {
+            return Ok(false);
+        }
+        file.write_all_at(bytes, index * u64::from(CHUNK_SIZE))?;
+        self.set(index);
+        Ok(true)
+    }
+
+    /// Check chunks `first ..= last` where they lie in `file` and note those that match. Holes
+    /// (never written) are not read: the kernel zero-fills every page of a hole read, which
+    /// cost more than the fetch.
+    fn check_lying(
+        &self,
+        tree: &TrustedTree,
+        file: &File,
+        first: u64,
+        last: u64,
+    ) -> io::Result<()> {
+        let cs = u64::from(CHUNK_SIZE);
+        let length = tree.length();
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        for index in first..=last {
+            if self.has(index) {
+                continue;
+            }
+            let at = index * cs;
+            if next_data(file, at).is_none_or(|d| d >= at + cs) {
+                continue;
+            }
+            let len = cs.min(length.saturating_sub(at)) as usize;
+            let got = verified::read_full_at(file, &mut buf[..len], at)?;
+            if got == len && tree.chunk_matches(index, &buf[..len]) {
+                self.set(index);
+            }
+        }
+        Ok(())
     }
 }
 

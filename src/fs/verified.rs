@@ -1,14 +1,12 @@
 //! The proof that bytes may be served: [`VerifiedBytes`], and the only code that makes one.
 //!
 //! A read reply carries a [`VerifiedBytes`] and nothing else (`filesystem.rs` has no other path to
-//! `ReplyData::data`). Its field is private and this module has the only producers:
+//! `ReplyData::data`). Its field is private and this module has the only two producers:
 //! - [`read_chunks`]: bytes read from a backing file (which anybody may change at any time) into
 //!   a buffer the daemon owns, each whole chunk checked against a [`TrustedTree`] before the
 //!   buffer is handed out;
 //! - [`read_stored`]: bytes of a [`StoredObject`], a verified copy in the private object store
-//!   (checked whole before it got its name; nothing else writes there);
-//! - [`read_kept`]: bytes of a lazy remote read's partial file, only of chunks a [`KeptChunks`]
-//!   record holds (checked before they were written, or where they lay).
+//!   (checked whole before it got its name; nothing else writes there).
 //!
 //! A [`TrustedTree`] in turn is only made here: from an outboard that matches the signed chunk
 //! root ([`TrustedTree::from_outboard`]), from one pass over content whose signed root or signed
@@ -20,7 +18,6 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::store::ObjectStore;
 use crate::chunks::{ChunkTree, CHUNK_SIZE};
@@ -402,145 +399,6 @@ pub fn read_stored(obj: &StoredObject, offset: u64, size: u32) -> io::Result<Ver
         start: 0,
         end: got,
     })
-}
-
-/// The chunks of one partial file (a lazy remote read's sparse copy, in the private cache) that
-/// are known to hold the signed bytes: checked and then written by this daemon
-/// ([`KeptChunks::write_checked`]), or checked where they lie ([`KeptChunks::check_lying`]). Only
-/// this module sets a bit, and only for bytes that matched the tree; [`read_kept`] serves only
-/// chunks whose bit is set. The record is about one file (device and inode): bound to another
-/// (the partial file was removed and made again), it starts empty.
-///
-/// The cache directory is trusted as the object store is (owned by the daemon's user, nothing
-/// else writes there): what the daemon checked and wrote there is served without hashing it again.
-pub struct KeptChunks {
-    file: std::sync::Mutex<(u64, u64)>,
-    bits: Vec<AtomicU64>,
-}
-
-impl KeptChunks {
-    /// An empty record for a file of `chunks` chunks.
-    pub fn new(chunks: u64) -> KeptChunks {
-        let words = usize::try_from(chunks.div_ceil(64)).unwrap_or(0);
-        KeptChunks {
-            file: std::sync::Mutex::new((0, 0)),
-            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// Whether chunk `index` is kept.
-    pub fn has(&self, index: u64) -> bool {
-        let Ok(i) = usize::try_from(index) else {
-            return false;
-        };
-        self.bits
-            .get(i / 64)
-            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
-    }
-
-    fn set(&self, index: u64) {
-        if let Some(w) = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.bits.get(i / 64).map(|w| (w, i)))
-        {
-            w.0.fetch_or(1 << (w.1 % 64), Ordering::Release);
-        }
-    }
-
-    /// Make the record about `file`; if it was about another file, forget every bit.
-    pub fn bind(&self, file: &File) -> io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let m = file.metadata()?;
-        let id = (m.dev(), m.ino());
-        let mut bound = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if *bound != id {
-            for w in &self.bits {
-                w.store(0, Ordering::Release);
-            }
-            *bound = id;
-        }
-        Ok(())
-    }
-
-    /// Check `bytes` as chunk `index` of the file `tree` describes and, if they match, write them
-    /// at its place in `file` and keep the chunk. `Ok(false)`: they differ (nothing written).
-    pub fn write_checked(
-        &self,
-        tree: &TrustedTree,
-        file: &File,
-        index: u64,
-        bytes: &[u8],
-    ) -> io::Result<bool> {
-        if !tree.chunk_matches(index, bytes) {
-            return Ok(false);
-        }
-        file.write_all_at(bytes, index * u64::from(CHUNK_SIZE))?;
-        self.set(index);
-        Ok(true)
-    }
-
-    /// Check chunks `first ..= last` where they lie in `file` and keep those that match. Holes
-    /// (never written; `holes_until` says where the first written byte at or after an offset is)
-    /// are not read: the kernel zero-fills every page of a hole read, which costs more than a
-    /// fetch.
-    pub fn check_lying(
-        &self,
-        tree: &TrustedTree,
-        file: &File,
-        first: u64,
-        last: u64,
-        holes_until: &dyn Fn(u64) -> Option<u64>,
-    ) -> io::Result<()> {
-        let cs = u64::from(CHUNK_SIZE);
-        let length = tree.length();
-        let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        for index in first..=last {
-            if self.has(index) {
-                continue;
-            }
-            let at = index * cs;
-            if holes_until(at).is_none_or(|d| d >= at + cs) {
-                continue;
-            }
-            let len = cs.min(length.saturating_sub(at)) as usize;
-            let got = read_full_at(file, &mut buf[..len], at)?;
-            if got == len && tree.chunk_matches(index, &buf[..len]) {
-                self.set(index);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Read `size` bytes at `offset` of the partial file `file` of the file `tree` describes: only
-/// when every chunk the range touches is kept (`None` otherwise). Past the end: fewer bytes.
-pub fn read_kept(
-    kept: &KeptChunks,
-    tree: &TrustedTree,
-    file: &File,
-    offset: u64,
-    size: u32,
-) -> io::Result<Option<VerifiedBytes>> {
-    let length = tree.length();
-    if offset >= length || size == 0 {
-        return Ok(Some(VerifiedBytes::empty()));
-    }
-    let cs = u64::from(CHUNK_SIZE);
-    let end = offset.saturating_add(u64::from(size)).min(length);
-    if !(offset / cs..=(end - 1) / cs).all(|i| kept.has(i)) {
-        return Ok(None);
-    }
-    let mut buf = vec![0u8; (end - offset) as usize];
-    let got = read_full_at(file, &mut buf, offset)?;
-    if got < buf.len() {
-        // Kept chunks are written whole: a shorter file was cut by someone else.
-        return Ok(None);
-    }
-    Ok(Some(VerifiedBytes {
-        end: buf.len(),
-        buf,
-        start: 0,
-    }))
 }
 
 /// The leaves of the chunks of `block` (which starts on a chunk boundary), hashed on up to
