@@ -1724,6 +1724,66 @@ fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
     assert_no_denial(&log);
 }
 
+/// Partial files are bounded by `--cache-max-size`: a closed file's partial file is evicted when
+/// another one's fetches pass the bound, an open one never is, and an evicted file reads again.
+#[test]
+fn lazy_fetch_partial_files_are_bounded_by_the_cache_size() {
+    let a = pattern(16 << 20, 21);
+    let b = pattern(16 << 20, 22);
+    let w = world(
+        "lazyevict",
+        &[
+            ("a.bin".to_owned(), a.clone()),
+            ("b.bin".to_owned(), b.clone()),
+        ],
+        &[],
+    );
+    let server = Nginx::start(&w.repo);
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[server.url("targets")],
+            &["--lazy-fetch", "--cache-max-size", "20M"],
+        )
+        .unwrap();
+    let partial = w.cache().join("partial");
+    let data_files = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&partial)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".data"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(std::fs::read(w.at("a.bin")).unwrap() == a);
+    let after_a = data_files();
+    assert_eq!(after_a.len(), 1, "{after_a:?}");
+    // b read while open: together over the bound. b is held, so a goes (when b's fetches pass
+    // the bound, or when a's close reaches the daemon, whichever comes last).
+    let fb = File::open(w.at("b.bin")).unwrap();
+    let mut got = Vec::new();
+    (&fb).read_to_end(&mut got).unwrap();
+    assert!(got == b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut left = data_files();
+    while left.len() != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = data_files();
+    }
+    assert_eq!(left.len(), 1, "{left:?}\n{}", d.log());
+    assert_ne!(
+        left, after_a,
+        "the open file's partial file was evicted, not the closed one"
+    );
+    drop(fb);
+    assert!(std::fs::read(w.at("a.bin")).unwrap() == a);
+    let log = d.stop();
+    assert!(log.contains("cache: evicted the partial file"), "{log}");
+    assert_no_denial(&log);
+}
+
 /// A mirror that stalls every range request: concurrent readers of the same chunks wait behind
 /// one fetch, and when it fails they get its answer (EIO, a network fault) instead of each
 /// repeating the stalled request after the other; readers of other windows fetch theirs at the

@@ -77,8 +77,8 @@ pub struct Args {
     /// fetches the chunks it lacks with an HTTP range request (4 MiB windows, growing to 32 MiB
     /// and fetched ahead while a file is read in order), checks every chunk, and keeps them in a
     /// sparse file in --cache (`partial/`; resumed after a restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
-    /// the read fails with EIO. Other targets are downloaded whole. Partial files are not counted
-    /// against --cache-max-size.
+    /// the read fails with EIO. Other targets are downloaded whole. Partial files are bounded by
+    /// --cache-max-size as well (on their own; those no daemon has open are evicted first).
     #[arg(long, requires = "metadata_url")]
     pub lazy_fetch: bool,
     /// Remote, with --lazy-fetch: where the outboards are, one base URL per targets URL and

@@ -2075,6 +2075,12 @@ impl Filesystem for TrustFs {
                 if last {
                     open.remove(key);
                     self.backing_files.close(key);
+                    // A lazy remote read's partial file: its lock goes with it, so the cache's
+                    // bound may evict it.
+                    if let Some(lazy) = &self.lazy {
+                        self.partial_files.close(&c.key);
+                        lazy.closed(&c.key);
+                    }
                 }
             }
             let stored = h.chunks.is_none();

@@ -33,7 +33,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::lock;
-use super::store::{open_owned_dir, openat, renameat, unlinkat};
+use super::store::{
+    flock, fstatat_nofollow, list_names, open_owned_dir, openat, renameat, unlinkat,
+};
 use super::verified::{self, ChunkError, TrustedTree, VerifiedBytes};
 use crate::chunks::{chunk_count, CHUNK_SIZE};
 use crate::index::TargetInfo;
@@ -74,6 +76,95 @@ pub struct LazyRemote {
     partials: Mutex<HashMap<String, Arc<Partial>>>,
     /// Fetch threads running.
     running: Arc<AtomicUsize>,
+    /// The partial files' bound.
+    space: Arc<PartialDir>,
+}
+
+/// The partial files of the cache, bounded by `--cache-max-size` (their allocated bytes, counted
+/// on their own: whole objects have the same bound apart). Least recently used (mtime: touched
+/// at every open, moved by every write) are removed first; a file some daemon has open holds
+/// `flock(LOCK_SH)` on it and is never removed (the evictor needs `LOCK_EX | LOCK_NB`).
+struct PartialDir {
+    dir: File,
+    max_bytes: u64,
+    /// Allocated bytes at the last scan plus those written since, and, when the last scan could
+    /// not get under the bound (everything left was open), the total it ended at.
+    usage: Mutex<(u64, Option<u64>)>,
+}
+
+impl PartialDir {
+    /// `bytes` were written; past the bound, evict. After a scan that could not get under it, the
+    /// next waits for a file to be closed or an eighth of the bound more written (a scan reads
+    /// the whole directory).
+    fn wrote(&self, bytes: u64) {
+        let over = {
+            let mut u = lock(&self.usage);
+            u.0 = u.0.saturating_add(bytes);
+            u.0 > self.max_bytes
+                && u.1
+                    .is_none_or(|stuck| u.0 - stuck.min(u.0) >= self.max_bytes / 8)
+        };
+        if over {
+            self.evict();
+        }
+    }
+
+    /// A partial file was closed (its lock given back): past the bound, evict.
+    fn closed(&self) {
+        let over = {
+            let mut u = lock(&self.usage);
+            u.1 = None;
+            u.0 > self.max_bytes
+        };
+        if over {
+            self.evict();
+        }
+    }
+
+    fn evict(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let mut usage = lock(&self.usage);
+        let Ok(names) = list_names(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<((i64, i64), u64, String)> = names
+            .into_iter()
+            .filter(|n| n.ends_with(".data"))
+            .filter_map(|n| {
+                let st = fstatat_nofollow(&self.dir, &n).ok()?;
+                let size = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+                Some(((st.st_mtime, st.st_mtime_nsec), size, n))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, size, name) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+            let Ok(file) = openat(&self.dir, &name, flags, 0) else {
+                continue;
+            };
+            // Open in some daemon (or not the file under that name any more): left alone.
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+                continue;
+            }
+            let same = match (file.metadata(), fstatat_nofollow(&self.dir, &name)) {
+                (Ok(m), Ok(st)) => m.ino() == st.st_ino && m.dev() == st.st_dev,
+                _ => false,
+            };
+            if same && unlinkat(&self.dir, &name).is_ok() {
+                let _ = unlinkat(
+                    &self.dir,
+                    &format!("{}.tree", name.trim_end_matches(".data")),
+                );
+                total = total.saturating_sub(size);
+                crate::log_event!("cache: evicted the partial file {name} ({size} bytes)");
+            }
+        }
+        *usage = (total, (total > self.max_bytes).then_some(total));
+    }
 }
 
 /// One partial file: the chunks it holds ([`KeptChunks`]) and its one running fetch.
@@ -172,6 +263,7 @@ struct Run {
     info: TargetInfo,
     tree: Arc<TrustedTree>,
     running: Arc<AtomicUsize>,
+    space: Arc<PartialDir>,
 }
 
 impl Drop for Run {
@@ -274,6 +366,9 @@ impl Run {
             })
         };
         job.outcome = Some((at, failed));
+        let written = (at - job.from) * cs;
+        drop(job);
+        self.space.wrote(written);
     }
 }
 
@@ -284,6 +379,7 @@ impl LazyRemote {
         chunk_bases: &[String],
         http: HttpOptions,
         cache: &Path,
+        max_bytes: u64,
     ) -> Result<LazyRemote, String> {
         let chunks = Mirrors::new(chunk_bases, false, http)?;
         let dir = cache.join("partial");
@@ -294,17 +390,24 @@ impl LazyRemote {
         }
         let dir = open_owned_dir(&dir).map_err(|e| e.to_string())?;
         // Temporaries of a daemon that died while keeping an outboard.
-        if let Ok(names) = super::store::list_names(&dir) {
+        if let Ok(names) = list_names(&dir) {
             for n in names.iter().filter(|n| n.starts_with("new.")) {
                 let _ = unlinkat(&dir, n);
             }
         }
+        let space = Arc::new(PartialDir {
+            dir: dir.try_clone().map_err(|e| e.to_string())?,
+            max_bytes,
+            usage: Mutex::new((0, None)),
+        });
+        space.evict();
         Ok(LazyRemote {
             chunks,
             dir,
             trees: Mutex::new(HashMap::new()),
             partials: Mutex::new(HashMap::new()),
             running: Arc::new(AtomicUsize::new(0)),
+            space,
         })
     }
 
@@ -424,21 +527,42 @@ impl LazyRemote {
     }
 
     /// The sparse data file of `key` (created at the signed length).
+    /// Held with `flock(LOCK_SH)` while open (never evicted meanwhile) and touched (the
+    /// eviction's LRU order).
     pub fn data_file(&self, key: &str, length: u64) -> io::Result<File> {
-        let f = openat(
-            &self.dir,
-            &format!("{key}.data"),
-            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW,
-            0o600,
-        )?;
-        let meta = f.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::other("the partial file is not a regular file"));
+        use std::os::unix::fs::MetadataExt;
+        let name = format!("{key}.data");
+        for _ in 0..3 {
+            let f = openat(
+                &self.dir,
+                &name,
+                libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW,
+                0o600,
+            )?;
+            let meta = f.metadata()?;
+            if !meta.is_file() {
+                return Err(io::Error::other("the partial file is not a regular file"));
+            }
+            flock(&f, libc::LOCK_SH)?;
+            // An evictor may have removed it between the open and the lock: open it again.
+            let st = fstatat_nofollow(&self.dir, &name);
+            if !st.is_ok_and(|st| st.st_ino == meta.ino() && st.st_dev == meta.dev()) {
+                continue;
+            }
+            if meta.len() != length {
+                f.set_len(length)?;
+            }
+            let _ = f.set_modified(std::time::SystemTime::now());
+            return Ok(f);
         }
-        if meta.len() != length {
-            f.set_len(length)?;
-        }
-        Ok(f)
+        Err(io::Error::other(
+            "the partial file was removed three times while being opened",
+        ))
+    }
+
+    /// The partial file `key` was closed by the mount (its last handle was released).
+    pub fn closed(&self, _key: &str) {
+        self.space.closed();
     }
 
     /// The fetch state and kept-chunks record of the partial file `key`.
@@ -579,6 +703,7 @@ impl LazyRemote {
             info: info.clone(),
             tree: tree.clone(),
             running: self.running.clone(),
+            space: self.space.clone(),
         };
         if busy && !wait {
             return; // `job` dropped unstarted: the mark is cleared, nothing failed

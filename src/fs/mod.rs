@@ -551,8 +551,13 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
                 let bases = bases.clone().unwrap_or_else(|| {
                     lazyremote::LazyRemote::default_chunk_bases(&remote.targets_urls)
                 });
-                let l = lazyremote::LazyRemote::new(&bases, remote.http.clone(), &remote.cache_dir)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let l = lazyremote::LazyRemote::new(
+                    &bases,
+                    remote.http.clone(),
+                    &remote.cache_dir,
+                    remote.cache_max,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Some(l)
             }
             None => None,

@@ -1083,7 +1083,7 @@ fn sync_and_record(dirfd: &File, batch: &[String]) -> Result<(), SyncFailure> {
 }
 
 /// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
-fn flock(file: &File, op: i32) -> io::Result<()> {
+pub(super) fn flock(file: &File, op: i32) -> io::Result<()> {
     loop {
         // SAFETY: the descriptor is live for the duration of the call; flock takes no memory.
         let ret = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -1261,7 +1261,7 @@ pub(super) fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
-fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
+pub(super) fn fstatat_nofollow(dir: &File, name: &str) -> io::Result<libc::stat> {
     crate::source::fstatat_nofollow(dir.as_fd(), name)
 }
 
