@@ -1566,6 +1566,24 @@ fn lazy_fetch_transfers_only_what_is_read() {
         "{again} bytes sent for the start of a window whose rest was there\n{}",
         server.access_log().join("\n")
     );
+    // A random read near a window's end (O_DIRECT: no kernel readahead) fetches to that end and
+    // nothing more: no prefetch of the next window before a read continues there.
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(w.at("big.bin"))
+        .unwrap();
+    let before = bytes_sent(&server);
+    let mut mib = vec![0u8; 1 << 20];
+    direct.read_exact_at(&mut mib, 51 << 20).unwrap();
+    assert!(mib[..] == data[51 << 20..52 << 20]);
+    let near_end = bytes_sent(&server) - before;
+    assert!(
+        near_end <= 2 << 20,
+        "{near_end} bytes sent for 1 MiB read at the end of a window\n{}",
+        server.access_log().join("\n")
+    );
+    drop(direct);
     drop(f);
     let log = d.stop();
     assert!(!log.contains("DENY") && !log.contains("ERROR"), "{log}");

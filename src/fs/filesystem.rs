@@ -1442,7 +1442,13 @@ impl Core {
         };
         let chunks = chunks.map(|tree| {
             let key = pool_key(&object, path);
-            *lock(&self.backing_handles).entry(key.clone()).or_default() += 1;
+            let mut open = lock(&self.backing_handles);
+            *open.entry(key.clone()).or_default() += 1;
+            if self.lazy.is_some() {
+                // The partial file is per object (several paths may share it).
+                *open.entry(partial_key(&object)).or_default() += 1;
+            }
+            drop(open);
             Arc::new(ChunkedFile {
                 tree,
                 path: path.to_owned(),
@@ -1594,34 +1600,32 @@ impl Core {
             return Err(Errno::EIO);
         };
         let gen = self.generation();
-        let data = self
-            .partial_files
-            .get(&c.key, || lazy.data_file(&c.key, c.tree.length()))
-            .map_err(|e| {
-                let f = Fault::io("opening the cache's partial file", &e);
-                self.fault_op("read", who, &gen, &c.path, &f);
-                Errno::from_i32(f.errno)
-            })?;
         let path = c.path.to_string_lossy();
         let mut cache_fault = |e: std::io::Error| {
-            let f = Fault::io(
-                "writing fetched chunks to the cache (served all the same)",
-                &e,
-            );
+            let f = Fault::io("using the cache's partial file (served all the same)", &e);
             self.counters.fault(f.kind, f.detail.clone());
             log_event!("ERROR lazy fetch {path:?}: {}", f.detail);
         };
-        let got = lazy.read(
-            mirrors,
-            &c.key,
-            &path,
-            &c.info,
-            &c.tree,
-            &data,
-            offset,
-            size,
-            &mut cache_fault,
-        );
+        let data = self
+            .partial_files
+            .get(&c.key, || lazy.data_file(&c.key, c.tree.length()));
+        let got = match data {
+            Ok(data) => lazy.read(
+                mirrors,
+                &c.key,
+                &path,
+                &c.info,
+                &c.tree,
+                &data,
+                offset,
+                size,
+                &mut cache_fault,
+            ),
+            Err(e) => {
+                cache_fault(e);
+                lazy.read_direct(mirrors, &path, &c.info, &c.tree, offset, size)
+            }
+        };
         match got {
             Ok(bytes) => Ok(bytes),
             Err(LazyError::Refused(why)) => {
@@ -1818,8 +1822,12 @@ fn local_attr(ino: u64, stat: &Stat, kind: FileType, size: u64, perm: u16) -> Fi
     )
 }
 
-/// Reply to a getxattr/listxattr `value` with the size-probe protocol: `size` 0 asks for the
-/// length; a buffer too small is `ERANGE`.
+/// The handle count key of a lazy remote read's partial file (one per object, in
+/// `backing_handles` beside the per-path keys; a `/` cannot start an object name).
+fn partial_key(object: &str) -> String {
+    format!("/partial/{object}")
+}
+
 /// The key of a backing file's descriptor in the pool: content and path, so a path whose file
 /// changed never costs another path with the same content its reads.
 fn pool_key(tree_key: &str, path: &OsStr) -> String {
@@ -1835,6 +1843,8 @@ fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) 
     reply.data(data);
 }
 
+/// Reply to a getxattr/listxattr `value` with the size-probe protocol: `size` 0 asks for the
+/// length; a buffer too small is `ERANGE`.
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
@@ -2075,9 +2085,17 @@ impl Filesystem for TrustFs {
                 if last {
                     open.remove(key);
                     self.backing_files.close(key);
-                    // A lazy remote read's partial file: its lock goes with it, so the cache's
-                    // bound may evict it.
-                    if let Some(lazy) = &self.lazy {
+                }
+                if let Some(lazy) = &self.lazy {
+                    // The last handle of a lazy remote read's partial file: its descriptor (and
+                    // lock) goes, so the cache's bound may evict it.
+                    let pk = partial_key(&c.key);
+                    let last = open.get_mut(&pk).is_none_or(|n| {
+                        *n = n.saturating_sub(1);
+                        *n == 0
+                    });
+                    if last {
+                        open.remove(&pk);
                         self.partial_files.close(&c.key);
                         lazy.closed(&c.key);
                     }

@@ -82,48 +82,68 @@ pub struct LazyRemote {
 
 /// The partial files of the cache, bounded by `--cache-max-size` (their allocated bytes, counted
 /// on their own: whole objects have the same bound apart). Least recently used (mtime: touched
-/// at every open, moved by every write) are removed first; a file some daemon has open holds
-/// `flock(LOCK_SH)` on it and is never removed (the evictor needs `LOCK_EX | LOCK_NB`).
+/// at every open, moved by every write) are removed first; a file a daemon is reading holds
+/// `flock(LOCK_SH)` on it and is not removed (the evictor needs `LOCK_EX | LOCK_NB`). Scans run
+/// on a thread of their own, at most four a second, never on a FUSE worker or a fetch.
 struct PartialDir {
     dir: File,
     max_bytes: u64,
-    /// Allocated bytes at the last scan plus those written since, and, when the last scan could
-    /// not get under the bound (everything left was open), the total it ended at.
-    usage: Mutex<(u64, Option<u64>)>,
+    usage: Mutex<Usage>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Usage {
+    /// Allocated bytes at the last scan plus those written since.
+    total: u64,
+    /// The total the last scan ended at when it could not get under the bound (everything left
+    /// was open): the next waits for a close or an eighth of the bound more.
+    stuck: Option<u64>,
+    /// A scan is asked for.
+    wanted: bool,
 }
 
 impl PartialDir {
-    /// `bytes` were written; past the bound, evict. After a scan that could not get under it, the
-    /// next waits for a file to be closed or an eighth of the bound more written (a scan reads
-    /// the whole directory).
+    /// `bytes` were written.
     fn wrote(&self, bytes: u64) {
-        let over = {
-            let mut u = lock(&self.usage);
-            u.0 = u.0.saturating_add(bytes);
-            u.0 > self.max_bytes
-                && u.1
-                    .is_none_or(|stuck| u.0 - stuck.min(u.0) >= self.max_bytes / 8)
-        };
-        if over {
-            self.evict();
+        let mut u = lock(&self.usage);
+        u.total = u.total.saturating_add(bytes);
+        let grown = u
+            .stuck
+            .is_none_or(|stuck| u.total.saturating_sub(stuck) >= self.max_bytes / 8);
+        if u.total > self.max_bytes && grown {
+            u.wanted = true;
+            self.wake.notify_one();
         }
     }
 
-    /// A partial file was closed (its lock given back): past the bound, evict.
+    /// A partial file was closed (its lock given back).
     fn closed(&self) {
-        let over = {
+        let mut u = lock(&self.usage);
+        u.stuck = None;
+        if u.total > self.max_bytes {
+            u.wanted = true;
+            self.wake.notify_one();
+        }
+    }
+
+    /// The evictor thread: a scan when asked, at most every 250 ms.
+    fn run(&self) {
+        loop {
             let mut u = lock(&self.usage);
-            u.1 = None;
-            u.0 > self.max_bytes
-        };
-        if over {
+            while !u.wanted {
+                u = self.wake.wait(u).unwrap_or_else(|e| e.into_inner());
+            }
+            u.wanted = false;
+            drop(u);
             self.evict();
+            std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
 
     fn evict(&self) {
         use std::os::unix::fs::MetadataExt;
-        let mut usage = lock(&self.usage);
+        let before = lock(&self.usage).total;
         let Ok(names) = list_names(&self.dir) else {
             return;
         };
@@ -142,11 +162,11 @@ impl PartialDir {
             if total <= self.max_bytes {
                 break;
             }
-            let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+            let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
             let Ok(file) = openat(&self.dir, &name, flags, 0) else {
                 continue;
             };
-            // Open in some daemon (or not the file under that name any more): left alone.
+            // Read by some daemon (or not the file under that name any more): left alone.
             if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
                 continue;
             }
@@ -155,15 +175,17 @@ impl PartialDir {
                 _ => false,
             };
             if same && unlinkat(&self.dir, &name).is_ok() {
-                let _ = unlinkat(
-                    &self.dir,
-                    &format!("{}.tree", name.trim_end_matches(".data")),
-                );
+                if let Some(stem) = name.strip_suffix(".data") {
+                    let _ = unlinkat(&self.dir, &format!("{stem}.tree"));
+                }
                 total = total.saturating_sub(size);
                 crate::log_event!("cache: evicted the partial file {name} ({size} bytes)");
             }
         }
-        *usage = (total, (total > self.max_bytes).then_some(total));
+        let mut u = lock(&self.usage);
+        // What was written while the scan ran still counts.
+        u.total = total.saturating_add(u.total.saturating_sub(before));
+        u.stuck = (u.total > self.max_bytes).then_some(u.total);
     }
 }
 
@@ -183,10 +205,18 @@ struct FetchState {
     /// Failed fetches, newest last (a few): a reader that waited for one gets its answer instead
     /// of repeating the doomed requests one by one; other readers are not told.
     failed: Vec<Failed>,
-    /// Sequential readers: where each one's last fetch stopped and its window (in chunks), most
-    /// recent last. A fetch that starts at such an end continues it: its window doubles and the
-    /// next one is fetched while this one is read.
-    streams: Vec<(u64, u64)>,
+    /// Readers' streams, most recent last: where each one's last fetch stopped, its window (in
+    /// chunks) and how many fetches continued it. A fetch that starts at such an end continues
+    /// it; once one has, the next window is fetched while this one is read, and from the
+    /// second on the window doubles. A random read so costs one window, never a prefetch.
+    streams: Vec<Stream>,
+}
+
+#[derive(Clone, Copy)]
+struct Stream {
+    end: u64,
+    window: u64,
+    continued: u32,
 }
 
 /// Streams remembered per file.
@@ -243,8 +273,8 @@ impl Drop for Job {
         if let Some(i) = st.active.iter().position(|r| *r == (self.from..self.until)) {
             st.active.swap_remove(i);
         }
-        if let Some(s) = st.streams.iter_mut().find(|s| s.0 == self.from) {
-            s.0 = reached;
+        if let Some(s) = st.streams.iter_mut().find(|s| s.end == self.from) {
+            s.end = reached;
         }
         if let Some(f) = failed {
             if st.failed.len() >= FAILURES {
@@ -398,9 +428,15 @@ impl LazyRemote {
         let space = Arc::new(PartialDir {
             dir: dir.try_clone().map_err(|e| e.to_string())?,
             max_bytes,
-            usage: Mutex::new((0, None)),
+            usage: Mutex::new(Usage::default()),
+            wake: Condvar::new(),
         });
         space.evict();
+        let evictor = space.clone();
+        std::thread::Builder::new()
+            .name("trustfs-evict".into())
+            .spawn(move || evictor.run())
+            .map_err(|e| format!("cannot start the partial files' evictor: {e}"))?;
         Ok(LazyRemote {
             chunks,
             dir,
@@ -496,7 +532,7 @@ impl LazyRemote {
         let mut f = openat(
             &self.dir,
             &format!("{key}.tree"),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
             0,
         )
         .ok()?;
@@ -513,7 +549,7 @@ impl LazyRemote {
         let mut f = openat(
             &self.dir,
             &tmp,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             0o600,
         )?;
         let written = f
@@ -536,14 +572,26 @@ impl LazyRemote {
             let f = openat(
                 &self.dir,
                 &name,
-                libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW,
+                libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o600,
             )?;
             let meta = f.metadata()?;
-            if !meta.is_file() {
-                return Err(io::Error::other("the partial file is not a regular file"));
+            if !meta.is_file() || meta.nlink() != 1 {
+                return Err(io::Error::other(
+                    "the partial file is not a regular file of one link",
+                ));
             }
-            flock(&f, libc::LOCK_SH)?;
+            // An evictor holds LOCK_EX for a moment; someone holding it longer must not stall
+            // the reads of every file: after ~100 ms this read goes without the partial file.
+            let mut locked = flock(&f, libc::LOCK_SH | libc::LOCK_NB);
+            for _ in 0..20 {
+                if locked.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                locked = flock(&f, libc::LOCK_SH | libc::LOCK_NB);
+            }
+            locked?;
             // An evictor may have removed it between the open and the lock: open it again.
             let st = fstatat_nofollow(&self.dir, &name);
             if !st.is_ok_and(|st| st.st_ino == meta.ino() && st.st_dev == meta.dev()) {
@@ -610,13 +658,19 @@ impl LazyRemote {
         let end = offset.saturating_add(u64::from(size)).min(length);
         let (first, last) = (offset / cs, (end - 1) / cs);
         let p = self.partial(key, n);
-        p.kept.bind(data).map_err(LazyError::Cache)?;
         // After a restart (or a record forgotten), what the partial file already holds is
         // checked once where it lies, not fetched again.
-        if !(first..=last).all(|i| p.kept.has(i)) {
-            p.kept
-                .check_lying(tree, data, first, last)
-                .map_err(LazyError::Cache)?;
+        let usable = p
+            .kept
+            .bind(data)
+            .and_then(|()| match (first..=last).all(|i| p.kept.has(i)) {
+                true => Ok(()),
+                false => p.kept.check_lying(tree, data, first, last),
+            });
+        if let Err(e) = usable {
+            // A partial file that cannot be read: a fault of the cache, served from memory.
+            cache_fault(e);
+            return self.read_direct(targets, path, info, tree, offset, size);
         }
         let arrived = Instant::now();
         let mut retried = false;
@@ -654,15 +708,13 @@ impl LazyRemote {
             }
             // A sequential reader near the end of what its stream fetched: the next window is
             // fetched while this one is read.
-            let next = st
-                .streams
-                .iter()
-                .copied()
-                .find(|&(end, window)| last < end && last + window / 2 >= end && end < n);
-            let prefetch = next.filter(|&(end, _)| {
-                !p.kept.has(end) && !st.active.iter().any(|r| r.contains(&end))
+            let next = st.streams.iter().copied().find(|s| {
+                s.continued > 0 && last < s.end && last + s.window / 2 >= s.end && s.end < n
             });
-            let job = prefetch.and_then(|(end, _)| plan(&mut st, &p, data, end, end, n).ok());
+            let prefetch = next
+                .map(|s| s.end)
+                .filter(|&end| !p.kept.has(end) && !st.active.iter().any(|r| r.contains(&end)));
+            let job = prefetch.and_then(|end| plan(&mut st, &p, data, end, end, n).ok());
             drop(st);
             if let Some(job) = job {
                 self.start(job, targets, path, info, tree, false);
@@ -671,9 +723,15 @@ impl LazyRemote {
             // a hint of what need not be fetched, not a proof.
             match verified::read_chunks(tree, data, offset, size) {
                 Ok(bytes) => return Ok(bytes),
-                Err(ChunkError::Io(e)) => return Err(LazyError::Cache(e)),
-                Err(ChunkError::Differs { .. }) if !retried => {
+                Err(ChunkError::Io(e)) => {
+                    cache_fault(e);
+                    return self.read_direct(targets, path, info, tree, offset, size);
+                }
+                Err(ChunkError::Differs { offset, .. }) if !retried => {
                     // Changed or cut under the daemon since it was written: fetch it again.
+                    cache_fault(io::Error::other(format!(
+                        "the partial file changed under the daemon at byte {offset}; fetched again"
+                    )));
                     p.kept.forget(first..last + 1);
                     retried = true;
                 }
@@ -722,8 +780,8 @@ impl LazyRemote {
     }
 
     /// Bytes `offset .. offset + size` fetched into memory and checked, nothing kept (the
-    /// partial file cannot be written, or a kept chunk was damaged).
-    fn read_direct(
+    /// partial file cannot be used, or a kept chunk was damaged).
+    pub fn read_direct(
         &self,
         targets: &Mirrors,
         path: &str,
@@ -820,29 +878,41 @@ fn plan(
 ) -> Result<Job, LazyError> {
     let cs = u64::from(CHUNK_SIZE);
     let per = WINDOW / cs;
-    let window = match st.streams.iter().position(|s| s.0 == m0) {
+    let window = match st.streams.iter().position(|s| s.end == m0) {
         Some(i) => {
-            let (end, w) = st.streams.remove(i);
-            let w = (w * 2).min(MAX_WINDOW / cs);
-            st.streams.push((end, w));
-            w
+            let mut s = st.streams.remove(i);
+            if s.continued > 0 {
+                s.window = (s.window * 2).min(MAX_WINDOW / cs);
+            }
+            s.continued = s.continued.saturating_add(1);
+            st.streams.push(s);
+            s.window
         }
         None => {
             if st.streams.len() >= STREAMS {
                 st.streams.remove(0);
             }
-            st.streams.push((m0, per));
+            st.streams.push(Stream {
+                end: m0,
+                window: per,
+                continued: 0,
+            });
             per
         }
     };
     let mut until = (m0 - m0 % per + window).min(n);
+    // Never into a range another fetch brings (the read waits for that part).
+    let m1 = match st.active.iter().map(|r| r.start).filter(|&a| a > m0).min() {
+        Some(next) => {
+            until = until.min(next);
+            m1.min(next - 1)
+        }
+        None => m1,
+    };
     // Readahead sends READs out of order: a window fetched from its middle must not be fetched
     // again for its start (holes of the partial file are what never came).
     if let Some(at) = next_data(data, (m1 + 1) * cs) {
         until = until.min(at / cs);
-    }
-    if let Some(next) = st.active.iter().map(|r| r.start).filter(|&a| a > m0).min() {
-        until = until.min(next);
     }
     let until = until.max(m1 + 1);
     let data = data.try_clone().map_err(LazyError::Cache)?;
