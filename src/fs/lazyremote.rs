@@ -379,11 +379,8 @@ impl Run {
                 why: e.to_string(),
             })
         } else {
-            let all = refused
-                .iter()
-                .chain(unavailable.iter())
-                .cloned()
-                .collect::<Vec<_>>()
+            let all = [refused.as_slice(), unavailable.as_slice()]
+                .concat()
                 .join("; ");
             Some(Failed {
                 at: Instant::now(),
@@ -849,11 +846,8 @@ impl LazyRemote {
                 )),
             }
         }
-        let all = refused
-            .iter()
-            .chain(unavailable.iter())
-            .cloned()
-            .collect::<Vec<_>>()
+        let all = [refused.as_slice(), unavailable.as_slice()]
+            .concat()
             .join("; ");
         let what = format!("bytes {start}..{} of {path:?}: {all}", start + len);
         if refused.is_empty() {
