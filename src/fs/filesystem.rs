@@ -1606,9 +1606,16 @@ impl Core {
             self.counters.fault(f.kind, f.detail.clone());
             log_event!("ERROR lazy fetch {path:?}: {}", f.detail);
         };
-        let data = self
-            .partial_files
-            .get(&c.key, || lazy.data_file(&c.key, c.tree.length()));
+        // Opened (and locked) outside the pool's lock: a partial file someone else holds locked
+        // costs only the reads of that file their wait.
+        let data = match self.partial_files.held(&c.key) {
+            Some(f) => Ok(f),
+            None => lazy.data_file(&c.key, c.tree.length()).map(|f| {
+                let f = Arc::new(f);
+                self.partial_files.insert(&c.key, f.clone());
+                f
+            }),
+        };
         let got = match data {
             Ok(data) => lazy.read(
                 mirrors,

@@ -117,6 +117,11 @@ impl PartialDir {
         }
     }
 
+    /// A fetch ended (the lock its descriptor shared may be gone now): as a close.
+    fn fetched(&self) {
+        self.closed();
+    }
+
     /// A partial file was closed (its lock given back).
     fn closed(&self) {
         let mut u = lock(&self.usage);
@@ -396,6 +401,7 @@ impl Run {
         let written = (at - job.from) * cs;
         drop(job);
         self.space.wrote(written);
+        self.space.fetched();
     }
 }
 
@@ -573,6 +579,9 @@ impl LazyRemote {
                 0o600,
             )?;
             let meta = f.metadata()?;
+            if meta.nlink() == 0 {
+                continue; // removed by an evictor since the open: open it again
+            }
             if !meta.is_file() || meta.nlink() != 1 {
                 return Err(io::Error::other(
                     "the partial file is not a regular file of one link",

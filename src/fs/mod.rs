@@ -281,17 +281,18 @@ impl MountHandle {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
-        if !session.guard.is_finished() {
+        let ours = !session.guard.is_finished();
+        if ours {
             match &self.helper {
                 Some(h) => h.unmount()?,
                 None => umount(&self.mountpoint)?,
             }
         }
         match session.join() {
-            // After our own unmount the kernel may end the connection by aborting it (a worker
-            // reading /dev/fuse then gets ECONNABORTED rather than ENODEV; seen after a lazy
-            // unmount with a thousand files being released): the same clean end.
-            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+            // After our own unmount a worker reading /dev/fuse may get ECONNABORTED rather than
+            // ENODEV (seen after a lazy unmount with a thousand files being released): the same
+            // clean end. A session that had ended before (an abort) still reports it.
+            Err(e) if ours && e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
             other => other,
         }
     }

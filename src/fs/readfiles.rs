@@ -99,6 +99,21 @@ impl<T> ReadFiles<T> {
         Ok(file)
     }
 
+    /// The open file of `object` if the pool holds it (marked recently used); nothing is opened.
+    pub(super) fn held(&self, object: &str) -> Option<Arc<T>> {
+        let mut inner = lock(&self.inner);
+        inner.tick += 1;
+        let tick = inner.tick;
+        let (file, old) = inner.files.get_mut(object).map(|(f, at)| {
+            let old = *at;
+            *at = tick;
+            (f.clone(), old)
+        })?;
+        inner.order.remove(&old);
+        inner.order.insert(tick, object.to_owned());
+        Some(file)
+    }
+
     /// Keep `file` as `object`'s descriptor (replacing one held), LRU bound as for [`Self::get`].
     pub(super) fn insert(&self, object: &str, file: Arc<T>) {
         let mut inner = lock(&self.inner);
