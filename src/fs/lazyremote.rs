@@ -607,6 +607,9 @@ impl LazyRemote {
                 f.set_len(length)?;
             }
             let _ = f.set_modified(std::time::SystemTime::now());
+            // The record of what it holds is about this file from now on (once per open, not
+            // per read).
+            self.partial(key, chunk_count(length)).kept.bind(&f)?;
             return Ok(f);
         }
         Err(io::Error::other(
@@ -622,6 +625,9 @@ impl LazyRemote {
     /// The fetch state and kept-chunks record of the partial file `key`.
     fn partial(&self, key: &str, chunks: u64) -> Arc<Partial> {
         let mut all = lock(&self.partials);
+        if let Some(p) = all.get(key) {
+            return p.clone();
+        }
         if all.len() > 1024 {
             // Records of files nobody reads now: forgetting one costs a check of its chunks.
             all.retain(|_, p| Arc::strong_count(p) > 1);
@@ -666,13 +672,10 @@ impl LazyRemote {
         let p = self.partial(key, n);
         // After a restart (or a record forgotten), what the partial file already holds is
         // checked once where it lies, not fetched again.
-        let usable = p
-            .kept
-            .bind(data)
-            .and_then(|()| match (first..=last).all(|i| p.kept.has(i)) {
-                true => Ok(()),
-                false => p.kept.check_lying(tree, data, first, last),
-            });
+        let usable = match (first..=last).all(|i| p.kept.has(i)) {
+            true => Ok(()),
+            false => p.kept.check_lying(tree, data, first, last),
+        };
         if let Err(e) = usable {
             // A partial file that cannot be read: a fault of the cache, served from memory.
             cache_fault(e);
