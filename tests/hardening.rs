@@ -1634,6 +1634,54 @@ fn lazy_fetch_refuses_a_corrupted_range_and_keeps_nothing_of_it() {
     );
 }
 
+/// A first mirror that sends one wrong chunk in the middle of a range hands over to the next one
+/// at that chunk: the read gets the signed bytes, and the next mirror sends only the rest of the
+/// window, not all of it.
+#[test]
+fn lazy_fetch_hands_a_range_over_to_the_next_mirror_at_a_wrong_chunk() {
+    let (w, data) = big_world("lazyhandover");
+    let bad_root = w.repo.with_file_name("badmirror");
+    let name = std::fs::read_dir(w.repo.join("targets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .find(|n| n.to_string_lossy().ends_with(".big.bin"))
+        .unwrap();
+    std::fs::create_dir_all(bad_root.join("targets")).unwrap();
+    let mut bad = data.clone();
+    bad[(42 << 20) + (1 << 19) + 100] ^= 0xff; // chunk 680, in the middle of a batch
+    std::fs::write(bad_root.join("targets").join(&name), &bad).unwrap();
+    let bad_server = Nginx::start(&bad_root);
+    let server = Nginx::start(&w.repo);
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[bad_server.url("targets"), server.url("targets")],
+            &["--lazy-fetch"],
+        )
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(w.at("big.bin"))
+        .unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    f.read_exact_at(&mut buf, 40 << 20).unwrap();
+    assert!(buf[..] == data[40 << 20..44 << 20], "other bytes served");
+    drop(f);
+    assert!(server.gets(".big.bin") >= 1); // and the access log has settled
+    let sent: u64 = server
+        .access_log()
+        .iter()
+        .filter(|l| l.contains(".big.bin "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    // The window is 40..44 MiB; the wrong chunk starts at 42.5 MiB.
+    assert_eq!(sent, 3 << 19, "{:?}", server.access_log());
+    let log = d.stop();
+    assert_no_denial(&log);
+}
+
 /// A first mirror that ignores ranges (answers 200 with the whole file) is skipped for the next
 /// one, which serves the range.
 #[test]
@@ -1731,7 +1779,9 @@ fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
     p.set_len(data.len() as u64).unwrap();
     drop(p);
     buf.fill(0xee);
-    f.read_exact_at(&mut buf, 0).unwrap();
+    if let Err(e) = f.read_exact_at(&mut buf, 0) {
+        panic!("{e}: {}", d.log());
+    }
     assert!(buf[..] == data[..1 << 20], "zeros of a hole served");
     std::fs::remove_file(&partial).unwrap();
     buf.fill(0xee);

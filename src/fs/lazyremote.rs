@@ -11,9 +11,11 @@
 //! lies in the file once; holes, found with `SEEK_DATA`, are not read).
 //!
 //! Missing chunks are fetched by a thread of their own ([`Run::fetch`]) in one HTTP range request,
-//! widened to the next [`WINDOW`] boundary (never over chunks already there or being fetched);
-//! each chunk is checked as it arrives, then written and noted, and the readers waiting for it
-//! are woken, so a read returns as soon as its own chunks are in. A file read from start to end
+//! widened to the next [`WINDOW`] boundary (never over chunks already there or being fetched).
+//! It receives the chunks into 1 MiB batches ([`BATCH`]); a second thread checks each batch
+//! chunk by chunk, hands it to the readers waiting ([`Recent`]: served from memory, until read
+//! once, at most [`RECENT_BYTES`]), then writes and notes it, while the next batch arrives. A
+//! read so returns as soon as its own chunks are checked. A file read from start to end
 //! doubles its window up to [`MAX_WINDOW`] and has the next window fetched while it reads this
 //! one. A mirror that ignores ranges, answers another range, sends fewer bytes or other bytes is
 //! skipped for the next one from the chunk where it went wrong; if none delivers, the reads that
@@ -21,7 +23,7 @@
 //! an `ERROR read` when none could deliver). A target without a root, or whose outboard no mirror
 //! has, is downloaded whole as without `--lazy-fetch`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -29,14 +31,14 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::lock;
 use super::store::{
     flock, fstatat_nofollow, list_names, open_owned_dir, openat, renameat, unlinkat,
 };
-use super::verified::{self, ChunkError, TrustedTree, VerifiedBytes};
+use super::verified::{self, CheckedChunks, ChunkError, TrustedTree, VerifiedBytes};
 use crate::chunks::{chunk_count, CHUNK_SIZE};
 use crate::index::TargetInfo;
 use crate::source::remote::Mirrors;
@@ -53,6 +55,14 @@ const MAX_FETCHERS: usize = 16;
 
 /// Memory for trees kept (1 GiB of content is 512 KiB of tree); all are dropped beyond.
 const TREES_BYTES: usize = 64 << 20;
+
+/// Chunks a fetch checks, writes and hands to readers at a time (1 MiB; batches end on multiples
+/// of it): a wake-up per chunk cost more than the chunk.
+const BATCH: u64 = 16;
+
+/// Memory for the batches fetches brought last (all files together): reads of them are served
+/// from it, not read back from the partial file and hashed again.
+const RECENT_BYTES: usize = 64 << 20;
 
 /// The magic of a kept outboard file.
 const TREE_MAGIC: &[u8] = b"trustfs-outboard/1\n";
@@ -78,6 +88,8 @@ pub struct LazyRemote {
     running: Arc<AtomicUsize>,
     /// The partial files' bound.
     space: Arc<PartialDir>,
+    /// The chunks fetched last, in memory.
+    recent: Arc<Recent>,
 }
 
 /// The partial files of the cache, bounded by `--cache-max-size` (their allocated bytes, counted
@@ -194,6 +206,73 @@ impl PartialDir {
     }
 }
 
+/// The batches fetches brought last, all files together, until each has been read once (a file
+/// read in order reads each byte once; the kernel's page cache keeps what it read) or at most
+/// [`RECENT_BYTES`] are held (oldest dropped first). Each is a [`CheckedChunks`] of one file's
+/// content (its chunks were checked against the tree as they arrived), so serving from it needs
+/// neither the partial file nor a second hash; the reader right behind a fetch is served as soon
+/// as a batch is checked, before it is written.
+#[derive(Default)]
+struct Recent {
+    kept: Mutex<Batches>,
+}
+
+#[derive(Default)]
+struct Batches {
+    /// The batches, oldest first, with the bytes served from each.
+    batches: VecDeque<(Arc<Partial>, Arc<CheckedChunks>, usize)>,
+    bytes: usize,
+    /// Buffers of dropped batches, for the next ones (a fresh buffer costs a page fault a page).
+    spare: Vec<Vec<u8>>,
+}
+
+impl Batches {
+    fn spare(&mut self, old: Arc<CheckedChunks>) {
+        if let (Ok(old), true) = (Arc::try_unwrap(old), self.spare.len() < 4) {
+            self.spare.push(old.into_buffer());
+        }
+    }
+}
+
+impl Recent {
+    fn keep(&self, partial: &Arc<Partial>, batch: Arc<CheckedChunks>) {
+        let mut kept = lock(&self.kept);
+        kept.bytes += batch.bytes().len();
+        kept.batches.push_back((partial.clone(), batch, 0));
+        while kept.bytes > RECENT_BYTES {
+            let Some((_, old, _)) = kept.batches.pop_front() else {
+                break;
+            };
+            kept.bytes -= old.bytes().len();
+            kept.spare(old);
+        }
+    }
+
+    /// A buffer for a batch.
+    fn buffer(&self) -> Vec<u8> {
+        lock(&self.kept).spare.pop().unwrap_or_default()
+    }
+
+    /// Bytes `offset .. offset + size` of `partial`'s file, if one batch holds them all.
+    fn serve(&self, partial: &Arc<Partial>, offset: u64, size: u32) -> Option<VerifiedBytes> {
+        let cs = u64::from(CHUNK_SIZE);
+        let mut kept = lock(&self.kept);
+        let i = kept.batches.iter().rposition(|(p, b, _)| {
+            Arc::ptr_eq(p, partial) && b.chunks().contains(&(offset / cs))
+        })?;
+        let bytes = kept.batches[i].1.serve(offset, size)?;
+        let entry = &mut kept.batches[i];
+        entry.2 += bytes.as_slice().len();
+        if entry.2 >= entry.1.bytes().len() {
+            if let Some((_, done, _)) = kept.batches.remove(i) {
+                kept.bytes -= done.bytes().len();
+                kept.spare(done);
+            }
+        }
+        Some(bytes)
+    }
+}
+
 /// One partial file: the chunks it holds ([`KeptChunks`]) and its one running fetch.
 struct Partial {
     kept: KeptChunks,
@@ -299,6 +378,7 @@ struct Run {
     tree: Arc<TrustedTree>,
     running: Arc<AtomicUsize>,
     space: Arc<PartialDir>,
+    recent: Arc<Recent>,
 }
 
 impl Drop for Run {
@@ -308,72 +388,93 @@ impl Drop for Run {
 }
 
 impl Run {
-    /// Stream the job's chunks from the first mirror that delivers them, each checked before it
-    /// is written and kept; a mirror that fails or sends another chunk hands over to the next
-    /// one at that chunk.
-    fn fetch(self, mut job: Job) {
-        let cs = u64::from(CHUNK_SIZE);
-        let length = self.tree.length();
-        let stop = (job.until * cs).min(length);
-        let mut at = job.from;
-        let (mut refused, mut unavailable) = (Vec::new(), Vec::new());
-        let mut cache = None;
-        let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        'mirrors: for i in 0..self.targets.len() {
-            if at >= job.until {
-                break;
-            }
-            let start = at * cs;
-            let mut body =
-                match self
-                    .targets
-                    .open_range(i, &self.path, &self.info, start, stop - start)
-                {
-                    Ok(b) => b,
-                    Err(e) => {
-                        unavailable.push(e);
-                        continue;
-                    }
-                };
-            while at < job.until {
-                let len = cs.min(length - at * cs) as usize;
-                if let Err(e) = body.read_exact(&mut buf[..len]) {
-                    unavailable.push(format!(
-                        "mirror {}: the range ended before byte {}: {e}",
-                        i + 1,
-                        at * cs + len as u64
-                    ));
-                    continue 'mirrors;
+    /// Check the batches the receiver sends and keep the chunks that match: in memory for the
+    /// reads waiting (served at once), then written into the partial file and noted. Batches
+    /// after a chunk that did not match are dropped until the receiver drains (its mirror was
+    /// wrong; it asks the next one from that chunk). Ends when the receiver is done, or when a
+    /// write fails (the error is the answer). Returns where the chunks kept end: the fetch
+    /// reached that far.
+    fn check(
+        &self,
+        job: &Job,
+        batches: mpsc::Receiver<ToCheck>,
+        bad: &AtomicU64,
+    ) -> (u64, io::Result<()>) {
+        let mut reached = job.from;
+        let mut found = None;
+        for msg in batches {
+            match msg {
+                ToCheck::Drain(reply) => {
+                    let _ = reply.send(found.take());
+                    bad.store(u64::MAX, Ordering::Release);
                 }
-                match job
-                    .partial
-                    .kept
-                    .write_checked(&self.tree, &job.data, at, &buf[..len])
-                {
-                    Ok(true) => {
-                        at += 1;
-                        // Readers waiting are woken every 1 MiB (and when the fetch ends): a
-                        // wake-up per chunk cost more than the chunk.
-                        if at % 16 == 0 {
-                            let _st = lock(&job.partial.state);
-                            job.partial.changed.notify_all();
-                        }
+                ToCheck::Batch(_) if found.is_some() => {}
+                ToCheck::Batch(mut batch) => {
+                    if let Err(index) = batch.check(&self.tree) {
+                        found = Some(index);
+                        bad.store(index, Ordering::Release);
                     }
-                    Ok(false) => {
-                        refused.push(format!(
-                            "mirror {}: chunk {at} (from byte {}) differs from the signed chunk root",
-                            i + 1,
-                            at * cs
-                        ));
-                        continue 'mirrors;
+                    let chunks = batch.chunks();
+                    if let Err(e) = self.keep(job, batch) {
+                        return (reached, Err(e));
                     }
-                    Err(e) => {
-                        cache = Some(e);
-                        break 'mirrors;
-                    }
+                    reached = reached.max(chunks.end);
                 }
             }
         }
+        (reached, Ok(()))
+    }
+
+    fn keep(&self, job: &Job, batch: CheckedChunks) -> io::Result<()> {
+        let chunks = batch.chunks();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let batch = Arc::new(batch);
+        self.recent.keep(&job.partial, batch.clone());
+        {
+            let _st = lock(&job.partial.state);
+            job.partial.changed.notify_all();
+        }
+        job.data
+            .write_all_at(batch.bytes(), chunks.start * u64::from(CHUNK_SIZE))?;
+        for i in chunks {
+            job.partial.kept.set(i);
+        }
+        let _st = lock(&job.partial.state);
+        job.partial.changed.notify_all();
+        Ok(())
+    }
+
+    /// Fetch the job's chunks: received here, checked and kept on a second thread while the
+    /// next ones arrive; readers are served the checked batches from memory at once.
+    fn fetch(self, mut job: Job) {
+        let cs = u64::from(CHUNK_SIZE);
+        let stop = (job.until * cs).min(self.tree.length());
+        let (to_check, batches) = mpsc::sync_channel(4);
+        let bad = AtomicU64::new(u64::MAX);
+        let (at, refused, unavailable, cache) = std::thread::scope(|scope| {
+            let checker = std::thread::Builder::new()
+                .name("trustfs-check".into())
+                .spawn_scoped(scope, || self.check(&job, batches, &bad));
+            let checker = match checker {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = io::Error::other(format!("cannot start a checker thread: {e}"));
+                    return (job.from, Vec::new(), Vec::new(), Some(e));
+                }
+            };
+            let (at, refused, unavailable) = self.receive(&job, stop, &to_check, &bad);
+            drop(to_check);
+            // Where the fetch stopped: what was received but not kept does not count.
+            match checker.join() {
+                Ok((reached, kept)) => (reached.min(at), refused, unavailable, kept.err()),
+                Err(_) => {
+                    let e = io::Error::other("the checker thread failed (internal error)");
+                    (job.from, refused, unavailable, Some(e))
+                }
+            }
+        });
         let failed = if at >= job.until {
             None
         } else if let Some(e) = cache {
@@ -403,6 +504,103 @@ impl Run {
         self.space.wrote(written);
         self.space.fetched();
     }
+
+    /// Receive the job's chunks from the first mirror that delivers them and send them to the
+    /// checker a batch at a time. A mirror that fails, or sent a chunk the checker refused, hands
+    /// over to the next one at that chunk. Returns where it stopped and what the mirrors did
+    /// wrong (sent other bytes, could not deliver).
+    fn receive(
+        &self,
+        job: &Job,
+        stop: u64,
+        to_check: &mpsc::SyncSender<ToCheck>,
+        bad: &AtomicU64,
+    ) -> (u64, Vec<String>, Vec<String>) {
+        let cs = u64::from(CHUNK_SIZE);
+        let mut at = job.from;
+        let (mut refused, mut unavailable) = (Vec::new(), Vec::new());
+        let batch_at = |at: u64| {
+            let until = (at / BATCH + 1).saturating_mul(BATCH).min(job.until);
+            CheckedChunks::new(&self.tree, at, until - at, self.recent.buffer())
+        };
+        // What the checker refused since the last drain, once it has seen all that was sent;
+        // Err when it stopped (it says why).
+        let drain = || {
+            let (reply, answer) = mpsc::sync_channel(1);
+            to_check.send(ToCheck::Drain(reply)).map_err(drop)?;
+            answer.recv().map_err(drop)
+        };
+        for i in 0..self.targets.len() {
+            if at >= job.until {
+                break;
+            }
+            let start = at * cs;
+            let mut body =
+                match self
+                    .targets
+                    .open_range(i, &self.path, &self.info, start, stop - start)
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        unavailable.push(e);
+                        continue;
+                    }
+                };
+            let mut batch = batch_at(at);
+            let cut = loop {
+                if at >= job.until {
+                    break None;
+                }
+                let slot = batch.slot();
+                let len = slot.len() as u64;
+                if let Err(e) = body.read_exact(slot) {
+                    break Some(format!(
+                        "mirror {}: the range ended before byte {}: {e}",
+                        i + 1,
+                        at * cs + len
+                    ));
+                }
+                batch.received();
+                at += 1;
+                if batch.slot().is_empty() {
+                    let full = std::mem::replace(&mut batch, batch_at(at));
+                    if to_check.send(ToCheck::Batch(full)).is_err() {
+                        return (at, refused, unavailable);
+                    }
+                    if bad.load(Ordering::Acquire) != u64::MAX {
+                        break None;
+                    }
+                }
+            };
+            if to_check.send(ToCheck::Batch(batch)).is_err() {
+                return (at, refused, unavailable);
+            }
+            match drain() {
+                Err(()) => return (at, refused, unavailable),
+                Ok(Some(index)) => {
+                    refused.push(format!(
+                        "mirror {}: chunk {index} (from byte {}) differs from the signed chunk root",
+                        i + 1,
+                        index * cs
+                    ));
+                    at = index;
+                }
+                Ok(None) => {
+                    if let Some(why) = cut {
+                        unavailable.push(why);
+                    }
+                }
+            }
+        }
+        (at, refused, unavailable)
+    }
+}
+
+/// What the receiver of a fetch sends its checker.
+enum ToCheck {
+    Batch(CheckedChunks),
+    /// Everything sent before is done: answer the chunk refused since the last drain, if any.
+    Drain(mpsc::SyncSender<Option<u64>>),
 }
 
 impl LazyRemote {
@@ -447,6 +645,7 @@ impl LazyRemote {
             partials: Mutex::new(HashMap::new()),
             running: Arc::new(AtomicUsize::new(0)),
             space,
+            recent: Arc::default(),
         })
     }
 
@@ -685,9 +884,15 @@ impl LazyRemote {
         let mut retried = false;
         loop {
             let mut st = lock(&p.state);
+            let mut ready = None;
             while let Some(m0) = (first..=last).find(|&i| !p.kept.has(i)) {
                 if st.active.iter().any(|r| r.contains(&m0)) {
-                    // A running fetch brings it.
+                    // A running fetch brings it: served from memory as soon as it is checked,
+                    // before it is written.
+                    ready = self.recent.serve(&p, offset, size);
+                    if ready.is_some() {
+                        break;
+                    }
                     st = p.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                     continue;
                 }
@@ -728,8 +933,12 @@ impl LazyRemote {
             if let Some(job) = job {
                 self.start(job, targets, path, info, tree, false);
             }
-            // Served only after every chunk is checked again where it lies: the record above is
-            // a hint of what need not be fetched, not a proof.
+            // Just fetched: served from the checked batch in memory.
+            if let Some(bytes) = ready.or_else(|| self.recent.serve(&p, offset, size)) {
+                return Ok(bytes);
+            }
+            // Otherwise served only after every chunk is checked again where it lies: the record
+            // above is a hint of what need not be fetched, not a proof.
             match verified::read_chunks(tree, data, offset, size) {
                 Ok(bytes) => return Ok(bytes),
                 Err(ChunkError::Io(e)) => {
@@ -771,6 +980,7 @@ impl LazyRemote {
             tree: tree.clone(),
             running: self.running.clone(),
             space: self.space.clone(),
+            recent: self.recent.clone(),
         };
         if busy && !wait {
             return; // `job` dropped unstarted: the mark is cleared, nothing failed
@@ -987,23 +1197,6 @@ impl KeptChunks {
             *bound = id;
         }
         Ok(())
-    }
-
-    /// Write `bytes`, which must be chunk `index` of the file `tree` describes, into `file` and
-    /// note it. `Ok(false)`: they are not (nothing written).
-    fn write_checked(
-        &self,
-        tree: &TrustedTree,
-        file: &File,
-        index: u64,
-        bytes: &[u8],
-    ) -> io::Result<bool> {
-        if !tree.chunk_matches(index, bytes) {
-            return Ok(false);
-        }
-        file.write_all_at(bytes, index * u64::from(CHUNK_SIZE))?;
-        self.set(index);
-        Ok(true)
     }
 
     /// Check chunks `first ..= last` where they lie in `file` and note those that match. Holes

@@ -104,6 +104,104 @@ impl fmt::Debug for VerifiedBytes {
     }
 }
 
+/// Chunks `first ..` of one file received into memory, then checked against its tree: a lazy
+/// fetch keeps the last ones it brought so that reads of them are served from here, not read
+/// back from the cache file and hashed again. Only bytes that passed [`CheckedChunks::check`]
+/// are ever handed out.
+pub struct CheckedChunks {
+    first: u64,
+    /// The file's length (the last chunk may be short).
+    length: u64,
+    buf: Vec<u8>,
+    /// `buf[..checked]` holds checked chunks, `buf[checked..filled]` chunks received, not yet
+    /// checked.
+    checked: usize,
+    filled: usize,
+}
+
+impl CheckedChunks {
+    /// Room for chunks `first .. first + chunks` (clipped to the file `tree` describes), in `buf`
+    /// (a buffer to reuse: what it holds is overwritten before anything is served).
+    pub fn new(tree: &TrustedTree, first: u64, chunks: u64, mut buf: Vec<u8>) -> CheckedChunks {
+        let cs = u64::from(CHUNK_SIZE);
+        let length = tree.length();
+        let start = first.saturating_mul(cs).min(length);
+        let end = first.saturating_add(chunks).saturating_mul(cs).min(length);
+        buf.resize(usize::try_from(end - start).unwrap_or(0), 0);
+        CheckedChunks {
+            first,
+            length,
+            buf,
+            checked: 0,
+            filled: 0,
+        }
+    }
+
+    /// The buffer, for reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// The index of the next chunk to receive.
+    pub fn next(&self) -> u64 {
+        self.first + (self.filled / CHUNK_SIZE as usize) as u64
+    }
+
+    /// The chunks held, checked.
+    pub fn chunks(&self) -> std::ops::Range<u64> {
+        self.first..self.first + (self.checked / CHUNK_SIZE as usize) as u64
+    }
+
+    /// The checked bytes (chunk `first` at index 0), e.g. to be written to a cache file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.checked]
+    }
+
+    /// The slot of the next chunk, to be filled in and then marked [`received`](Self::received);
+    /// empty when the room is full.
+    pub fn slot(&mut self) -> &mut [u8] {
+        let end = self.buf.len().min(self.filled + CHUNK_SIZE as usize);
+        &mut self.buf[self.filled..end]
+    }
+
+    /// The slot was filled in.
+    pub fn received(&mut self) {
+        self.filled = self.buf.len().min(self.filled + CHUNK_SIZE as usize);
+    }
+
+    /// Check every chunk received against `tree`. `Err(index)`: chunk `index` is not the signed
+    /// one; the chunks before it are kept, it and those after it are dropped.
+    pub fn check(&mut self, tree: &TrustedTree) -> Result<(), u64> {
+        let cs = CHUNK_SIZE as usize;
+        while self.checked < self.filled {
+            let end = self.filled.min(self.checked + cs);
+            let index = self.first + (self.checked / cs) as u64;
+            if tree.length() != self.length
+                || !tree.chunk_matches(index, &self.buf[self.checked..end])
+            {
+                self.filled = self.checked;
+                return Err(index);
+            }
+            self.checked = end;
+        }
+        Ok(())
+    }
+
+    /// Bytes `offset .. offset + size` (clipped to the file), if every one of them is held.
+    pub fn serve(&self, offset: u64, size: u32) -> Option<VerifiedBytes> {
+        let start = self.first.checked_mul(u64::from(CHUNK_SIZE))?;
+        let end = offset.saturating_add(u64::from(size)).min(self.length);
+        if offset >= end || offset < start || end > start + self.checked as u64 {
+            return None;
+        }
+        let from = usize::try_from(offset - start).ok()?;
+        let to = usize::try_from(end - start).ok()?;
+        let buf = self.buf[from..to].to_vec();
+        let end = buf.len();
+        Some(VerifiedBytes { buf, start: 0, end })
+    }
+}
+
 /// Why content could not be served or trusted.
 #[derive(Debug)]
 pub enum ChunkError {
@@ -536,6 +634,40 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn received_chunks_are_served_only_once_checked_and_never_past_a_wrong_one() {
+        let cs = CHUNK_SIZE as usize;
+        let d = data(3 * cs + 1000);
+        let t = TrustedTree::from_outboard(&info(&d, true), &tree_of(&d).outboard()).unwrap();
+        // Chunks 1..4 (the last one short), the third received wrong.
+        let mut c = CheckedChunks::new(&t, 1, 8, vec![7u8; 5]);
+        for k in 1..4 {
+            let slot = c.slot();
+            let from = k * cs;
+            slot.copy_from_slice(&d[from..from + slot.len()]);
+            if k == 3 {
+                slot[10] ^= 1;
+            }
+            c.received();
+        }
+        assert!(c.slot().is_empty());
+        assert!(c.serve(cs as u64, 10).is_none(), "served before it was checked");
+        assert_eq!(c.check(&t), Err(3));
+        assert_eq!(c.chunks(), 1..3);
+        assert_eq!(c.next(), 3);
+        let got = c.serve(cs as u64 + 5, (2 * cs - 5) as u32).unwrap();
+        assert_eq!(got.as_slice(), &d[cs + 5..3 * cs]);
+        assert!(c.serve(cs as u64 + 5, (2 * cs) as u32).is_none(), "served past the check");
+        assert!(c.serve(3 * cs as u64, 1).is_none(), "the wrong chunk was served");
+        assert!(c.serve(0, 1).is_none(), "a chunk it does not hold was served");
+        // The wrong chunk received again, right: it is served.
+        let slot = c.slot();
+        slot.copy_from_slice(&d[3 * cs..]);
+        c.received();
+        assert_eq!(c.check(&t), Ok(()));
+        assert_eq!(c.serve(3 * cs as u64, 5000).unwrap().as_slice(), &d[3 * cs..]);
     }
 
     #[test]
