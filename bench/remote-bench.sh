@@ -9,10 +9,10 @@
 #     `curl -o FILE` of the same URL.                                Target: curl / trustfs >= 0.7
 # (b) warm: the same file read again through the mount (cache hit, passthrough), vs a native read
 #     of the cached object file.                                     Target: native / trustfs >= 0.9
-# (c) lazy cold: the first sequential read through a fresh `--lazy-fetch` mount with an empty
+# (c) lazy cold: the first sequential read through a fresh `--verify lazy` mount with an empty
 #     cache (range requests, every 64 KiB chunk checked against the signed chunk tree), vs the
 #     same `curl -o FILE`.                                           Target: curl / lazy >= 0.95
-# (d) lazy partial: 1 MiB read at offset 512 MiB through a fresh `--lazy-fetch` mount: bytes
+# (d) lazy partial: 1 MiB read at offset 512 MiB through a fresh `--verify lazy` mount: bytes
 #     nginx sent in all (metadata, outboard, ranges).                Target: <= 8 MiB
 # Medians of REPS runs (default 5). Page caches are not dropped (loopback, warm server side).
 set -euo pipefail
@@ -103,14 +103,14 @@ for i in $(seq "$REPS"); do
     echo "$t1 - $t0" | bc >> "$W/native.t"
     stop_mount
 
-    start_mount --lazy-fetch
+    start_mount --verify lazy
     t0=$(now); cat "$MNT/big.bin" > /dev/null; t1=$(now)
     echo "$t1 - $t0" | bc >> "$W/lazy.t"
     cmp -s "$MNT/big.bin" "$W/content/big.bin" || { echo "lazy read differs" >&2; exit 1; }
     stop_mount
 
     sent > /dev/null
-    start_mount --lazy-fetch
+    start_mount --verify lazy
     dd if="$MNT/big.bin" of=/dev/null bs=1M skip=512 count=1 status=none
     stop_mount
     sent >> "$W/partial.b"
@@ -128,7 +128,7 @@ printf '    trustfs cold read (fetch+verify) %6.3f s  %s GB/s   ratio curl/trust
 printf '(b) native read of the cached object %6.3f s  %s GB/s\n' "$NATIVE" "$(gbs "$NATIVE")"
 printf '    trustfs warm read (passthrough)  %6.3f s  %s GB/s   ratio native/trustfs = %s (target >= 0.9)\n' \
     "$WARM" "$(gbs "$WARM")" "$(echo "scale=2; $NATIVE / $WARM" | bc)"
-printf '(c) trustfs --lazy-fetch cold read   %6.3f s  %s GB/s   ratio curl/lazy = %s (target >= 0.95)\n' \
+printf '(c) trustfs --verify lazy cold read %6.3f s  %s GB/s   ratio curl/lazy = %s (target >= 0.95)\n' \
     "$LAZY" "$(gbs "$LAZY")" "$(echo "scale=2; $CURL / $LAZY" | bc)"
-printf '(d) --lazy-fetch 1 MiB at 512 MiB    %6.2f MiB sent by nginx in all (target <= 8 MiB)\n' \
+printf '(d) --verify lazy 1 MiB at 512 MiB   %6.2f MiB sent by nginx in all (target <= 8 MiB)\n' \
     "$(echo "scale=2; $PARTIAL / 1048576" | bc)"

@@ -1634,6 +1634,77 @@ fn lazy_fetch_refuses_a_corrupted_range_and_keeps_nothing_of_it() {
     );
 }
 
+/// `--verify lazy-above=SIZE` on a remote mount: smaller targets are downloaded whole at open (an
+/// object in the cache), larger ones fetched as they are read (a partial file); `--lazy-fetch`
+/// is `--verify lazy`; `--chunks-url` without a lazy mode is a usage error.
+#[test]
+fn remote_lazy_above_a_size_downloads_small_targets_whole_and_fetches_large_ones_lazily() {
+    let small = pattern(1 << 20, 31);
+    let big = pattern(64 << 20, 32);
+    let w = world(
+        "lazyaboveremote",
+        &[
+            ("small.bin".to_owned(), small.clone()),
+            ("big.bin".to_owned(), big.clone()),
+        ],
+        &[],
+    );
+    let server = Nginx::start(&w.repo);
+    let targets = [server.url("targets")];
+    let (code, log) = w
+        .mount_remote(
+            &server.url("metadata"),
+            &targets,
+            &["--chunks-url", "http://x/"],
+        )
+        .map(|d| d.stop())
+        .expect_err("--chunks-url without a lazy mode mounted");
+    assert_eq!(code, trustfs::cli::EXIT_USAGE, "{log}");
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &targets,
+            &["--verify", "lazy-above=8M"],
+        )
+        .unwrap();
+    assert!(std::fs::read(w.at("small.bin")).unwrap() == small);
+    let f = File::open(w.at("big.bin")).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    f.read_exact_at(&mut buf, 30 << 20).unwrap();
+    assert!(buf[..] == big[30 << 20..31 << 20]);
+    drop(f);
+    let names = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let whole: Vec<String> = names(w.cache())
+        .into_iter()
+        .filter(|n| n.starts_with("t-"))
+        .collect();
+    let partial: Vec<String> = names(w.cache().join("partial"))
+        .into_iter()
+        .filter(|n| n.ends_with(".data"))
+        .collect();
+    assert_eq!(
+        whole.len(),
+        1,
+        "the small target downloaded whole: {whole:?}"
+    );
+    let size = std::fs::metadata(w.cache().join(&whole[0])).unwrap().len();
+    assert_eq!(size, small.len() as u64, "{whole:?}");
+    assert_eq!(
+        partial.len(),
+        1,
+        "the big target fetched lazily: {partial:?}"
+    );
+    assert_no_denial(&d.stop());
+}
+
 /// A first mirror that sends one wrong chunk in the middle of a range hands over to the next one
 /// at that chunk: the read gets the signed bytes, and the next mirror sends only the rest of the
 /// window, not all of it.

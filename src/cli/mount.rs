@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 
+use crate::fs::chunked::VerifyMode;
 use crate::fs::{self, LiveMount, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
 use crate::ops;
@@ -72,19 +73,13 @@ pub struct Args {
     /// open starts again with --targets-url.
     #[arg(long, value_name = "URL", requires = "targets_url")]
     pub mirror: Vec<String>,
-    /// Remote: fetch only what is read. For a target with a signed chunk root whose outboard the
-    /// chunk mirrors have, the open fetches the outboard (32 bytes per 64 KiB) and each read
-    /// fetches the chunks it lacks with an HTTP range request (4 MiB windows, growing to 32 MiB
-    /// and fetched ahead while a file is read in order), checks every chunk, and keeps them in a
-    /// sparse file in --cache (`partial/`; resumed after a restart). A mirror that ignores ranges or sends other bytes is skipped; if none delivers,
-    /// the read fails with EIO. Other targets are downloaded whole. Partial files are bounded by
-    /// --cache-max-size as well (on their own; those no daemon has open are evicted first).
-    #[arg(long, requires = "metadata_url")]
+    /// Remote: the same as --verify lazy (fetch only what is read).
+    #[arg(long, requires = "metadata_url", conflicts_with = "verify")]
     pub lazy_fetch: bool,
-    /// Remote, with --lazy-fetch: where the outboards are, one base URL per targets URL and
-    /// mirror, in the same order (default: `chunks/` next to each, as `trustfs repo add`
-    /// publishes them).
-    #[arg(long, value_name = "URL", requires = "lazy_fetch")]
+    /// Remote, with --verify lazy or lazy-above: where the outboards are, one base URL per
+    /// targets URL and mirror, in the same order (default: `chunks/` next to each, as `trustfs
+    /// repo add` publishes them).
+    #[arg(long, value_name = "URL", requires = "metadata_url")]
     pub chunks_url: Vec<String>,
     /// Remote: the download cache (created 0700; objects 0400, named by the signed length and
     /// hashes). Kept across restarts and shareable by several mounts of the same repository.
@@ -151,15 +146,21 @@ pub struct Args {
     /// Local: hide files the metadata does not list (instead of listing them and refusing opens).
     #[arg(long, conflicts_with = "metadata_url")]
     pub hide_unregistered: bool,
-    /// Local: what an open checks. `open` (default): the whole file at its first open (per
-    /// version of the backing file), against its signed chunk root (all cores) or, without one,
-    /// its signed hashes: an altered file is refused with EACCES at open. `lazy`: only its size;
-    /// opens of huge files are instant and an altered chunk fails with EIO when it is read (the
-    /// log and audit name the file and offset). Either way every read is checked chunk by chunk,
-    /// so bytes changed after the open are never served. `lazy-above=SIZE` (e.g. 1G): lazy for
-    /// files of SIZE and more, open for smaller ones.
+    /// What an open checks. `open` (default): the whole file at its first open, against its
+    /// signed chunk root (all cores) or, without one, its signed hashes; a remote mount downloads
+    /// it whole first. An altered file is refused with EACCES at open. `lazy`: a local mount
+    /// checks only the size, so opens of huge files are instant; a remote mount fetches only
+    /// the outboard (32 bytes per 64 KiB) of a target with a signed chunk root, and each read
+    /// fetches the chunks it lacks with HTTP range requests (4 MiB windows, growing to 32 MiB and
+    /// fetched ahead while a file is read in order), checks every chunk, and keeps them in a
+    /// sparse file in --cache (`partial/`, bounded by --cache-max-size on its own, resumed after
+    /// a restart); other targets are downloaded whole. An altered chunk fails with EIO when it is
+    /// read (the log and audit name the file and offset); a mirror that ignores ranges or sends
+    /// other bytes is skipped for the next. Either way every read is checked chunk by chunk, so
+    /// bytes changed after the open are never served. `lazy-above=SIZE` (e.g. 1G): lazy for files
+    /// of SIZE and more, open for smaller ones.
     #[arg(long, value_name = "MODE", default_value = "open", value_parser = parse_verify,
-          conflicts_with_all = ["metadata_url", "private_copy"])]
+          conflicts_with = "private_copy")]
     pub verify: crate::fs::chunked::VerifyMode,
     /// Local: serve reads from a private verified copy of each file (made and hashed at its first
     /// open, in --state-dir) instead of checking reads against the backing file. Open files then
@@ -465,6 +466,14 @@ pub fn run(args: Args) -> i32 {
         }
     };
 
+    let verify = match args.lazy_fetch {
+        true => VerifyMode::Lazy,
+        false => args.verify,
+    };
+    if !args.chunks_url.is_empty() && verify == VerifyMode::Open {
+        super::report_error("mount", &"--chunks-url is for --verify lazy or lazy-above");
+        return super::EXIT_USAGE;
+    }
     let (mut options, from) = match (&args.backing, &args.targets_url, &args.cache) {
         (Some(backing), _, _) => (
             MountOptions::new(&mountpoint, backing, &state_dir),
@@ -484,8 +493,7 @@ pub fn run(args: Args) -> i32 {
                     threads: args.prefetch,
                     ..Default::default()
                 },
-                lazy_fetch: args
-                    .lazy_fetch
+                lazy_fetch: (verify != VerifyMode::Open)
                     .then(|| (!args.chunks_url.is_empty()).then(|| args.chunks_url.clone())),
             };
             (MountOptions::remote(&mountpoint, remote, &state_dir), from)
@@ -506,7 +514,7 @@ pub fn run(args: Args) -> i32 {
     };
     options.copy_cache_max = args.copy_cache_max;
     options.private_copy = args.private_copy;
-    options.verify = args.verify;
+    options.verify = verify;
     // A repository made by `trustfs repo add` publishes chunk outboards next to its metadata.
     options.outboards = args
         .metadata

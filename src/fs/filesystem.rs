@@ -1076,7 +1076,8 @@ impl Core {
             Content::Backing(b) => b,
             Content::Remote(mirrors) => {
                 let p = path.to_str().ok_or(SourceError::BadName)?;
-                if let (Some(lazy), Some(_)) = (&self.lazy, info.chunk_root) {
+                let lazy = self.lazy.as_ref().filter(|l| l.fetches_lazily(info.length));
+                if let (Some(lazy), Some(_)) = (lazy, info.chunk_root) {
                     let key = tree_key(info);
                     match lazy.tree(&key, info) {
                         Ok(Some(tree)) => {
@@ -1191,9 +1192,8 @@ impl Core {
             });
         }
         let name = object_name(info);
-        if let (Some(lazy), Some(_), Content::Remote(_)) =
-            (&self.lazy, info.chunk_root, &self.content)
-        {
+        let lazy = self.lazy.as_ref().filter(|l| l.fetches_lazily(info.length));
+        if let (Some(lazy), Some(_), Content::Remote(_)) = (lazy, info.chunk_root, &self.content) {
             if !self.store.contains(&name) {
                 let key = tree_key(info);
                 let tree = lazy.cached(&key)?;

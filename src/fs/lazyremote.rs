@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Instant;
 
+use super::chunked::VerifyMode;
 use super::lock;
 use super::store::{
     flock, fstatat_nofollow, list_names, open_owned_dir, openat, renameat, unlinkat,
@@ -90,6 +91,8 @@ pub struct LazyRemote {
     space: Arc<PartialDir>,
     /// The chunks fetched last, in memory.
     recent: Arc<Recent>,
+    /// Which targets are fetched lazily (by size).
+    mode: VerifyMode,
 }
 
 /// The partial files of the cache, bounded by `--cache-max-size` (their allocated bytes, counted
@@ -611,6 +614,7 @@ impl LazyRemote {
         http: HttpOptions,
         cache: &Path,
         max_bytes: u64,
+        mode: VerifyMode,
     ) -> Result<LazyRemote, String> {
         let chunks = Mirrors::new(chunk_bases, false, http)?;
         let dir = cache.join("partial");
@@ -646,7 +650,14 @@ impl LazyRemote {
             running: Arc::new(AtomicUsize::new(0)),
             space,
             recent: Arc::default(),
+            mode,
         })
+    }
+
+    /// Whether a target of `length` bytes (with a signed chunk root) is fetched lazily; others
+    /// are downloaded whole at open (`--verify lazy-above=SIZE`).
+    pub fn fetches_lazily(&self, length: u64) -> bool {
+        !self.mode.whole_at_open(length)
     }
 
     /// The chunks base URLs by default: the `chunks/` directory next to each targets base.

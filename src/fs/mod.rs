@@ -563,6 +563,7 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
                     remote.http.clone(),
                     &remote.cache_dir,
                     remote.cache_max,
+                    options.verify,
                 )
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Some(l)

@@ -653,21 +653,36 @@ mod tests {
             c.received();
         }
         assert!(c.slot().is_empty());
-        assert!(c.serve(cs as u64, 10).is_none(), "served before it was checked");
+        assert!(
+            c.serve(cs as u64, 10).is_none(),
+            "served before it was checked"
+        );
         assert_eq!(c.check(&t), Err(3));
         assert_eq!(c.chunks(), 1..3);
         assert_eq!(c.next(), 3);
         let got = c.serve(cs as u64 + 5, (2 * cs - 5) as u32).unwrap();
         assert_eq!(got.as_slice(), &d[cs + 5..3 * cs]);
-        assert!(c.serve(cs as u64 + 5, (2 * cs) as u32).is_none(), "served past the check");
-        assert!(c.serve(3 * cs as u64, 1).is_none(), "the wrong chunk was served");
-        assert!(c.serve(0, 1).is_none(), "a chunk it does not hold was served");
+        assert!(
+            c.serve(cs as u64 + 5, (2 * cs) as u32).is_none(),
+            "served past the check"
+        );
+        assert!(
+            c.serve(3 * cs as u64, 1).is_none(),
+            "the wrong chunk was served"
+        );
+        assert!(
+            c.serve(0, 1).is_none(),
+            "a chunk it does not hold was served"
+        );
         // The wrong chunk received again, right: it is served.
         let slot = c.slot();
         slot.copy_from_slice(&d[3 * cs..]);
         c.received();
         assert_eq!(c.check(&t), Ok(()));
-        assert_eq!(c.serve(3 * cs as u64, 5000).unwrap().as_slice(), &d[3 * cs..]);
+        assert_eq!(
+            c.serve(3 * cs as u64, 5000).unwrap().as_slice(),
+            &d[3 * cs..]
+        );
     }
 
     #[test]
