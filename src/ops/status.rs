@@ -557,7 +557,7 @@ pub fn in_words(secs: i64) -> String {
 
 /// Seconds from `now` until `expires` (negative when past).
 pub fn seconds_until(expires: &str, now: UtcTime) -> Option<i64> {
-    UtcTime::parse(expires).ok().map(|t| t.0 - now.0)
+    UtcTime::parse(expires).ok()?.0.checked_sub(now.0)
 }
 
 #[cfg(test)]

@@ -76,6 +76,16 @@ pub struct Root {
     pub extra: BTreeMap<String, Value>,
 }
 
+impl Root {
+    /// The keys and threshold of top-level role `name` ("root", "targets", "snapshot",
+    /// "timestamp"; a validated root lists all four).
+    pub fn role(&self, name: &str) -> Result<&RoleKeys, String> {
+        self.roles
+            .get(name)
+            .ok_or_else(|| format!("root lists no {name:?} role"))
+    }
+}
+
 /// A `meta` entry of timestamp or snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MetaFile {
@@ -95,6 +105,15 @@ pub struct Timestamp {
     pub meta: BTreeMap<String, MetaFile>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl Timestamp {
+    /// The snapshot it names (a validated timestamp lists exactly "snapshot.json").
+    pub fn snapshot(&self) -> Result<&MetaFile, String> {
+        self.meta
+            .get("snapshot.json")
+            .ok_or_else(|| "timestamp meta does not list \"snapshot.json\"".to_owned())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

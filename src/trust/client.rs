@@ -309,7 +309,7 @@ impl Client {
         let (snap, snap_bytes) = self
             .local_top_level::<Snapshot>("snapshot", self.limits.snapshot_max_bytes)
             .ok_or_else(|| missing("snapshot"))?;
-        let meta = &ts.signed.meta["snapshot.json"];
+        let meta = ts.signed.snapshot().map_err(malformed)?;
         check_meta_file("snapshot.json", meta, &snap_bytes)?;
         if snap.version() != meta.version {
             return Err(err(
@@ -378,8 +378,8 @@ impl Client {
                     ),
                 ));
             }
-            let old_snap = old.signed.meta["snapshot.json"].version;
-            let new_snap = new.signed.meta["snapshot.json"].version;
+            let old_snap = old.signed.snapshot().map_err(malformed)?.version;
+            let new_snap = new.signed.snapshot().map_err(malformed)?.version;
             if new_snap < old_snap {
                 return Err(err(
                     TrustErrorKind::Rollback,
@@ -404,7 +404,7 @@ impl Client {
             .timestamp
             .as_ref()
             .ok_or_else(|| err(TrustErrorKind::Missing, "no trusted timestamp"))?;
-        let meta = ts.signed.meta["snapshot.json"].clone();
+        let meta = ts.signed.snapshot().map_err(malformed)?.clone();
         let name = if self.consistent_snapshot() {
             format!("{}.snapshot.json", meta.version)
         } else {
@@ -906,7 +906,7 @@ fn next_root(
         )
     })?;
     let new = Metadata::<Root>::from_slice(name, bytes)?;
-    let old_keys = &current.signed.roles["root"];
+    let old_keys = current.signed.role("root").map_err(malformed)?;
     verify_threshold(
         "root",
         &new,
@@ -920,7 +920,7 @@ fn next_root(
             format!("{name}: not signed by the previous root's keys: {e}"),
         )
     })?;
-    let new_keys = &new.signed.roles["root"];
+    let new_keys = new.signed.role("root").map_err(malformed)?;
     verify_threshold(
         "root",
         &new,
@@ -956,16 +956,21 @@ fn chain_from(
 ) -> Option<Metadata<Root>> {
     let mut current = pinned.clone();
     while current.version() < stored.version() {
-        let v = current.version() + 1;
+        let v = current.version().checked_add(1)?;
         let bytes = state.load_history(v, limits.root_max_bytes).ok()??;
         current = next_root(&current, &format!("{v}.root.json (state)"), &bytes).ok()?;
     }
     (current.signed_value == stored.signed_value).then_some(current)
 }
 
+/// A file that breaks the format (e.g. an entry validation should have required is missing).
+fn malformed(e: String) -> TrustError {
+    err(TrustErrorKind::Malformed, e)
+}
+
 fn load_self_signed_root(name: &str, bytes: &[u8]) -> Result<Metadata<Root>, TrustError> {
     let root = Metadata::<Root>::from_slice(name, bytes)?;
-    let keys = &root.signed.roles["root"];
+    let keys = root.signed.role("root").map_err(malformed)?;
     verify_threshold(
         "root",
         &root,
