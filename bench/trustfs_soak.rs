@@ -100,7 +100,7 @@ fn short(h: &Hash) -> String {
 
 /// Wall-clock time as the daemon's log writes it, to correlate evidence with its log.
 fn now_stamp() -> String {
-    trustfs::fs::log::timestamp(SystemTime::now())
+    trustfs::log::timestamp(SystemTime::now())
 }
 
 fn errno_name(e: i32) -> String {

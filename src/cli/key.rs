@@ -56,7 +56,7 @@ pub fn run(cmd: KeyCommand) -> i32 {
         }
         Err(e) => {
             super::report_error(what, &e);
-            e.exit_code()
+            super::repo_exit_code(&e)
         }
     }
 }

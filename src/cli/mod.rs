@@ -101,6 +101,15 @@ pub fn report_error(context: &str, err: &dyn std::fmt::Display) {
     eprintln!("trustfs: {context}: {err}");
 }
 
+/// The exit code of a publisher error: [`EXIT_METADATA`] when the existing metadata cannot be
+/// trusted or is malformed, [`EXIT_CONTENT`] for every operational failure.
+pub fn repo_exit_code(e: &crate::repo::RepoError) -> i32 {
+    match e.is_about_metadata() {
+        true => EXIT_METADATA,
+        false => EXIT_CONTENT,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -651,7 +651,7 @@ pub fn run(args: Args) -> i32 {
             Some((at, role)) if !announced_expiry => {
                 log_event!(
                     "the trusted metadata expired at {} (the {role} role): every open is refused (EACCES) until fresh metadata can be trusted{}",
-                    crate::fs::log::timestamp(at),
+                    crate::log::timestamp(at),
                     if args.refresh_interval.is_some() { "" } else { "; no --refresh-interval, so only a remount brings it back" }
                 );
                 announced_expiry = true;
@@ -826,7 +826,7 @@ impl Refresher {
                 let msg = e.to_string();
                 self.live.refresh_failed(format!(
                     "last metadata refresh failed at {}: {msg}",
-                    crate::fs::log::timestamp(SystemTime::now())
+                    crate::log::timestamp(SystemTime::now())
                 ));
                 let repeated = self
                     .last_failure

@@ -311,7 +311,7 @@ pub fn run(cmd: RepoCommand) -> i32 {
         Ok(()) => super::EXIT_OK,
         Err(e) => {
             super::report_error(name, &e);
-            e.exit_code()
+            super::repo_exit_code(&e)
         }
     }
 }

@@ -503,7 +503,7 @@ impl Core {
             mountpoint: options.mountpoint.clone(),
             repository: options.repository.clone(),
             content_desc,
-            started: crate::fs::log::timestamp(now),
+            started: crate::log::timestamp(now),
             freshness: Mutex::new(Freshness::new(now)),
             status_lock: Mutex::new(false),
             status_failing: AtomicBool::new(false),
@@ -712,7 +712,7 @@ impl Core {
         let problem = match expired {
             Some((t, role)) => Some(format!(
                 "the trusted metadata expired at {} (the {role} role); opens are refused",
-                crate::fs::log::timestamp(*t)
+                crate::log::timestamp(*t)
             )),
             None if gen.summary.is_none() => {
                 Some("mounted from a bare target index (no signed metadata summary)".into())
@@ -725,12 +725,12 @@ impl Core {
             repository: self.repository.clone(),
             content: self.content_desc.clone(),
             started: self.started.clone(),
-            updated: crate::fs::log::timestamp(now),
+            updated: crate::log::timestamp(now),
             updated_unix: UtcTime::from_system(now).0,
             verified: gen.summary.is_some() && expired.is_none() && !fresh.stale,
             problem,
             stale: fresh.stale,
-            confirmed: crate::fs::log::timestamp(fresh.last_ok),
+            confirmed: crate::log::timestamp(fresh.last_ok),
             confirmed_unix: UtcTime::from_system(fresh.last_ok).0,
             refresh_interval_secs: refresh.map(|(every, _)| every.as_secs()),
             stale_after_secs: refresh.map(|(_, after)| after.as_secs()),
@@ -961,7 +961,7 @@ impl Core {
         self.counters.deny(
             d.reason,
             DenialRecord {
-                time: crate::fs::log::timestamp(SystemTime::now()),
+                time: crate::log::timestamp(SystemTime::now()),
                 path: crate::ops::shown_path(path),
                 reason: d.reason.label().to_owned(),
                 detail: d.detail.clone(),
@@ -998,7 +998,7 @@ impl Core {
             _ => "EIO",
         };
         let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
-        let at = crate::fs::log::timestamp(SystemTime::now());
+        let at = crate::log::timestamp(SystemTime::now());
         self.counters.fault(
             f.kind,
             format!("{at} {path:?}: {} ({errno}) {who}", f.detail),
@@ -1310,7 +1310,7 @@ impl Core {
             return Err(Errno::ESTALE);
         }
         if let Some((t, role)) = gen.expired_at(SystemTime::now()) {
-            let at = crate::fs::log::timestamp(*t);
+            let at = crate::log::timestamp(*t);
             let d = Denial::new(
                 DenyReason::Expired,
                 format_args!(
@@ -1396,7 +1396,7 @@ impl Core {
         }
         if let Some((t, role)) = now_gen.expired_at(SystemTime::now()) {
             release(&object);
-            let at = crate::fs::log::timestamp(*t);
+            let at = crate::log::timestamp(*t);
             let d = Denial::new(
                 DenyReason::Expired,
                 format_args!("the trusted metadata expired at {at} (the {role} role) while this open was being verified"),

@@ -86,7 +86,7 @@ impl Freshness {
         let since = now.duration_since(self.last_ok).unwrap_or_default();
         let stale = self.refresh.is_some_and(|(_, after)| since > after);
         let problem = if stale {
-            let at = crate::fs::log::timestamp(self.last_ok);
+            let at = crate::log::timestamp(self.last_ok);
             let why = match &self.last_problem {
                 Some(p) => format!("{} refreshes failed since; the last: {p}", self.failures),
                 None => "no refresh has finished since (is the refresh thread stuck?)".into(),

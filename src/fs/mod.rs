@@ -47,7 +47,6 @@ mod inodes;
 pub mod lazyremote;
 pub mod limits;
 mod listing;
-pub mod log;
 mod openers;
 pub mod prefetch;
 mod readfiles;

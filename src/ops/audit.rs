@@ -45,7 +45,7 @@ fn versions(s: &TrustSummary) -> Versions {
 }
 
 fn now() -> String {
-    crate::fs::log::timestamp(SystemTime::now())
+    crate::log::timestamp(SystemTime::now())
 }
 
 impl AuditLog {

@@ -88,13 +88,13 @@ impl RepoError {
         }
     }
 
-    /// The process exit code for this error: 2 when the existing metadata cannot be trusted or is
-    /// malformed, 1 for every operational failure.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RepoError::Malformed { .. } | RepoError::Untrusted { .. } => crate::cli::EXIT_METADATA,
-            _ => crate::cli::EXIT_CONTENT,
-        }
+    /// Whether the existing metadata cannot be trusted or is malformed (the command line maps
+    /// this to its own exit code); otherwise an operational failure.
+    pub fn is_about_metadata(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Malformed { .. } | RepoError::Untrusted { .. }
+        )
     }
 }
 

@@ -369,7 +369,7 @@ impl Signed for Targets {
     }
     fn validate(&self) -> Result<(), String> {
         for (path, t) in &self.targets {
-            crate::index::TargetPath::parse(path).map_err(|e| format!("target {path:?}: {e}"))?;
+            super::TargetPath::parse(path).map_err(|e| format!("target {path:?}: {e}"))?;
             check_hashes(&format!("target {path:?}"), &t.hashes)?;
         }
         if let Some(d) = &self.delegations {

@@ -11,6 +11,7 @@ mod cjson;
 mod error;
 mod keys;
 mod metadata;
+mod target_path;
 mod threshold;
 mod time;
 
@@ -22,5 +23,6 @@ pub use metadata::{
     RoleKeys, RoleType, Root, Signature, Signed, Snapshot, SuccinctRoles, TargetFile, Targets,
     Timestamp, SPEC_VERSION,
 };
+pub use target_path::{TargetPath, TargetPathError};
 pub use threshold::verify_threshold;
 pub use time::{parse_duration, UtcTime};

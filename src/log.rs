@@ -18,7 +18,7 @@ pub fn event(msg: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! log_event {
     ($($arg:tt)*) => {
-        $crate::fs::log::event(format_args!($($arg)*))
+        $crate::log::event(format_args!($($arg)*))
     };
 }
 
