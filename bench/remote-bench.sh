@@ -5,7 +5,8 @@
 #   bench/remote-bench.sh [REPS]      (root, /dev/fuse, /usr/sbin/nginx, curl)
 #
 # (a) cold: first read through a fresh `trustfs mount --metadata-url ...` with an empty cache
-#     (download + streaming sha256 + write + fsync + rename, then the read via passthrough), vs
+#     (download + streaming check against the signed chunk root, BLAKE3, or else sha256 + write +
+#     fsync + rename, then the read via passthrough), vs
 #     `curl -o FILE` of the same URL.                                Target: curl / trustfs >= 0.7
 # (b) warm: the same file read again through the mount (cache hit, passthrough), vs a native read
 #     of the cached object file.                                     Target: native / trustfs >= 0.9

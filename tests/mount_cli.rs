@@ -326,7 +326,7 @@ fn mitm_demo_plain_download_runs_the_injected_code_trustfs_refuses_it() {
         "cannot open /mnt/app/service/start.sh: Permission denied",
         "Hello from a verified service",
         "DENY open \"service/start.sh\"",
-        "sha256 mismatch",
+        "chunk root (blake3, trustfs-chunks/1) mismatch",
         "\"reason\": \"altered\"",
         "  verified",
         "status.json: verified=true",

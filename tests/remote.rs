@@ -426,7 +426,8 @@ fn tampered_target_on_the_server_is_refused_and_never_cached() {
     assert_eq!(server.gets(".tool.bin"), 2);
     let log = d.stop();
     assert!(
-        log.contains("DENY open \"app/tool.bin\"") && log.contains("sha256 mismatch"),
+        log.contains("DENY open \"app/tool.bin\"")
+            && log.contains("chunk root (blake3, trustfs-chunks/1) mismatch"),
         "{log}"
     );
 }

@@ -698,7 +698,7 @@ impl ObjectStore {
         info: &TargetInfo,
         name: &str,
     ) -> Result<CopyMethod, StoreError> {
-        MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
+        MultiHasher::for_content(info).map_err(StoreError::Mismatch)?;
         if src.stat.key.size != info.length {
             // Cheap refusal: fstat already shows the length differs.
             return Err(StoreError::Mismatch(Mismatch::Length {
@@ -748,7 +748,7 @@ impl ObjectStore {
         name: &str,
         fill: impl FnOnce(&File, MultiHasher) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let hasher = MultiHasher::for_target(info).map_err(StoreError::Mismatch)?;
+        let hasher = MultiHasher::for_content(info).map_err(StoreError::Mismatch)?;
         let (tmp_name, tmp) = self.create_temp().map_err(StoreError::Io)?;
         let shared = self.mode == StoreMode::SharedCache;
         let result = (|| {
