@@ -1634,6 +1634,57 @@ fn lazy_fetch_refuses_a_corrupted_range_and_keeps_nothing_of_it() {
     );
 }
 
+/// Files whose length is not a multiple of 64 KiB: the short last chunk alone in its batch, or
+/// after a whole one, and the file read whole. Each tail read gets the signed bytes from one range
+/// request (it used to be fetched again and again, never counted as kept, the read hanging).
+#[test]
+fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
+    let a = pattern((16 << 20) + 1000, 77);
+    let b = pattern((16 << 20) + 100_000, 78);
+    let c = pattern((16 << 20) + 100_000, 79);
+    let w = world(
+        "lazytail",
+        &[
+            ("a.bin".to_owned(), a.clone()),
+            ("b.bin".to_owned(), b.clone()),
+            ("c.bin".to_owned(), c.clone()),
+        ],
+        &[],
+    );
+    let server = Nginx::start(&w.repo);
+    let d = w
+        .mount_remote(
+            &server.url("metadata"),
+            &[server.url("targets")],
+            &["--verify", "lazy"],
+        )
+        .unwrap();
+    // A read that hangs fails the test instead of hanging it (no time is asserted otherwise).
+    let bounded = |path: PathBuf, at: u64| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&path)
+                .unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let got = f.read_at(&mut buf, at).map(|n| buf[..n].to_vec());
+            let _ = tx.send(got);
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("a read of the last chunk never returned")
+            .unwrap()
+    };
+    let requests = |name: &str| server.gets(name);
+    assert!(bounded(w.at("a.bin"), 16 << 20) == a[16 << 20..]);
+    assert_eq!(requests(".a.bin"), 1);
+    assert!(bounded(w.at("b.bin"), 257 * 65536) == b[257 * 65536..]);
+    assert_eq!(requests(".b.bin"), 1);
+    assert!(std::fs::read(w.at("c.bin")).unwrap() == c);
+    assert_no_denial(&d.stop());
+}
+
 /// `--verify lazy-above=SIZE` on a remote mount: smaller targets are downloaded whole at open (an
 /// object in the cache), larger ones fetched as they are read (a partial file); `--lazy-fetch`
 /// is `--verify lazy`; `--chunks-url` without a lazy mode is a usage error.

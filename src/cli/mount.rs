@@ -333,6 +333,15 @@ fn network_of(args: &Args) -> Result<trust::Network, String> {
 }
 
 pub fn run(args: Args) -> i32 {
+    // Usage errors before any network or filesystem work.
+    let verify = match args.lazy_fetch {
+        true => VerifyMode::Lazy,
+        false => args.verify,
+    };
+    if !args.chunks_url.is_empty() && verify == VerifyMode::Open {
+        super::report_error("mount", &"--chunks-url is for --verify lazy or lazy-above");
+        return super::EXIT_USAGE;
+    }
     // Room for many readers: the soft descriptor limit up to the hard one (the daemon bounds
     // its own use; see docs/operations.md).
     match fs::limits::raise_open_files_limit() {
@@ -466,14 +475,6 @@ pub fn run(args: Args) -> i32 {
         }
     };
 
-    let verify = match args.lazy_fetch {
-        true => VerifyMode::Lazy,
-        false => args.verify,
-    };
-    if !args.chunks_url.is_empty() && verify == VerifyMode::Open {
-        super::report_error("mount", &"--chunks-url is for --verify lazy or lazy-above");
-        return super::EXIT_USAGE;
-    }
     let (mut options, from) = match (&args.backing, &args.targets_url, &args.cache) {
         (Some(backing), _, _) => (
             MountOptions::new(&mountpoint, backing, &state_dir),

@@ -240,13 +240,13 @@ impl Batches {
 impl Recent {
     fn keep(&self, partial: &Arc<Partial>, batch: Arc<CheckedChunks>) {
         let mut kept = lock(&self.kept);
-        kept.bytes += batch.bytes().len();
+        kept.bytes += batch.memory();
         kept.batches.push_back((partial.clone(), batch, 0));
         while kept.bytes > RECENT_BYTES {
             let Some((_, old, _)) = kept.batches.pop_front() else {
                 break;
             };
-            kept.bytes -= old.bytes().len();
+            kept.bytes -= old.memory();
             kept.spare(old);
         }
     }
@@ -256,20 +256,31 @@ impl Recent {
         lock(&self.kept).spare.pop().unwrap_or_default()
     }
 
-    /// Bytes `offset .. offset + size` of `partial`'s file, if one batch holds them all.
+    /// Bytes `offset .. offset + size` of `partial`'s file, if one batch holds them all. The
+    /// copy is made outside the lock all files share.
     fn serve(&self, partial: &Arc<Partial>, offset: u64, size: u32) -> Option<VerifiedBytes> {
         let cs = u64::from(CHUNK_SIZE);
+        let batch = lock(&self.kept)
+            .batches
+            .iter()
+            .rev()
+            .find(|(p, b, _)| Arc::ptr_eq(p, partial) && b.chunks().contains(&(offset / cs)))
+            .map(|(_, b, _)| b.clone())?;
+        let bytes = batch.serve(offset, size)?;
         let mut kept = lock(&self.kept);
-        let i = kept.batches.iter().rposition(|(p, b, _)| {
-            Arc::ptr_eq(p, partial) && b.chunks().contains(&(offset / cs))
-        })?;
-        let bytes = kept.batches[i].1.serve(offset, size)?;
-        let entry = &mut kept.batches[i];
-        entry.2 += bytes.as_slice().len();
-        if entry.2 >= entry.1.bytes().len() {
-            if let Some((_, done, _)) = kept.batches.remove(i) {
-                kept.bytes -= done.bytes().len();
-                kept.spare(done);
+        if let Some(i) = kept
+            .batches
+            .iter()
+            .position(|(_, b, _)| Arc::ptr_eq(b, &batch))
+        {
+            let entry = &mut kept.batches[i];
+            entry.2 += bytes.as_slice().len();
+            if entry.2 >= entry.1.bytes().len() {
+                // Read once: a reader in order does not come back (the page cache has it).
+                if let Some((_, read, _)) = kept.batches.remove(i) {
+                    kept.bytes -= read.memory();
+                }
+                kept.spare(batch);
             }
         }
         Some(bytes)
@@ -408,8 +419,10 @@ impl Run {
         for msg in batches {
             match msg {
                 ToCheck::Drain(reply) => {
-                    let _ = reply.send(found.take());
+                    // Cleared before the answer: the receiver must never see this mirror's flag
+                    // while it reads the next one.
                     bad.store(u64::MAX, Ordering::Release);
+                    let _ = reply.send(found.take());
                 }
                 ToCheck::Batch(_) if found.is_some() => {}
                 ToCheck::Batch(mut batch) => {
@@ -421,7 +434,9 @@ impl Run {
                     if let Err(e) = self.keep(job, batch) {
                         return (reached, Err(e));
                     }
-                    reached = reached.max(chunks.end);
+                    if !chunks.is_empty() {
+                        reached = reached.max(chunks.end);
+                    }
                 }
             }
         }
@@ -533,10 +548,8 @@ impl Run {
             to_check.send(ToCheck::Drain(reply)).map_err(drop)?;
             answer.recv().map_err(drop)
         };
-        for i in 0..self.targets.len() {
-            if at >= job.until {
-                break;
-            }
+        let mut i = 0;
+        while i < self.targets.len() && at < job.until {
             let start = at * cs;
             let mut body =
                 match self
@@ -546,14 +559,12 @@ impl Run {
                     Ok(b) => b,
                     Err(e) => {
                         unavailable.push(e);
+                        i += 1;
                         continue;
                     }
                 };
             let mut batch = batch_at(at);
             let cut = loop {
-                if at >= job.until {
-                    break None;
-                }
                 let slot = batch.slot();
                 let len = slot.len() as u64;
                 if let Err(e) = body.read_exact(slot) {
@@ -565,6 +576,9 @@ impl Run {
                 }
                 batch.received();
                 at += 1;
+                if at >= job.until {
+                    break None;
+                }
                 if batch.slot().is_empty() {
                     let full = std::mem::replace(&mut batch, batch_at(at));
                     if to_check.send(ToCheck::Batch(full)).is_err() {
@@ -587,11 +601,15 @@ impl Run {
                         index * cs
                     ));
                     at = index;
+                    i += 1;
                 }
                 Ok(None) => {
                     if let Some(why) = cut {
                         unavailable.push(why);
+                        i += 1;
                     }
+                    // Otherwise all it sent was right: done, or (a flag of no consequence) asked
+                    // again from `at`.
                 }
             }
         }
@@ -893,6 +911,9 @@ impl LazyRemote {
         }
         let arrived = Instant::now();
         let mut retried = false;
+        // Fetches this read started; one that ends "done" without the chunk it was for must not
+        // make the read fetch it again and again.
+        let mut started = 0;
         loop {
             let mut st = lock(&p.state);
             let mut ready = None;
@@ -926,6 +947,13 @@ impl LazyRemote {
                     };
                 }
                 let m1 = (first..=last).rev().find(|&i| !p.kept.has(i)).unwrap_or(m0);
+                started += 1;
+                if started > 4 {
+                    return Err(LazyError::Unavailable(format!(
+                        "chunk {m0} of {path:?} is still missing after {} fetches (internal error)",
+                        started - 1
+                    )));
+                }
                 let job = plan(&mut st, &p, data, m0, m1, n)?;
                 drop(st);
                 self.start(job, targets, path, info, tree, true);

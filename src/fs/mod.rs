@@ -562,7 +562,11 @@ pub fn spawn(options: MountOptions, index: TargetIndex) -> io::Result<MountHandl
                     remote.http.clone(),
                     &remote.cache_dir,
                     remote.cache_max,
-                    options.verify,
+                    // Asked for lazy fetches: lazy for every size unless a threshold was given.
+                    match options.verify {
+                        chunked::VerifyMode::Open => chunked::VerifyMode::Lazy,
+                        mode => mode,
+                    },
                 )
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Some(l)

@@ -110,8 +110,10 @@ impl fmt::Debug for VerifiedBytes {
 /// are ever handed out.
 pub struct CheckedChunks {
     first: u64,
-    /// The file's length (the last chunk may be short).
+    /// The file's length (the last chunk may be short) and its tree's root: only that tree may
+    /// check these chunks.
     length: u64,
+    root: [u8; 32],
     buf: Vec<u8>,
     /// `buf[..checked]` holds checked chunks, `buf[checked..filled]` chunks received, not yet
     /// checked.
@@ -131,10 +133,16 @@ impl CheckedChunks {
         CheckedChunks {
             first,
             length,
+            root: tree.root(),
             buf,
             checked: 0,
             filled: 0,
         }
+    }
+
+    /// The memory it holds (its buffer's capacity).
+    pub fn memory(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The buffer, for reuse.
@@ -144,12 +152,12 @@ impl CheckedChunks {
 
     /// The index of the next chunk to receive.
     pub fn next(&self) -> u64 {
-        self.first + (self.filled / CHUNK_SIZE as usize) as u64
+        self.first + self.filled.div_ceil(CHUNK_SIZE as usize) as u64
     }
 
-    /// The chunks held, checked.
+    /// The chunks held, checked (the last one of the file counts, short as it is).
     pub fn chunks(&self) -> std::ops::Range<u64> {
-        self.first..self.first + (self.checked / CHUNK_SIZE as usize) as u64
+        self.first..self.first + self.checked.div_ceil(CHUNK_SIZE as usize) as u64
     }
 
     /// The checked bytes (chunk `first` at index 0), e.g. to be written to a cache file.
@@ -177,6 +185,7 @@ impl CheckedChunks {
             let end = self.filled.min(self.checked + cs);
             let index = self.first + (self.checked / cs) as u64;
             if tree.length() != self.length
+                || tree.root() != self.root
                 || !tree.chunk_matches(index, &self.buf[self.checked..end])
             {
                 self.filled = self.checked;
@@ -683,6 +692,16 @@ mod tests {
             c.serve(3 * cs as u64, 5000).unwrap().as_slice(),
             &d[3 * cs..]
         );
+        // The file's last chunk counts, short as it is.
+        assert_eq!((c.chunks(), c.next()), (1..4, 4));
+        // Only the tree it was made for checks it: another file of the same length does not.
+        let other: Vec<u8> = d.iter().map(|b| b ^ 1).collect();
+        let o =
+            TrustedTree::from_outboard(&info(&other, true), &tree_of(&other).outboard()).unwrap();
+        let mut c = CheckedChunks::new(&t, 0, 1, Vec::new());
+        c.slot().copy_from_slice(&other[..cs]);
+        c.received();
+        assert_eq!(c.check(&o), Err(0));
     }
 
     #[test]
