@@ -762,7 +762,7 @@ pub fn repository(data: &[u8]) -> u32 {
     }
     for (path, info) in index.iter() {
         let role = index
-            .signed_by(path)
+            .listed_by(path)
             .expect("the index records the role of every target")
             .to_owned();
         assert!(
@@ -1185,7 +1185,7 @@ fn check_target_path(raw: &str) -> u32 {
             index.insert_signed_by(p.clone(), info.clone(), "targets");
             let index = index.build();
             assert_eq!(index.get(raw), Some(info));
-            assert_eq!(index.signed_by(raw), Some("targets"));
+            assert_eq!(index.listed_by(raw), Some("targets"));
             // Every ancestor is a directory of the index, and lists the next component.
             for (at, _) in raw.match_indices('/') {
                 let (dir, rest) = (&raw[..at], &raw[at + 1..]);

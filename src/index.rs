@@ -293,7 +293,7 @@ impl TargetIndex {
     }
 
     /// The role that listed `path`, if recorded.
-    pub fn signed_by(&self, path: &str) -> Option<&str> {
+    pub fn listed_by(&self, path: &str) -> Option<&str> {
         self.position(path).and_then(|pos| self.role_at(pos))
     }
 
@@ -710,10 +710,10 @@ mod tests {
         let idx = idx.build();
         assert_eq!(idx.get("a").unwrap().length, 1);
         assert!(idx.get("e").is_none());
-        assert_eq!(idx.signed_by("a"), None);
-        assert_eq!(idx.signed_by("b"), Some("bins-1"));
-        assert_eq!(idx.signed_by("c"), Some("targets"));
-        assert_eq!(idx.signed_by("d"), Some("bins-1"));
+        assert_eq!(idx.listed_by("a"), None);
+        assert_eq!(idx.listed_by("b"), Some("bins-1"));
+        assert_eq!(idx.listed_by("c"), Some("targets"));
+        assert_eq!(idx.listed_by("d"), Some("bins-1"));
         assert_eq!(idx.get("b").unwrap().length, 3);
         assert_eq!(idx.roles.len(), 2);
     }
@@ -792,7 +792,7 @@ mod tests {
         assert_eq!(idx.position("z"), Some(2));
         assert_eq!(idx.path_at(1), "m/odd");
         assert_eq!(idx.role_at(1), Some("bins-0"));
-        assert_eq!(idx.signed_by("z"), Some("targets"));
+        assert_eq!(idx.listed_by("z"), Some("targets"));
         for missing in ["", "b", "m", "m/", "zz", "m/od"] {
             assert_eq!(idx.position(missing), None, "{missing:?}");
         }

@@ -297,7 +297,7 @@ fn growing_past_the_threshold_shards_targets_and_clients_follow() {
     .unwrap();
     assert_eq!(t.index.len(), 100);
     assert_eq!(
-        t.index.signed_by(&names[3]),
+        t.index.listed_by(&names[3]),
         Some(s_roles.role_for(&names[3]).as_str())
     );
 

@@ -95,7 +95,7 @@ fn every_target_is_served_from_the_bin_its_path_hashes_to() {
     assert_eq!(index.len(), names.len());
     for name in &names {
         assert_eq!(
-            index.signed_by(name),
+            index.listed_by(name),
             Some(bins(&repo).bin_of(name).as_str())
         );
     }
@@ -187,7 +187,7 @@ fn bin_key_vouching_outside_its_range_is_ignored_and_reported() {
 
     let (index, problems) = c.target_index().unwrap();
     assert!(index.get(&smuggled).is_none(), "never indexed");
-    assert_eq!(index.signed_by(&victim), Some(home.as_str()));
+    assert_eq!(index.listed_by(&victim), Some(home.as_str()));
     assert_eq!(index.len(), names.len());
     let messages: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(problems.len(), 2, "{messages:?}");
@@ -496,11 +496,11 @@ fn a_path_targets_lists_itself_comes_from_targets_not_its_bin() {
     assert_eq!(found.info.length, b"targets' own version".len() as u64);
     let (index, problems) = c.target_index().unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    assert_eq!(index.signed_by(&both), Some("targets"));
+    assert_eq!(index.listed_by(&both), Some("targets"));
     assert_eq!(index.get(&both).unwrap(), found.info);
     for name in names.iter().filter(|n| **n != both) {
         let found = c.find_target(name).unwrap().unwrap();
-        assert_eq!(index.signed_by(name), Some(found.role.as_str()), "{name}");
+        assert_eq!(index.listed_by(name), Some(found.role.as_str()), "{name}");
         assert_eq!(index.get(name).unwrap(), found.info, "{name}");
     }
 }

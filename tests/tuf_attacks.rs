@@ -550,6 +550,6 @@ fn index_records_which_role_listed_each_target() {
     repo.add_delegated_file(0, "docs/x", b"x");
     repo.publish();
     let (index, _) = client(&repo, None).target_index().unwrap();
-    assert_eq!(index.signed_by("top"), Some("targets"));
-    assert_eq!(index.signed_by("docs/x"), Some("docs"));
+    assert_eq!(index.listed_by("top"), Some("targets"));
+    assert_eq!(index.listed_by("docs/x"), Some("docs"));
 }

@@ -615,14 +615,14 @@ fn publish(repo: PathBuf, common: KeyArgs) -> Result<(), RepoError> {
 /// Print the roles and any staged root; `Ok(false)` while a staged root is short of signatures.
 fn status(repo: PathBuf) -> Result<bool, RepoError> {
     for r in repo::status(&repo)? {
-        let short = r.signed_by.len() < r.threshold as usize;
+        let short = r.listed_by.len() < r.threshold as usize;
         println!(
             "{} {:<9} v{:<5} expires {}  {} of {} signed [{}]{}",
             if short { "✘" } else { "✔" },
             r.role,
             r.version,
             r.expires,
-            r.signed_by.len(),
+            r.listed_by.len(),
             r.threshold,
             short_ids(&r.keyids),
             if short { "  SHORT OF SIGNATURES" } else { "" }

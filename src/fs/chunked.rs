@@ -226,7 +226,8 @@ impl ChunkReads {
         if whole && from != TreeFrom::Pass {
             let pass = Instant::now();
             let checked = verified::verify_whole(&tree, &src.file, self.threads, sink);
-            self.counters.verified(pass.elapsed().as_secs_f64());
+            self.counters
+                .verification_pass(pass.elapsed().as_secs_f64());
             checked.map_err(|e| match e {
                 ChunkError::Io(e) => Refusal::from(Fault::io("reading the backing file", &e)),
                 ChunkError::Differs { offset, detail } => Denial::new(
@@ -274,7 +275,8 @@ impl ChunkReads {
         }
         let pass = Instant::now();
         let tree = verified::compute_tree(info, &src.file, self.threads);
-        self.counters.verified(pass.elapsed().as_secs_f64());
+        self.counters
+            .verification_pass(pass.elapsed().as_secs_f64());
         let tree = tree.map_err(|e| match e {
             PassError::Io(e) => Refusal::from(Fault::io("reading the backing file", &e)),
             PassError::Mismatch(m) => Denial::mismatch(&m).into(),

@@ -3,7 +3,7 @@
 //!
 //! - Remote mount ([`Content::Remote`]): the tree is derived from the target paths (directories
 //!   0555, files 0444 with their signed length) and shown in full before any content is fetched.
-//!   The first open of a file downloads it into the shared cache through `fetch.rs` (one download
+//!   The first open of a file downloads it into the shared cache through `download.rs` (one download
 //!   per object, however many openers wait on it); later opens use the cached object. A fetch
 //!   failure is `EIO`, a verification failure `EACCES`. Everything below about reads applies.
 //! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other
@@ -49,7 +49,7 @@ use fuser::{
 };
 
 use super::chunked::{tree_key, ChunkReads};
-use super::fetch::{fetch_into_cache, FetchFailure};
+use super::download::{fetch_into_cache, FetchFailure};
 use super::freshness::Freshness;
 use super::gate::{Gates, Shut};
 use super::inodes::{same_content, Inodes, Node, ROOT};

@@ -17,7 +17,7 @@
 //! - `store.rs`: the content-addressed object store (the local mount's private copies with
 //!   `--private-copy`, or the remote mount's shared cache) and the copy-and-hash pipeline both
 //!   fill it with.
-//! - `fetch.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).
+//! - `download.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).
 //! - `log.rs`: one timestamped line per event on stderr.
 
 use std::io;
@@ -37,8 +37,8 @@ use crate::source::BackingDir;
 use crate::trust::TrustSummary;
 
 pub mod chunked;
+pub mod download;
 mod durability;
-pub mod fetch;
 mod filesystem;
 pub mod freshness;
 mod fusermount;

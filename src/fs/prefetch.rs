@@ -4,7 +4,7 @@
 //! after the other, if every file waits for its own first open. So when the first open in a
 //! directory misses the cache, the other small registered files of that directory are queued
 //! here and fetched by a few workers, each reusing its own keep-alive connection, into the same
-//! verified cache the opens use (`fetch::fetch_into_cache`: streamed, hashed while written,
+//! verified cache the opens use (`download::fetch_into_cache`: streamed, hashed while written,
 //! renamed to its object name only when length and every hash match). Later opens then find
 //! their object ready and are answered on the FUSE worker without any request.
 //!

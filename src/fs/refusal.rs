@@ -16,7 +16,7 @@
 use std::fmt;
 use std::io;
 
-use super::fetch::FetchFailure;
+use super::download::FetchFailure;
 use super::store::StoreError;
 use crate::ops::{DenyReason, FaultKind};
 use crate::source::SourceError;

@@ -735,7 +735,8 @@ impl ObjectStore {
                 }
                 hasher.check(info).map_err(StoreError::Mismatch)
             });
-            self.counters.verified(started.elapsed().as_secs_f64());
+            self.counters
+                .verification_pass(started.elapsed().as_secs_f64());
             result
         })
     }
@@ -851,7 +852,8 @@ impl ObjectStore {
     ) -> Result<CopyMethod, StoreError> {
         let started = Instant::now();
         let result = self.fill_inner(src, tmp, hasher, info);
-        self.counters.verified(started.elapsed().as_secs_f64());
+        self.counters
+            .verification_pass(started.elapsed().as_secs_f64());
         result
     }
 

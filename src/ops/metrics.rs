@@ -290,7 +290,7 @@ pub(crate) mod tests {
     pub(crate) fn status() -> MountStatus {
         let counters = Counters::default();
         counters.deny(DenyReason::Altered, DenialRecord::default());
-        counters.verified(0.02);
+        counters.verification_pass(0.02);
         MountStatus {
             pid: 1,
             mountpoint: "/mnt".into(),

@@ -219,7 +219,7 @@ impl Counters {
 
     /// One verification pass (a hash pass over backing content, or a download), successful or
     /// not, that took `secs`.
-    pub fn verified(&self, secs: f64) {
+    pub fn verification_pass(&self, secs: f64) {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         self.verify_micros
             .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);

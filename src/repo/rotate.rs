@@ -494,7 +494,7 @@ pub struct RoleStatus {
     pub expires: String,
     pub threshold: u64,
     pub keyids: Vec<String>,
-    pub signed_by: Vec<String>,
+    pub listed_by: Vec<String>,
 }
 
 /// The published top-level roles of `repo`.
@@ -509,7 +509,7 @@ pub fn status(repo: &Path) -> Result<Vec<RoleStatus>, RepoError> {
             version,
             expires,
             threshold: listed.map_or(0, |l| l.threshold),
-            signed_by: valid_signers(msg, sigs, &keyids, root),
+            listed_by: valid_signers(msg, sigs, &keyids, root),
             keyids,
         }
     };

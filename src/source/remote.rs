@@ -5,7 +5,7 @@
 //! consistent-snapshot name `dir/<sha256>.<basename>` when the root says so, else the plain path)
 //! and refuses early when the server announces a `Content-Length` other than the signed length.
 //! The verified cache (`fs::store`) reads at most the signed length plus one byte from the stream
-//! and hashes while it writes; the fetch loop in `fs::fetch` decides what a failure means.
+//! and hashes while it writes; the fetch loop in `fs::download` decides what a failure means.
 
 use std::fmt;
 use std::io::Read;
