@@ -438,7 +438,7 @@ fn bad_signature_and_rolled_back_timestamp_keep_the_last_good_metadata() {
 #[test]
 fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
     // The repository is never re-signed: every refresh after expiry fails.
-    let w = world("expiry", &["timestamp=8s"]);
+    let w = world("expiry", &["timestamp=12s"]);
     let d = w.mount_local(&[
         "--refresh-interval",
         "1s",
@@ -481,7 +481,7 @@ fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
 fn expired_metadata_recovers_when_fresh_metadata_is_published() {
     // Short-lived timestamps: once expired, opens fail closed; a re-signed timestamp brings the
     // mount back without a remount, and the expiry in force moves forward.
-    let w = world("resign", &["timestamp=5s"]);
+    let w = world("resign", &["timestamp=12s"]);
     let d = w.mount_local(&["--refresh-interval", "1s"]);
     let first = w.status_record().unwrap()["metadata"]["expires"]
         .as_str()

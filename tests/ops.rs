@@ -125,7 +125,7 @@ fn status_is_green_for_a_live_mount_red_after_sigkill_and_a_restart_on_the_dead_
 
 #[test]
 fn status_is_red_for_expired_metadata_and_for_a_plain_directory() {
-    let w = world("status-expired", &["timestamp=6s"]);
+    let w = world("status-expired", &["timestamp=12s"]);
     let mnt = w.mnt.to_str().unwrap().to_owned();
     let d = w.mount_local(&[]);
     wait_for(

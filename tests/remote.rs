@@ -923,9 +923,10 @@ fn cached_files_are_refused_once_the_trusted_metadata_expires() {
     let w = World::new(
         "expiring",
         &[("a.txt", b"soon stale".to_vec())],
-        &["timestamp=6s"],
+        &["timestamp=12s"],
     );
-    let expires = SystemTime::now() + Duration::from_secs(6);
+    // Long enough for nginx, the mount and the first read on a loaded machine.
+    let expires = SystemTime::now() + Duration::from_secs(12);
     let server = Nginx::start(&w.repo);
     let d = w.mount(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"soon stale");
