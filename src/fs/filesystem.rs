@@ -16,7 +16,7 @@
 //!   object store and hashed. Reads are served from the verified object (passthrough or userspace).
 //! - Every mutating operation → `EROFS`.
 //!
-//! Live updates: the metadata in force is a [`Generation`] (the sorted index, from which
+//! Live updates: the metadata in force is a [`MetadataInForce`] (the sorted index, from which
 //! directories are derived, the summary and the expiry) behind an `RwLock<Arc<_>>`;
 //! [`Core::switch`] replaces it in one step. A registered file's inode names its target by
 //! position in the index; the switch carries inodes whose content (signed length and hashes) is
@@ -94,14 +94,15 @@ pub const XATTR_ROLE: &str = "user.trustfs.role";
 
 /// Where the mount's bytes come from.
 pub(super) enum Content {
-    /// A local backing directory: its tree is the namespace; files are copied and verified.
+    /// A local backing directory: its tree is the namespace; reads are verified chunk by chunk
+    /// (or served from private verified copies with `--private-copy`).
     Backing(BackingDir),
     /// A remote repository: the namespace is derived from the index; files are fetched.
     Remote(Arc<Mirrors>),
 }
 
 /// The metadata in force, and what is derived from it. Replaced as a whole by a switch.
-pub(super) struct Generation {
+pub(super) struct MetadataInForce {
     /// 1 at mount, +1 per switch.
     pub(super) number: u64,
     /// Shared with the inodes that name its targets by position.
@@ -111,13 +112,13 @@ pub(super) struct Generation {
     expires: Option<(SystemTime, String)>,
 }
 
-impl Generation {
+impl MetadataInForce {
     fn new(
         number: u64,
         index: TargetIndex,
         summary: Option<TrustSummary>,
         fallback_expires: Option<SystemTime>,
-    ) -> Generation {
+    ) -> MetadataInForce {
         let expires = match &summary {
             Some(s) => {
                 let role = if s.expires_role.is_empty() {
@@ -133,7 +134,7 @@ impl Generation {
             }
             None => fallback_expires.map(|t| (t, "trusted".to_owned())),
         };
-        Generation {
+        MetadataInForce {
             number,
             index: Arc::new(index),
             summary,
@@ -169,7 +170,7 @@ fn utc_to_system(t: UtcTime) -> SystemTime {
 /// The invalidations a switch sends once more when no request works on the old generation any
 /// more ([`Core::second_round`]).
 pub(super) struct SecondRound {
-    old: Arc<Generation>,
+    old: Arc<MetadataInForce>,
     entries: Vec<(u64, OsString)>,
     inodes: Vec<u64>,
 }
@@ -212,7 +213,7 @@ pub(super) struct Core {
     content: Content,
     /// Attribute times of a remote mount's entries (and of files whose backing entry is gone).
     mount_time: SystemTime,
-    generation: RwLock<Arc<Generation>>,
+    generation: RwLock<Arc<MetadataInForce>>,
     unregistered: Unregistered,
     store: ObjectStore,
     pub(super) counters: Arc<Counters>,
@@ -450,7 +451,7 @@ impl Core {
         lazy: Option<LazyRemote>,
     ) -> Core {
         let generation =
-            Generation::new(1, index, options.metadata.clone(), options.metadata_expires);
+            MetadataInForce::new(1, index, options.metadata.clone(), options.metadata_expires);
         let inodes = Inodes::new(generation.index.clone());
         let content_desc = match &options.source {
             ContentSource::Backing(p) => p.display().to_string(),
@@ -515,7 +516,7 @@ impl Core {
     }
 
     /// The metadata in force (a cheap `Arc` clone; a switch never changes it in place).
-    pub(super) fn generation(&self) -> Arc<Generation> {
+    pub(super) fn generation(&self) -> Arc<MetadataInForce> {
         self.generation
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -531,7 +532,12 @@ impl Core {
     ) -> (SwitchReport, Option<SecondRound>) {
         let _one_at_a_time = lock(&self.switching);
         let old = self.generation();
-        let new = Arc::new(Generation::new(old.number + 1, index, Some(summary), None));
+        let new = Arc::new(MetadataInForce::new(
+            old.number + 1,
+            index,
+            Some(summary),
+            None,
+        ));
         let mut report = SwitchReport::default();
         // Superseded contents: their object names and lengths (see `still_unlisted`).
         let mut superseded = Vec::new();
@@ -778,7 +784,7 @@ impl Core {
     /// The inode a lookup answers with for `path` (a directory or unregistered entry; `pos`: the
     /// target at `pos` of `gen`'s index), allocated if needed and counted until the kernel
     /// forgets it.
-    fn lookup_ino(&self, gen: &Generation, path: &OsStr, pos: Option<usize>) -> u64 {
+    fn lookup_ino(&self, gen: &MetadataInForce, path: &OsStr, pos: Option<usize>) -> u64 {
         let mut inodes = self.inodes.write().unwrap_or_else(|e| e.into_inner());
         match pos {
             Some(pos) => inodes.lookup_target(&gen.index, pos),
@@ -789,7 +795,7 @@ impl Core {
     /// The inode the kernel holds for `path` (as in [`Self::lookup_ino`]), if any; else a
     /// stable stand-in number for listings (`d_ino` is informational: the kernel looks each name
     /// up before using it). Allocates nothing.
-    fn peek_ino(&self, gen: &Generation, path: &OsStr, pos: Option<usize>) -> u64 {
+    fn peek_ino(&self, gen: &MetadataInForce, path: &OsStr, pos: Option<usize>) -> u64 {
         let held = {
             let inodes = self.inodes.read().unwrap_or_else(|e| e.into_inner());
             match pos {
@@ -800,7 +806,7 @@ impl Core {
         held.unwrap_or_else(|| stand_in_ino(path, pos.is_some()))
     }
 
-    fn visible_dir(&self, gen: &Generation, path: &OsStr) -> bool {
+    fn visible_dir(&self, gen: &MetadataInForce, path: &OsStr) -> bool {
         self.unregistered == Unregistered::Deny || gen.is_dir(path)
     }
 
@@ -810,7 +816,7 @@ impl Core {
     /// so lookups of missing names cost no memory. Without, nothing is allocated.
     fn resolve(
         &self,
-        gen: &Generation,
+        gen: &MetadataInForce,
         path: &OsStr,
         lookup: bool,
     ) -> Result<(FileAttr, Duration), Errno> {
@@ -886,7 +892,7 @@ impl Core {
     /// (files open on it keep reading that content).
     fn node_attr(
         &self,
-        gen: &Generation,
+        gen: &MetadataInForce,
         ino: u64,
         node: &Node,
     ) -> Result<(FileAttr, Duration), Errno> {
@@ -914,7 +920,11 @@ impl Core {
     }
 
     /// The entries of the directory at `path` (without `.` and `..`).
-    fn list(&self, gen: &Generation, path: &OsStr) -> Result<Vec<(OsString, EntryKind)>, Refusal> {
+    fn list(
+        &self,
+        gen: &MetadataInForce,
+        path: &OsStr,
+    ) -> Result<Vec<(OsString, EntryKind)>, Refusal> {
         match &self.content {
             Content::Backing(b) => Ok(b.list(path)?),
             Content::Remote(_) => {
@@ -937,7 +947,7 @@ impl Core {
 
     /// Answer a refused open: a denial (`EACCES`, `DENY`, denial metric, audit `deny`), a fault
     /// (`EIO`/`ENOSPC`/`EMFILE`, `ERROR`, fault metric, audit `fault`) or `ENOENT`.
-    fn refuse(&self, who: Caller, gen: &Generation, path: &OsStr, refusal: Refusal) -> Errno {
+    fn refuse(&self, who: Caller, gen: &MetadataInForce, path: &OsStr, refusal: Refusal) -> Errno {
         match refusal {
             Refusal::Denied(d) => {
                 self.deny(who, gen, path, &d);
@@ -951,12 +961,12 @@ impl Core {
         }
     }
 
-    fn deny(&self, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
+    fn deny(&self, caller: Caller, gen: &MetadataInForce, path: &OsStr, d: &Denial) {
         self.deny_op("open", caller, gen, path, d);
     }
 
     /// A denial of `op` (`open`, or `read` of a chunk that differs).
-    fn deny_op(&self, op: &str, caller: Caller, gen: &Generation, path: &OsStr, d: &Denial) {
+    fn deny_op(&self, op: &str, caller: Caller, gen: &MetadataInForce, path: &OsStr, d: &Denial) {
         let who = format!("(pid {}, uid {})", caller.pid, caller.uid);
         self.counters.deny(
             d.reason,
@@ -985,12 +995,12 @@ impl Core {
         }
     }
 
-    fn fault(&self, caller: Caller, gen: &Generation, path: &OsStr, f: &Fault) {
+    fn fault(&self, caller: Caller, gen: &MetadataInForce, path: &OsStr, f: &Fault) {
         self.fault_op("open", caller, gen, path, f);
     }
 
     /// A fault of `op` (`open`, or `read`).
-    fn fault_op(&self, op: &str, caller: Caller, gen: &Generation, path: &OsStr, f: &Fault) {
+    fn fault_op(&self, op: &str, caller: Caller, gen: &MetadataInForce, path: &OsStr, f: &Fault) {
         let errno = match f.errno {
             libc::ENOSPC => "ENOSPC",
             libc::EMFILE => "EMFILE",
@@ -1289,7 +1299,7 @@ impl Core {
 
     /// The open policy before any content is looked at: unregistered, stale inode, expired
     /// metadata. Ok: the signed info the open must match.
-    fn admit(&self, who: Caller, gen: &Generation, node: &Node) -> Result<TargetInfo, Errno> {
+    fn admit(&self, who: Caller, gen: &MetadataInForce, node: &Node) -> Result<TargetInfo, Errno> {
         let path = node.path();
         let Some(info) = gen.target(path) else {
             if node.is_target() {
@@ -1327,7 +1337,7 @@ impl Core {
     fn open_fast(
         &self,
         who: Caller,
-        gen: &Generation,
+        gen: &MetadataInForce,
         node: &Node,
         reply: &ReplyOpen,
     ) -> Result<Option<Opened>, Errno> {
@@ -1342,7 +1352,14 @@ impl Core {
 
     /// An open that verifies or downloads its object, on the pool ([`Openers`]); replies itself.
     /// A panic costs this open (an `internal` fault), never the pool thread.
-    fn open_slow(&self, who: Caller, gen: &Generation, ino: u64, node: &Node, reply: ReplyOpen) {
+    fn open_slow(
+        &self,
+        who: Caller,
+        gen: &MetadataInForce,
+        ino: u64,
+        node: &Node,
+        reply: ReplyOpen,
+    ) {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let info = self.admit(who, gen, node)?;
             let ready = self
@@ -1368,7 +1385,7 @@ impl Core {
     fn finish_open(
         &self,
         who: Caller,
-        gen: &Generation,
+        gen: &MetadataInForce,
         path: &OsStr,
         info: &TargetInfo,
         ready: Ready,
@@ -1681,7 +1698,7 @@ impl Core {
     fn listing(
         &self,
         who: Caller,
-        gen: &Generation,
+        gen: &MetadataInForce,
         node: &Node,
         key: ListingKey,
     ) -> Result<Arc<Listing>, Errno> {
@@ -1710,7 +1727,7 @@ impl Core {
     fn build_listing(
         &self,
         who: Caller,
-        gen: &Generation,
+        gen: &MetadataInForce,
         ino: u64,
         node: &Node,
     ) -> Result<Vec<DirEntry>, Errno> {
@@ -2503,7 +2520,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 impl Core {
     /// The first open in `path`'s directory (this metadata generation) missed the cache: queue
     /// the directory's other files, those after `path` in name order first.
-    fn prefetch_siblings(self: &Arc<Core>, gen: &Generation, path: &OsStr) {
+    fn prefetch_siblings(self: &Arc<Core>, gen: &MetadataInForce, path: &OsStr) {
         if !matches!(self.content, Content::Remote(_)) {
             return;
         }
