@@ -743,6 +743,16 @@ fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
         assert_eq!(&std::fs::read(w.at(name)).unwrap(), data);
         assert!(total(&w) <= limit + (1 << 20), "{:?}", w.objects());
     }
+    // Still in the cache under its name (a descriptor would read an evicted file too).
+    let kept = w
+        .objects()
+        .iter()
+        .any(|(name, _)| std::fs::read(w.cache.join(name)).is_ok_and(|b| b == files[0].1));
+    assert!(
+        kept,
+        "the open file's object was evicted: {:?}",
+        w.objects()
+    );
     let mut got = Vec::new();
     held.read_to_end(&mut got).unwrap();
     assert_eq!(got, files[0].1);
