@@ -149,10 +149,15 @@ fn bind_mount_in_another_namespace_is_readable_by_uid_65534_with_allow_other() {
     );
     assert_eq!(out.stdout, b"verified for containers\n");
     // The same uid is still refused content that does not verify.
+    // (cat's own message: the namespace, the bind mount and setpriv worked; only the open failed.)
     let out = cat_in_container(&f.dir, &mnt, "tampered.txt");
     assert!(!out.status.success());
+    let want = format!(
+        "cat: {}: Permission denied",
+        f.dir.join("app/tampered.txt").display()
+    );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        String::from_utf8_lossy(&out.stderr).contains(&want),
         "{out:?}"
     );
     // The bind mount lived only in the other namespace.
@@ -171,6 +176,15 @@ fn without_allow_other_other_uids_cannot_read() {
     assert!(
         !out.status.success(),
         "uid 65534 read a mount without --allow-other"
+    );
+    // Refused by the mount (the kernel's FUSE access check), not by a failing setup step.
+    let want = format!(
+        "cat: {}: Permission denied",
+        f.dir.join("app/hello.txt").display()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&want),
+        "{out:?}"
     );
 }
 
