@@ -785,3 +785,47 @@ fn a_rooted_target_without_its_outboard_is_computed_once_and_its_tree_kept() {
         "a forged tree is computed again"
     );
 }
+
+/// `--private-copy --copy-cache-max`: verified copies of closed files are evicted past the bound
+/// (least recently used first), the copy of a file held open never is, and an evicted file is
+/// copied and verified again when it is opened next.
+#[test]
+fn private_copies_are_bounded_by_copy_cache_max_and_open_files_are_kept() {
+    let mut s = Scratch::new("copybound");
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.bin"), pattern(1 << 20, 60 + i)))
+        .collect();
+    for (name, data) in &files {
+        s.add(name, data);
+    }
+    let mut o = s.options();
+    o.private_copy = true;
+    o.copy_cache_max = 2 << 20;
+    let objects = o.state_dir.join("objects");
+    let _m = s.mount_with(o);
+    let copies = || -> Vec<Vec<u8>> {
+        std::fs::read_dir(&objects)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter(|b| b.len() == 1 << 20)
+            .collect()
+    };
+    let held = File::open(s.at("f0.bin")).unwrap();
+    for (name, data) in &files[1..] {
+        assert!(read(&s.at(name)).unwrap() == *data);
+        // The bound for closed copies, plus the one held open.
+        assert!(copies().len() <= 3, "{} copies kept", copies().len());
+    }
+    assert!(
+        copies().iter().any(|c| *c == files[0].1),
+        "the copy of the open file was evicted"
+    );
+    drop(held);
+    // Evicted ones are copied again when opened.
+    for (name, data) in &files {
+        assert!(read(&s.at(name)).unwrap() == *data);
+        assert!(copies().len() <= 3, "{} copies kept", copies().len());
+    }
+}
