@@ -2,6 +2,8 @@
 //!
 //! Layers, from the bottom up; a module uses only modules below it (`layers_point_down`, a test,
 //! fails on an import against this list):
+//! - [`sys`]: the one module with `unsafe` code: safe wrappers of the system calls the standard
+//!   library lacks (`#![deny(unsafe_code)]` everywhere else).
 //! - [`schema`]: TUF 1.0 metadata types, canonical JSON, keys, signature thresholds, target paths.
 //! - [`chunks`]: the chunk roots (`trustfs-chunks/1`) that let a reader verify any byte range.
 //! - [`log`]: the event log (one timestamped line per event on stderr).
@@ -17,6 +19,8 @@
 //! - [`cli`]: the `trustfs` command line, one file per subcommand; the only place exit codes live.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` lives in `sys` alone (it allows it for itself).
+#![deny(unsafe_code)]
 
 pub mod chunks;
 pub mod cli;
@@ -27,6 +31,7 @@ pub mod ops;
 pub mod repo;
 pub mod schema;
 pub mod source;
+pub mod sys;
 pub mod trust;
 pub mod verify;
 
@@ -37,8 +42,9 @@ pub use index::{
 #[cfg(test)]
 mod layers {
     /// The layers of the crate docs, bottom first.
-    const LAYERS: [&str; 11] = [
-        "schema", "chunks", "log", "index", "verify", "trust", "source", "ops", "fs", "repo", "cli",
+    const LAYERS: [&str; 12] = [
+        "sys", "schema", "chunks", "log", "index", "verify", "trust", "source", "ops", "fs",
+        "repo", "cli",
     ];
 
     fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -89,11 +89,7 @@ pub fn main() -> i32 {
 /// next write ends the process instead of failing and panicking inside `println!`. Not for the
 /// mount daemon, which must never die of a closed socket or pipe.
 fn quiet_on_closed_pipe() {
-    // SAFETY: resetting a signal's disposition to SIG_DFL before any other thread exists has no
-    // memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    crate::sys::default_sigpipe();
 }
 
 /// Print an error in the one format all subcommands use.

@@ -385,7 +385,7 @@ pub fn run(args: Args) -> i32 {
     // Root: /var/lib/trustfs/NAME; a normal user: $XDG_STATE_HOME/trustfs/NAME (else
     // ~/.local/state/trustfs/NAME).
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = crate::sys::euid() == 0;
     let default_base = match root {
         true => Some(PathBuf::from("/var/lib/trustfs")),
         false => ops::status::user_state_base(),
@@ -856,38 +856,15 @@ impl Refresher {
 /// stays at the peak of the load (100,000 targets in 256 hash bins: 350 MiB at start, 253 MiB
 /// with this).
 fn release_free_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists; 0 keeps no extra pad.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::sys::malloc_trim();
 }
 
-/// Block SIGINT and SIGTERM in the calling thread (and every thread it spawns later).
 fn block_signals() -> std::io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset_t; the signal numbers are valid constants.
-    let ret = unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
-    };
-    if ret != 0 {
-        return Err(std::io::Error::from_raw_os_error(ret));
-    }
-    Ok(set)
+    crate::sys::block_signals()
 }
 
-/// Wait up to `timeout` for one of the blocked signals in `set`; returns its number.
 fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `set` and `ts` are valid for the call; a null siginfo pointer is allowed.
-    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
+    crate::sys::wait_signal(set, timeout)
 }
 
 /// Whether this process has CAP_SYS_ADMIN in effect (`CapEff` in /proc/self/status).

@@ -23,7 +23,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -86,12 +85,7 @@ pub(super) fn now_secs() -> i64 {
 
 /// `syncfs(2)` of the filesystem holding `dir`.
 pub(super) fn syncfs(dir: &File) -> io::Result<()> {
-    // SAFETY: syncfs takes a live descriptor and no memory.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::syncfs(dir)
 }
 
 /// The background syncer of one cache: [`Syncer::dirty`] with each object stored; a thread

@@ -7,9 +7,8 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,8 +18,7 @@ use crate::log_event;
 /// the helper could not open a `/dev/fuse` that root cannot, and root never runs a helper an
 /// environment variable names.)
 pub(super) fn needed() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() != 0 }
+    crate::sys::euid() != 0
 }
 
 /// The helper binary: `$FUSERMOUNT_PATH` if it is an absolute path, else `fusermount3` (or
@@ -104,16 +102,7 @@ pub(super) fn mount(mountpoint: &Path, options: &str) -> io::Result<(OwnedFd, He
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe; it clears
-    // close-on-exec on the helper's end of the socket so the helper inherits it.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::inherit_fd(&mut cmd, fd);
     let child = cmd.spawn().map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -125,7 +114,7 @@ pub(super) fn mount(mountpoint: &Path, options: &str) -> io::Result<(OwnedFd, He
         )
     })?;
     drop(theirs);
-    let received = receive_fd(&ours);
+    let received = crate::sys::receive_fd(&ours);
     let out = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     let mounted = HelperMount {
@@ -180,99 +169,4 @@ fn dev_fuse_mode() -> String {
         ),
         Err(e) => format!("not usable: {e}"),
     }
-}
-
-/// Receive the one descriptor the helper sends with `SCM_RIGHTS` (and one byte) on `sock`,
-/// and check that it is the FUSE device. Every descriptor that arrives is owned (and so closed)
-/// here; more or fewer than one, a truncated message or another kind of file is an error.
-fn receive_fd(sock: &UnixStream) -> io::Result<OwnedFd> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: byte.len(),
-    };
-    // u64s: aligned for cmsghdr; room for a few descriptors, so extra ones arrive (and are
-    // closed) instead of truncating the message.
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header, filled in below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = loop {
-        // SAFETY: `msg` points at `iov` (one writable byte) and `control` (its whole size,
-        // writable), all live for the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let int = std::mem::size_of::<libc::c_int>();
-    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/CMSG_NXTHDR walk its control data
-    // within msg_controllen and return null at the end.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: `cmsg` is non-null and points into `control`, as recvmsg filled it.
-        let (level, kind, len) = unsafe {
-            (
-                (*cmsg).cmsg_level,
-                (*cmsg).cmsg_type,
-                (*cmsg).cmsg_len as usize,
-            )
-        };
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN only computes a size.
-            let header = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = len.saturating_sub(header) / int;
-            // SAFETY: an SCM_RIGHTS message of `count` ints: CMSG_DATA points at them
-            // (possibly unaligned, hence read_unaligned), all within `control`.
-            let data = unsafe { libc::CMSG_DATA(cmsg) };
-            for k in 0..count {
-                // SAFETY: see above; `k < count`.
-                let fd =
-                    unsafe { std::ptr::read_unaligned(data.add(k * int).cast::<libc::c_int>()) };
-                if fd >= 0 {
-                    // SAFETY: the kernel installed `fd` in this process for us (SCM_RIGHTS);
-                    // we own it from here on (and close it if unused).
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        // SAFETY: as for CMSG_FIRSTHDR.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::other(
-            "the mount helper sent more than was expected",
-        ));
-    }
-    if n == 0 && fds.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the mount helper ended without sending a descriptor",
-        ));
-    }
-    if fds.len() != 1 {
-        return Err(io::Error::other(format!(
-            "the mount helper sent {} descriptors, not one",
-            fds.len()
-        )));
-    }
-    let fd = fds.remove(0);
-    // The FUSE device (character device 10:229), nothing else.
-    let file = std::fs::File::from(fd);
-    let meta = file.metadata()?;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    if !(meta.file_type().is_char_device() && meta.rdev() == libc::makedev(10, 229)) {
-        return Err(io::Error::other(
-            "the mount helper sent a descriptor that is not /dev/fuse",
-        ));
-    }
-    Ok(OwnedFd::from(file))
 }

@@ -607,9 +607,13 @@ impl Run {
                     if let Some(why) = cut {
                         unavailable.push(why);
                         i += 1;
+                    } else if at < job.until {
+                        // Cannot happen (the flag is set only with a refused chunk); never ask
+                        // the same mirror again and again.
+                        unavailable
+                            .push(format!("mirror {}: stopped early (internal error)", i + 1));
+                        i += 1;
                     }
-                    // Otherwise all it sent was right: done, or (a flag of no consequence) asked
-                    // again from `at`.
                 }
             }
         }
@@ -911,9 +915,10 @@ impl LazyRemote {
         }
         let arrived = Instant::now();
         let mut retried = false;
-        // Fetches this read started; one that ends "done" without the chunk it was for must not
-        // make the read fetch it again and again.
-        let mut started = 0;
+        // The first missing chunk of this read's last fetch, and how many fetches it started
+        // there: a fetch that ends "done" without the chunk it was for must not make the read
+        // fetch it again and again (fetches that bring it on are progress, never counted).
+        let mut stuck = (u64::MAX, 0u32);
         loop {
             let mut st = lock(&p.state);
             let mut ready = None;
@@ -947,11 +952,14 @@ impl LazyRemote {
                     };
                 }
                 let m1 = (first..=last).rev().find(|&i| !p.kept.has(i)).unwrap_or(m0);
-                started += 1;
-                if started > 4 {
+                stuck = match stuck {
+                    (at, n) if at == m0 => (at, n + 1),
+                    _ => (m0, 1),
+                };
+                if stuck.1 > 4 {
                     return Err(LazyError::Unavailable(format!(
                         "chunk {m0} of {path:?} is still missing after {} fetches (internal error)",
-                        started - 1
+                        stuck.1 - 1
                     )));
                 }
                 let job = plan(&mut st, &p, data, m0, m1, n)?;
@@ -1274,16 +1282,13 @@ impl KeptChunks {
 /// is checked anyway): when the call fails, or on a filesystem without hole support (everything
 /// is data there), the answer is `from`, which costs reads and narrower fetches, never bytes.
 fn next_data(file: &File, from: u64) -> Option<u64> {
-    use std::os::fd::AsRawFd;
     let Ok(at) = libc::off_t::try_from(from) else {
         return Some(from);
     };
-    // SAFETY: lseek on a descriptor `file` owns; it moves only that descriptor's offset, which
-    // nothing here uses (all I/O is positioned: pread/pwrite).
-    let got = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
-    match u64::try_from(got) {
+    // (It moves only this descriptor's offset, which nothing here uses: all I/O is positioned.)
+    match crate::sys::seek_data(file, at) {
         Ok(at) => Some(at),
-        Err(_) if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => None,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => None,
         Err(_) => Some(from),
     }
 }

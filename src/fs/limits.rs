@@ -16,22 +16,11 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
     let before = l.rlim_cur;
     if l.rlim_cur < l.rlim_max {
         l.rlim_cur = l.rlim_max;
-        // SAFETY: `l` is a valid, initialised rlimit for the duration of the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::sys::set_open_files_limit(&l)?;
     }
     Ok((before, l.rlim_cur))
 }
 
 fn get() -> io::Result<libc::rlimit> {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `l` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(l)
+    crate::sys::open_files_limit()
 }

@@ -458,22 +458,13 @@ impl LiveMount {
 /// sends to the daemon, fails with `ENOTCONN`), detach it (`umount2(MNT_DETACH)`) and return true;
 /// false if it is not one. (`stat` is no test: the root's attributes may still be cached.)
 pub fn detach_dead_mount(path: &Path) -> io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: statfs is plain data; the kernel fills it (or not, on error; it is not read then).
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `buf` a writable statfs for the call.
-    let ret = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
-    if ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTCONN) {
-        return Ok(false);
+    match crate::sys::statfs(path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+        _ => return Ok(false),
     }
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    let ret = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    if ret == 0 {
+    let Err(err) = crate::sys::umount2(path, libc::MNT_DETACH) else {
         return Ok(true);
-    }
-    let err = io::Error::last_os_error();
+    };
     // A normal user's own dead mount: through the helper that made it.
     if err.raw_os_error() == Some(libc::EPERM) && fusermount::needed() {
         return fusermount::unmount(path).map(|()| true);
@@ -483,16 +474,10 @@ pub fn detach_dead_mount(path: &Path) -> io::Result<bool> {
 
 /// `umount2(path, 0)`, falling back to `MNT_DETACH` when busy; "not mounted" counts as done.
 fn umount(path: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
     for flags in [0, libc::MNT_DETACH] {
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        let ret = unsafe { libc::umount2(c.as_ptr(), flags) };
-        if ret == 0 {
+        let Err(err) = crate::sys::umount2(path, flags) else {
             return Ok(());
-        }
-        let err = io::Error::last_os_error();
+        };
         match err.raw_os_error() {
             Some(libc::EBUSY) => continue,
             Some(libc::EINVAL) | Some(libc::ENOENT) => return Ok(()),

@@ -41,16 +41,17 @@
 //! `O_NOFOLLOW`, `renameat`, `unlinkat`), never through a path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Instant, SystemTime};
+
+pub(super) use crate::sys::{flock, openat, renameat, unlinkat};
 
 use sha2::{Digest, Sha256};
 
@@ -922,17 +923,9 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// without `fallocate` just skips it.
 fn preallocate(file: &File, len: u64) {
     if len > CHUNK as u64 {
-        // SAFETY: fallocate on a descriptor we own with in-range offsets; FALLOC_FL_KEEP_SIZE
-        // only allocates blocks and leaves the file size alone, so the size check before
-        // publishing still sees exactly the bytes written.
-        let _ = unsafe {
-            libc::fallocate(
-                file.as_raw_fd(),
-                libc::FALLOC_FL_KEEP_SIZE,
-                0,
-                len as libc::off_t,
-            )
-        };
+        // Only blocks are allocated, the size is left alone: the size check before publishing
+        // still sees exactly the bytes written.
+        let _ = crate::sys::fallocate_keep_size(file, len);
     }
 }
 
@@ -1084,21 +1077,6 @@ fn sync_and_record(dirfd: &File, batch: &[String]) -> Result<(), SyncFailure> {
     })
 }
 
-/// `flock(2)` on `file` with `op` (LOCK_SH, LOCK_EX, optionally | LOCK_NB), retrying EINTR.
-pub(super) fn flock(file: &File, op: i32) -> io::Result<()> {
-    loop {
-        // SAFETY: the descriptor is live for the duration of the call; flock takes no memory.
-        let ret = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if ret == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
 /// The file that marks a directory as a trustfs object store (`<state-dir>/objects`).
 pub const MARKER: &str = ".trustfs-objects";
 
@@ -1145,8 +1123,7 @@ fn check_clearable(dir: &Path) -> io::Result<()> {
 
 /// This process's effective uid.
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::sys::euid()
 }
 
 /// Can `meta` be an object this daemon stored: a regular file owned by our euid, not writable by
@@ -1217,49 +1194,6 @@ pub(super) fn open_owned_dir(dir: &Path) -> io::Result<File> {
     }
     file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
     Ok(file)
-}
-
-fn cstr(name: &str) -> io::Result<CString> {
-    crate::source::plain_name(name)
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// `openat(dir, name, flags, mode)`.
-pub(super) fn openat(
-    dir: &File,
-    name: &str,
-    flags: libc::c_int,
-    mode: libc::mode_t,
-) -> io::Result<File> {
-    let c = cstr(name)?;
-    // SAFETY: `dir` is a live directory descriptor and `c` a valid NUL-terminated name for the
-    // duration of the call; the returned descriptor is new and owned by nobody else.
-    let fd =
-        cvt(unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) })?;
-    // SAFETY: `fd` was just returned by openat and is owned only here.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// `unlinkat(dir, name, 0)`.
-pub(super) fn unlinkat(dir: &File, name: &str) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: live descriptor, valid NUL-terminated name; no memory is retained.
-    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(|_| ())
-}
-
-/// `renameat(dir, from, dir, to)`.
-pub(super) fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
-    let (f, t) = (cstr(from)?, cstr(to)?);
-    let d = dir.as_raw_fd();
-    // SAFETY: live descriptor, valid NUL-terminated names; no memory is retained.
-    cvt(unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) }).map(|_| ())
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.

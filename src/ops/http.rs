@@ -386,14 +386,7 @@ fn host_allowed(host: &str) -> bool {
 
 /// This machine's host name (`gethostname`).
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    String::from_utf8(buf[..end].to_vec()).ok()
+    crate::sys::hostname()
 }
 
 fn answer(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {

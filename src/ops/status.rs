@@ -84,17 +84,14 @@ impl ProcessStats {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(n).unwrap_or(4096)
+    crate::sys::page_size()
 }
 
 /// Root's runtime directory, where system mounts publish their status records.
 pub const SYSTEM_RUNTIME_DIR: &str = "/run/trustfs";
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    crate::sys::euid() == 0
 }
 
 /// An absolute path from the environment variable `name`, if set to one.
@@ -156,8 +153,7 @@ pub fn check_runtime_dir() -> std::io::Result<PathBuf> {
             // Ours alone: records there vouch for our mounts (see `judge`), and a directory
             // another user can write lets them plant files and links.
             let m = std::fs::symlink_metadata(&dir)?;
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let me = unsafe { libc::geteuid() };
+            let me = crate::sys::euid();
             if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,

@@ -166,17 +166,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), RepoError> {
 /// `fsync` per file and directory): files written [`TempFile::batched`] and the renames that put
 /// them in place are on disk when this returns.
 pub(crate) fn syncfs(dir: &Path) -> Result<(), RepoError> {
-    use std::os::fd::AsRawFd;
     let d = File::open(dir).map_err(|e| RepoError::io("open", dir, e))?;
-    // SAFETY: `d` is an open descriptor for the duration of the call.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(RepoError::io(
-            "flush to disk (syncfs)",
-            dir,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    crate::sys::syncfs(&d).map_err(|e| RepoError::io("flush to disk (syncfs)", dir, e))
 }
 
 /// An exclusive lock on a repository, held while a command publishes, so that a cron `refresh`
@@ -188,7 +179,6 @@ pub(crate) struct RepoLock {
 impl RepoLock {
     /// Wait for and take the lock `REPO/.trustfs.lock`.
     pub(crate) fn acquire(repo: &Path) -> Result<RepoLock, RepoError> {
-        use std::os::fd::AsRawFd;
         let path = repo.join(".trustfs.lock");
         let file = OpenOptions::new()
             .write(true)
@@ -197,17 +187,8 @@ impl RepoLock {
             .mode(0o644)
             .open(&path)
             .map_err(|e| RepoError::io("open the lock file", &path, e))?;
-        loop {
-            // SAFETY: flock takes a file descriptor and flags only; `file` owns the descriptor and
-            // outlives the call. No memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(RepoLock { _file: file });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(RepoError::io("lock", &path, e));
-            }
-        }
+        // (Retried on EINTR.)
+        crate::sys::flock(&file, libc::LOCK_EX).map_err(|e| RepoError::io("lock", &path, e))?;
+        Ok(RepoLock { _file: file })
     }
 }

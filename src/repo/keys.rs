@@ -86,17 +86,11 @@ fn passphrase_for(path: &Path, purpose: &str) -> Result<Vec<u8>, RepoError> {
 /// The first line of file descriptor `fd` (without its newline).
 fn read_fd_line(fd: i32) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    use std::os::fd::FromRawFd;
     if fd < 0 {
         return Err(std::io::Error::from(ErrorKind::InvalidInput));
     }
-    // SAFETY: dup gives us our own descriptor to own and close; the caller's stays open.
-    let own = unsafe { libc::dup(fd) };
-    if own < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `own` is a fresh descriptor nothing else owns.
-    let mut f = unsafe { std::fs::File::from_raw_fd(own) };
+    // Our own descriptor to own and close; the caller's stays open.
+    let mut f = crate::sys::dup(fd)?;
     // Up to the end of the first line (a pipe that stays open after it must not block us).
     let mut out = Vec::new();
     let mut byte = [0u8; 1];
@@ -121,65 +115,12 @@ fn read_fd_line(fd: i32) -> std::io::Result<Vec<u8>> {
 
 /// Ask on the terminal (`/dev/tty`) without echo.
 fn prompt(question: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::{BufRead, Write};
-    use std::os::fd::AsRawFd;
     let tty = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: plain data filled by tcgetattr.
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor and a writable termios.
-    if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut quiet = old;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    (&tty).write_all(question.as_bytes())?;
-    // Ctrl-C (or a SIGTERM) while the echo is off must not leave the terminal without it.
-    // SAFETY: written before the handlers are installed and only read by them afterwards.
-    unsafe {
-        SAVED_TERMIOS = Some((fd, old));
-    }
-    let handler = restore_terminal_and_die as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: installing a handler that only calls async-signal-safe functions.
-    let previous = unsafe {
-        [
-            libc::signal(libc::SIGINT, handler),
-            libc::signal(libc::SIGTERM, handler),
-        ]
-    };
-    // SAFETY: a valid descriptor and termios.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    let mut line = String::new();
-    let read = std::io::BufReader::new(&tty).read_line(&mut line);
-    // SAFETY: as above; the terminal gets its echo back whatever the read did, then the
-    // previous signal dispositions.
-    unsafe {
-        libc::tcsetattr(fd, libc::TCSANOW, &old);
-        libc::signal(libc::SIGINT, previous[0]);
-        libc::signal(libc::SIGTERM, previous[1]);
-    }
-    read?;
+    let line = crate::sys::read_line_without_echo(&tty, question)?;
     Ok(line.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
-}
-
-/// The terminal and its settings before a prompt turned echo off.
-static mut SAVED_TERMIOS: Option<(i32, libc::termios)> = None;
-
-/// Signal handler during a prompt: echo back on, then die of the signal as without it.
-extern "C" fn restore_terminal_and_die(sig: libc::c_int) {
-    // SAFETY: tcsetattr, signal and raise are async-signal-safe; SAVED_TERMIOS was written
-    // before this handler was installed.
-    unsafe {
-        if let Some((fd, old)) = *std::ptr::addr_of!(SAVED_TERMIOS) {
-            libc::tcsetattr(fd, libc::TCSANOW, &old);
-        }
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
 }
 
 /// The path of the public key file belonging to the private key at `path`: `path` + `.pub`.

@@ -16,13 +16,15 @@
 //! of the crate (the object store, the publisher's walk of CONTENT_DIR). The `unsafe` of this
 //! module is in those three, each with its `// SAFETY:` note.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+pub(crate) use crate::sys::{ficlone, fstatat_nofollow, list_dir, openat2};
 
 pub mod remote;
 
@@ -305,176 +307,16 @@ impl BackingDir {
     }
 }
 
-/// `openat2(2)` with the given `open_how` fields; `dir` None means `AT_FDCWD`. Retried on `EINTR`,
-/// and on `EAGAIN` (a rename racing a `RESOLVE_BENEATH` walk) at most [`EAGAIN_RETRIES`] times:
-/// an `O_NONBLOCK` open of a file someone holds a lease on answers `EAGAIN` for as long as the
-/// lease lasts, and must not spin a worker.
-pub(crate) fn openat2(
-    dir: Option<BorrowedFd<'_>>,
-    path: &CStr,
-    flags: i32,
-    resolve: u64,
-) -> io::Result<OwnedFd> {
-    // SAFETY: `open_how` is a plain C struct of integers; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    how.mode = 0;
-    how.resolve = resolve;
-    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    let mut again = 0;
-    loop {
-        // SAFETY: `path` is a valid NUL-terminated string and `how` a valid `open_how` for the
-        // duration of the call; the size passed is the size of that struct. The kernel only reads
-        // both. `dirfd` is AT_FDCWD or a descriptor borrowed for the duration of the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if ret >= 0 {
-            // SAFETY: a non-negative return of openat2 is a new descriptor we exclusively own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) if again < EAGAIN_RETRIES => again += 1,
-            _ => return Err(err),
-        }
-    }
-}
-
-/// How often [`openat2`] retries `EAGAIN`.
-const EAGAIN_RETRIES: u32 = 3;
-
-/// The names in directory `dir` (without `.` and `..`), read with `readdir` from a new open file
-/// description of the same directory, so `dir`'s own read position is untouched and nothing is
-/// looked up by path.
-pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let own = openat2(
-        Some(dir),
-        c".",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    )?;
-    let fd = own.into_raw_fd();
-    // SAFETY: `fd` is an open directory descriptor owned here; on success fdopendir owns it
-    // (closedir closes it), on failure it is closed below.
-    let dirp = unsafe { libc::fdopendir(fd) };
-    if dirp.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: fdopendir failed, so `fd` is still ours to close.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    let mut names = Vec::new();
-    let result = loop {
-        // SAFETY: errno is thread-local; cleared to tell end of directory from an error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: `dirp` is a valid DIR* used by this thread only.
-        let ent = unsafe { libc::readdir(dirp) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            break if e.raw_os_error().unwrap_or(0) == 0 {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated; it stays valid
-        // until the next readdir/closedir, and is copied out before that.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        let bytes = name.to_bytes();
-        if bytes != b"." && bytes != b".." {
-            names.push(OsStr::from_bytes(bytes).to_owned());
-        }
-    };
-    // SAFETY: `dirp` is valid and closed exactly once.
-    unsafe { libc::closedir(dirp) };
-    result.map(|()| names)
-}
-
-/// `name` as a C string if it is one plain file name (not empty, no `/`, no NUL).
-pub(crate) fn plain_name(name: &str) -> io::Result<CString> {
-    if name.is_empty() || name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a plain file name",
-        ));
-    }
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
-}
-
-/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir` (no `/`).
-pub(crate) fn fstatat_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::stat> {
-    let c = plain_name(name)?;
-    // SAFETY: plain data; filled by the kernel on success (only read then).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: live descriptor, valid NUL-terminated name, `st` writable for the call.
-    let ret = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
-}
-
-/// `ioctl(FICLONE)`: make `dst` a reflink copy of `src` (fails on filesystems without reflinks,
-/// e.g. ext4; a failure may leave part of the extents cloned, so a fallback copy must truncate
-/// `dst` first).
-pub(crate) fn ficlone(dst: &std::fs::File, src: &std::fs::File) -> io::Result<()> {
-    // SAFETY: FICLONE takes the source descriptor as its integer argument; both descriptors are
-    // live for the duration of the call and no memory is passed.
-    let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// `fstat(2)` on a descriptor (works on `O_PATH` descriptors too).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
-    // SAFETY: `stat` is a plain C struct; all-zero is valid and fstat overwrites it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is a live descriptor for the call and `st` a valid, writable `stat`.
-    let ret = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(Stat::of(&st))
+    crate::sys::fstat(fd).map(|st| Stat::of(&st))
 }
 
 /// `statx(dir, name, AT_SYMLINK_NOFOLLOW)` of a plain name in `dir`: its [`Stat`], and whether it
 /// may be the root of a mount (a bind mount of a single file included; also true when the kernel
 /// cannot tell), which only `openat2` with `RESOLVE_NO_XDEV` then settles.
 pub(crate) fn statat(dir: BorrowedFd<'_>, name: &str) -> io::Result<(Stat, bool)> {
-    let c = plain_name(name)?;
-    // SAFETY: plain data; filled by the kernel on success (only read then).
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: live descriptor, valid NUL-terminated name, `stx` writable for the call.
-    let ret = unsafe {
-        libc::statx(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_SYNC_AS_STAT,
-            libc::STATX_BASIC_STATS,
-            &mut stx,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let stx = crate::sys::statx_nofollow(dir, name)?;
     let root = libc::STATX_ATTR_MOUNT_ROOT as u64;
     let maybe_mount = stx.stx_attributes_mask & root == 0 || stx.stx_attributes & root != 0;
     let ns = |t: &libc::statx_timestamp| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;

@@ -247,11 +247,7 @@ fn finish(mut client: Client) -> Result<Trusted, TrustError> {
         .spawn(move || {
             drop(client);
             // And glibc keeps freed memory for reuse unless asked: give it back.
-            #[cfg(target_env = "gnu")]
-            // SAFETY: malloc_trim only releases free heap memory; no pointer is involved.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            crate::sys::malloc_trim();
         });
     Ok(Trusted {
         index,

@@ -417,8 +417,7 @@ fn open_regular(path: &Path) -> Result<std::fs::File, String> {
 /// volumes) owned by this user or root, with no permission bits for group or others, at most
 /// `MAX_SECRET_FILE` bytes.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::sys::euid();
     check_dirs(path, me)?;
     let file = open_regular(path)?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
@@ -1103,9 +1102,7 @@ mod tests {
         assert!(read_secret(&f).is_ok());
         // A FIFO is refused at once, never waited on.
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::sys::mkfifo(&fifo, 0o600).unwrap();
         assert!(read_secret(&fifo)
             .unwrap_err()
             .contains("not a regular file"));

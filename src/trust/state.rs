@@ -49,8 +49,7 @@ impl StateDir {
             })?;
         let meta =
             fs::symlink_metadata(dir).map_err(|e| state_err(format!("{}: {e}", dir.display())))?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = crate::sys::euid();
         if !meta.is_dir() {
             return Err(state_err(format!(
                 "state directory {} is not a directory",
