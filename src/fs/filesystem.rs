@@ -240,7 +240,7 @@ pub(super) struct Core {
     /// Chunk-verified reads: open handles per [`pool_key`] (the descriptor is closed with the
     /// last).
     backing_handles: Mutex<HashMap<String, usize>>,
-    /// Remote mount with `--lazy-fetch`: outboards and range fetches (`lazyremote.rs`).
+    /// Remote mount with `--verify lazy`: outboards and range fetches (`lazyremote/`).
     lazy: Option<LazyRemote>,
     /// Remote mount with `--lazy-fetch`: the sparse partial files, by tree key.
     partial_files: ReadFiles<std::fs::File>,

@@ -18,7 +18,7 @@
 //!   `--private-copy`, or the remote mount's shared cache) and the copy-and-hash pipeline both
 //!   fill it with.
 //! - `download.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).
-//! - `log.rs`: one timestamped line per event on stderr.
+//! - `lazyremote/`: remote reads with `--verify lazy` (outboards, range fetches, partial files).
 
 use std::io;
 use std::path::{Path, PathBuf};
