@@ -8,8 +8,6 @@
 //! Mount-test helpers live elsewhere; this module only knows about processes and Python.
 
 // Each integration test crate compiles this file separately and may use only part of it.
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};

@@ -2,8 +2,7 @@
 //! clean shutdown on SIGTERM, and no mount at all for metadata that cannot be trusted (needs root
 //! and /dev/fuse; fails, never skips, without them).
 
-#[path = "common/mount.rs"]
-mod common;
+use crate::harness::mount as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

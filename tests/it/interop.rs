@@ -14,10 +14,8 @@
 //! `tests/interop/requirements.txt` (see `common/python.rs` for how it is found). Without it these
 //! tests fail with instructions rather than skip.
 
-#[path = "common/mount.rs"]
-mod mount_support;
-#[path = "common/python.rs"]
-mod python;
+use crate::harness::mount as mount_support;
+use crate::harness::python;
 
 use python::{python_script, run, HttpServer, Run};
 use serde_json::Value;

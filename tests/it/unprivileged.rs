@@ -8,10 +8,8 @@
 //! says so clearly, then gives `/dev/fuse` the usual distribution mode (0666) for the rest and
 //! puts the original mode back.
 
-#[path = "common/mount.rs"]
-mod common;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::harness::mount as common;
+use crate::harness::nginx;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

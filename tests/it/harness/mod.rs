@@ -1,8 +1,10 @@
 //! Shared helpers for integration tests: temporary directories and a TUF repository builder that
 //! can also produce hostile metadata (wrong keys, stale versions, past expiry, odd names).
-#![allow(dead_code)]
-
+pub mod cli;
 pub mod http;
+pub mod mount;
+pub mod nginx;
+pub mod python;
 pub mod tufrepo;
 
 use std::path::{Path, PathBuf};

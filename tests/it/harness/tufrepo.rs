@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trustfs::schema::{
-    Common, DelegatedRole, Delegations, Key, MetaFile, Metadata, RoleKeys, Root, Signature, Signed,
+    Common, DelegatedRole, Delegations, MetaFile, Metadata, RoleKeys, Root, Signature, Signed,
     SigningKey, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp, UtcTime, SPEC_VERSION,
 };
 
@@ -513,8 +513,4 @@ pub fn tamper_json(path: &Path, f: impl FnOnce(&mut Value)) {
     let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-}
-
-pub fn key_of(k: &SigningKey) -> Key {
-    k.public_key()
 }

@@ -3,15 +3,13 @@
 //! runtime directory for status records (`TRUSTFS_RUNTIME_DIR`), bounded waits for conditions.
 //! Needs root and /dev/fuse; fails, never skips, without them.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{is_mounted, lazy_umount, require_fuse};
+use super::mount::{is_mounted, lazy_umount, require_fuse};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
 

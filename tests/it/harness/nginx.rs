@@ -2,8 +2,6 @@
 //! server in the foreground (`daemon off; master_process off;`, one process), killed on drop.
 //! Fails with a clear message when nginx is missing; never skips.
 
-#![allow(dead_code)]
-
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 //! rolled back, expired or signed by the wrong key, hostile bin parameters) and asserts the exact
 //! refusal, through the library and through `trustfs verify` (exit 2 for untrusted metadata).
 
-mod support;
+use crate::harness as support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

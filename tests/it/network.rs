@@ -6,12 +6,8 @@
 //! `NO_PROXY`, a proxy that refuses). Bad input: private-file checks, a CA file that is not PEM.
 //! Needs root, /dev/fuse, nginx and openssl; fails, never skips.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::harness::cli;
+use crate::harness::nginx;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! against trustfs's client (the one `verify`, the mounts and the conformance client share), over a
 //! real HTTP server on 127.0.0.1 where the network matters. Each test is named after its attack.
 
-mod support;
+use crate::harness as support;
 
 use std::time::{Duration, Instant};
 

@@ -5,12 +5,8 @@
 //! other with a reason. Issue: "A million targets" (one 16.9 MB targets.json refused by every
 //! client at 100,000 files).
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
-#[path = "common/python.rs"]
-mod python_support;
+use crate::harness::cli;
+use crate::harness::python as python_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

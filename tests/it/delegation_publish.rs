@@ -3,8 +3,7 @@
 //! (files outside a role's paths or hash bins, unusable role names, too few keys for a
 //! threshold); and the delegation search rules a publisher relies on (terminating delegations).
 
-#[path = "common/python.rs"]
-mod python_support;
+use crate::harness::python as python_support;
 
 use std::collections::BTreeMap;
 use std::fs;

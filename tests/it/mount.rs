@@ -1,8 +1,7 @@
 //! The verified mount over a local backing directory, on real FUSE mounts (needs root and
 //! /dev/fuse; the tests fail, never skip, without them). Each test is named after the threat.
 
-#[path = "common/mount.rs"]
-mod common;
+use crate::harness::mount as common;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -651,7 +650,7 @@ fn lazy_opens_read_nothing_but_the_outboard() {
 /// data into a `ReplyData`, and it takes that type.
 #[test]
 fn the_read_reply_takes_only_verified_bytes() {
-    let src = include_str!("../src/fs/filesystem.rs");
+    let src = include_str!("../../src/fs/filesystem.rs");
     let calls: Vec<&str> = src
         .lines()
         .filter(|l| l.contains(".data("))
@@ -666,7 +665,7 @@ fn the_read_reply_takes_only_verified_bytes() {
         "fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) {\n    let data = bytes.as_slice();"
     ));
     assert!(src.contains("fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {"));
-    let verified = include_str!("../src/fs/verified.rs");
+    let verified = include_str!("../../src/fs/verified.rs");
     let makers = verified
         .lines()
         .filter(|l| l.contains("VerifiedBytes {"))

@@ -7,9 +7,9 @@
 //!
 //! `TRUSTFS_FUZZ_CORPUS=DIR` replays DIR/<target>/ instead of fuzz/corpus (e.g. the raw seeds of
 //! fuzz/make-seeds.sh, or a long run's corpus); `TRUSTFS_FUZZ_VERBOSE=1` prints the milestones
-//! each input reaches (`cargo test --test fuzz_corpus -- --nocapture`).
+//! each input reaches (`cargo test fuzz_corpus:: -- --nocapture`).
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod targets;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! (byte flips, truncations, type swaps, huge numbers, deep nesting) run through the whole client
 //! workflow. Deterministic (fixed seed), so a failure reproduces.
 
-mod support;
+use crate::harness as support;
 
 use serde_json::{json, Value};
 use support::tufrepo::{Deleg, TestRepo};

@@ -3,8 +3,7 @@
 //! (exit codes, messages, file modes), others the library API other test suites use to build
 //! repositories in-process.
 
-#[path = "common/python.rs"]
-mod python_support;
+use crate::harness::python as python_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -4,13 +4,10 @@
 //! threat or failure it stages. No test passes or fails on wall-clock time; waits are bounded
 //! waits for a condition.
 
-#[path = "common/mount.rs"]
-mod common;
 #[allow(dead_code)]
-#[path = "support/http.rs"]
-mod http;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::harness::http;
+use crate::harness::mount as common;
+use crate::harness::nginx;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

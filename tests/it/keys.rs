@@ -6,12 +6,8 @@
 //! root, a wrong passphrase) refused with the repository untouched. Needs root and /dev/fuse
 //! (the live mount) and the python-tuf venv; fails, never skips.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
-#[path = "common/python.rs"]
-mod python;
+use crate::harness::cli;
+use crate::harness::python;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

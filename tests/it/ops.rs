@@ -4,10 +4,7 @@
 //! `user.trustfs.*` xattrs. Runs the `trustfs` binary on real FUSE mounts; needs root and
 //! /dev/fuse; fails, never skips. Every wait is a bounded wait for a condition.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
+use crate::harness::cli;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;

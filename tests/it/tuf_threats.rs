@@ -1,7 +1,7 @@
 //! Threats to the metadata and content that `trustfs verify` (and so every mount, which uses the
 //! same client) must catch. Each test is named after the attack it stages.
 
-mod support;
+use crate::harness as support;
 
 use serde_json::{json, Value};
 use support::tufrepo::{sign, tamper_json, TestRepo};

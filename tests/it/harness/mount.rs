@@ -1,8 +1,6 @@
 //! Helpers for tests on real FUSE mounts: unique temp dirs, a hand-built target index, and a guard
 //! that always unmounts (lazily if it must) so a failing test never leaves a stale mount.
 
-#![allow(dead_code)]
-
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

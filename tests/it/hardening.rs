@@ -6,15 +6,11 @@
 //! and nginx; fails, never skips. Every wait is a bounded wait for a condition: a bound that runs
 //! out means a hang, which is the bug these tests look for.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
+use crate::harness::cli;
 #[allow(dead_code)]
-#[path = "support/http.rs"]
-mod http;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::harness::http;
+use crate::harness::mount as common;
+use crate::harness::nginx;
 
 use std::fs::File;
 use std::io::Read;

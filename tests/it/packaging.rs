@@ -2,8 +2,7 @@
 //! unprivileged uid (how containers see a trustfs volume), and the mount helper that makes
 //! `mount -t fuse.trustfs` and /etc/fstab lines work. Needs root and /dev/fuse (fails otherwise).
 
-#[path = "common/mount.rs"]
-mod common;
+use crate::harness::mount as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,12 +3,9 @@
 //! test stages. Needs root, /dev/fuse, /usr/sbin/nginx; fails, never skips. No test passes or
 //! fails on wall-clock time: every wait is a bounded wait for a condition.
 
-#[path = "common/cli.rs"]
-mod cli;
-#[path = "common/mount.rs"]
-mod common;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::harness::cli;
+use crate::harness::mount as common;
+use crate::harness::nginx;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
