@@ -1,5 +1,5 @@
 //! What each fuzz target does, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`, thin
-//! wrappers, nightly) and the corpus replay test (`tests/fuzz_corpus.rs`, stable), which both
+//! wrappers, nightly) and the corpus replay test (`tests/it/fuzz_corpus.rs`, stable), which both
 //! include this file with `#[path]`.
 //!
 //! Every target takes arbitrary bytes and drives trustfs's public API with them. Errors are fine;

@@ -1,5 +1,5 @@
 //! cargo-fuzz target `mountinfo`: a thin wrapper; the logic is `targets::mountinfo` in fuzz/targets.rs,
-//! which tests/fuzz_corpus.rs also runs over the committed corpus on stable.
+//! which tests/it/fuzz_corpus.rs also runs over the committed corpus on stable.
 #![no_main]
 
 #[path = "../targets.rs"]
