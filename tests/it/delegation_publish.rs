@@ -17,34 +17,9 @@ use python_support::{python_script, run, HttpServer, Run};
 use trustfs::repo::{self, DelegateOptions, DelegatedPaths, Expiries, InitOptions, RepoError};
 use trustfs::schema::{verify_threshold, Metadata, Targets};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+use crate::harness::BIN;
 
-/// A scratch directory per test, kept when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("delegation-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Scratch(path)
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept test directory {}", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use crate::harness::TempDir as Scratch;
 
 fn trustfs<I, S>(args: I) -> Run
 where

@@ -32,14 +32,6 @@ fn many_files(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn world(tag: &str, files: &[(String, Vec<u8>)], expires: &[&str]) -> World {
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_slice()))
-        .collect();
-    World::new(tag, &refs, expires)
-}
-
 /// Run `f` on another thread; panic if it does not finish within `bound` (a hang).
 fn bounded<T: Send + 'static>(
     what: &str,
@@ -142,7 +134,7 @@ fn assert_no_denial(log: &str) {
 #[test]
 fn finding2_redirect_to_file_url_neither_kills_workers_nor_the_refresh_thread() {
     let files = many_files(24);
-    let w = world("redirect", &files, &[]);
+    let w = World::new_owned("redirect", &files, &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::Redirect("file:///etc/passwd".into()));
@@ -224,7 +216,7 @@ fn finding2_redirect_to_file_url_neither_kills_workers_nor_the_refresh_thread() 
 fn finding3_dripping_mirrors_fail_over_in_bounded_time_and_a_dripping_metadata_url_starts_offline()
 {
     let files = many_files(20);
-    let w = world("drip", &files, &[]);
+    let w = World::new_owned("drip", &files, &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::DripHeaders(Duration::from_millis(500)));
@@ -321,7 +313,7 @@ fn finding3_dripping_mirrors_fail_over_in_bounded_time_and_a_dripping_metadata_u
 fn finding4_a_reader_holding_a_thousand_files_open_does_not_run_the_daemon_out_of_descriptors() {
     raise_own_fd_limit();
     let files = many_files(1000);
-    let w = world("fds", &files, &[]);
+    let w = World::new_owned("fds", &files, &[]);
     let args: Vec<String> = [
         "--metadata",
         &w.metadata().display().to_string(),
@@ -361,7 +353,7 @@ fn finding4_a_reader_holding_a_thousand_files_open_does_not_run_the_daemon_out_o
 fn finding4_when_descriptors_do_run_out_the_answer_is_emfile_never_eacces() {
     raise_own_fd_limit();
     let files = many_files(120);
-    let w = world("emfile", &files, &[]);
+    let w = World::new_owned("emfile", &files, &[]);
     let good = Nginx::start(&w.repo);
     let args: Vec<String> = [
         "--metadata-url",
@@ -417,7 +409,7 @@ fn finding4_when_descriptors_do_run_out_the_answer_is_emfile_never_eacces() {
 
 #[test]
 fn finding5_handles_on_a_huge_directory_share_one_listing() {
-    let w = world("dirs", &many_files(2), &[]);
+    let w = World::new_owned("dirs", &many_files(2), &[]);
     let big = w.content.join("big");
     std::fs::create_dir_all(&big).unwrap();
     for i in 0..20_000 {
@@ -455,7 +447,7 @@ fn finding6_a_full_state_dir_is_enospc_and_a_fault_not_a_denial() {
         ("big.bin".to_owned(), big.clone()),
         ("small.txt".to_owned(), b"small".to_vec()),
     ];
-    let w = world("statefull", &files, &[]);
+    let w = World::new_owned("statefull", &files, &[]);
     let _tmpfs = Tmpfs::mount(&w.state, "1m");
     // The private copies need the space (chunk-verified reads need none: see
     // `chunked_reads_serve_from_a_full_state_dir_and_count_a_fault`).
@@ -501,7 +493,7 @@ fn finding6_a_full_state_dir_is_enospc_and_a_fault_not_a_denial() {
 #[test]
 fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
     let big = pattern(3 << 20, 3);
-    let w = world(
+    let w = World::new_owned(
         "statefullchunks",
         &[("big.bin".to_owned(), big.clone())],
         &[],
@@ -540,7 +532,7 @@ fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
 #[test]
 fn lazy_verification_refuses_an_altered_chunk_on_read_and_names_it() {
     let data = pattern(1 << 20, 4);
-    let w = world(
+    let w = World::new_owned(
         "lazyaltered",
         &[("model.bin".to_owned(), data.clone())],
         &[],
@@ -603,7 +595,7 @@ fn lazy_verification_refuses_an_altered_chunk_on_read_and_names_it() {
 #[test]
 fn a_bad_outboard_is_not_trusted_and_the_tree_is_computed_instead() {
     let data = pattern(500_000, 6);
-    let w = world("badoutboard", &[("f.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned("badoutboard", &[("f.bin".to_owned(), data.clone())], &[]);
     let name = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     let ob = w.repo.join("chunks").join(&name);
     let mut bytes = std::fs::read(&ob).unwrap();
@@ -646,7 +638,7 @@ fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
         ("gone.bin".to_owned(), data.clone()),
         ("kept.bin".to_owned(), data.clone()),
     ];
-    let w = world("replacedafter", &files, &[]);
+    let w = World::new_owned("replacedafter", &files, &[]);
     let d = w.mount_local(&["--verify", "lazy"]);
     // First opens (trees found, files opened and kept), closed again for two of them.
     let kept = std::fs::File::open(w.at("kept.bin")).unwrap();
@@ -686,7 +678,7 @@ fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
 /// FUSE mount that answers so, as a dying disk would), with `extra` arguments.
 fn mount_over_failing_disk(tag: &str, extra: &[&str]) -> (World, cli::Daemon, flaky::Mounted) {
     let data = pattern(200_000, 2);
-    let w = world(tag, &[("bad.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned(tag, &[("bad.bin".to_owned(), data.clone())], &[]);
     let flaky_dir = w.dir.join("flaky");
     let disk = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
     let mut args = vec![
@@ -738,7 +730,7 @@ fn finding6_an_io_error_of_the_backing_disk_is_eio_and_a_fault_not_a_denial() {
 #[test]
 fn finding6_a_body_cut_short_is_a_network_fault_not_a_denial() {
     let data = pattern(300_000, 3);
-    let w = world("truncated", &[("t.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned("truncated", &[("t.bin".to_owned(), data.clone())], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::Truncate(1000));
@@ -784,7 +776,7 @@ fn finding8_inodes_of_deleted_files_are_forgotten() {
 #[test]
 fn finding7_churn_of_content_metadata_and_readers_leaves_the_tables_bounded() {
     let files = many_files(50);
-    let w = world("churn", &files, &[]);
+    let w = World::new_owned("churn", &files, &[]);
     let d = w.mount_local(&["--refresh-interval", "1s"]);
     for round in 0..6 {
         // New signed content for some files, tampering with others, readers everywhere.
@@ -834,7 +826,7 @@ fn finding8_a_mount_inside_the_backing_dir_is_never_entered() {
         ("sub/x.txt".to_owned(), b"x".to_vec()),
         ("top.txt".to_owned(), b"top".to_vec()),
     ];
-    let w = world("xdev", &files, &[]);
+    let w = World::new_owned("xdev", &files, &[]);
     let _inner = Tmpfs::mount(&w.content.join("sub"), "1m");
     std::fs::write(w.content.join("sub/x.txt"), b"x").unwrap();
     let d = w.mount_local(&[]);
@@ -846,7 +838,7 @@ fn finding8_a_mount_inside_the_backing_dir_is_never_entered() {
 
 #[test]
 fn finding8_output_commands_end_quietly_when_their_reader_goes_away() {
-    let w = world("pipe", &many_files(300), &[]);
+    let w = World::new_owned("pipe", &many_files(300), &[]);
     for args in [
         vec![
             "verify".to_owned(),
@@ -888,7 +880,7 @@ fn finding8_output_commands_end_quietly_when_their_reader_goes_away() {
 #[test]
 fn every_hostile_mirror_behaviour_is_skipped_and_classified() {
     let data = pattern(200_000, 5);
-    let w = world("hostile", &[("h.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned("hostile", &[("h.bin".to_owned(), data.clone())], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     let len = data.len() as u64;
@@ -966,7 +958,7 @@ fn every_hostile_mirror_behaviour_is_skipped_and_classified() {
 #[test]
 fn a_metadata_server_that_goes_down_or_serves_garbage_keeps_the_last_good_state_and_says_so() {
     let files = many_files(3);
-    let w = world("garbage", &files, &[]);
+    let w = World::new_owned("garbage", &files, &[]);
     let good = Nginx::start(&w.repo);
     let meta = HttpServer::serve(w.repo.clone());
     let d = w
@@ -1023,7 +1015,7 @@ fn status_cmd(w: &World) -> (i32, String) {
 #[test]
 fn kill9_mid_verification_then_restart_serves_identical_bytes() {
     let data = pattern(400 << 20, 7);
-    let w = world("kill9verify", &[("huge.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned("kill9verify", &[("huge.bin".to_owned(), data.clone())], &[]);
     let d = w.mount_local(&["--no-passthrough", "--private-copy"]);
     let p = w.at("huge.bin");
     // Start the first open (a 400 MB copy and hash) and kill the daemon while it runs.
@@ -1193,7 +1185,7 @@ fn hold_write_lease(path: &Path) -> std::os::fd::OwnedFd {
 #[test]
 fn review_a_leased_backing_file_is_a_busy_fault_not_a_spinning_worker() {
     let files = many_files(3);
-    let w = world("lease", &files, &[]);
+    let w = World::new_owned("lease", &files, &[]);
     let d = w.mount_local(&["--no-passthrough"]);
     let lease = hold_write_lease(&w.content.join(&files[0].0));
     // The open answers at once (EIO, busy) instead of spinning until the lease breaks (45 s),
@@ -1216,7 +1208,7 @@ fn review_a_leased_backing_file_is_a_busy_fault_not_a_spinning_worker() {
 #[test]
 fn review_touching_a_file_between_opens_keeps_one_record_per_file() {
     let files = many_files(2);
-    let w = world("touch", &files, &[]);
+    let w = World::new_owned("touch", &files, &[]);
     let d = w.mount_local(&["--no-passthrough"]);
     let path = w.content.join(&files[0].0);
     for i in 0..3000u64 {
@@ -1247,7 +1239,7 @@ fn review_a_dripping_download_holds_no_fuse_worker_and_its_waiters_share_its_fai
         ("big.bin".to_owned(), big),
         ("cached.txt".to_owned(), b"cached".to_vec()),
     ];
-    let w = world("pinned", &files, &[]);
+    let w = World::new_owned("pinned", &files, &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     let d = w
@@ -1309,7 +1301,7 @@ fn review_a_dripping_download_holds_no_fuse_worker_and_its_waiters_share_its_fai
 
 #[test]
 fn review_a_reader_looping_on_a_refused_file_cannot_flood_the_log() {
-    let w = world("flood", &many_files(1), &[]);
+    let w = World::new_owned("flood", &many_files(1), &[]);
     w.write("unregistered.txt", b"not signed");
     let d = w.mount_local(&["--audit-log", &w.audit.display().to_string()]);
     for _ in 0..2000 {
@@ -1343,7 +1335,7 @@ fn review_a_reader_looping_on_a_refused_file_cannot_flood_the_log() {
 #[test]
 fn review_an_offline_start_is_not_a_green_check_mark_and_a_404_timestamp_starts_offline() {
     let files = many_files(2);
-    let w = world("offline404", &files, &[]);
+    let w = World::new_owned("offline404", &files, &[]);
     let good = Nginx::start(&w.repo);
     let meta = HttpServer::serve(w.repo.clone());
     // A first start fills the state dir.
@@ -1379,7 +1371,7 @@ fn review_an_offline_start_is_not_a_green_check_mark_and_a_404_timestamp_starts_
 #[test]
 fn review_content_length_beside_transfer_encoding_is_ignored() {
     let data = pattern(50_000, 9);
-    let w = world("te", &[("c.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned("te", &[("c.bin".to_owned(), data.clone())], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::Chunked(Some(99)));
@@ -1409,7 +1401,7 @@ fn review_a_verified_copy_another_path_still_lists_survives_a_republish() {
         ("a".to_owned(), b"same content\n".to_vec()),
         ("dup".to_owned(), b"same content\n".to_vec()),
     ];
-    let w = world("shared-copy", &files, &[]);
+    let w = World::new_owned("shared-copy", &files, &[]);
     let d = w.mount_local(&["--refresh-interval", "1s"]);
     for (p, data) in &files {
         assert_eq!(&std::fs::read(w.at(p)).unwrap(), data);
@@ -1441,7 +1433,7 @@ fn an_idle_refresh_fetches_only_the_next_root_and_the_timestamp() {
     // trusted, and stops there (no snapshot, no targets, no new index). Then a publish is
     // followed as before.
     let files = vec![("a.txt".to_owned(), b"one\n".to_vec())];
-    let w = world("quiet", &files, &[]);
+    let w = World::new_owned("quiet", &files, &[]);
     let server = HttpServer::serve(w.repo.clone());
     let d = w
         .mount_remote(
@@ -1527,7 +1519,7 @@ fn mount_from_nginx(
 
 fn big_world(tag: &str) -> (World, Vec<u8>) {
     let data = pattern(64 << 20, 11);
-    let w = world(tag, &[("big.bin".to_owned(), data.clone())], &[]);
+    let w = World::new_owned(tag, &[("big.bin".to_owned(), data.clone())], &[]);
     (w, data)
 }
 
@@ -1635,7 +1627,7 @@ fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
     let a = pattern((16 << 20) + 1000, 77);
     let b = pattern((16 << 20) + 100_000, 78);
     let c = pattern((16 << 20) + 100_000, 79);
-    let w = world(
+    let w = World::new_owned(
         "lazytail",
         &[
             ("a.bin".to_owned(), a.clone()),
@@ -1679,7 +1671,7 @@ fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
 fn remote_lazy_above_a_size_downloads_small_targets_whole_and_fetches_large_ones_lazily() {
     let small = pattern(1 << 20, 31);
     let big = pattern(64 << 20, 32);
-    let w = world(
+    let w = World::new_owned(
         "lazyaboveremote",
         &[
             ("small.bin".to_owned(), small.clone()),
@@ -1899,7 +1891,7 @@ fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
 fn lazy_fetch_partial_files_are_bounded_by_the_cache_size() {
     let a = pattern(16 << 20, 21);
     let b = pattern(16 << 20, 22);
-    let w = world(
+    let w = World::new_owned(
         "lazyevict",
         &[
             ("a.bin".to_owned(), a.clone()),

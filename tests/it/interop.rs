@@ -34,33 +34,7 @@ const PY_REPO_TARGETS: [&str; 3] = ["empty.txt", "hello.txt", "sub/dir/data.bin"
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A fresh directory under cargo's per-target temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("interop-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Keep the evidence of a failed test for inspection.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            eprintln!("kept test directory {}", self.0.display());
-        }
-    }
-}
+use crate::harness::TempDir;
 
 /// A repository written by python-tuf (`make_repo.py`).
 struct PyRepo {
@@ -90,7 +64,7 @@ fn python_tuf_repo_with_keys(name: &str, key_type: &str) -> PyRepo {
 }
 
 fn trustfs() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_trustfs"))
+    Command::new(crate::harness::BIN)
 }
 
 /// `trustfs verify --root … --metadata … CONTENT [--json]`.
@@ -762,7 +736,7 @@ fn python_tuf_follows_a_trustfs_repository_into_hash_bins() {
     let server = HttpServer::serve(&repo, &dir.join("http.log"));
     let root = repo.join("metadata/1.root.json");
     let check = |step: &str, tag: &str| {
-        let out = dir.join(&format!("downloaded-{step}"));
+        let out = dir.join(format!("downloaded-{step}"));
         let d = download_names(&server, &root, &out, &cache, &names);
         assert_eq!(
             d.code,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{is_mounted, lazy_umount, require_fuse};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+use crate::harness::BIN;
 
 /// A repository with `hello.txt` signed and `tampered.txt` altered after signing.
 struct Fixture {

@@ -20,7 +20,7 @@ use trustfs::schema::{
     verify_threshold, Key, Metadata, Root, Signature, Signed, Snapshot, Targets, Timestamp, UtcTime,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+use crate::harness::BIN;
 
 /// A fresh scratch directory per test (no tempfile crate in the dependency list).
 fn scratch(name: &str) -> PathBuf {

@@ -4,322 +4,22 @@
 //! threat or failure it stages. No test passes or fails on wall-clock time; waits are bounded
 //! waits for a condition.
 
-#[allow(dead_code)]
+use crate::harness::cli::{errno_of, run_ok, wait_for, World, BIN};
 use crate::harness::http;
 use crate::harness::mount as common;
 use crate::harness::nginx;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
-use common::{is_mounted, lazy_umount, pattern, require_fuse};
+use common::{is_mounted, lazy_umount, pattern};
 use nginx::{free_port, Nginx};
 use sha2::{Digest, Sha256};
-
-const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
-
-/// A repository made by the trustfs binary, plus the client side's directories; removed on drop.
-struct World {
-    dir: PathBuf,
-    repo: PathBuf,
-    content: PathBuf,
-    keys: PathBuf,
-    mnt: PathBuf,
-    state: PathBuf,
-    cache: PathBuf,
-    starts: AtomicU64,
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("run trustfs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl World {
-    /// A repository whose targets are `files` (path → bytes), roles expiring per `expires`.
-    fn new(tag: &str, files: &[(&str, Vec<u8>)], expires: &[&str]) -> World {
-        require_fuse();
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "trustfs-remote-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let w = World {
-            repo: dir.join("repo"),
-            content: dir.join("content"),
-            keys: dir.join("keys"),
-            mnt: dir.join("mnt"),
-            state: dir.join("state"),
-            cache: dir.join("cache"),
-            dir,
-            starts: AtomicU64::new(0),
-        };
-        std::fs::create_dir_all(&w.content).unwrap();
-        std::fs::create_dir_all(&w.mnt).unwrap();
-        for (path, data) in files {
-            let p = w.content.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, data).unwrap();
-        }
-        let exp: Vec<String> = expires
-            .iter()
-            .flat_map(|e| ["--expires".to_owned(), (*e).to_owned()])
-            .collect();
-        run_ok(
-            Command::new(BIN)
-                .args(["repo", "init"])
-                .arg(&w.repo)
-                .arg("--keys")
-                .arg(&w.keys)
-                .args(&exp),
-        );
-        w.publish(&exp);
-        w
-    }
-
-    /// `trustfs repo add` of the content directory (a new targets/snapshot/timestamp version).
-    fn publish(&self, exp: &[String]) {
-        run_ok(
-            Command::new(BIN)
-                .args(["repo", "add"])
-                .arg(&self.repo)
-                .arg(&self.content)
-                .arg("--keys")
-                .arg(&self.keys)
-                .args(exp),
-        );
-    }
-
-    /// The file the server holds for target `path` (its consistent-snapshot name).
-    fn server_file(&self, path: &str, data: &[u8]) -> PathBuf {
-        let hash = hex::encode(Sha256::digest(data));
-        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
-        let p = self
-            .repo
-            .join("targets")
-            .join(dir)
-            .join(format!("{hash}.{base}"));
-        assert!(p.is_file(), "{} missing on the server", p.display());
-        p
-    }
-
-    fn args(&self, targets: &[String], metadata_url: &str, state: &Path) -> Vec<String> {
-        let mut a = vec![
-            "mount".to_owned(),
-            "--root".to_owned(),
-            self.repo.join("metadata/1.root.json").display().to_string(),
-            "--metadata-url".to_owned(),
-            metadata_url.to_owned(),
-            "--targets-url".to_owned(),
-            targets[0].clone(),
-        ];
-        for m in &targets[1..] {
-            a.push("--mirror".into());
-            a.push(m.clone());
-        }
-        for (flag, p) in [("--cache", self.cache.as_path()), ("--state-dir", state)] {
-            a.push(flag.into());
-            a.push(p.display().to_string());
-        }
-        a
-    }
-
-    /// Start the daemon serving from `server`; Err(exit code, log) if it exits instead.
-    fn mount(&self, server: &Nginx, extra: &[&str]) -> Result<Daemon, (i32, String)> {
-        let targets = vec![server.url("targets")];
-        self.mount_from(&targets, &server.url("metadata"), extra)
-    }
-
-    fn mount_from(
-        &self,
-        targets: &[String],
-        metadata_url: &str,
-        extra: &[&str],
-    ) -> Result<Daemon, (i32, String)> {
-        self.mount_at(targets, metadata_url, extra, &self.mnt, &self.state)
-    }
-
-    /// A daemon on another mountpoint and state dir (sharing the cache).
-    fn mount_at(
-        &self,
-        targets: &[String],
-        metadata_url: &str,
-        extra: &[&str],
-        mnt: &Path,
-        state: &Path,
-    ) -> Result<Daemon, (i32, String)> {
-        std::fs::create_dir_all(mnt).unwrap();
-        let n = self.starts.fetch_add(1, Ordering::Relaxed);
-        let log = self.dir.join(format!("daemon-{n}.log"));
-        let child = Command::new(BIN)
-            .args(self.args(targets, metadata_url, state))
-            .args(extra)
-            .arg(mnt)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn trustfs mount");
-        let mut d = Daemon {
-            child: Some(child),
-            mnt: mnt.to_owned(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if is_mounted(mnt) {
-                return Ok(d);
-            }
-            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                d.child = None;
-                return Err((st.code().unwrap_or(-1), d.log()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mount did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn at(&self, path: &str) -> PathBuf {
-        self.mnt.join(path)
-    }
-
-    /// Cache entries: (name, size).
-    fn cache_entries(&self) -> Vec<(String, u64)> {
-        let Ok(rd) = std::fs::read_dir(&self.cache) else {
-            return Vec::new();
-        };
-        let mut v: Vec<_> = rd
-            .flatten()
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    e.metadata().map(|m| m.len()).unwrap_or(0),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn objects(&self) -> Vec<(String, u64)> {
-        let mut v = self.cache_entries();
-        v.retain(|(n, _)| n.starts_with("t-"));
-        v
-    }
-
-    fn temps(&self) -> Vec<(String, u64)> {
-        let mut v = self.cache_entries();
-        v.retain(|(n, _)| n.starts_with("tmp."));
-        v
-    }
-
-    fn state_files(&self) -> BTreeMap<String, Vec<u8>> {
-        std::fs::read_dir(&self.state)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().is_file())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        lazy_umount(&self.mnt);
-        lazy_umount(&self.dir.join("mnt2"));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running `trustfs mount`; SIGTERM (then SIGKILL) and a lazy unmount on drop.
-struct Daemon {
-    child: Option<Child>,
-    mnt: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(mut self) -> String {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with our own child's pid and a valid signal.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let st = c.wait().unwrap();
-            assert_eq!(st.code(), Some(0), "daemon exit: {}", self.log());
-        }
-        self.log()
-    }
-
-    /// SIGKILL, as a crash would; the dead mount is detached.
-    fn kill9(mut self) -> String {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        lazy_umount(&self.mnt);
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with our own child's pid and a valid signal.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        lazy_umount(&self.mnt);
-    }
-}
-
-fn errno_of(r: std::io::Result<Vec<u8>>) -> i32 {
-    match r {
-        Ok(_) => panic!("read succeeded, expected an error"),
-        Err(e) => e.raw_os_error().expect("an OS error"),
-    }
-}
-
-/// Wait (bounded) for `cond`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn sha256_of(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
@@ -337,7 +37,7 @@ fn sha256_of(path: &Path) -> std::io::Result<Vec<u8>> {
 #[test]
 fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
     let big = pattern(700_000, 1);
-    let w = World::new(
+    let w = World::new_owned(
         "tree",
         &[
             ("a.txt", b"hello remote\n".to_vec()),
@@ -347,7 +47,7 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
         &[],
     );
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     // The tree, sizes and modes come from the metadata; no target was requested yet.
     let mut names: Vec<String> = std::fs::read_dir(w.at("dir"))
         .unwrap()
@@ -378,11 +78,11 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
     assert_eq!(server.gets(".big.bin"), 1);
     assert_eq!(server.gets(".a.txt"), 1);
     // The cache: root-only directory, read-only objects, nothing temporary left.
-    let cmode = std::fs::metadata(&w.cache).unwrap().permissions().mode() & 0o777;
+    let cmode = std::fs::metadata(w.cache()).unwrap().permissions().mode() & 0o777;
     assert_eq!(cmode, 0o700);
     assert_eq!(w.objects().len(), 2);
     for (name, _) in w.objects() {
-        let m = std::fs::metadata(w.cache.join(name)).unwrap();
+        let m = std::fs::metadata(w.cache().join(name)).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o400);
     }
     assert!(w.temps().is_empty());
@@ -391,7 +91,7 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(w.at("a.txt"))
-                .map(|_| Vec::new())
+                .map(|_| ())
         ),
         libc::EROFS
     );
@@ -399,7 +99,7 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
     assert!(log.contains("fetched \"dir/sub/big.bin\""), "{log}");
 
     // Persistent across restarts: a new daemon serves the cached file without a request.
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("dir/sub/big.bin")).unwrap(), big);
     assert_eq!(server.gets(".big.bin"), 1);
     d.stop();
@@ -408,12 +108,12 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
 #[test]
 fn tampered_target_on_the_server_is_refused_and_never_cached() {
     let data = pattern(400_000, 2);
-    let w = World::new("tampered", &[("app/tool.bin", data.clone())], &[]);
+    let w = World::new_owned("tampered", &[("app/tool.bin", data.clone())], &[]);
     let mut evil = data.clone();
     evil[1000] ^= 0xff;
     std::fs::write(w.server_file("app/tool.bin", &data), &evil).unwrap();
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     for _ in 0..2 {
         assert_eq!(errno_of(std::fs::read(w.at("app/tool.bin"))), libc::EACCES);
     }
@@ -432,20 +132,22 @@ fn tampered_target_on_the_server_is_refused_and_never_cached() {
 #[test]
 fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
     let data = pattern(100_000, 3);
-    let w = World::new("endless", &[("f.bin", data.clone())], &[]);
+    let w = World::new_owned("endless", &[("f.bin", data.clone())], &[]);
     // nginx: the server's file is the signed content followed by 64 MiB more.
     let server_path = w.server_file("f.bin", &data);
     let mut longer = data.clone();
     longer.extend(std::iter::repeat_n(b'x', 64 << 20));
     std::fs::write(&server_path, &longer).unwrap();
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(errno_of(std::fs::read(w.at("f.bin"))), libc::EACCES);
     assert!(w.objects().is_empty() && w.temps().is_empty());
     let log = d.stop();
     assert!(log.contains("DENY open \"f.bin\""), "{log}");
     // Cut off: nginx logs the bytes it managed to send before the client hung up.
-    wait_for("nginx to log the request", || server.gets(".f.bin") == 1);
+    wait_for("nginx to log the request", String::new, || {
+        server.gets(".f.bin") == 1
+    });
     let line = server
         .access_log()
         .into_iter()
@@ -464,7 +166,7 @@ fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
         .to_string();
     endless.set(&name, http::Behaviour::Endless);
     let d = w
-        .mount_from(&[endless.url("targets")], &endless.url("metadata"), &[])
+        .mount_remote(&endless.url("metadata"), &[endless.url("targets")], &[])
         .unwrap();
     assert_eq!(errno_of(std::fs::read(w.at("f.bin"))), libc::EACCES);
     assert!(w.objects().is_empty() && w.temps().is_empty());
@@ -474,19 +176,19 @@ fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
 
 #[test]
 fn older_timestamp_from_the_server_is_refused_at_mount_and_state_is_unchanged() {
-    let w = World::new("rollback", &[("a.txt", b"v1".to_vec())], &[]);
+    let w = World::new_owned("rollback", &[("a.txt", b"v1".to_vec())], &[]);
     let old_timestamp = std::fs::read(w.repo.join("metadata/timestamp.json")).unwrap();
     std::fs::write(w.content.join("a.txt"), b"v2").unwrap();
-    w.publish(&[]);
+    w.publish_expiring(&[]);
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"v2");
     d.stop();
     let before = w.state_files();
     assert!(before.contains_key("timestamp.json"), "{:?}", before.keys());
     std::fs::write(w.repo.join("metadata/timestamp.json"), &old_timestamp).unwrap();
     let (code, log) = w
-        .mount(&server, &[])
+        .mount_nginx(&server, &[])
         .err()
         .expect("mounted with an old timestamp");
     assert_eq!(code, 2, "{log}");
@@ -497,12 +199,14 @@ fn older_timestamp_from_the_server_is_refused_at_mount_and_state_is_unchanged() 
 
 #[test]
 fn expired_metadata_from_the_server_is_refused_at_mount() {
-    let w = World::new("expired", &[("a.txt", b"x".to_vec())], &["timestamp=1s"]);
+    let w = World::new_owned("expired", &[("a.txt", b"x".to_vec())], &["timestamp=1s"]);
     let until = SystemTime::now() + Duration::from_secs(2);
-    wait_for("the timestamp to expire", || SystemTime::now() >= until);
+    wait_for("the timestamp to expire", String::new, || {
+        SystemTime::now() >= until
+    });
     let server = Nginx::start(&w.repo);
     let (code, log) = w
-        .mount(&server, &[])
+        .mount_nginx(&server, &[])
         .err()
         .expect("mounted expired metadata");
     assert_eq!(code, 2, "{log}");
@@ -517,10 +221,10 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
         ("b.bin", pattern(600_000, 5)),
         ("c.txt", b"small c".to_vec()),
     ];
-    let w = World::new("offline", &files, &[]);
+    let w = World::new_owned("offline", &files, &[]);
     let mut server = Nginx::start(&w.repo);
     // No prefetch: c.txt must stay uncached for the offline start below.
-    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
+    let d = w.mount_nginx(&server, &["--prefetch", "0"]).unwrap();
     assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
     server.stop();
     assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
@@ -537,7 +241,7 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
 
     // Start with the repository unreachable: offline from the trusted state, same rules.
     server.stop();
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.bin")).unwrap(), files[0].1);
     assert_eq!(std::fs::read(w.at("b.bin")).unwrap(), files[1].1);
     assert_eq!(errno_of(std::fs::read(w.at("c.txt"))), libc::EIO);
@@ -550,7 +254,7 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
 #[test]
 fn broken_first_mirror_falls_over_to_the_next() {
     let data = pattern(300_000, 6);
-    let w = World::new(
+    let w = World::new_owned(
         "mirrors",
         &[("m/f.bin", data.clone()), ("g.txt", b"g".to_vec())],
         &[],
@@ -572,9 +276,9 @@ fn broken_first_mirror_falls_over_to_the_next() {
 
     // 1. Nothing listening on the first base.
     let d = w
-        .mount_from(
-            &[dead.clone(), good.url("targets")],
+        .mount_remote(
             &good.url("metadata"),
+            &[dead.clone(), good.url("targets")],
             &[],
         )
         .unwrap();
@@ -582,13 +286,13 @@ fn broken_first_mirror_falls_over_to_the_next() {
     assert_eq!(std::fs::read(w.at("g.txt")).unwrap(), b"g");
     let log = d.stop();
     assert!(log.contains("trying the next mirror"), "{log}");
-    std::fs::remove_dir_all(&w.cache).unwrap();
+    std::fs::remove_dir_all(w.cache()).unwrap();
 
     // 2. The first base serves wrong bytes: refused, not cached, the next one is used.
     let d = w
-        .mount_from(
-            &[bad.url("targets"), dead.clone(), good.url("targets")],
+        .mount_remote(
             &good.url("metadata"),
+            &[bad.url("targets"), dead.clone(), good.url("targets")],
             &[],
         )
         .unwrap();
@@ -600,11 +304,11 @@ fn broken_first_mirror_falls_over_to_the_next() {
     assert_eq!(bad.gets(".f.bin"), 1);
     let log = d.stop();
     assert!(log.contains("content refused"), "{log}");
-    std::fs::remove_dir_all(&w.cache).unwrap();
+    std::fs::remove_dir_all(w.cache()).unwrap();
 
     // 3. Only wrong bytes anywhere: EACCES (a verification failure, not EIO).
     let d = w
-        .mount_from(&[dead, bad.url("targets")], &good.url("metadata"), &[])
+        .mount_remote(&good.url("metadata"), &[dead, bad.url("targets")], &[])
         .unwrap();
     assert_eq!(errno_of(std::fs::read(w.at("m/f.bin"))), libc::EACCES);
     assert!(w.objects().is_empty());
@@ -614,21 +318,22 @@ fn broken_first_mirror_falls_over_to_the_next() {
 #[test]
 fn kill9_mid_download_leaves_no_partial_object_and_restart_reads_correctly() {
     let data = pattern(32 << 20, 7);
-    let w = World::new("kill9", &[("big.bin", data.clone())], &[]);
+    let w = World::new_owned("kill9", &[("big.bin", data.clone())], &[]);
     // 8 MB/s per connection: the download takes about 4 s, long enough to kill it midway.
     let server = Nginx::start_with(&w.repo, "location /targets/ { limit_rate 8m; }");
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     let path = w.at("big.bin");
     let reader = std::thread::spawn(move || std::fs::read(path));
-    wait_for("a partial download in the cache", || {
+    wait_for("a partial download in the cache", String::new, || {
         w.temps().iter().any(|(_, size)| *size > 1 << 20)
     });
     let log = d.kill9();
+    lazy_umount(&w.mnt);
     assert!(reader.join().unwrap().is_err(), "read survived the daemon");
     assert!(w.objects().is_empty(), "{:?} / {log}", w.cache_entries());
     assert_eq!(w.temps().len(), 1, "{:?}", w.cache_entries());
 
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert!(
         w.temps().is_empty(),
         "stale temp kept: {:?}",
@@ -651,20 +356,20 @@ fn after_a_system_crash_objects_stored_since_the_last_sync_are_fetched_again_not
     // leave a name with zeros of the right length. Staged: the cache's sync record names another
     // boot, and an object stored after the recorded sync holds zeros.
     let data = pattern(300_000, 11);
-    let w = World::new("reboot", &[("r.bin", data.clone())], &[]);
+    let w = World::new_owned("reboot", &[("r.bin", data.clone())], &[]);
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data);
     d.stop();
-    let record = w.cache.join(".trustfs-synced");
+    let record = w.cache().join(".trustfs-synced");
     let text = std::fs::read_to_string(&record).unwrap();
     let synced: i64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_eq!(w.objects().len(), 1, "{text}");
-    let object = w.cache.join(&w.objects()[0].0);
+    let object = w.cache().join(&w.objects()[0].0);
     std::fs::write(&object, vec![0u8; data.len()]).unwrap();
     std::fs::write(&record, format!("another-boot {}\n", synced - 1)).unwrap();
 
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data, "{}", d.log());
     let log = d.stop();
     assert!(
@@ -685,20 +390,20 @@ fn a_torn_or_missing_sync_record_vouches_for_no_object() {
     // each of these served 300,000 zero bytes.)
     for variant in ["empty", "zeros", "missing"] {
         let data = pattern(300_000, 11);
-        let w = World::new(&format!("torn-{variant}"), &[("r.bin", data.clone())], &[]);
+        let w = World::new_owned(&format!("torn-{variant}"), &[("r.bin", data.clone())], &[]);
         let server = Nginx::start(&w.repo);
-        let d = w.mount(&server, &[]).unwrap();
+        let d = w.mount_nginx(&server, &[]).unwrap();
         assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data);
         d.stop();
-        let record = w.cache.join(".trustfs-synced");
-        let object = w.cache.join(&w.objects()[0].0);
+        let record = w.cache().join(".trustfs-synced");
+        let object = w.cache().join(&w.objects()[0].0);
         std::fs::write(&object, vec![0u8; data.len()]).unwrap();
         match variant {
             "empty" => std::fs::write(&record, b"").unwrap(),
             "zeros" => std::fs::write(&record, vec![0u8; 48]).unwrap(),
             _ => std::fs::remove_file(&record).unwrap(),
         }
-        let d = w.mount(&server, &[]).unwrap();
+        let d = w.mount_nginx(&server, &[]).unwrap();
         let got = std::fs::read(w.at("r.bin")).unwrap();
         assert!(
             got == data,
@@ -723,10 +428,10 @@ fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
         .map(|i| (format!("f{i:02}.bin"), pattern(1 << 20, 100 + i)))
         .collect();
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
-    let w = World::new("bound", &refs, &[]);
+    let w = World::new_owned("bound", &refs, &[]);
     let server = Nginx::start(&w.repo);
     let limit: u64 = 3 << 20;
-    let d = w.mount(&server, &["--cache-max-size", "3M"]).unwrap();
+    let d = w.mount_nginx(&server, &["--cache-max-size", "3M"]).unwrap();
     let total = |w: &World| w.objects().iter().map(|o| o.1).sum::<u64>();
     for round in 0..2 {
         for (name, data) in &files {
@@ -744,7 +449,7 @@ fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
     let kept = w
         .objects()
         .iter()
-        .any(|(name, _)| std::fs::read(w.cache.join(name)).is_ok_and(|b| b == files[0].1));
+        .any(|(name, _)| std::fs::read(w.cache().join(name)).is_ok_and(|b| b == files[0].1));
     assert!(
         kept,
         "the open file's object was evicted: {:?}",
@@ -764,9 +469,9 @@ fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
 fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
     let data = pattern(100 << 20, 8);
     let want = Sha256::digest(&data).to_vec();
-    let w = World::new("parallel", &[("huge.bin", data)], &[]);
+    let w = World::new_owned("parallel", &[("huge.bin", data)], &[]);
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     let readers: Vec<_> = (0..8)
         .map(|_| {
             let p = w.at("huge.bin");
@@ -783,12 +488,12 @@ fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
 #[test]
 fn full_cache_disk_fails_the_open_with_enospc_not_a_denial_and_leaves_no_temp() {
     let big = pattern(3 << 20, 9);
-    let w = World::new(
+    let w = World::new_owned(
         "enospc",
         &[("big.bin", big), ("s.txt", b"small".to_vec())],
         &[],
     );
-    std::fs::create_dir_all(&w.cache).unwrap();
+    std::fs::create_dir_all(w.cache()).unwrap();
     struct Tmpfs(PathBuf);
     impl Drop for Tmpfs {
         fn drop(&mut self) {
@@ -797,14 +502,14 @@ fn full_cache_disk_fails_the_open_with_enospc_not_a_denial_and_leaves_no_temp() 
     }
     let st = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
-        .arg(&w.cache)
+        .arg(w.cache())
         .status()
         .unwrap();
     assert!(st.success(), "cannot mount a small tmpfs for the cache");
-    let _tmpfs = Tmpfs(w.cache.clone());
+    let _tmpfs = Tmpfs(w.cache());
     let server = Nginx::start(&w.repo);
     // No prefetch: the cache must hold nothing but what the opens below store.
-    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
+    let d = w.mount_nginx(&server, &["--prefetch", "0"]).unwrap();
     // A fault (the daemon could not judge the file), never a denial: ENOSPC, not EACCES.
     assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::ENOSPC);
     assert!(
@@ -886,17 +591,17 @@ fn two_mounts_share_one_cache_and_never_evict_each_others_open_files() {
         .map(|i| (format!("f{i}.bin"), pattern(1 << 20, 200 + i)))
         .collect();
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
-    let w = World::new("shared", &refs, &[]);
+    let w = World::new_owned("shared", &refs, &[]);
     let server = Nginx::start(&w.repo);
     let (targets, meta) = (vec![server.url("targets")], server.url("metadata"));
     let a = w
-        .mount_from(&targets, &meta, &["--cache-max-size", "2M"])
+        .mount_remote(&meta, &targets, &["--cache-max-size", "2M"])
         .unwrap();
     let mnt2 = w.dir.join("mnt2");
     let b = w
-        .mount_at(
-            &targets,
+        .mount_remote_at(
             &meta,
+            &targets,
             &["--cache-max-size", "2M"],
             &mnt2,
             &w.dir.join("state2"),
@@ -927,7 +632,7 @@ fn two_mounts_share_one_cache_and_never_evict_each_others_open_files() {
 
 #[test]
 fn cached_files_are_refused_once_the_trusted_metadata_expires() {
-    let w = World::new(
+    let w = World::new_owned(
         "expiring",
         &[("a.txt", b"soon stale".to_vec())],
         &["timestamp=12s"],
@@ -935,9 +640,9 @@ fn cached_files_are_refused_once_the_trusted_metadata_expires() {
     // Long enough for nginx, the mount and the first read on a loaded machine.
     let expires = SystemTime::now() + Duration::from_secs(12);
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"soon stale");
-    wait_for("the timestamp to expire", || {
+    wait_for("the timestamp to expire", String::new, || {
         SystemTime::now() >= expires + Duration::from_secs(1)
     });
     assert_eq!(errno_of(std::fs::read(w.at("a.txt"))), libc::EACCES);
@@ -948,7 +653,7 @@ fn cached_files_are_refused_once_the_trusted_metadata_expires() {
 #[test]
 fn delegated_targets_are_shown_fetched_and_verified_like_top_level_ones() {
     let top = pattern(10_000, 7);
-    let w = World::new("delegated", &[("top.txt", top.clone())], &[]);
+    let w = World::new_owned("delegated", &[("top.txt", top.clone())], &[]);
     // A role "docs" for docs/*, published with `repo delegate` + `repo add --role`.
     let dcontent = w.dir.join("docs-content");
     let guide = pattern(300_000, 8);
@@ -976,7 +681,7 @@ fn delegated_targets_are_shown_fetched_and_verified_like_top_level_ones() {
     // The server's copy of one delegated target is tampered with.
     std::fs::write(w.server_file("docs/notes.txt", &notes), b"release n0tes\n").unwrap();
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     // The tree comes from the metadata, delegated targets included, before any content request.
     assert_eq!(
         std::fs::metadata(w.at("docs/guide.bin")).unwrap().len(),
@@ -1000,13 +705,13 @@ fn chown(path: &Path, uid: u32) {
 
 #[test]
 fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
-    let w = World::new("cacheowner", &[("a.txt", b"hello\n".to_vec())], &[]);
+    let w = World::new_owned("cacheowner", &[("a.txt", b"hello\n".to_vec())], &[]);
     let server = Nginx::start(&w.repo);
     // Someone else made the --cache path first (e.g. under /var/tmp) and could plant objects.
-    std::fs::create_dir_all(&w.cache).unwrap();
-    chown(&w.cache, 65534);
+    std::fs::create_dir_all(w.cache()).unwrap();
+    chown(&w.cache(), 65534);
     let (code, log) = w
-        .mount(&server, &[])
+        .mount_nginx(&server, &[])
         .err()
         .expect("mounted over a foreign cache");
     assert_eq!(code, 1, "{log}");
@@ -1015,19 +720,19 @@ fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
         "{log}"
     );
     // Ours, but writable by others: refused as well.
-    chown(&w.cache, 0);
-    std::fs::set_permissions(&w.cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chown(&w.cache(), 0);
+    std::fs::set_permissions(w.cache(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let (code, log) = w
-        .mount(&server, &[])
+        .mount_nginx(&server, &[])
         .err()
         .expect("mounted over an open cache");
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("writable by group or others"), "{log}");
     // Fixed by its owner: accepted (and kept 0700).
-    std::fs::set_permissions(&w.cache, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let d = w.mount(&server, &[]).unwrap();
+    std::fs::set_permissions(w.cache(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), b"hello\n");
-    let cmode = std::fs::metadata(&w.cache).unwrap().permissions().mode() & 0o777;
+    let cmode = std::fs::metadata(w.cache()).unwrap().permissions().mode() & 0o777;
     assert_eq!(cmode, 0o700);
     d.stop();
 }
@@ -1035,15 +740,15 @@ fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
 #[test]
 fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     let data = b"the signed content\n".to_vec();
-    let w = World::new("plant", &[("a.txt", data.clone())], &[]);
+    let w = World::new_owned("plant", &[("a.txt", data.clone())], &[]);
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
     d.stop();
     assert_eq!(server.gets(".a.txt"), 1);
     let objects = w.objects();
     assert_eq!(objects.len(), 1);
-    let object = w.cache.join(&objects[0].0);
+    let object = w.cache().join(&objects[0].0);
     let evil = b"planted evil bytes\n".to_vec();
     assert_eq!(evil.len(), data.len(), "same size as the signed length");
 
@@ -1052,7 +757,7 @@ fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     std::fs::write(&object, &evil).unwrap();
     chown(&object, 65534);
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o400)).unwrap();
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
     assert_eq!(server.gets(".a.txt"), 2, "not downloaded again");
     let log = d.stop();
@@ -1068,7 +773,7 @@ fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     std::fs::remove_file(&object).unwrap();
     std::fs::write(&object, &evil).unwrap();
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
     assert_eq!(server.gets(".a.txt"), 3, "not downloaded again");
     let log = d.stop();
@@ -1079,7 +784,7 @@ fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     let elsewhere = w.dir.join("elsewhere");
     std::fs::write(&elsewhere, &evil).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &object).unwrap();
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);
     assert_eq!(server.gets(".a.txt"), 4, "not downloaded again");
     let log = d.stop();
@@ -1111,15 +816,15 @@ fn prefetched_siblings_are_verified_and_a_tampered_one_is_refused_only_by_its_ow
         small.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
     files.push(("d/big.bin", pattern(300 << 10, 40)));
     files.push(("other/x", pattern(4096, 41)));
-    let w = World::new("prefetch", &files, &[]);
+    let w = World::new_owned("prefetch", &files, &[]);
     // The server holds other bytes (same length) for d/f5.
     std::fs::write(w.server_file("d/f5", &files[5].1), pattern(4096, 99)).unwrap();
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
 
     // The first open in d/ (not cached) queues d's other small files in the background.
     assert_eq!(std::fs::read(w.at("d/f2")).unwrap(), files[2].1);
-    wait_for("the prefetch burst to end", || {
+    wait_for("the prefetch burst to end", String::new, || {
         d.log().contains("prefetched 6 file(s)")
     });
     let log = d.log();
@@ -1167,18 +872,18 @@ fn a_prefetch_that_fails_is_not_remembered_and_the_open_fetches_for_itself() {
         ("d/b", pattern(4096, 2)),
         ("d/c", pattern(4096, 3)),
     ];
-    let w = World::new("prefetch-fault", &files, &[]);
+    let w = World::new_owned("prefetch-fault", &files, &[]);
     // d/b is missing on the server while the prefetch runs (a fault: 404).
     let b = w.server_file("d/b", &files[1].1);
     let hidden = w.dir.join("b-hidden");
     std::fs::rename(&b, &hidden).unwrap();
     let server = Nginx::start(&w.repo);
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("d/a")).unwrap(), files[0].1);
-    wait_for("the prefetch of d/b to fail", || {
+    wait_for("the prefetch of d/b to fail", String::new, || {
         d.log().contains("prefetch \"d/b\"")
     });
-    wait_for("the prefetch to settle", || {
+    wait_for("the prefetch to settle", String::new, || {
         let c = counters(&w.mnt);
         c["prefetch_fetches"].as_u64().unwrap()
             + c["prefetch_failures"].as_u64().unwrap()
@@ -1198,9 +903,9 @@ fn a_prefetch_that_fails_is_not_remembered_and_the_open_fetches_for_itself() {
     assert!(!log.contains("DENY") && !log.contains("ERROR"), "{log}");
 
     // --prefetch 0: an open fetches its own file and nothing else.
-    std::fs::remove_dir_all(&w.cache).unwrap();
+    std::fs::remove_dir_all(w.cache()).unwrap();
     let before = server.access_log().len();
-    let d = w.mount(&server, &["--prefetch", "0"]).unwrap();
+    let d = w.mount_nginx(&server, &["--prefetch", "0"]).unwrap();
     assert_eq!(std::fs::read(w.at("d/a")).unwrap(), files[0].1);
     let c = counters(&w.mnt);
     assert_eq!(c["prefetch_fetches"], 0, "{c}");
@@ -1248,7 +953,7 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
         })
         .collect();
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
-    let w = World::new("bins", &refs, &[]);
+    let w = World::new_owned("bins", &refs, &[]);
     // Sixteen small hash bins instead of one targets file.
     run_ok(
         Command::new(BIN)
@@ -1262,7 +967,9 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
     let server = Nginx::start(&w.repo);
 
     // First mount, empty state dir: every bin exactly once (fetched in parallel), verified.
-    let d = w.mount(&server, &["--refresh-interval", "1s"]).unwrap();
+    let d = w
+        .mount_nginx(&server, &["--refresh-interval", "1s"])
+        .unwrap();
     let (bins, _) = metadata_gets(&server, 0);
     let distinct: BTreeSet<&String> = bins.iter().collect();
     assert_eq!((bins.len(), distinct.len()), (16, 16), "{bins:?}");
@@ -1277,8 +984,10 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
     // `repo add` re-reads files whose times changed more than 2 s ago only; wait for that.
     std::thread::sleep(Duration::from_millis(2100));
     let before = server.access_log().len();
-    w.publish(&[]);
-    wait_for("the refresh", || d.log().contains("metadata updated"));
+    w.publish_expiring(&[]);
+    wait_for("the refresh", String::new, || {
+        d.log().contains("metadata updated")
+    });
     let (bins, rest) = metadata_gets(&server, before);
     assert!(bins.len() <= 2 && !bins.is_empty(), "{bins:?}");
     assert!(rest.is_empty(), "{rest:?}");
@@ -1287,7 +996,7 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
 
     // A restart: every bin comes from the state dir, none from the server.
     let before = server.access_log().len();
-    let d = w.mount(&server, &[]).unwrap();
+    let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("d1/f5")).unwrap(), b"changed\n");
     assert_eq!(std::fs::read(w.at("d2/f6")).unwrap(), b"file 6\n");
     let (bins, rest) = metadata_gets(&server, before);

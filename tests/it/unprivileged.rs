@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nginx::Nginx;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+use crate::harness::BIN;
 const USER: &str = "trustfs-test";
 
 /// The test user: (uid, gid, home), created if missing.

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::mount::{is_mounted, lazy_umount, require_fuse};
+use super::nginx::Nginx;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+pub use super::BIN;
 
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run trustfs");
@@ -52,16 +53,11 @@ pub struct World {
 }
 
 impl World {
-    /// A repository whose targets are `files`, roles expiring per `expires` (`timestamp=8s`).
+    /// A repository whose targets are `files` (path, bytes), roles expiring per `expires`
+    /// (`timestamp=12s`, as `repo init --expires` takes them).
     pub fn new(tag: &str, files: &[(&str, &[u8])], expires: &[&str]) -> World {
         require_fuse();
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "trustfs-ops-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = super::fresh_dir("world", tag);
         let w = World {
             repo: dir.join("repo"),
             content: dir.join("content"),
@@ -92,6 +88,15 @@ impl World {
         );
         w.publish();
         w
+    }
+
+    /// [`Self::new`] with owned file contents.
+    pub fn new_owned<P: AsRef<str>>(tag: &str, files: &[(P, Vec<u8>)], expires: &[&str]) -> World {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, d)| (p.as_ref(), d.as_slice()))
+            .collect();
+        World::new(tag, &refs, expires)
     }
 
     pub fn metadata(&self) -> PathBuf {
@@ -125,6 +130,34 @@ impl World {
 
     pub fn publish(&self) {
         self.publish_to(&self.repo);
+    }
+
+    /// [`Self::publish`] with these `--expires` instead of the world's (none: the defaults).
+    pub fn publish_expiring(&self, expires: &[&str]) {
+        run_ok(
+            Command::new(BIN)
+                .args(["repo", "add"])
+                .arg(&self.repo)
+                .arg(&self.content)
+                .arg("--keys")
+                .arg(&self.keys)
+                .args(expires.iter().flat_map(|e| ["--expires", e])),
+        );
+    }
+
+    /// The file the server holds for target `path` with content `data` (its consistent-snapshot
+    /// name, `targets/<dir>/<sha256>.<base>`).
+    pub fn server_file(&self, path: &str, data: &[u8]) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let hash = hex::encode(Sha256::digest(data));
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        let p = self
+            .repo
+            .join("targets")
+            .join(dir)
+            .join(format!("{hash}.{base}"));
+        assert!(p.is_file(), "{} missing on the server", p.display());
+        p
     }
 
     pub fn at(&self, path: &str) -> PathBuf {
@@ -165,6 +198,12 @@ impl World {
         targets: &[String],
         extra: &[&str],
     ) -> Result<Daemon, (i32, String)> {
+        let mut args = self.remote_args(metadata_url, targets);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.mount_with(&args)
+    }
+
+    fn remote_args(&self, metadata_url: &str, targets: &[String]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--metadata-url".into(),
             metadata_url.into(),
@@ -177,14 +216,81 @@ impl World {
             args.push("--mirror".into());
             args.push(m.clone());
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        self.mount_with(&args)
+        args
+    }
+
+    /// The remote mount's cache entries: (name, size), sorted by name; none if no cache yet.
+    pub fn cache_entries(&self) -> Vec<(String, u64)> {
+        let Ok(rd) = std::fs::read_dir(self.cache()) else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = rd
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().map(|m| m.len()).unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The verified objects in the cache (`t-…`).
+    pub fn objects(&self) -> Vec<(String, u64)> {
+        let mut v = self.cache_entries();
+        v.retain(|(n, _)| n.starts_with("t-"));
+        v
+    }
+
+    /// Downloads in progress in the cache (`tmp.…`).
+    pub fn temps(&self) -> Vec<(String, u64)> {
+        let mut v = self.cache_entries();
+        v.retain(|(n, _)| n.starts_with("tmp."));
+        v
+    }
+
+    /// The state dir's files (name → content).
+    pub fn state_files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(&self.state)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// `trustfs mount` with `--root` and `--state-dir` of this world and `args`; Err(exit code,
     /// log) if the daemon exits before the mount appears.
     pub fn mount_with(&self, args: &[String]) -> Result<Daemon, (i32, String)> {
-        self.spawn_mount(args, None, &[])
+        self.spawn_mount(args, None, &[], &self.mnt, &self.state)
+    }
+
+    /// `trustfs mount` of the repository `server` serves (metadata and targets from its root,
+    /// `repo/metadata` and `repo/targets`), plus `extra`.
+    pub fn mount_nginx(&self, server: &Nginx, extra: &[&str]) -> Result<Daemon, (i32, String)> {
+        self.mount_remote(&server.url("metadata"), &[server.url("targets")], extra)
+    }
+
+    /// As [`Self::mount_remote`], on another mountpoint and state dir (sharing the cache).
+    pub fn mount_remote_at(
+        &self,
+        metadata_url: &str,
+        targets: &[String],
+        extra: &[&str],
+        mnt: &Path,
+        state: &Path,
+    ) -> Result<Daemon, (i32, String)> {
+        std::fs::create_dir_all(mnt).unwrap();
+        let mut args = self.remote_args(metadata_url, targets);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn_mount(&args, None, &[], mnt, state)
     }
 
     /// As [`Self::mount_with`], the daemon's environment with `envs` set.
@@ -193,13 +299,13 @@ impl World {
         args: &[String],
         envs: &[(&str, &str)],
     ) -> Result<Daemon, (i32, String)> {
-        self.spawn_mount(args, None, envs)
+        self.spawn_mount(args, None, envs, &self.mnt, &self.state)
     }
 
     /// As [`Self::mount_with`], the daemon limited to `nofile` open descriptors (soft and hard
     /// `RLIMIT_NOFILE`, so it cannot raise them).
     pub fn mount_limited(&self, args: &[String], nofile: u64) -> Result<Daemon, (i32, String)> {
-        self.spawn_mount(args, Some(nofile), &[])
+        self.spawn_mount(args, Some(nofile), &[], &self.mnt, &self.state)
     }
 
     fn spawn_mount(
@@ -207,6 +313,8 @@ impl World {
         args: &[String],
         nofile: Option<u64>,
         envs: &[(&str, &str)],
+        mnt: &Path,
+        state: &Path,
     ) -> Result<Daemon, (i32, String)> {
         use std::os::unix::process::CommandExt;
         let n = self.starts.fetch_add(1, Ordering::Relaxed);
@@ -234,9 +342,9 @@ impl World {
             .arg("--root")
             .arg(self.metadata().join("1.root.json"))
             .arg("--state-dir")
-            .arg(&self.state)
+            .arg(state)
             .args(args)
-            .arg(&self.mnt)
+            .arg(mnt)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -244,15 +352,18 @@ impl World {
             .expect("spawn trustfs mount");
         let mut d = Daemon {
             child: Some(child),
-            mnt: self.mnt.clone(),
+            mnt: mnt.to_owned(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             // Mounted and answering (a dead mount from an earlier daemon is in mountinfo too).
-            if is_mounted(&self.mnt) && std::fs::metadata(&self.mnt).is_ok() {
+            if is_mounted(mnt) && std::fs::metadata(mnt).is_ok() {
                 // The daemon writes its first status record right after the mount comes up.
-                if self.status_record().is_some_and(|r| r["pid"] == d.pid()) {
+                if self
+                    .status_record_of(mnt)
+                    .is_some_and(|r| r["pid"] == d.pid())
+                {
                     return Ok(d);
                 }
             }
@@ -271,7 +382,11 @@ impl World {
 
     /// The mount's status record in the runtime directory, if there is one.
     pub fn status_record(&self) -> Option<serde_json::Value> {
-        let rec = trustfs::ops::status::instance_name(&self.mnt);
+        self.status_record_of(&self.mnt)
+    }
+
+    fn status_record_of(&self, mnt: &Path) -> Option<serde_json::Value> {
+        let rec = trustfs::ops::status::instance_name(mnt);
         let bytes = std::fs::read(self.runtime.join(format!("{rec}.json"))).ok()?;
         serde_json::from_slice(&bytes).ok()
     }

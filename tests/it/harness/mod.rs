@@ -1,5 +1,14 @@
-//! Shared helpers for integration tests: temporary directories and a TUF repository builder that
-//! can also produce hostile metadata (wrong keys, stale versions, past expiry, odd names).
+//! The one harness of the integration tests: temporary directories, running the `trustfs` binary,
+//! and one module per kind of helper:
+//! - `cli`: a repository made by `trustfs repo init/add` and a `trustfs mount` daemon with its log
+//!   and status record ([`cli::World`], [`cli::Daemon`]), bounded waits;
+//! - `mount`: hand-built indexes mounted in-process through the library ([`mount::Scratch`]),
+//!   an unmount guard, FUSE preconditions;
+//! - `http`: an HTTP/1.1 server on 127.0.0.1 that serves a directory and can misbehave on purpose;
+//! - `nginx`: a real nginx on 127.0.0.1;
+//! - `python`: the pinned python-tuf venv and commands with time limits;
+//! - `tufrepo`: a TUF repository builder that can sign wrongly on purpose.
+
 pub mod cli;
 pub mod http;
 pub mod mount;
@@ -11,42 +20,60 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A directory under the target dir, removed on drop.
+/// The `trustfs` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_trustfs");
+
+/// A fresh, empty directory path for one test: `trustfs-<kind>-<tag>-<pid>-<n>` under
+/// `TRUSTFS_TEST_TMP` (default: the system temp dir), anything left there by an earlier run
+/// removed. Not created: callers make what they need inside (or use [`TempDir`]).
+pub fn fresh_dir(kind: &str, tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::var_os("TRUSTFS_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!(
+        "trustfs-{kind}-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A directory for one test ([`fresh_dir`], created); removed on drop, kept (and its path
+/// printed) when the test fails, as evidence.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let base = std::env::var_os("TRUSTFS_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = base.join(format!(
-            "trustfs-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let dir = fresh_dir("test", tag);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create temp dir {}: {e}", dir.display()));
         TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::thread::panicking() {
+            eprintln!("kept test directory {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
 /// Run the trustfs binary with `args`.
 pub fn trustfs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trustfs"))
-        .args(args)
-        .output()
-        .expect("run trustfs")
+    Command::new(BIN).args(args).output().expect("run trustfs")
 }
 
 /// Format an output for assertion messages.
