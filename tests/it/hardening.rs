@@ -1509,14 +1509,6 @@ fn bytes_sent(server: &Nginx) -> u64 {
 }
 
 /// `w` mounted from `server` (metadata and targets), with `extra` options.
-fn mount_from_nginx(
-    w: &World,
-    server: &Nginx,
-    extra: &[&str],
-) -> Result<cli::Daemon, (i32, String)> {
-    w.mount_remote(&server.url("metadata"), &[server.url("targets")], extra)
-}
-
 fn big_world(tag: &str) -> (World, Vec<u8>) {
     let data = pattern(64 << 20, 11);
     let w = World::new_owned(tag, &[("big.bin".to_owned(), data.clone())], &[]);
@@ -1529,7 +1521,7 @@ fn big_world(tag: &str) -> (World, Vec<u8>) {
 fn lazy_fetch_transfers_only_what_is_read() {
     let (w, data) = big_world("lazyread");
     let server = Nginx::start(&w.repo);
-    let d = mount_from_nginx(&w, &server, &["--lazy-fetch"]).unwrap();
+    let d = w.mount_nginx(&server, &["--lazy-fetch"]).unwrap();
     let before = bytes_sent(&server);
     let f = File::open(w.at("big.bin")).unwrap();
     let mut buf = vec![0u8; 1 << 20];
@@ -1602,7 +1594,7 @@ fn lazy_fetch_refuses_a_corrupted_range_and_keeps_nothing_of_it() {
     bad[40 << 20] ^= 0xff;
     std::fs::write(&served, &bad).unwrap();
     let server = Nginx::start(&w.repo);
-    let d = mount_from_nginx(&w, &server, &["--lazy-fetch"]).unwrap();
+    let d = w.mount_nginx(&server, &["--lazy-fetch"]).unwrap();
     let f = File::open(w.at("big.bin")).unwrap();
     let mut buf = vec![0u8; 4096];
     assert_eq!(errno_of(f.read_exact_at(&mut buf, 40 << 20)), libc::EIO);
@@ -1637,7 +1629,7 @@ fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
         &[],
     );
     let server = Nginx::start(&w.repo);
-    let d = mount_from_nginx(&w, &server, &["--verify", "lazy"]).unwrap();
+    let d = w.mount_nginx(&server, &["--verify", "lazy"]).unwrap();
     // A read that hangs fails the test instead of hanging it (no time is asserted otherwise).
     let bounded = |path: PathBuf, at: u64| {
         let (tx, rx) = mpsc::channel();
@@ -1813,7 +1805,7 @@ fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
     let (w, data) = big_world("lazyresume");
     let server = Nginx::start(&w.repo);
     let args = ["--lazy-fetch"];
-    let d = mount_from_nginx(&w, &server, &args).unwrap();
+    let d = w.mount_nginx(&server, &args).unwrap();
     let f = File::open(w.at("big.bin")).unwrap();
     let mut head = vec![0u8; 32 << 20];
     f.read_exact_at(&mut head, 0).unwrap();
@@ -1848,7 +1840,7 @@ fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
 fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
     let (w, data) = big_world("lazycut");
     let server = Nginx::start(&w.repo);
-    let d = mount_from_nginx(&w, &server, &["--lazy-fetch"]).unwrap();
+    let d = w.mount_nginx(&server, &["--lazy-fetch"]).unwrap();
     // O_DIRECT: every read reaches the daemon (no page cache in between).
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -1900,7 +1892,9 @@ fn lazy_fetch_partial_files_are_bounded_by_the_cache_size() {
         &[],
     );
     let server = Nginx::start(&w.repo);
-    let d = mount_from_nginx(&w, &server, &["--lazy-fetch", "--cache-max-size", "20M"]).unwrap();
+    let d = w
+        .mount_nginx(&server, &["--lazy-fetch", "--cache-max-size", "20M"])
+        .unwrap();
     let partial = w.cache().join("partial");
     let data_files = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&partial)
