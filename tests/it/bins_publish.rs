@@ -10,37 +10,22 @@ use crate::harness::python as python_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use python_support::{run, Run};
-use trustfs::repo::{self, AddOptions, AddReport, Expiries, InitOptions, RepoError, Sharding};
+use python_support::Run;
+use trustfs::repo::{self, AddOptions, AddReport, Expiries, RepoError, Sharding};
 use trustfs::schema::{Metadata, Signature, SuccinctRoles, Targets};
 
 use crate::harness::BIN;
 
+use crate::harness::publish::Repo;
+use crate::harness::python::run_trustfs as trustfs;
 use crate::harness::TempDir as Scratch;
-
-fn trustfs<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    run(&mut cmd)
-}
-
-fn os(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
-}
+use crate::harness::{os, read_json};
 
 /// `n` small files `d<i % 7>/f<i>.txt` under `dir` (replacing what was there).
 fn content(dir: &Path, n: usize) -> Vec<String> {
@@ -56,30 +41,7 @@ fn content(dir: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-struct Repo {
-    dir: PathBuf,
-    keys: PathBuf,
-}
-
 impl Repo {
-    fn init(s: &Scratch) -> Repo {
-        let r = Repo {
-            dir: s.join("repo"),
-            keys: s.join("keys"),
-        };
-        repo::init(&InitOptions {
-            repo: r.dir.clone(),
-            keydir: r.keys.clone(),
-            expires: Expiries::default(),
-        })
-        .unwrap();
-        r
-    }
-
-    fn metadata(&self) -> PathBuf {
-        self.dir.join("metadata")
-    }
-
     fn add_lib(
         &self,
         content: &Path,
@@ -99,68 +61,10 @@ impl Repo {
         })
     }
 
-    /// `trustfs repo add REPO CONTENT --keys KEYDIR EXTRA...`
-    fn add(&self, content: &Path, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "repo",
-            "add",
-            os(&self.dir),
-            os(content),
-            "--keys",
-            os(&self.keys),
-        ];
-        args.extend_from_slice(extra);
-        trustfs(args)
-    }
-
-    /// `trustfs verify --json` of `content`, pinned to 1.root.json (with a state directory).
-    fn verify(&self, content: &Path, state: Option<&Path>) -> Run {
-        let metadata = self.metadata();
-        let root = metadata.join("1.root.json");
-        let mut args = vec![
-            "verify",
-            "--json",
-            "--root",
-            os(&root),
-            "--metadata",
-            os(&metadata),
-        ];
-        if let Some(s) = state {
-            args.extend_from_slice(&["--state-dir", os(s)]);
-        }
-        args.push(os(content));
-        trustfs(args)
-    }
-
     fn timestamp_version(&self) -> u64 {
         read_json(&self.metadata().join("timestamp.json"))["signed"]["version"]
             .as_u64()
             .unwrap()
-    }
-
-    /// The current snapshot's `meta`.
-    fn snapshot_meta(&self) -> Value {
-        let ts = read_json(&self.metadata().join("timestamp.json"));
-        let v = ts["signed"]["meta"]["snapshot.json"]["version"]
-            .as_u64()
-            .unwrap();
-        read_json(&self.metadata().join(format!("{v}.snapshot.json")))["signed"]["meta"].clone()
-    }
-
-    fn version_of(&self, role: &str) -> u64 {
-        self.snapshot_meta()[format!("{role}.json")]["version"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("snapshot does not list {role}.json"))
-    }
-
-    fn role_path(&self, role: &str) -> PathBuf {
-        self.metadata()
-            .join(format!("{}.{role}.json", self.version_of(role)))
-    }
-
-    /// The current metadata of `role` (as snapshot lists it).
-    fn role(&self, role: &str) -> Metadata<Targets> {
-        Metadata::from_slice(role, &fs::read(self.role_path(role)).unwrap()).unwrap()
     }
 
     /// The bins targets delegates to now.

@@ -8,32 +8,17 @@ use crate::harness::python as python_support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use python_support::{python_script, run, HttpServer, Run};
-use trustfs::repo::{self, DelegateOptions, DelegatedPaths, Expiries, InitOptions, RepoError};
+use trustfs::repo::{self, DelegateOptions, DelegatedPaths, Expiries, RepoError};
 use trustfs::schema::{verify_threshold, Metadata, Targets};
 
-use crate::harness::BIN;
-
+use crate::harness::publish::Repo;
+use crate::harness::python::run_trustfs as trustfs;
 use crate::harness::TempDir as Scratch;
-
-fn trustfs<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    run(&mut cmd)
-}
-
-fn os(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::harness::{os, read_json};
 
 /// Write `files` (path → content) under `dir`.
 fn write_tree(dir: &Path, files: &[(&str, &str)]) {
@@ -61,30 +46,7 @@ fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-struct Repo {
-    dir: PathBuf,
-    keys: PathBuf,
-}
-
 impl Repo {
-    fn init(s: &Scratch) -> Repo {
-        let r = Repo {
-            dir: s.join("repo"),
-            keys: s.join("keys"),
-        };
-        repo::init(&InitOptions {
-            repo: r.dir.clone(),
-            keydir: r.keys.clone(),
-            expires: Expiries::default(),
-        })
-        .unwrap();
-        r
-    }
-
-    fn metadata(&self) -> PathBuf {
-        self.dir.join("metadata")
-    }
-
     /// `trustfs repo delegate REPO --keys KEYDIR --role ROLE EXTRA...`
     fn delegate(&self, role: &str, extra: &[&str]) -> Run {
         let mut args = vec![
@@ -99,59 +61,6 @@ impl Repo {
         args.extend_from_slice(extra);
         trustfs(args)
     }
-
-    /// `trustfs repo add REPO CONTENT --keys KEYDIR [--role ROLE]`
-    fn add(&self, content: &Path, role: Option<&str>) -> Run {
-        let mut args = vec![
-            "repo",
-            "add",
-            os(&self.dir),
-            os(content),
-            "--keys",
-            os(&self.keys),
-        ];
-        if let Some(r) = role {
-            args.extend_from_slice(&["--role", r]);
-        }
-        trustfs(args)
-    }
-
-    /// `trustfs verify --json` of `content` against this repository, pinned to 1.root.json.
-    fn verify(&self, content: &Path) -> Run {
-        let root = self.metadata().join("1.root.json");
-        trustfs([
-            "verify",
-            "--json",
-            "--root",
-            os(&root),
-            "--metadata",
-            os(&self.metadata()),
-            os(content),
-        ])
-    }
-
-    /// The current snapshot's `meta`.
-    fn snapshot_meta(&self) -> Value {
-        let ts = read_json(&self.metadata().join("timestamp.json"));
-        let v = ts["signed"]["meta"]["snapshot.json"]["version"]
-            .as_u64()
-            .unwrap();
-        let snap = read_json(&self.metadata().join(format!("{v}.snapshot.json")));
-        snap["signed"]["meta"].clone()
-    }
-
-    /// The current metadata of role `name` (as snapshot lists it).
-    fn role(&self, name: &str) -> Metadata<Targets> {
-        let v = self.snapshot_meta()[format!("{name}.json")]["version"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("snapshot does not list {name}.json"));
-        let path = self.metadata().join(format!("{v}.{name}.json"));
-        Metadata::from_slice(name, &fs::read(&path).unwrap()).unwrap()
-    }
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// Assert a `verify --json` run verified exactly `ok` files and nothing failed.
@@ -190,10 +99,10 @@ fn team_repo(s: &Scratch) -> (Repo, PathBuf) {
         &team,
         &[("team/a.txt", "from the team\n"), ("team/sub/b.txt", "b\n")],
     );
-    r.add(&top, None).expect_code(0, "repo add");
+    r.add(&top, &[]).expect_code(0, "repo add");
     r.delegate("team", &["--path", "team/*", "--path", "team/*/*"])
         .expect_code(0, "repo delegate");
-    r.add(&team, Some("team"))
+    r.add(&team, &["--role", "team"])
         .expect_code(0, "repo add --role team");
     let all = s.join("all");
     write_tree(
@@ -211,7 +120,7 @@ fn team_repo(s: &Scratch) -> (Repo, PathBuf) {
 fn delegated_targets_verify_with_trustfs() {
     let s = Scratch::new("verify");
     let (r, all) = team_repo(&s);
-    assert_all_ok(&r.verify(&all), 3);
+    assert_all_ok(&r.verify(&all, None), 3);
 
     // What was written: 1.team.json (empty, from delegate), 2.team.json (from add), listed by
     // snapshot, signed by KEYDIR/team as targets delegates it.
@@ -253,7 +162,7 @@ fn delegated_targets_verify_with_trustfs() {
     // A second add --role replaces the role's list (sync, not append).
     let team2 = s.join("team2");
     write_tree(&team2, &[("team/a.txt", "from the team\n")]);
-    let out = r.add(&team2, Some("team"));
+    let out = r.add(&team2, &["--role", "team"]);
     out.expect_code(0, "second add --role");
     assert!(
         out.stdout.contains("removed team/sub/b.txt"),
@@ -262,7 +171,7 @@ fn delegated_targets_verify_with_trustfs() {
     );
     assert_eq!(r.role("team").signed.targets.len(), 1);
     fs::remove_file(all.join("team/sub/b.txt")).unwrap();
-    assert_all_ok(&r.verify(&all), 2);
+    assert_all_ok(&r.verify(&all, None), 2);
 }
 
 #[test]
@@ -275,7 +184,7 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
         &content,
         &[("team/ok.txt", "fine\n"), ("elsewhere/x.txt", "not team\n")],
     );
-    let out = r.add(&content, Some("team"));
+    let out = r.add(&content, &["--role", "team"]);
     out.expect_code(1, "add --role with a file outside team/*");
     assert!(
         out.stderr.contains("elsewhere/x.txt")
@@ -310,7 +219,7 @@ fn file_outside_the_delegated_paths_is_refused_and_nothing_is_written() {
     );
 
     // A role nobody delegated is an error too, not a new role.
-    r.add(&content, Some("nobody"))
+    r.add(&content, &["--role", "nobody"])
         .expect_code(1, "add --role for an unknown role");
     assert_eq!(before, snapshot_tree(&r.dir));
 }
@@ -343,11 +252,13 @@ fn hashed_bins_route_each_file_to_its_bin() {
     let c2 = s.join("c2");
     write_tree(&c1, &[(p1, "one\n")]);
     write_tree(&c2, &[(&p2, "two\n")]);
-    r.add(&c1, Some("bin-a")).expect_code(0, "add into bin-a");
-    r.add(&c2, Some("bin-b")).expect_code(0, "add into bin-b");
+    r.add(&c1, &["--role", "bin-a"])
+        .expect_code(0, "add into bin-a");
+    r.add(&c2, &["--role", "bin-b"])
+        .expect_code(0, "add into bin-b");
     let all = s.join("all");
     write_tree(&all, &[(p1, "one\n"), (&p2, "two\n")]);
-    assert_all_ok(&r.verify(&all), 2);
+    assert_all_ok(&r.verify(&all, None), 2);
     assert_eq!(
         r.role("bin-a").signed.targets.keys().collect::<Vec<_>>(),
         [p1]
@@ -355,7 +266,7 @@ fn hashed_bins_route_each_file_to_its_bin() {
 
     // p2 hashes outside bin-a's prefix.
     let before = snapshot_tree(&r.dir);
-    let out = r.add(&c2, Some("bin-a"));
+    let out = r.add(&c2, &["--role", "bin-a"]);
     out.expect_code(1, "a file added to the wrong bin");
     assert!(
         out.stderr.contains(&p2) && out.stderr.contains("hash prefixes"),
@@ -377,13 +288,13 @@ fn terminating_delegation_stops_the_search() {
     let cb = s.join("cb");
     write_tree(&ca, &[("a/y", "y\n")]);
     write_tree(&cb, &[("a/x", "x\n")]);
-    r.add(&ca, Some("role-a")).expect_code(0, "add A");
-    r.add(&cb, Some("role-b")).expect_code(0, "add B");
+    r.add(&ca, &["--role", "role-a"]).expect_code(0, "add A");
+    r.add(&cb, &["--role", "role-b"]).expect_code(0, "add B");
     let all = s.join("all");
     write_tree(&all, &[("a/x", "x\n"), ("a/y", "y\n")]);
 
     // A is listed first and terminating: a search for a/x ends at A, which does not list it.
-    let out = r.verify(&all);
+    let out = r.verify(&all, None);
     out.expect_code(1, "verify with a terminating A");
     assert_eq!(status_of(&out, "a/x"), "unregistered", "{}", out.describe());
     assert_eq!(status_of(&out, "a/y"), "ok");
@@ -405,7 +316,7 @@ fn terminating_delegation_stops_the_search() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["role-a", "role-b"], "an update keeps the order");
-    assert_all_ok(&r.verify(&all), 2);
+    assert_all_ok(&r.verify(&all, None), 2);
 }
 
 #[test]
@@ -444,13 +355,13 @@ fn refresh_after_delegation_still_verifies() {
         args.extend_from_slice(extra);
         trustfs(args).expect_code(0, "repo refresh");
         assert_eq!(r.snapshot_meta()["team.json"]["version"], 2);
-        assert_all_ok(&r.verify(&all), 3);
+        assert_all_ok(&r.verify(&all, None), 3);
     }
     // Adding top-level content keeps the delegation and the role's snapshot entry.
     let top = s.join("top");
-    r.add(&top, None).expect_code(0, "top-level add");
+    r.add(&top, &[]).expect_code(0, "top-level add");
     assert_eq!(r.snapshot_meta()["team.json"]["version"], 2);
-    assert_all_ok(&r.verify(&all), 3);
+    assert_all_ok(&r.verify(&all, None), 3);
 }
 
 #[test]
@@ -476,16 +387,16 @@ fn nested_delegation_checks_every_level() {
     // x/y matches team-sub's own paths but not team's: no client would find it there.
     let bad = s.join("bad");
     write_tree(&bad, &[("x/y", "y\n")]);
-    let out = r.add(&bad, Some("team-sub"));
+    let out = r.add(&bad, &["--role", "team-sub"]);
     out.expect_code(1, "a file outside the delegator's paths");
     assert!(out.stderr.contains("x/y"), "{}", out.describe());
 
     let sub = s.join("sub");
     write_tree(&sub, &[("team/sub/c.txt", "c\n")]);
-    r.add(&sub, Some("team-sub"))
+    r.add(&sub, &["--role", "team-sub"])
         .expect_code(0, "add --role team-sub");
     write_tree(&all, &[("team/sub/c.txt", "c\n")]);
-    assert_all_ok(&r.verify(&all), 4);
+    assert_all_ok(&r.verify(&all, None), 4);
 }
 
 #[test]
@@ -533,14 +444,15 @@ fn threshold_two_signs_with_both_keys_and_refuses_with_one() {
     .expect_code(0, "threshold 2 with two keys");
     let content = s.join("c");
     write_tree(&content, &[("team/f", "f\n")]);
-    r.add(&content, Some("team")).expect_code(0, "add --role");
+    r.add(&content, &["--role", "team"])
+        .expect_code(0, "add --role");
     assert_eq!(r.role("team").signatures.len(), 2);
-    assert_all_ok(&r.verify(&content), 1);
+    assert_all_ok(&r.verify(&content, None), 1);
 
     // With one of the two keys gone from KEYDIR the publisher refuses to sign short.
     let before = snapshot_tree(&r.dir);
     fs::rename(&k2, s.join("team@2.offline")).unwrap();
-    let out = r.add(&content, Some("team"));
+    let out = r.add(&content, &["--role", "team"]);
     out.expect_code(1, "add --role holding 1 of 2 keys");
     assert!(
         out.stderr.contains("threshold 2") && out.stderr.contains("holds 1"),

@@ -493,11 +493,7 @@ fn finding6_a_full_state_dir_is_enospc_and_a_fault_not_a_denial() {
 #[test]
 fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
     let big = pattern(3 << 20, 3);
-    let w = World::new_owned(
-        "statefullchunks",
-        &[("big.bin".to_owned(), big.clone())],
-        &[],
-    );
+    let w = World::new("statefullchunks", &[("big.bin", &big)], &[]);
     let _tmpfs = Tmpfs::mount(&w.state, "1m");
     let d = w.mount_local(&[]);
     // Fill what is left (the daemon has written its metadata state by now).
@@ -532,11 +528,7 @@ fn chunked_reads_serve_from_a_full_state_dir_and_count_a_fault() {
 #[test]
 fn lazy_verification_refuses_an_altered_chunk_on_read_and_names_it() {
     let data = pattern(1 << 20, 4);
-    let w = World::new_owned(
-        "lazyaltered",
-        &[("model.bin".to_owned(), data.clone())],
-        &[],
-    );
+    let w = World::new("lazyaltered", &[("model.bin", &data)], &[]);
     let mut bad = data.clone();
     bad[300_000] ^= 0x01; // chunk 4 (262,144 .. 327,680)
     std::fs::write(w.content.join("model.bin"), &bad).unwrap();
@@ -595,7 +587,7 @@ fn lazy_verification_refuses_an_altered_chunk_on_read_and_names_it() {
 #[test]
 fn a_bad_outboard_is_not_trusted_and_the_tree_is_computed_instead() {
     let data = pattern(500_000, 6);
-    let w = World::new_owned("badoutboard", &[("f.bin".to_owned(), data.clone())], &[]);
+    let w = World::new("badoutboard", &[("f.bin", &data)], &[]);
     let name = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
     let ob = w.repo.join("chunks").join(&name);
     let mut bytes = std::fs::read(&ob).unwrap();
@@ -678,7 +670,7 @@ fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
 /// FUSE mount that answers so, as a dying disk would), with `extra` arguments.
 fn mount_over_failing_disk(tag: &str, extra: &[&str]) -> (World, cli::Daemon, flaky::Mounted) {
     let data = pattern(200_000, 2);
-    let w = World::new_owned(tag, &[("bad.bin".to_owned(), data.clone())], &[]);
+    let w = World::new(tag, &[("bad.bin", &data)], &[]);
     let flaky_dir = w.dir.join("flaky");
     let disk = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
     let mut args = vec![
@@ -730,7 +722,7 @@ fn finding6_an_io_error_of_the_backing_disk_is_eio_and_a_fault_not_a_denial() {
 #[test]
 fn finding6_a_body_cut_short_is_a_network_fault_not_a_denial() {
     let data = pattern(300_000, 3);
-    let w = World::new_owned("truncated", &[("t.bin".to_owned(), data.clone())], &[]);
+    let w = World::new("truncated", &[("t.bin", &data)], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::Truncate(1000));
@@ -880,7 +872,7 @@ fn finding8_output_commands_end_quietly_when_their_reader_goes_away() {
 #[test]
 fn every_hostile_mirror_behaviour_is_skipped_and_classified() {
     let data = pattern(200_000, 5);
-    let w = World::new_owned("hostile", &[("h.bin".to_owned(), data.clone())], &[]);
+    let w = World::new("hostile", &[("h.bin", &data)], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     let len = data.len() as u64;
@@ -1015,7 +1007,7 @@ fn status_cmd(w: &World) -> (i32, String) {
 #[test]
 fn kill9_mid_verification_then_restart_serves_identical_bytes() {
     let data = pattern(400 << 20, 7);
-    let w = World::new_owned("kill9verify", &[("huge.bin".to_owned(), data.clone())], &[]);
+    let w = World::new("kill9verify", &[("huge.bin", &data)], &[]);
     let d = w.mount_local(&["--no-passthrough", "--private-copy"]);
     let p = w.at("huge.bin");
     // Start the first open (a 400 MB copy and hash) and kill the daemon while it runs.
@@ -1371,7 +1363,7 @@ fn review_an_offline_start_is_not_a_green_check_mark_and_a_404_timestamp_starts_
 #[test]
 fn review_content_length_beside_transfer_encoding_is_ignored() {
     let data = pattern(50_000, 9);
-    let w = World::new_owned("te", &[("c.bin".to_owned(), data.clone())], &[]);
+    let w = World::new("te", &[("c.bin", &data)], &[]);
     let good = Nginx::start(&w.repo);
     let hostile = HttpServer::serve(w.repo.clone());
     hostile.set_all(Behaviour::Chunked(Some(99)));
@@ -1511,7 +1503,7 @@ fn bytes_sent(server: &Nginx) -> u64 {
 /// `w` mounted from `server` (metadata and targets), with `extra` options.
 fn big_world(tag: &str) -> (World, Vec<u8>) {
     let data = pattern(64 << 20, 11);
-    let w = World::new_owned(tag, &[("big.bin".to_owned(), data.clone())], &[]);
+    let w = World::new(tag, &[("big.bin", &data)], &[]);
     (w, data)
 }
 
@@ -1619,13 +1611,9 @@ fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
     let a = pattern((16 << 20) + 1000, 77);
     let b = pattern((16 << 20) + 100_000, 78);
     let c = pattern((16 << 20) + 100_000, 79);
-    let w = World::new_owned(
+    let w = World::new(
         "lazytail",
-        &[
-            ("a.bin".to_owned(), a.clone()),
-            ("b.bin".to_owned(), b.clone()),
-            ("c.bin".to_owned(), c.clone()),
-        ],
+        &[("a.bin", &a), ("b.bin", &b), ("c.bin", &c)],
         &[],
     );
     let server = Nginx::start(&w.repo);
@@ -1663,12 +1651,9 @@ fn lazy_fetch_serves_the_short_last_chunk_of_a_file() {
 fn remote_lazy_above_a_size_downloads_small_targets_whole_and_fetches_large_ones_lazily() {
     let small = pattern(1 << 20, 31);
     let big = pattern(64 << 20, 32);
-    let w = World::new_owned(
+    let w = World::new(
         "lazyaboveremote",
-        &[
-            ("small.bin".to_owned(), small.clone()),
-            ("big.bin".to_owned(), big.clone()),
-        ],
+        &[("small.bin", &small), ("big.bin", &big)],
         &[],
     );
     let server = Nginx::start(&w.repo);
@@ -1883,14 +1868,7 @@ fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
 fn lazy_fetch_partial_files_are_bounded_by_the_cache_size() {
     let a = pattern(16 << 20, 21);
     let b = pattern(16 << 20, 22);
-    let w = World::new_owned(
-        "lazyevict",
-        &[
-            ("a.bin".to_owned(), a.clone()),
-            ("b.bin".to_owned(), b.clone()),
-        ],
-        &[],
-    );
+    let w = World::new("lazyevict", &[("a.bin", &a), ("b.bin", &b)], &[]);
     let server = Nginx::start(&w.repo);
     let d = w
         .mount_nginx(&server, &["--lazy-fetch", "--cache-max-size", "20M"])

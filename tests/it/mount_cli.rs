@@ -23,8 +23,7 @@ struct Setup {
 impl Setup {
     fn new(tag: &str, expires: &[&str]) -> Setup {
         require_fuse();
-        let dir = std::env::temp_dir().join(format!("trustfs-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::harness::fresh_dir("cli", tag);
         let s = Setup {
             repo: dir.join("repo"),
             content: dir.join("content"),

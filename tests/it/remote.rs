@@ -37,12 +37,12 @@ fn sha256_of(path: &Path) -> std::io::Result<Vec<u8>> {
 #[test]
 fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
     let big = pattern(700_000, 1);
-    let w = World::new_owned(
+    let w = World::new(
         "tree",
         &[
-            ("a.txt", b"hello remote\n".to_vec()),
-            ("dir/sub/big.bin", big.clone()),
-            ("dir/c.txt", b"c".to_vec()),
+            ("a.txt", b"hello remote\n"),
+            ("dir/sub/big.bin", &big),
+            ("dir/c.txt", b"c"),
         ],
         &[],
     );
@@ -108,7 +108,7 @@ fn whole_tree_is_shown_from_metadata_before_any_fetch_and_reads_are_verified() {
 #[test]
 fn tampered_target_on_the_server_is_refused_and_never_cached() {
     let data = pattern(400_000, 2);
-    let w = World::new_owned("tampered", &[("app/tool.bin", data.clone())], &[]);
+    let w = World::new("tampered", &[("app/tool.bin", &data)], &[]);
     let mut evil = data.clone();
     evil[1000] ^= 0xff;
     std::fs::write(w.server_file("app/tool.bin", &data), &evil).unwrap();
@@ -132,7 +132,7 @@ fn tampered_target_on_the_server_is_refused_and_never_cached() {
 #[test]
 fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
     let data = pattern(100_000, 3);
-    let w = World::new_owned("endless", &[("f.bin", data.clone())], &[]);
+    let w = World::new("endless", &[("f.bin", &data)], &[]);
     // nginx: the server's file is the signed content followed by 64 MiB more.
     let server_path = w.server_file("f.bin", &data);
     let mut longer = data.clone();
@@ -176,7 +176,7 @@ fn server_sending_more_than_the_signed_length_is_cut_off_and_refused() {
 
 #[test]
 fn older_timestamp_from_the_server_is_refused_at_mount_and_state_is_unchanged() {
-    let w = World::new_owned("rollback", &[("a.txt", b"v1".to_vec())], &[]);
+    let w = World::new("rollback", &[("a.txt", b"v1")], &[]);
     let old_timestamp = std::fs::read(w.repo.join("metadata/timestamp.json")).unwrap();
     std::fs::write(w.content.join("a.txt"), b"v2").unwrap();
     w.publish_expiring(&[]);
@@ -199,7 +199,7 @@ fn older_timestamp_from_the_server_is_refused_at_mount_and_state_is_unchanged() 
 
 #[test]
 fn expired_metadata_from_the_server_is_refused_at_mount() {
-    let w = World::new_owned("expired", &[("a.txt", b"x".to_vec())], &["timestamp=1s"]);
+    let w = World::new("expired", &[("a.txt", b"x")], &["timestamp=1s"]);
     let until = SystemTime::now() + Duration::from_secs(2);
     wait_for("the timestamp to expire", String::new, || {
         SystemTime::now() >= until
@@ -254,11 +254,7 @@ fn server_down_cached_files_readable_uncached_eio_and_back_without_remount() {
 #[test]
 fn broken_first_mirror_falls_over_to_the_next() {
     let data = pattern(300_000, 6);
-    let w = World::new_owned(
-        "mirrors",
-        &[("m/f.bin", data.clone()), ("g.txt", b"g".to_vec())],
-        &[],
-    );
+    let w = World::new("mirrors", &[("m/f.bin", &data), ("g.txt", b"g")], &[]);
     let good = Nginx::start(&w.repo);
     // A copy of the repository whose target bytes are wrong.
     let bad_root = w.dir.join("bad-repo");
@@ -318,7 +314,7 @@ fn broken_first_mirror_falls_over_to_the_next() {
 #[test]
 fn kill9_mid_download_leaves_no_partial_object_and_restart_reads_correctly() {
     let data = pattern(32 << 20, 7);
-    let w = World::new_owned("kill9", &[("big.bin", data.clone())], &[]);
+    let w = World::new("kill9", &[("big.bin", &data)], &[]);
     // 8 MB/s per connection: the download takes about 4 s, long enough to kill it midway.
     let server = Nginx::start_with(&w.repo, "location /targets/ { limit_rate 8m; }");
     let d = w.mount_nginx(&server, &[]).unwrap();
@@ -356,7 +352,7 @@ fn after_a_system_crash_objects_stored_since_the_last_sync_are_fetched_again_not
     // leave a name with zeros of the right length. Staged: the cache's sync record names another
     // boot, and an object stored after the recorded sync holds zeros.
     let data = pattern(300_000, 11);
-    let w = World::new_owned("reboot", &[("r.bin", data.clone())], &[]);
+    let w = World::new("reboot", &[("r.bin", &data)], &[]);
     let server = Nginx::start(&w.repo);
     let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data);
@@ -390,7 +386,7 @@ fn a_torn_or_missing_sync_record_vouches_for_no_object() {
     // each of these served 300,000 zero bytes.)
     for variant in ["empty", "zeros", "missing"] {
         let data = pattern(300_000, 11);
-        let w = World::new_owned(&format!("torn-{variant}"), &[("r.bin", data.clone())], &[]);
+        let w = World::new(&format!("torn-{variant}"), &[("r.bin", &data)], &[]);
         let server = Nginx::start(&w.repo);
         let d = w.mount_nginx(&server, &[]).unwrap();
         assert_eq!(std::fs::read(w.at("r.bin")).unwrap(), data);
@@ -469,7 +465,7 @@ fn cache_size_bound_holds_under_a_larger_workload_and_open_files_stay() {
 fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
     let data = pattern(100 << 20, 8);
     let want = Sha256::digest(&data).to_vec();
-    let w = World::new_owned("parallel", &[("huge.bin", data)], &[]);
+    let w = World::new("parallel", &[("huge.bin", &data)], &[]);
     let server = Nginx::start(&w.repo);
     let d = w.mount_nginx(&server, &[]).unwrap();
     let readers: Vec<_> = (0..8)
@@ -488,11 +484,7 @@ fn parallel_readers_of_one_uncached_file_cause_exactly_one_download() {
 #[test]
 fn full_cache_disk_fails_the_open_with_enospc_not_a_denial_and_leaves_no_temp() {
     let big = pattern(3 << 20, 9);
-    let w = World::new_owned(
-        "enospc",
-        &[("big.bin", big), ("s.txt", b"small".to_vec())],
-        &[],
-    );
+    let w = World::new("enospc", &[("big.bin", &big), ("s.txt", b"small")], &[]);
     std::fs::create_dir_all(w.cache()).unwrap();
     struct Tmpfs(PathBuf);
     impl Drop for Tmpfs {
@@ -632,11 +624,7 @@ fn two_mounts_share_one_cache_and_never_evict_each_others_open_files() {
 
 #[test]
 fn cached_files_are_refused_once_the_trusted_metadata_expires() {
-    let w = World::new_owned(
-        "expiring",
-        &[("a.txt", b"soon stale".to_vec())],
-        &["timestamp=12s"],
-    );
+    let w = World::new("expiring", &[("a.txt", b"soon stale")], &["timestamp=12s"]);
     // Long enough for nginx, the mount and the first read on a loaded machine.
     let expires = SystemTime::now() + Duration::from_secs(12);
     let server = Nginx::start(&w.repo);
@@ -653,7 +641,7 @@ fn cached_files_are_refused_once_the_trusted_metadata_expires() {
 #[test]
 fn delegated_targets_are_shown_fetched_and_verified_like_top_level_ones() {
     let top = pattern(10_000, 7);
-    let w = World::new_owned("delegated", &[("top.txt", top.clone())], &[]);
+    let w = World::new("delegated", &[("top.txt", &top)], &[]);
     // A role "docs" for docs/*, published with `repo delegate` + `repo add --role`.
     let dcontent = w.dir.join("docs-content");
     let guide = pattern(300_000, 8);
@@ -705,7 +693,7 @@ fn chown(path: &Path, uid: u32) {
 
 #[test]
 fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
-    let w = World::new_owned("cacheowner", &[("a.txt", b"hello\n".to_vec())], &[]);
+    let w = World::new("cacheowner", &[("a.txt", b"hello\n")], &[]);
     let server = Nginx::start(&w.repo);
     // Someone else made the --cache path first (e.g. under /var/tmp) and could plant objects.
     std::fs::create_dir_all(w.cache()).unwrap();
@@ -740,7 +728,7 @@ fn cache_dir_owned_by_another_uid_is_refused_at_mount() {
 #[test]
 fn planted_cache_object_with_foreign_owner_or_open_mode_is_not_served() {
     let data = b"the signed content\n".to_vec();
-    let w = World::new_owned("plant", &[("a.txt", data.clone())], &[]);
+    let w = World::new("plant", &[("a.txt", &data)], &[]);
     let server = Nginx::start(&w.repo);
     let d = w.mount_nginx(&server, &[]).unwrap();
     assert_eq!(std::fs::read(w.at("a.txt")).unwrap(), data);

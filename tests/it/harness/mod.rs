@@ -6,6 +6,7 @@
 //!   an unmount guard, FUSE preconditions;
 //! - `http`: an HTTP/1.1 server on 127.0.0.1 that serves a directory and can misbehave on purpose;
 //! - `nginx`: a real nginx on 127.0.0.1;
+//! - `publish`: a repository made through the library (`repo::init`), for publisher tests;
 //! - `python`: the pinned python-tuf venv and commands with time limits;
 //! - `tufrepo`: a TUF repository builder that can sign wrongly on purpose.
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod http;
 pub mod mount;
 pub mod nginx;
+pub mod publish;
 pub mod python;
 pub mod tufrepo;
 
@@ -84,4 +86,16 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A path as `&str` (test paths are UTF-8), for argument lists.
+pub fn os(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A JSON file, parsed; panics naming the file if it is missing or not JSON.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }

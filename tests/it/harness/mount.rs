@@ -4,7 +4,6 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256, Sha512};
 use trustfs::fs::{MountHandle, MountOptions, Unregistered};
@@ -47,15 +46,10 @@ pub struct Scratch {
     pub index: IndexBuilder,
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
         require_fuse();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root =
-            std::env::temp_dir().join(format!("trustfs-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = super::fresh_dir("mount", tag);
         let s = Scratch {
             backing: root.join("backing"),
             mnt: root.join("mnt"),

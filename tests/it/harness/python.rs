@@ -162,6 +162,17 @@ fn shell_words<'a>(parts: impl Iterator<Item = &'a OsStr>) -> String {
 
 /// Run `cmd` to completion (stdin closed), capturing its output; kill it after
 /// [`COMMAND_TIMEOUT`].
+/// [`run`] the `trustfs` binary with `args`.
+pub fn run_trustfs<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(super::BIN);
+    cmd.args(args);
+    run(&mut cmd)
+}
+
 pub fn run(cmd: &mut Command) -> Run {
     let cmdline = shell_words(std::iter::once(cmd.get_program()).chain(cmd.get_args()));
     let mut child = cmd
