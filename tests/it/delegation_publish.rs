@@ -3,6 +3,7 @@
 //! (files outside a role's paths or hash bins, unusable role names, too few keys for a
 //! threshold); and the delegation search rules a publisher relies on (terminating delegations).
 
+use crate::harness::http::HttpServer;
 use crate::harness::python as python_support;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use python_support::{python_script, run, HttpServer, Run};
+use python_support::{python_script, run, Run};
 use trustfs::repo::{self, DelegateOptions, DelegatedPaths, Expiries, RepoError};
 use trustfs::schema::{verify_threshold, Metadata, Targets};
 
@@ -323,7 +324,7 @@ fn terminating_delegation_stops_the_search() {
 fn python_tuf_downloads_a_delegated_target() {
     let s = Scratch::new("python");
     let (r, _) = team_repo(&s);
-    let server = HttpServer::serve(&r.dir, &s.join("http.log"));
+    let server = HttpServer::serve(r.dir.to_path_buf());
     let out_dir = s.join("downloaded");
     let out = run(python_script("download.py")
         .arg("--metadata-url")

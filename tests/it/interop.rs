@@ -14,10 +14,11 @@
 //! `tests/interop/requirements.txt` (see `common/python.rs` for how it is found). Without it these
 //! tests fail with instructions rather than skip.
 
+use crate::harness::http::HttpServer;
 use crate::harness::mount as mount_support;
 use crate::harness::python;
 
-use python::{python_script, run, HttpServer, Run};
+use python::{python_script, run, Run};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -342,7 +343,7 @@ fn python_tuf_repo_corrupted_signature() {
 fn interop_harness_python_tuf_round_trip() {
     let repo = python_tuf_repo("harness");
     let served = repo.metadata.parent().expect("repo dir").to_path_buf();
-    let server = HttpServer::serve(&served, &served.with_file_name("http.log"));
+    let server = HttpServer::serve(served.to_path_buf());
     let out = served.with_file_name("downloaded");
     let download = download_all(&server, &repo.root, &out);
     assert_eq!(
@@ -504,7 +505,7 @@ fn trustfs_repo_downloads_with_python_tuf() {
     }
 
     // python-tuf downloads everything over HTTP, starting from the pinned 1.root.json.
-    let server = HttpServer::serve(&repo, &dir.join("http.log"));
+    let server = HttpServer::serve(repo.to_path_buf());
     let out = dir.join("downloaded");
     let download = download_all(&server, &repo.join("metadata/1.root.json"), &out);
     assert_eq!(
@@ -733,7 +734,7 @@ fn python_tuf_follows_a_trustfs_repository_into_hash_bins() {
         .arg("--keys")
         .arg(&keys))
     .expect_code(EXIT_OK, "trustfs repo init");
-    let server = HttpServer::serve(&repo, &dir.join("http.log"));
+    let server = HttpServer::serve(repo.to_path_buf());
     let root = repo.join("metadata/1.root.json");
     let check = |step: &str, tag: &str| {
         let out = dir.join(format!("downloaded-{step}"));

@@ -7,6 +7,7 @@
 //! (the live mount) and the python-tuf venv; fails, never skips.
 
 use crate::harness::cli;
+use crate::harness::http::HttpServer;
 use crate::harness::python;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cli::{wait_for, World, BIN};
-use python::{download_kept, python, run, HttpServer, Run};
+use python::{download_kept, python, run, Run};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -98,7 +99,7 @@ fn repo_str(w: &World) -> String {
 #[test]
 fn every_role_rotated_is_followed_by_a_live_mount_and_by_python_tuf() {
     let w = World::new("keys-rotate", &[("v0.txt", b"before any rotation\n")], &[]);
-    let server = HttpServer::serve(&w.repo, &w.dir.join("http.log"));
+    let server = HttpServer::serve(w.repo.to_path_buf());
     let pinned = w.dir.join("pinned-root.json");
     std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
     let py_cache = w.dir.join("python-tuf");
@@ -236,7 +237,7 @@ fn a_leaked_targets_key_is_worthless_after_rotation_for_trustfs_and_python_tuf()
         &[("app.sh", b"#!/bin/sh\necho good\n")],
         &[],
     );
-    let server = HttpServer::serve(&w.repo, &w.dir.join("http.log"));
+    let server = HttpServer::serve(w.repo.to_path_buf());
     let pinned = w.dir.join("pinned-root.json");
     std::fs::copy(w.metadata().join("1.root.json"), &pinned).unwrap();
     let state = w.dir.join("state");
@@ -698,7 +699,7 @@ fn prune_keeps_what_a_client_at_the_previous_version_needs_and_undelegate_and_re
         .expect_code(0, "a client two versions behind still finds everything");
     // python-tuf at that older version, over HTTP, downloads its target too.
     let view = view_at_previous("view-http");
-    let server = HttpServer::serve(&view, &w.dir.join("http.log"));
+    let server = HttpServer::serve(view.to_path_buf());
     let out = w.dir.join("py-old");
     download_kept(
         &server,

@@ -96,6 +96,17 @@ impl HttpServer {
         self.overrides.lock().unwrap().clear();
     }
 
+    /// The requests so far, one `GET /<path>` line each (for failure messages and checks).
+    pub fn log(&self) -> String {
+        let requests = self.requests.lock().unwrap();
+        let lines: Vec<String> = requests.iter().map(|p| format!("GET /{p}\n")).collect();
+        format!(
+            "--- requests to 127.0.0.1:{} ---\n{}",
+            self.port,
+            lines.concat()
+        )
+    }
+
     /// Request counts per path.
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();

@@ -1,5 +1,5 @@
 //! Test support for python-tuf interop: finding the pinned Python venv, running commands with a
-//! time limit and readable failure reports, and a throwaway `python -m http.server` on 127.0.0.1.
+//! time limit and readable failure reports.
 //!
 //! The venv is made by `bash .ci/run` from `tests/interop/requirements.txt`. Tests find it through
 //! `TRUSTFS_PYTHON`, else `<repo>/.venv/bin/python`. A missing or broken venv is a test failure
@@ -9,11 +9,10 @@
 
 // Each integration test crate compiles this file separately and may use only part of it.
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The python-tuf series the interop scripts are written against (see requirements.txt).
@@ -215,104 +214,10 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<St
     })
 }
 
-/// `python -m http.server` serving a directory on 127.0.0.1 on a port the kernel picked.
-/// Killed when dropped. Its request log goes to `log_path` for failure messages.
-pub struct HttpServer {
-    child: Child,
-    pub port: u16,
-    log_path: PathBuf,
-}
-
-impl HttpServer {
-    pub fn serve(dir: &Path, log_path: &Path) -> HttpServer {
-        let log = std::fs::File::create(log_path)
-            .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
-        let mut child = Command::new(python())
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start python -m http.server: {e}"));
-
-        // Port 0: the server prints the port it bound, e.g.
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let stdout = child.stdout.take();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep reading so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let mut server = HttpServer {
-            child,
-            port: 0,
-            log_path: log_path.to_path_buf(),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("http.server did not start\n{}", server.log()));
-        server.port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in http.server banner {line:?}"));
-
-        // Wait until it answers.
-        let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "http.server on port {} does not accept connections\n{}",
-                server.port,
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    /// `http://127.0.0.1:PORT/<path>`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    /// The server's request log so far.
-    pub fn log(&self) -> String {
-        format!(
-            "--- http.server log ({}) ---\n{}",
-            self.log_path.display(),
-            std::fs::read_to_string(&self.log_path).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `download.py` of `names` from `server` trusting `root`, into `out`, with the trusted metadata
 /// kept in `cache` between runs (a long-lived python-tuf client).
 pub fn download_kept(
-    server: &HttpServer,
+    server: &super::http::HttpServer,
     root: &Path,
     out: &Path,
     cache: &Path,
@@ -325,7 +230,7 @@ pub fn download_kept(
 }
 
 /// `download.py` from `server` trusting `root`, into `out` (add the targets or `--all`).
-pub fn download_command(server: &HttpServer, root: &Path, out: &Path) -> Command {
+pub fn download_command(server: &super::http::HttpServer, root: &Path, out: &Path) -> Command {
     let mut cmd = python_script("download.py");
     cmd.arg("--metadata-url")
         .arg(server.url("metadata/"))
