@@ -646,35 +646,82 @@ fn lazy_opens_read_nothing_but_the_outboard() {
     assert!(served >= 4096, "{served}");
 }
 
-/// Every byte of a read reply comes from a `VerifiedBytes`: the filesystem has one call that puts
-/// data into a `ReplyData`, and it takes that type.
+/// The source files under `dir` (recursively), each as (path relative to the crate, text).
+fn sources(dir: &std::path::Path) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every byte of a read reply comes from a `VerifiedBytes`: the whole filesystem (`src/fs`, every
+/// file however it is split) has one call that puts data into a `ReplyData`, and it takes that
+/// type; only `src/fs/verified.rs` makes one.
 #[test]
 fn the_read_reply_takes_only_verified_bytes() {
-    let src = include_str!("../../src/fs/filesystem.rs");
-    let calls: Vec<&str> = src
-        .lines()
-        .filter(|l| l.contains(".data("))
-        .map(str::trim)
+    let fs = sources(std::path::Path::new("src/fs"));
+    assert!(
+        fs.len() > 10,
+        "{:?}",
+        fs.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let calls: Vec<String> = fs
+        .iter()
+        .flat_map(|(_, src)| src.lines().filter(|l| l.contains(".data(")))
+        .map(|l| l.trim().to_owned())
         .collect();
     assert_eq!(
         calls,
         ["reply.data(data);", "reply.data(value);"],
         "{calls:?}"
     );
-    assert!(src.contains(
+    let all: String = fs.iter().map(|(_, s)| s.as_str()).collect();
+    assert!(all.contains(
         "fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) {\n    let data = bytes.as_slice();"
     ));
-    assert!(src.contains("fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {"));
-    let verified = include_str!("../../src/fs/verified.rs");
-    let makers = verified
-        .lines()
-        .filter(|l| l.contains("VerifiedBytes {"))
-        .filter(|l| !["struct ", "impl ", "fn "].iter().any(|k| l.contains(k)))
-        .count();
+    assert!(all.contains("fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {"));
+    let makers: Vec<(&str, usize)> = sources(std::path::Path::new("src"))
+        .iter()
+        .map(|(path, src)| {
+            let n = src
+                .lines()
+                .filter(|l| l.contains("VerifiedBytes {"))
+                .filter(|l| !["struct ", "impl ", "fn "].iter().any(|k| l.contains(k)))
+                .count();
+            (path.as_str(), n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(p, n)| {
+            (
+                if p == "src/fs/verified.rs" {
+                    "src/fs/verified.rs"
+                } else {
+                    "elsewhere"
+                },
+                n,
+            )
+        })
+        .collect();
     // `empty`, `check_block` (of `verify_whole`), `check_buffer` (which `read_chunks` uses),
     // `read_stored`, `CheckedChunks::serve` (bytes a lazy fetch checked with `check`); no other
     // module can make one (the fields are private).
-    assert_eq!(makers, 5, "a new way to make VerifiedBytes needs review");
+    assert_eq!(
+        makers,
+        [("src/fs/verified.rs", 5)],
+        "a new way to make VerifiedBytes needs review"
+    );
 }
 
 /// `--verify lazy-above=SIZE`: smaller files are checked whole at open (an altered one is
