@@ -7,6 +7,7 @@
 //! out means a hang, which is the bug these tests look for.
 
 use crate::harness::cli;
+use crate::harness::disk;
 #[allow(dead_code)]
 use crate::harness::http;
 use crate::harness::mount as common;
@@ -666,24 +667,95 @@ fn a_backing_file_replaced_or_removed_after_the_open_is_a_denied_read() {
     assert!(!log.contains("ERROR"), "{log}");
 }
 
-/// A local mount of `bad.bin` (200,000 bytes) from a disk whose every read fails with EIO (a
-/// FUSE mount that answers so, as a dying disk would), with `extra` arguments.
-fn mount_over_failing_disk(tag: &str, extra: &[&str]) -> (World, cli::Daemon, flaky::Mounted) {
-    let data = pattern(200_000, 2);
-    let w = World::new(tag, &[("bad.bin", &data)], &[]);
-    let flaky_dir = w.dir.join("flaky");
-    let disk = flaky::mount(&flaky_dir, "bad.bin", data.len() as u64);
+/// A local mount of the world's repository over the test disk at `disk_dir` (its one file is the
+/// backing file), with an audit log and `extra` arguments.
+fn mount_over_disk(w: &World, disk_dir: &Path, extra: &[&str]) -> cli::Daemon {
     let mut args = vec![
         "--metadata".to_owned(),
         w.metadata().display().to_string(),
         "--backing".into(),
-        flaky_dir.display().to_string(),
+        disk_dir.display().to_string(),
         "--audit-log".into(),
         w.audit.display().to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    let d = w.mount_with(&args).unwrap();
+    w.mount_with(&args).unwrap()
+}
+
+/// A local mount of `bad.bin` (200,000 bytes) from a disk whose every read fails with EIO (a
+/// FUSE mount that answers so, as a dying disk would), with `extra` arguments.
+fn mount_over_failing_disk(tag: &str, extra: &[&str]) -> (World, cli::Daemon, disk::Mounted) {
+    let data = pattern(200_000, 2);
+    let w = World::new(tag, &[("bad.bin", &data)], &[]);
+    let disk_dir = w.dir.join("disk");
+    let disk = disk::mount(
+        &disk_dir,
+        "bad.bin",
+        disk::Content::Failing(data.len() as u64),
+    );
+    let d = mount_over_disk(&w, &disk_dir, extra);
     (w, d, disk)
+}
+
+/// A content-dir owner rewrites a file while the first open's pass reads it (staged on a disk
+/// whose bytes change when the pass reaches 4 MiB of 8; size, times and inode stay the same).
+/// Changed *ahead* of the pass: the pass hashed the new bytes, so the open is refused (`EACCES`,
+/// a DENY naming the file) in both modes that check at open. Changed *behind* it (bytes already
+/// read and hashed): `--private-copy` serves exactly the bytes it copied and verified, also once
+/// the kernel's pages are dropped; the chunk-verified mode serves the pages its pass checked and,
+/// once they are dropped, reads the backing file again and refuses the changed chunk (`EIO`,
+/// an ERROR naming the file and offset). Never a changed byte.
+#[test]
+fn a_backing_file_changed_during_the_first_open_pass_is_refused_or_served_as_verified() {
+    let data = pattern(8 << 20, 41);
+    let at = 4 << 20;
+    let mut ahead = data.clone();
+    ahead[6 << 20] ^= 1;
+    let mut behind = data.clone();
+    behind[100] ^= 1;
+    for (mode, extra) in [("copy", &["--private-copy"][..]), ("chunks", &[][..])] {
+        for (when, after) in [("ahead", &ahead), ("behind", &behind)] {
+            let what = format!("changed {when} of the pass, {mode} mode");
+            let w = World::new(&format!("change{when}{mode}"), &[("f.bin", &data)], &[]);
+            let disk_dir = w.dir.join("disk");
+            let content = disk::Content::ChangesAt {
+                before: data.clone(),
+                after: after.clone(),
+                at,
+            };
+            let _disk = disk::mount(&disk_dir, "f.bin", content);
+            let d = mount_over_disk(&w, &disk_dir, extra);
+            let opened = File::open(w.at("f.bin"));
+            if when == "ahead" {
+                assert_eq!(errno_of(opened), libc::EACCES, "{what}");
+                let log = d.stop();
+                assert!(log.contains("DENY open \"f.bin\""), "{what}: {log}");
+                continue;
+            }
+            let f = opened.unwrap_or_else(|e| panic!("{what}: open: {e}"));
+            let mut first = vec![0u8; 1 << 20];
+            f.read_exact_at(&mut first, 0).unwrap();
+            assert!(first[..] == data[..1 << 20], "{what}: the first read");
+            common::drop_pages(&f);
+            let again = f.read_exact_at(&mut first, 0);
+            if mode == "copy" {
+                again.unwrap_or_else(|e| panic!("{what}: read after the pages were dropped: {e}"));
+                assert!(first[..] == data[..1 << 20], "{what}: the copy's bytes");
+            } else {
+                assert_eq!(errno_of(again), libc::EIO, "{what}");
+            }
+            drop(f);
+            let log = d.stop();
+            if mode == "copy" {
+                assert!(
+                    !log.contains("DENY") && !log.contains("ERROR"),
+                    "{what}: {log}"
+                );
+            } else {
+                assert!(log.contains("\"f.bin\""), "{what}: {log}");
+            }
+        }
+    }
 }
 
 /// `--verify lazy` over a failing disk: the open succeeds (only the size is checked), the read
@@ -1037,126 +1109,6 @@ fn kill9_mid_verification_then_restart_serves_identical_bytes() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     d.stop();
-}
-
-/// A FUSE filesystem with one file whose every read fails with EIO: a backing disk gone bad.
-mod flaky {
-    use std::ffi::OsStr;
-    use std::path::Path;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use fuser::{
-        Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-        LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
-    };
-
-    struct Flaky {
-        name: String,
-        size: u64,
-    }
-
-    fn attr(ino: u64, kind: FileType, size: u64) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind,
-            perm: if kind == FileType::Directory {
-                0o755
-            } else {
-                0o644
-            },
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
-    }
-
-    const TTL: Duration = Duration::from_secs(1);
-
-    impl Filesystem for Flaky {
-        fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-            if parent.0 == 1 && name == OsStr::new(&self.name) {
-                reply.entry(
-                    &TTL,
-                    &attr(2, FileType::RegularFile, self.size),
-                    Generation(0),
-                );
-            } else {
-                reply.error(Errno::ENOENT);
-            }
-        }
-
-        fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-            match ino.0 {
-                1 => reply.attr(&TTL, &attr(1, FileType::Directory, 0)),
-                2 => reply.attr(&TTL, &attr(2, FileType::RegularFile, self.size)),
-                _ => reply.error(Errno::ENOENT),
-            }
-        }
-
-        fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-            reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
-        }
-
-        fn read(
-            &self,
-            _req: &Request,
-            _ino: INodeNo,
-            _fh: FileHandle,
-            _offset: u64,
-            _size: u32,
-            _flags: OpenFlags,
-            _lock: Option<LockOwner>,
-            reply: ReplyData,
-        ) {
-            reply.error(Errno::EIO);
-        }
-
-        fn readdir(
-            &self,
-            _req: &Request,
-            ino: INodeNo,
-            _fh: FileHandle,
-            offset: u64,
-            mut reply: ReplyDirectory,
-        ) {
-            if ino.0 == 1 && offset == 0 {
-                let _ = reply.add(INodeNo(2), 1, FileType::RegularFile, &self.name);
-            }
-            reply.ok();
-        }
-    }
-
-    pub struct Mounted(Option<fuser::BackgroundSession>, std::path::PathBuf);
-
-    impl Drop for Mounted {
-        fn drop(&mut self) {
-            if let Some(s) = self.0.take() {
-                let _ = s.umount_and_join();
-            }
-            super::lazy_umount(&self.1);
-        }
-    }
-
-    pub fn mount(dir: &Path, name: &str, size: u64) -> Mounted {
-        std::fs::create_dir_all(dir).unwrap();
-        let fs = Flaky {
-            name: name.to_owned(),
-            size,
-        };
-        let mut config = fuser::Config::default();
-        config.mount_options = vec![fuser::MountOption::FSName("flaky".into())];
-        let s = fuser::spawn_mount(fs, dir, &config).expect("mount the flaky filesystem");
-        Mounted(Some(s), dir.to_owned())
-    }
 }
 
 // ---- The attack review of the hardening change (a hostile mirror, content owner and reader) ----

@@ -235,14 +235,6 @@ impl Reads {
     }
 }
 
-/// Drop the kernel's cached pages of an open file, so the reads that follow reach the daemon.
-fn drop_pages(f: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor; fadvise reads no memory of ours.
-    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(r, 0);
-}
-
 /// After verification, the backing file is changed; the already-open fd and a new open must never
 /// yield a changed byte. With chunk-verified reads (and the page cache dropped, so reads reach
 /// the daemon) the fd's read of the changed range must fail with EIO: the check cannot pass by

@@ -476,7 +476,14 @@ impl Drop for Daemon {
 /// errno of a failed operation (panics on success).
 pub fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
     match r {
-        Ok(v) => panic!("succeeded with {v:?}, expected an error"),
+        Ok(v) => {
+            let mut shown = format!("{v:?}");
+            if shown.len() > 200 {
+                shown.truncate(200);
+                shown.push('…');
+            }
+            panic!("succeeded with {shown}, expected an error")
+        }
         Err(e) => e.raw_os_error().expect("an OS error"),
     }
 }

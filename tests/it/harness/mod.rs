@@ -4,6 +4,7 @@
 //!   and status record ([`cli::World`], [`cli::Daemon`]), bounded waits;
 //! - `mount`: hand-built indexes mounted in-process through the library ([`mount::Scratch`]),
 //!   an unmount guard, FUSE preconditions;
+//! - `disk`: a one-file FUSE filesystem whose reads fail or whose bytes change under the reader;
 //! - `http`: an HTTP/1.1 server on 127.0.0.1 that serves a directory and can misbehave on purpose;
 //! - `nginx`: a real nginx on 127.0.0.1;
 //! - `publish`: a repository made through the library (`repo::init`), for publisher tests;
@@ -11,6 +12,7 @@
 //! - `tufrepo`: a TUF repository builder that can sign wrongly on purpose.
 
 pub mod cli;
+pub mod disk;
 pub mod http;
 pub mod mount;
 pub mod nginx;
