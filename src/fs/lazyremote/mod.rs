@@ -534,6 +534,11 @@ impl LazyRemote {
     ) -> Result<VerifiedBytes, LazyError> {
         let cs = u64::from(CHUNK_SIZE);
         let length = tree.length();
+        if offset >= length || size == 0 {
+            // Nothing to fetch (as in `read`); the span below would underflow.
+            return verified::check_buffer(tree, 0, Vec::new(), offset, size)
+                .map_err(|e| LazyError::Refused(e.to_string()));
+        }
         let end = offset.saturating_add(u64::from(size)).min(length);
         let (first, last) = (offset / cs, (end - 1) / cs);
         let (start, stop) = (first * cs, ((last + 1) * cs).min(length));
