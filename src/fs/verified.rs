@@ -18,9 +18,11 @@
 //! them here, so it stays `fs/verified.rs` rather than `verified/mod.rs`); the submodules may read
 //! its fields but make none (a unit test checks): `tree.rs` is [`TrustedTree`], `checked.rs` the
 //! chunks a lazy fetch received ([`CheckedChunks`], whose `serve` is here), `whole.rs` the passes
-//! over a whole file ([`verify_whole`], [`compute_tree`]).
+//! over a whole file ([`verify_whole`], [`compute_tree`]), `span.rs` which chunks a read touches
+//! ([`chunk_span`]).
 
 mod checked;
+mod span;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -32,6 +34,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 pub use checked::CheckedChunks;
+pub use span::{chunk_span, ChunkSpan};
 pub use tree::TrustedTree;
 pub use whole::{compute_tree, verify_whole, PassError, Sink};
 
@@ -109,14 +112,12 @@ pub fn read_chunks(
     size: u32,
 ) -> Result<VerifiedBytes, ChunkError> {
     let length = tree.length();
-    if offset >= length || size == 0 {
+    let Some(ChunkSpan {
+        first, start, stop, ..
+    }) = chunk_span(length, offset, size)
+    else {
         return Ok(VerifiedBytes::empty());
-    }
-    let cs = u64::from(CHUNK_SIZE);
-    let end = offset.saturating_add(u64::from(size)).min(length);
-    let first = offset / cs;
-    let start = first * cs;
-    let stop = ((end - 1) / cs + 1).saturating_mul(cs).min(length);
+    };
     let mut buf = vec![0u8; (stop - start) as usize];
     let got = read_full_at(file, &mut buf, start).map_err(ChunkError::Io)?;
     if got < buf.len() {
@@ -141,13 +142,11 @@ pub fn check_buffer(
     offset: u64,
     size: u32,
 ) -> Result<VerifiedBytes, ChunkError> {
-    let length = tree.length();
-    if offset >= length || size == 0 {
+    let Some(ChunkSpan { end, .. }) = chunk_span(tree.length(), offset, size) else {
         return Ok(VerifiedBytes::empty());
-    }
+    };
     let cs = u64::from(CHUNK_SIZE);
     let start = first.saturating_mul(cs);
-    let end = offset.saturating_add(u64::from(size)).min(length);
     let covered = start.saturating_add(buf.len() as u64);
     if offset < start || end > covered {
         return Err(ChunkError::Differs {

@@ -37,7 +37,7 @@ use super::lock;
 use super::store::{
     flock, fstatat_nofollow, list_names, open_owned_dir, openat, renameat, unlinkat,
 };
-use super::verified::{self, ChunkError, TrustedTree, VerifiedBytes};
+use super::verified::{self, ChunkError, ChunkSpan, TrustedTree, VerifiedBytes};
 use crate::chunks::{chunk_count, CHUNK_SIZE};
 use crate::index::TargetInfo;
 use crate::source::remote::Mirrors;
@@ -369,14 +369,11 @@ impl LazyRemote {
         cache_fault: &mut dyn FnMut(io::Error),
     ) -> Result<VerifiedBytes, LazyError> {
         let length = tree.length();
-        if offset >= length || size == 0 {
+        let Some(ChunkSpan { first, last, .. }) = verified::chunk_span(length, offset, size) else {
             return verified::check_buffer(tree, 0, Vec::new(), offset, size)
                 .map_err(|e| LazyError::Refused(e.to_string()));
-        }
-        let cs = u64::from(CHUNK_SIZE);
+        };
         let n = chunk_count(length);
-        let end = offset.saturating_add(u64::from(size)).min(length);
-        let (first, last) = (offset / cs, (end - 1) / cs);
         let p = self.partial(key, n);
         // After a restart (or a record forgotten), what the partial file already holds is
         // checked once where it lies, not fetched again.
@@ -532,16 +529,15 @@ impl LazyRemote {
         offset: u64,
         size: u32,
     ) -> Result<VerifiedBytes, LazyError> {
-        let cs = u64::from(CHUNK_SIZE);
-        let length = tree.length();
-        if offset >= length || size == 0 {
-            // Nothing to fetch (as in `read`); the span below would underflow.
+        let span = verified::chunk_span(tree.length(), offset, size);
+        let Some(ChunkSpan {
+            first, start, stop, ..
+        }) = span
+        else {
+            // Nothing to fetch (as in `read`).
             return verified::check_buffer(tree, 0, Vec::new(), offset, size)
                 .map_err(|e| LazyError::Refused(e.to_string()));
-        }
-        let end = offset.saturating_add(u64::from(size)).min(length);
-        let (first, last) = (offset / cs, (end - 1) / cs);
-        let (start, stop) = (first * cs, ((last + 1) * cs).min(length));
+        };
         let buf = self.fetch_range(targets, path, info, tree, start, stop - start)?;
         verified::check_buffer(tree, first, buf, offset, size)
             .map_err(|e| LazyError::Refused(e.to_string()))
