@@ -29,7 +29,9 @@ impl ObjectStore {
                 actual: src.stat.key.size,
             }));
         }
-        self.store_with(info, name, |tmp, hasher| self.fill(src, tmp, hasher, info))
+        self.store_with(info, name, |tmp, hasher| {
+            self.timed_pass(|| self.fill(src, tmp, hasher, info))
+        })
     }
 
     /// Stream `reader` into the store, at most `info.length + 1` bytes (a source that sends more
@@ -44,23 +46,21 @@ impl ObjectStore {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), StoreError> {
         self.store_with(info, name, |tmp, hasher| {
-            let started = Instant::now();
-            let limit = info.length.saturating_add(1);
-            preallocate(tmp, info.length);
-            let result = copy_and_hash(reader, tmp, hasher, limit, progress).and_then(|hasher| {
-                // Fewer bytes than signed: the stream broke off (not judged); more, or the
-                // right number with other hashes: wrong content.
-                if hasher.length() < info.length {
-                    return Err(StoreError::Truncated {
-                        received: hasher.length(),
-                        expected: info.length,
-                    });
-                }
-                hasher.check(info).map_err(StoreError::Mismatch)
-            });
-            self.counters
-                .verification_pass(started.elapsed().as_secs_f64());
-            result
+            self.timed_pass(|| {
+                let limit = info.length.saturating_add(1);
+                preallocate(tmp, info.length);
+                copy_and_hash(reader, tmp, hasher, limit, progress).and_then(|hasher| {
+                    // Fewer bytes than signed: the stream broke off (not judged); more, or the
+                    // right number with other hashes: wrong content.
+                    if hasher.length() < info.length {
+                        return Err(StoreError::Truncated {
+                            received: hasher.length(),
+                            expected: info.length,
+                        });
+                    }
+                    hasher.check(info).map_err(StoreError::Mismatch)
+                })
+            })
         })
     }
 
@@ -166,21 +166,18 @@ impl ObjectStore {
         Ok(())
     }
 
-    fn fill(
-        &self,
-        src: &BackingFile,
-        tmp: &File,
-        hasher: MultiHasher,
-        info: &TargetInfo,
-    ) -> Result<CopyMethod, StoreError> {
+    /// Run `pass` (one copy and hash of a content) and count it as a verification pass, with the
+    /// time it took.
+    fn timed_pass<T>(&self, pass: impl FnOnce() -> T) -> T {
         let started = Instant::now();
-        let result = self.fill_inner(src, tmp, hasher, info);
+        let result = pass();
         self.counters
             .verification_pass(started.elapsed().as_secs_f64());
         result
     }
 
-    fn fill_inner(
+    /// Fill the temporary from the backing file (a reflink, else a copy) and check it.
+    fn fill(
         &self,
         src: &BackingFile,
         tmp: &File,
