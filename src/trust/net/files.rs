@@ -14,13 +14,17 @@ const MAX_CERT_FILE: u64 = 1 << 20;
 
 /// Read a certificate file: a regular file (never blocking on a FIFO), at most [`MAX_CERT_FILE`].
 pub(super) fn read_public_file(path: &Path) -> Result<Vec<u8>, String> {
-    let file = open_regular(path)?;
+    read_at_most(open_regular(path)?, MAX_CERT_FILE)
+}
+
+/// All of `file`, if it is at most `max` bytes.
+fn read_at_most(file: std::fs::File, max: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    file.take(MAX_CERT_FILE + 1)
+    file.take(max + 1)
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
-    if out.len() as u64 > MAX_CERT_FILE {
-        return Err(format!("larger than {MAX_CERT_FILE} bytes"));
+    if out.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
     }
     Ok(out)
 }
@@ -62,14 +66,7 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
             path.display()
         ));
     }
-    let mut out = Vec::new();
-    file.take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > MAX_SECRET_FILE {
-        return Err(format!("larger than {MAX_SECRET_FILE} bytes"));
-    }
-    Ok(out)
+    read_at_most(file, MAX_SECRET_FILE)
 }
 
 /// Every directory on the way to `path` (symlinks resolved) must be owned by `me` or root and
