@@ -1,6 +1,30 @@
 //! The TUF client workflow (spec §5): from a pinned root and a metadata source to a [`TargetIndex`].
 //!
 //! One implementation ([`Client`]) serves `trustfs verify`, the mounts and the conformance client.
+//!
+//! The files:
+//! - `mod.rs` (this file): what a caller pins and chooses ([`TrustOptions`], [`MetadataSource`])
+//!   and gets ([`Trusted`], [`TrustSummary`]); [`load`], [`load_or_offline`], [`unchanged`].
+//! - `client/`: the client workflow of spec §5, a file a step (its module docs list them).
+//! - `error.rs`: [`TrustError`] and its [`TrustErrorKind`], the rule that failed.
+//! - `state.rs`: [`StateDir`], the trusted metadata persisted between runs (rollback protection).
+//! - `saved.rs`: the target index saved in the state directory, reused while nothing changed.
+//! - `fetch/`: one fetch interface ([`Fetcher`]) for a directory or an HTTP(S) base URL, with
+//!   byte limits and deadlines.
+//! - `net/`: how mirrors are reached ([`Network`]): TLS roots, client certificates, proxies,
+//!   credentials.
+//!
+//! Which uses which: `mod.rs` uses `client/`, `saved.rs`, `state.rs`, `fetch/` and `error.rs`;
+//! `client/` uses `fetch/` (the [`Fetcher`]), `state.rs` and `error.rs`; `saved.rs` uses
+//! `client/` and `state.rs`; `state.rs` uses `error.rs` and `fetch/` ([`read_limited`]);
+//! `error.rs` uses `fetch/` ([`FetchError`] becomes a [`TrustError`]); `fetch/` uses `net/`;
+//! `net/` uses none of them.
+//!
+//! Three error types speak of fetching, one a layer: [`FetchError`] (one request of one
+//! [`Fetcher`] failed; in the client workflow it becomes a [`TrustError`] of kind
+//! [`TrustErrorKind::Fetch`]), and in the layers above `source::remote::MirrorError` (one target
+//! from one mirror) and `fs::lazyremote::LazyError` (a lazy range read). `fetch/mod.rs` says what
+//! each is for.
 
 mod client;
 mod error;

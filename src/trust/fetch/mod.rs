@@ -5,16 +5,19 @@
 //! root rotation walk stops at the first missing `N.root.json`.
 //!
 //! Three error types speak of fetching, one a layer:
-//! - [`FetchError`] (here): one request of one [`Fetcher`] failed: more than its limit offered,
-//!   an I/O, transport or HTTP failure, out of file descriptors, or a name that is not safe to
-//!   ask for. "Not found" is no error but `Ok(None)`.
-//! - [`TrustError`](super::TrustError) of kind [`TrustErrorKind::Fetch`](super::TrustErrorKind):
-//!   a [`FetchError`] met by the client workflow (`From`, the message prefixed "fetch failed: ").
-//!   With `Missing` it is what `load_or_offline` treats as an unreachable repository.
-//! - In the layers above: `source::remote::MirrorError` (one target from one mirror: unavailable,
-//!   not found, out of descriptors, a wrong announced length), by which the fetch loop chooses the
-//!   next mirror; and `fs::lazyremote::LazyError` (a lazy range read: refused bytes, no mirror
-//!   could deliver, the cache). Both are built from a [`FetchError`].
+//! - [`FetchError`] (here, layer `trust`): one request of one [`Fetcher`] failed: more than its
+//!   limit offered, an I/O, transport or HTTP failure, out of file descriptors, or a name that is
+//!   not safe to ask for. "Not found" is no error but `Ok(None)`. The client workflow turns it into
+//!   a [`TrustError`](super::TrustError) of kind [`TrustErrorKind::Fetch`](super::TrustErrorKind)
+//!   (`From`, "fetch failed: " in front), which, with `Missing`, is what `load_or_offline` treats
+//!   as an unreachable repository.
+//! - `source::remote::MirrorError` (layer `source`): one target from one mirror: unavailable, not
+//!   found, out of descriptors, or a length other than the signed one announced; the fetch loop of
+//!   `fs::download` chooses the next mirror by it.
+//! - `fs::lazyremote::LazyError` (layer `fs`): a lazy range read: bytes refused, no mirror could
+//!   deliver, or the cache's partial file failed.
+//!
+//! The last two are built from a [`FetchError`].
 //!
 //! The files:
 //! - `mod.rs` (this file): [`FetchError`], the [`Fetcher`] interface, the name check and
@@ -28,8 +31,10 @@
 //! - `resolver.rs`: the cache of the last host's addresses.
 //! - `describe.rs`: a failed request in words (timeouts, proxies, TLS certificates).
 //!
-//! `dir.rs` and `http.rs` use `mod.rs`; `http.rs` uses all the other files; `describe.rs` uses
-//! `options.rs`; `options.rs` uses `guards.rs` for its defaults.
+//! `dir.rs` and `http.rs` use `mod.rs`; `http.rs` also uses every other file but `dir.rs`;
+//! `describe.rs` uses `options.rs`; `options.rs`, `guards.rs`, `redirect.rs` and `resolver.rs` use
+//! none of the others. Of `net/`, `options.rs` uses the `Network`; `http.rs`, `redirect.rs` and
+//! `describe.rs` the `Origin`.
 
 mod describe;
 mod dir;

@@ -18,7 +18,7 @@
 //! - **Credentials** (`--auth-file [ORIGIN=]FILE`: header lines such as `Authorization: Bearer
 //!   …`, re-read when the file changes; `--netrc`/`--netrc-file FILE`: basic auth per host) are
 //!   sent only to the origins the operator named (a redirect never leaves its mirror's origin,
-//!   see `fetch.rs`), never logged, and their files must be private (no group or other
+//!   see `fetch/redirect.rs`), never logged, and their files must be private (no group or other
 //!   permission bits) and owned by this user or root.
 //!
 //! The files, one concept each:
