@@ -17,6 +17,18 @@ use crate::fs::lock;
 use crate::log_event;
 use crate::source::is_plain_component;
 
+/// Trait methods that would change the filesystem, written once: each `fn name(args) Reply;`
+/// becomes `fn name(&self, args, reply: Reply)`, which answers `EROFS` and looks at nothing else.
+macro_rules! read_only {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) $reply:ty;)+) => {
+        $(
+            fn $name(&self, $($arg: $ty,)* reply: $reply) {
+                reply.error(Errno::EROFS);
+            }
+        )+
+    };
+}
+
 /// Background requests (RELEASE, async reads) the kernel keeps in flight; see `init`.
 const MAX_BACKGROUND: u16 = 256;
 
@@ -183,138 +195,49 @@ impl Filesystem for TrustFs {
 
     // ---- everything that would change the filesystem: EROFS ----
 
-    fn setattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
-        _mtime: Option<fuser::TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn mkdir(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _write_flags: fuser::WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: fuser::ReplyCreate,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    read_only! {
+        fn setattr(
+            _req: &Request, _ino: INodeNo, _mode: Option<u32>, _uid: Option<u32>, _gid: Option<u32>,
+            _size: Option<u64>, _atime: Option<fuser::TimeOrNow>, _mtime: Option<fuser::TimeOrNow>,
+            _ctime: Option<SystemTime>, _fh: Option<FileHandle>, _crtime: Option<SystemTime>,
+            _chgtime: Option<SystemTime>, _bkuptime: Option<SystemTime>,
+            _flags: Option<fuser::BsdFileFlags>
+        ) ReplyAttr;
+        fn mknod(
+            _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32
+        ) ReplyEntry;
+        fn mkdir(
+            _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32
+        ) ReplyEntry;
+        fn unlink(_req: &Request, _parent: INodeNo, _name: &OsStr) ReplyEmpty;
+        fn rmdir(_req: &Request, _parent: INodeNo, _name: &OsStr) ReplyEmpty;
+        fn symlink(
+            _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &std::path::Path
+        ) ReplyEntry;
+        fn rename(
+            _req: &Request, _parent: INodeNo, _name: &OsStr, _newparent: INodeNo, _newname: &OsStr,
+            _flags: fuser::RenameFlags
+        ) ReplyEmpty;
+        fn link(_req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr) ReplyEntry;
+        fn write(
+            _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: u64, _data: &[u8],
+            _write_flags: fuser::WriteFlags, _flags: OpenFlags, _lock_owner: Option<LockOwner>
+        ) ReplyWrite;
+        fn create(
+            _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _flags: i32
+        ) fuser::ReplyCreate;
+        fn setxattr(
+            _req: &Request, _ino: INodeNo, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32
+        ) ReplyEmpty;
+        fn removexattr(_req: &Request, _ino: INodeNo, _name: &OsStr) ReplyEmpty;
+        fn fallocate(
+            _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: u64, _length: u64, _mode: i32
+        ) ReplyEmpty;
+        fn copy_file_range(
+            _req: &Request, _ino_in: INodeNo, _fh_in: FileHandle, _offset_in: u64,
+            _ino_out: INodeNo, _fh_out: FileHandle, _offset_out: u64, _len: u64,
+            _flags: fuser::CopyFileRangeFlags
+        ) ReplyWrite;
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -323,34 +246,5 @@ impl Filesystem for TrustFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.answer_listxattr(ino, size, reply);
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(Errno::EROFS);
-    }
-
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
-        _flags: fuser::CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        reply.error(Errno::EROFS);
     }
 }
