@@ -28,13 +28,13 @@ use serde_json::{json, Value};
 
 use crate::schema::{verify_threshold, Metadata, SuccinctRoles, Targets, UtcTime, SPEC_VERSION};
 
-use super::delegate::find_role_keys;
+use super::chain::{publish_chain, RoleWrite, Versions};
 use super::error::{display_name, RepoError};
+use super::expiries::Expiries;
 use super::keys;
-use super::publish::{
-    keyfile, materialize, publish_chain, read_referenced, set_field, Expiries, NewList, RepoState,
-    RoleWrite, Signers, Versions,
-};
+use super::signing::{find_role_keys, keyfile, set_field, Signers};
+use super::state::{read_referenced, RepoState};
+use super::targetlist::{materialize, NewList};
 
 /// Targets the top-level role may list in its own file before `add` shards it.
 pub const SHARD_THRESHOLD: usize = 2_000;

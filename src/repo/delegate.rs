@@ -11,8 +11,6 @@
 //! delegation lists.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -22,12 +20,12 @@ use crate::schema::{
 };
 
 use super::atomic::RepoLock;
+use super::chain::{bump, publish_chain, RoleWrite, Versions};
 use super::error::{display_name, RepoError};
+use super::expiries::Expiries;
 use super::keys;
-use super::publish::{
-    bump, create_dir, keyfile, publish_chain, read_referenced, Expiries, RepoState, RoleWrite,
-    Signers, Versions, TOP_LEVEL_ROLES,
-};
+use super::signing::{find_role_keys, keyfile, Signers, TOP_LEVEL_ROLES};
+use super::state::{create_dir, read_referenced, RepoState};
 
 /// The most delegated roles a repository may have before trustfs refuses to walk them.
 const MAX_ROLES: usize = 10_000;
@@ -554,75 +552,6 @@ impl RoleTree {
             &format!(" (as {} delegates it)", r.delegator),
         )
     }
-}
-
-/// The key files in KEYDIR for role `name`: `<name>` and `<name>@<N>`, sorted.
-fn key_files(keydir: &Path, name: &str) -> Result<Vec<PathBuf>, RepoError> {
-    let entries = match fs::read_dir(keydir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(RepoError::io("list", keydir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| RepoError::io("list", keydir, e))?;
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        let numbered = file
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('@'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if file == name || numbered {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Load every key file of role `name` in KEYDIR whose public key the delegation lists (by key
-/// material: key ids are labels), one per key id; refuse when they are fewer than `threshold`.
-pub(crate) fn find_role_keys(
-    keydir: &Path,
-    name: &str,
-    keyids: &[String],
-    threshold: u64,
-    keys: &BTreeMap<String, Value>,
-    context: &str,
-) -> Result<Vec<(SigningKey, String)>, RepoError> {
-    let listed: Vec<(&String, Key)> = keyids
-        .iter()
-        .filter_map(|id| {
-            keys.get(id)
-                .and_then(|v| Key::from_value(v).ok())
-                .map(|k| (id, k))
-        })
-        .collect();
-    let mut found: Vec<(SigningKey, String)> = Vec::new();
-    for path in key_files(keydir, name)? {
-        let key = keys::load(&path)?;
-        let ours = key.public_key();
-        let matched = listed.iter().find(|(_, k)| {
-            k.keytype == ours.keytype
-                && k.scheme == ours.scheme
-                && k.public.eq_ignore_ascii_case(&ours.public)
-        });
-        if let Some((id, _)) = matched {
-            if !found.iter().any(|(_, f)| f == *id) {
-                found.push((key, (*id).clone()));
-            }
-        }
-    }
-    if (found.len() as u64) < threshold || found.is_empty() {
-        let base = keyfile(keydir, name);
-        return Err(RepoError::NotEnoughKeys {
-            role: format!("{name}{context}"),
-            threshold,
-            held: found.len(),
-            looked_at: format!("{0}, {0}@2, {0}@3, ...", display_name(&base)),
-        });
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

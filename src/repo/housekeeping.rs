@@ -20,11 +20,12 @@ use serde_json::Value;
 use crate::schema::{Metadata, Snapshot, Targets};
 
 use super::atomic::RepoLock;
+use super::chain::{bump, publish_chain_removing, RoleWrite, Versions};
 use super::delegate::{delegator_file, keyids_in_use, RoleTree};
 use super::error::RepoError;
-use super::publish::{
-    bump, publish_chain_removing, targets_dir, Expiries, RepoState, RoleWrite, Signers, Versions,
-};
+use super::expiries::Expiries;
+use super::signing::Signers;
+use super::state::{targets_dir, RepoState};
 
 /// Options of [`undelegate`].
 #[derive(Clone, Debug)]

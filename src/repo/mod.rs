@@ -15,32 +15,58 @@
 //! `KEYDIR/bins` (see `bins.rs`). `rotate.rs` replaces the keys of any role and lets several
 //! people sign a root (staged, signed, published); `housekeeping.rs` removes delegations and
 //! prunes what no client can still need.
+//!
+//! The files, and which uses which: imports inside `repo` point one way, down this list (a file
+//! uses only files below it).
+//! - The commands: `add/` (`repo add`; `lazy.rs`: which hash bins a sharded add loads,
+//!   `parallel.rs`: content published on all cores), `init.rs` (`repo init`), `refresh.rs`
+//!   (`repo refresh`), `rotate.rs` (key rotation, staged roots), `housekeeping.rs` (`undelegate`,
+//!   `prune`).
+//! - `delegate.rs`: `repo delegate` and the verified tree of delegated roles (`RoleTree`).
+//! - `bins.rs`: hash bins (loading, re-signing, the top-level list sharded into them).
+//! - `targetlist.rs`: a role's target list as `add` rewrites it.
+//! - `addcache.rs`: what the last add published, by file identity.
+//! - `content.rs`: a content directory walked, and its files published into `REPO/targets`.
+//! - `chain.rs`: writing targets-type roles, then snapshot, then timestamp.
+//! - `signing.rs`: the keys in KEYDIR that sign a role, and signing a `signed` value.
+//! - `state.rs`: the repository's verified current metadata, and its directories.
+//! - `expiries.rs`, `keys.rs`, `atomic.rs` (atomic writes, the lock), `error.rs`.
 
+mod add;
 mod addcache;
 mod atomic;
 mod bins;
+mod chain;
 mod content;
 mod delegate;
 mod error;
+mod expiries;
 mod housekeeping;
+mod init;
 pub mod keys;
-mod publish;
+mod refresh;
 mod rotate;
+mod signing;
+mod state;
+mod targetlist;
 
 // The public API.
+pub use add::{add, AddOptions, AddReport};
 pub use bins::{
     bit_length_for, BinsReport, Sharding, MAX_BIT_LENGTH, NAME_PREFIX, SHARD_THRESHOLD,
     TARGETS_PER_BIN,
 };
+pub use chain::Versions;
 pub use content::Skipped;
 pub use delegate::{delegate, validate_role_name, DelegateOptions, DelegateReport, DelegatedPaths};
 pub use error::{display_name, DisplayName, RepoError};
+pub use expiries::Expiries;
 pub use housekeeping::{prune, undelegate, PruneOptions, PruneReport, UndelegateOptions};
-pub use publish::{
-    add, init, metadata_dir, refresh, targets_dir, AddOptions, AddReport, Expiries, InitOptions,
-    InitReport, RefreshOptions, RefreshReport, Versions, TOP_LEVEL_ROLES,
-};
+pub use init::{init, InitOptions, InitReport};
+pub use refresh::{refresh, RefreshOptions, RefreshReport};
 pub use rotate::{
     publish_staged, rotate, sign_staged, staged, staged_dir, status, RoleStatus, RotateOptions,
     RotateReport, StagedStatus,
 };
+pub use signing::TOP_LEVEL_ROLES;
+pub use state::{metadata_dir, targets_dir};

@@ -27,13 +27,13 @@ use serde_json::{json, Value};
 use crate::schema::{verify_threshold, Key, KeyType, Metadata, Root, Signature, SigningKey};
 
 use super::atomic::{write_atomic, RepoLock};
+use super::chain::{bump, publish_chain, RoleWrite, Versions};
 use super::delegate::{self, DelegateOptions, DelegatedPaths, RoleTree};
 use super::error::{display_name, RepoError};
+use super::expiries::{expiry, Expiries};
 use super::keys;
-use super::publish::{
-    bump, create_dir, expiry, keyfile, publish_chain, set_field, Expiries, RepoState, RoleWrite,
-    Signers, Versions, TOP_LEVEL_ROLES,
-};
+use super::signing::{keyfile, set_field, Signers, TOP_LEVEL_ROLES};
+use super::state::{create_dir, RepoState};
 
 /// Options of [`rotate`].
 #[derive(Clone, Debug)]
@@ -719,10 +719,10 @@ fn available_keys(
         .get(role)
         .map(|r| r.keyids.clone())
         .unwrap_or_default();
-    match delegate::find_role_keys(keydir, role, &listed, 0, &root.keys, "") {
+    match super::signing::find_role_keys(keydir, role, &listed, 0, &root.keys, "") {
         Ok(found) => {
             if role == "root" {
-                super::publish::warn_unencrypted_root(keydir)?;
+                super::signing::warn_unencrypted_root(keydir)?;
             }
             Ok(found)
         }
