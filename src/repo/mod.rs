@@ -12,7 +12,7 @@
 //! `KEYDIR/<role>@2`, ...: ed25519, ecdsa-p256 or rsa-pss, plain or passphrase-encrypted; see
 //! `keys.rs`), and refused when those are fewer than the role's threshold. Past 2,000 targets,
 //! `add` shards the top-level targets role's own files into succinct hash bins (TAP 15) signed by
-//! `KEYDIR/bins` (see `bins.rs`). `rotate.rs` replaces the keys of any role and lets several
+//! `KEYDIR/bins` (see `bins.rs`). `rotate/` replaces the keys of any role and lets several
 //! people sign a root (staged, signed, published); `housekeeping.rs` removes delegations and
 //! prunes what no client can still need.
 //!
@@ -20,7 +20,7 @@
 //! uses only files below it).
 //! - The commands: `add/` (`repo add`; `lazy.rs`: which hash bins a sharded add loads,
 //!   `parallel.rs`: content published on all cores), `init.rs` (`repo init`), `refresh.rs`
-//!   (`repo refresh`), `rotate.rs` (key rotation, staged roots), `housekeeping.rs` (`undelegate`,
+//!   (`repo refresh`), `rotate/` (key rotation, staged roots), `housekeeping.rs` (`undelegate`,
 //!   `prune`).
 //! - `delegate.rs`: `repo delegate` and the verified tree of delegated roles (`RoleTree`).
 //! - `bins.rs`: hash bins (loading, re-signing, the top-level list sharded into them).
