@@ -6,7 +6,8 @@
 //! still has that identity and the published copies are still in place, `add` keeps them without
 //! reading the file (the rule rsync's and git's change detection use: any write, truncate or
 //! replacement changes at least one of these fields, and ctime cannot be set by a file's owner).
-//! Files changed within two seconds of being read are not remembered (see `content::settled`).
+//! Files changed within two seconds of being read are not remembered (see `settled` in
+//! `content/copy.rs`).
 //!
 //! The cache is only a hint: a missing, unreadable or malformed file means "read everything",
 //! and `repo add --reread` ignores it. It never decides what is signed without the published copy

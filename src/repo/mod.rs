@@ -26,7 +26,8 @@
 //! - `bins.rs`: hash bins (loading, re-signing, the top-level list sharded into them).
 //! - `targetlist.rs`: a role's target list as `add` rewrites it.
 //! - `addcache.rs`: what the last add published, by file identity.
-//! - `content.rs`: a content directory walked, and its files published into `REPO/targets`.
+//! - `content/`: a content directory walked (`walk.rs`), and its files copied into `REPO/targets`
+//!   (`copy.rs`).
 //! - `chain.rs`: writing targets-type roles, then snapshot, then timestamp.
 //! - `signing.rs`: the keys in KEYDIR that sign a role, and signing a `signed` value.
 //! - `state.rs`: the repository's verified current metadata, and its directories.
