@@ -12,7 +12,7 @@
 //! `KEYDIR/<role>@2`, ...: ed25519, ecdsa-p256 or rsa-pss, plain or passphrase-encrypted; see
 //! `keys.rs`), and refused when those are fewer than the role's threshold. Past 2,000 targets,
 //! `add` shards the top-level targets role's own files into succinct hash bins (TAP 15) signed by
-//! `KEYDIR/bins` (see `bins.rs`). `rotate/` replaces the keys of any role and lets several
+//! `KEYDIR/bins` (see `bins/`). `rotate/` replaces the keys of any role and lets several
 //! people sign a root (staged, signed, published); `housekeeping.rs` removes delegations and
 //! prunes what no client can still need.
 //!
@@ -23,7 +23,8 @@
 //!   (`repo refresh`), `rotate/` (key rotation, staged roots), `housekeeping.rs` (`undelegate`,
 //!   `prune`).
 //! - `delegate.rs`: `repo delegate` and the verified tree of delegated roles (`RoleTree`).
-//! - `bins.rs`: hash bins (loading, re-signing, the top-level list sharded into them).
+//! - `bins/`: hash bins (`layout.rs`: how many; `loaded.rs`: loading and checking them; `write.rs`:
+//!   the top-level list written in one file or into bins, bins re-signed).
 //! - `targetlist.rs`: a role's target list as `add` rewrites it.
 //! - `addcache.rs`: what the last add published, by file identity.
 //! - `content/`: a content directory walked (`walk.rs`), and its files copied into `REPO/targets`

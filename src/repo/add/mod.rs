@@ -103,7 +103,7 @@ pub fn add(opts: &AddOptions) -> Result<AddReport, RepoError> {
         role: role.map(str::to_owned),
         ..AddReport::default()
     };
-    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content.rs).
+    // Everything below CONTENT_DIR is resolved beneath this one descriptor (see content/walk.rs).
     let content_root = content::ContentRoot::open(&opts.content_dir)?;
     // A sharded repository whose snapshot is still the one the last add wrote (nothing signed
     // anything since, see `addcache::BinsStamp`): only the bins whose files changed are loaded.
