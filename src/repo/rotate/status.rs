@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::schema::{Key, Root, Signature};
+use crate::schema::{Key, Metadata, Root, Signature, Signed};
 
 use super::super::error::RepoError;
 use super::super::state::RepoState;
@@ -25,60 +25,33 @@ pub struct RoleStatus {
 pub fn status(repo: &Path) -> Result<Vec<RoleStatus>, RepoError> {
     let state = RepoState::load(repo)?;
     let root = &state.root.signed;
-    let entry = |role: &str, version: u64, expires: String, msg: &[u8], sigs: &[Signature]| {
-        let listed = root.roles.get(role);
-        let keyids = listed.map(|l| l.keyids.clone()).unwrap_or_default();
-        RoleStatus {
-            role: role.to_owned(),
-            version,
-            expires,
-            threshold: listed.map_or(0, |l| l.threshold),
-            listed_by: valid_signers(msg, sigs, &keyids, root),
-            keyids,
-        }
-    };
     Ok(vec![
-        entry(
-            "root",
-            state.root.version(),
-            state.root.expires().to_string(),
-            &state
-                .root
-                .canonical_signed()
-                .map_err(|e| RepoError::Internal(e.to_string()))?,
-            &state.root.signatures,
-        ),
-        entry(
-            "targets",
-            state.targets.version(),
-            state.targets.expires().to_string(),
-            &state
-                .targets
-                .canonical_signed()
-                .map_err(|e| RepoError::Internal(e.to_string()))?,
-            &state.targets.signatures,
-        ),
-        entry(
-            "snapshot",
-            state.snapshot.version(),
-            state.snapshot.expires().to_string(),
-            &state
-                .snapshot
-                .canonical_signed()
-                .map_err(|e| RepoError::Internal(e.to_string()))?,
-            &state.snapshot.signatures,
-        ),
-        entry(
-            "timestamp",
-            state.timestamp.version(),
-            state.timestamp.expires().to_string(),
-            &state
-                .timestamp
-                .canonical_signed()
-                .map_err(|e| RepoError::Internal(e.to_string()))?,
-            &state.timestamp.signatures,
-        ),
+        role_status(root, "root", &state.root)?,
+        role_status(root, "targets", &state.targets)?,
+        role_status(root, "snapshot", &state.snapshot)?,
+        role_status(root, "timestamp", &state.timestamp)?,
     ])
+}
+
+/// The top-level role `role` as published in `md`, with the keys `root` lists for it.
+fn role_status<T: Signed>(
+    root: &Root,
+    role: &str,
+    md: &Metadata<T>,
+) -> Result<RoleStatus, RepoError> {
+    let msg = md
+        .canonical_signed()
+        .map_err(|e| RepoError::Internal(e.to_string()))?;
+    let listed = root.roles.get(role);
+    let keyids = listed.map(|l| l.keyids.clone()).unwrap_or_default();
+    Ok(RoleStatus {
+        role: role.to_owned(),
+        version: md.version(),
+        expires: md.expires().to_string(),
+        threshold: listed.map_or(0, |l| l.threshold),
+        listed_by: valid_signers(&msg, &md.signatures, &keyids, root),
+        keyids,
+    })
 }
 
 /// The key ids of `keyids` whose signature over `msg` verifies, each key counted once.
