@@ -2,6 +2,7 @@
 //! snapshot and targets they name, each checked against root's keys and against what the
 //! referring file lists; where metadata and content live in a repository.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
@@ -65,33 +66,22 @@ impl RepoState {
         let timestamp: Metadata<Timestamp> = parse(&timestamp_path, &ts_bytes)?;
         check_signed(&timestamp_path, &timestamp, &root.signed, "timestamp")?;
 
-        let snap_meta =
-            timestamp
-                .signed
-                .meta
-                .get("snapshot.json")
-                .ok_or_else(|| RepoError::Malformed {
-                    file: timestamp_path.clone(),
-                    reason: "meta lists no snapshot.json".into(),
-                })?;
-        let snapshot_path = mdir.join(meta_name(consistent, "snapshot", snap_meta.version));
-        let snapshot: Metadata<Snapshot> =
-            read_referenced(&snapshot_path, snap_meta, &timestamp_path)?;
-        check_signed(&snapshot_path, &snapshot, &root.signed, "snapshot")?;
-
-        let targets_meta =
-            snapshot
-                .signed
-                .meta
-                .get("targets.json")
-                .ok_or_else(|| RepoError::Malformed {
-                    file: snapshot_path.clone(),
-                    reason: "meta lists no targets.json".into(),
-                })?;
-        let targets_path = mdir.join(meta_name(consistent, "targets", targets_meta.version));
-        let targets: Metadata<Targets> =
-            read_referenced(&targets_path, targets_meta, &snapshot_path)?;
-        check_signed(&targets_path, &targets, &root.signed, "targets")?;
+        let (snapshot, snapshot_path) = load_listed::<Snapshot>(
+            &mdir,
+            consistent,
+            &root.signed,
+            "snapshot",
+            &timestamp.signed.meta,
+            &timestamp_path,
+        )?;
+        let (targets, targets_path) = load_listed::<Targets>(
+            &mdir,
+            consistent,
+            &root.signed,
+            "targets",
+            &snapshot.signed.meta,
+            &snapshot_path,
+        )?;
 
         Ok(RepoState {
             metadata_dir: mdir,
@@ -109,6 +99,27 @@ impl RepoState {
     pub(crate) fn meta_name(&self, role: &str, version: u64) -> String {
         meta_name(self.consistent, role, version)
     }
+}
+
+/// The top-level role `role` at the version `meta` (that of the file `referrer`) lists, checked
+/// against the length, hashes and version listed there and against `root`'s keys and threshold.
+fn load_listed<T: Signed>(
+    mdir: &Path,
+    consistent: bool,
+    root: &Root,
+    role: &str,
+    meta: &BTreeMap<String, MetaFile>,
+    referrer: &Path,
+) -> Result<(Metadata<T>, PathBuf), RepoError> {
+    let file = format!("{role}.json");
+    let listed = meta.get(&file).ok_or_else(|| RepoError::Malformed {
+        file: referrer.to_owned(),
+        reason: format!("meta lists no {file}"),
+    })?;
+    let path = mdir.join(meta_name(consistent, role, listed.version));
+    let md: Metadata<T> = read_referenced(&path, listed, referrer)?;
+    check_signed(&path, &md, root, role)?;
+    Ok((md, path))
 }
 
 fn meta_name(consistent: bool, role: &str, version: u64) -> String {
