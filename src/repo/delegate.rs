@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::schema::{
-    verify_threshold, DelegatedRole, Key, Metadata, SigningKey, Targets, SPEC_VERSION,
-};
+use crate::schema::{DelegatedRole, Key, Metadata, SigningKey, Targets, SPEC_VERSION};
 
 use super::atomic::RepoLock;
 use super::chain::{bump, publish_chain, RoleWrite, Versions};
@@ -25,7 +23,7 @@ use super::error::{display_name, RepoError};
 use super::expiries::Expiries;
 use super::keys;
 use super::signing::{find_role_keys, keyfile, Signers, TOP_LEVEL_ROLES};
-use super::state::{create_dir, read_referenced, RepoState};
+use super::state::{create_dir, RepoState};
 
 /// The most delegated roles a repository may have before trustfs refuses to walk them.
 const MAX_ROLES: usize = 10_000;
@@ -468,27 +466,12 @@ impl RoleTree {
                         reason: format!("delegated role name {name:?} cannot be a file name"),
                     });
                 }
-                let file = format!("{name}.json");
-                let meta =
-                    state
-                        .snapshot
-                        .signed
-                        .meta
-                        .get(&file)
-                        .ok_or_else(|| RepoError::Malformed {
-                            file: state.snapshot_path.clone(),
-                            reason: format!(
-                                "meta lists no {file}, though {delegator} delegates to {name:?}"
-                            ),
-                        })?;
-                let path = state.metadata_dir.join(state.meta_name(name, meta.version));
-                let role_md: Metadata<Targets> =
-                    read_referenced(&path, meta, &state.snapshot_path)?;
-                verify_threshold(name, &role_md, &entry.keyids, entry.threshold, &d.keys).map_err(
-                    |source| RepoError::Untrusted {
-                        file: path.clone(),
-                        source,
-                    },
+                let (role_md, path) = state.load_delegated(
+                    name,
+                    &entry.keyids,
+                    entry.threshold,
+                    &d.keys,
+                    format_args!("{delegator} delegates to {name:?}"),
                 )?;
                 queue.push((name.clone(), role_md.clone(), path.clone()));
                 roles.insert(

@@ -3,11 +3,13 @@
 //! referring file lists; where metadata and content live in a repository.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::schema::{
@@ -98,6 +100,39 @@ impl RepoState {
 
     pub(crate) fn meta_name(&self, role: &str, version: u64) -> String {
         meta_name(self.consistent, role, version)
+    }
+
+    /// The delegated role (or hash bin) `name` at the version snapshot lists, checked against the
+    /// length and hashes snapshot lists and against the key ids, threshold and keys its delegator
+    /// gives it. `delegated` ends the message when snapshot lists no `<name>.json` ("meta lists no
+    /// NAME.json, though ...").
+    pub(crate) fn load_delegated(
+        &self,
+        name: &str,
+        keyids: &[String],
+        threshold: u64,
+        keys: &BTreeMap<String, Value>,
+        delegated: fmt::Arguments<'_>,
+    ) -> Result<(Metadata<Targets>, PathBuf), RepoError> {
+        let file = format!("{name}.json");
+        let meta = self
+            .snapshot
+            .signed
+            .meta
+            .get(&file)
+            .ok_or_else(|| RepoError::Malformed {
+                file: self.snapshot_path.clone(),
+                reason: format!("meta lists no {file}, though {delegated}"),
+            })?;
+        let path = self.metadata_dir.join(self.meta_name(name, meta.version));
+        let md: Metadata<Targets> = read_referenced(&path, meta, &self.snapshot_path)?;
+        verify_threshold(name, &md, keyids, threshold, keys).map_err(|source| {
+            RepoError::Untrusted {
+                file: path.clone(),
+                source,
+            }
+        })?;
+        Ok((md, path))
     }
 }
 

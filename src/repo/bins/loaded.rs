@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::schema::{verify_threshold, Metadata, SuccinctRoles, Targets, UtcTime};
+use crate::schema::{SuccinctRoles, UtcTime};
 
 use super::super::error::{display_name, RepoError};
-use super::super::state::{read_referenced, RepoState};
+use super::super::state::RepoState;
 use super::layout::MAX_BIT_LENGTH;
 
 /// One bin as the repository holds it now, verified.
@@ -90,28 +90,13 @@ impl LoadedBins {
             .map(|i| (i, s.bin_name(i as u64)))
             .collect();
         let load_one = |(_, name): &(usize, String)| -> Result<LoadedBin, RepoError> {
-            let name = name.as_str();
-            let file = format!("{name}.json");
-            let meta =
-                state
-                    .snapshot
-                    .signed
-                    .meta
-                    .get(&file)
-                    .ok_or_else(|| RepoError::Malformed {
-                        file: state.snapshot_path.clone(),
-                        reason: format!(
-                            "meta lists no {file}, though targets delegates to it (a hash bin)"
-                        ),
-                    })?;
-            let path = state.metadata_dir.join(state.meta_name(name, meta.version));
-            let md: Metadata<Targets> = read_referenced(&path, meta, &state.snapshot_path)?;
-            verify_threshold(name, &md, &s.keyids, s.threshold, keys).map_err(|source| {
-                RepoError::Untrusted {
-                    file: path.clone(),
-                    source,
-                }
-            })?;
+            let (md, _) = state.load_delegated(
+                name,
+                &s.keyids,
+                s.threshold,
+                keys,
+                format_args!("targets delegates to it (a hash bin)"),
+            )?;
             Ok(LoadedBin {
                 expires: md.expires(),
                 value: md.signed_value,
