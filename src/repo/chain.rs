@@ -56,6 +56,18 @@ impl<'k> RoleWrite<'k> {
     }
 }
 
+/// The `signed` value of a new targets-type role, listing nothing (`version` and `expires` are
+/// set when it is written, see [`RoleWrite`]).
+pub(crate) fn fresh_role_value() -> Value {
+    json!({
+        "_type": "targets",
+        "spec_version": SPEC_VERSION,
+        "version": 1,
+        "expires": "",
+        "targets": {},
+    })
+}
+
 /// Sign and write the given targets roles (in order), then snapshot and timestamp. Snapshot's
 /// `meta` gets an entry `<name>.json` per role written; every other entry is carried over.
 pub(crate) fn publish_chain(

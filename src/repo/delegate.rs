@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::schema::{DelegatedRole, Key, Metadata, SigningKey, Targets, SPEC_VERSION};
+use crate::schema::{DelegatedRole, Key, Metadata, SigningKey, Targets};
 
 use super::atomic::RepoLock;
-use super::chain::{bump, publish_chain, RoleWrite, Versions};
+use super::chain::{bump, fresh_role_value, publish_chain, RoleWrite, Versions};
 use super::error::{display_name, RepoError};
 use super::expiries::Expiries;
 use super::keys;
@@ -287,16 +287,7 @@ pub fn delegate(opts: &DelegateOptions) -> Result<DelegateReport, RepoError> {
     let role_keys = find_role_keys(&opts.keydir, role, &keyids, opts.threshold, &key_values, "")?;
     let (role_value, role_version) = match existing {
         Some(e) => (e.md.signed_value.clone(), bump(&e.path, e.md.version())?),
-        None => (
-            json!({
-                "_type": "targets",
-                "spec_version": SPEC_VERSION,
-                "version": 1,
-                "expires": "",
-                "targets": {},
-            }),
-            1,
-        ),
+        None => (fresh_role_value(), 1),
     };
     let role_write = RoleWrite {
         name: role.to_owned(),

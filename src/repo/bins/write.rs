@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::schema::{UtcTime, SPEC_VERSION};
+use crate::schema::UtcTime;
 
-use super::super::chain::{publish_chain, RoleWrite, Versions};
+use super::super::chain::{fresh_role_value, publish_chain, RoleWrite, Versions};
 use super::super::error::RepoError;
 use super::super::expiries::Expiries;
 use super::super::keys;
@@ -49,16 +49,6 @@ pub(crate) fn expiring(expires: UtcTime, valid_for: Duration, now: UtcTime) -> b
 /// `d` in whole seconds, as a time difference.
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn fresh_role_value() -> Value {
-    json!({
-        "_type": "targets",
-        "spec_version": SPEC_VERSION,
-        "version": 1,
-        "expires": "",
-        "targets": {},
-    })
 }
 
 /// The version a role is written at next: one above what snapshot lists (a bin of an earlier
