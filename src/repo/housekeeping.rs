@@ -21,9 +21,9 @@ use crate::schema::{Metadata, Snapshot, Targets};
 
 use super::atomic::RepoLock;
 use super::chain::{bump, publish_chain_removing, RoleWrite, Versions};
-use super::delegate::{delegator_file, keyids_in_use, RoleTree};
 use super::error::RepoError;
 use super::expiries::Expiries;
+use super::roletree::{delegator_file, keyids_in_use, RoleTree};
 use super::signing::Signers;
 use super::state::{targets_dir, RepoState};
 

@@ -22,9 +22,10 @@
 //!   `parallel.rs`: content published on all cores), `init.rs` (`repo init`), `refresh.rs`
 //!   (`repo refresh`), `rotate/` (key rotation, staged roots), `housekeeping.rs` (`undelegate`,
 //!   `prune`).
-//! - `delegate.rs`: `repo delegate` and the verified tree of delegated roles (`RoleTree`).
+//! - `delegate.rs`: `repo delegate`.
 //! - `bins/`: hash bins (`layout.rs`: how many; `loaded.rs`: loading and checking them; `write.rs`:
 //!   the top-level list written in one file or into bins, bins re-signed).
+//! - `roletree.rs`: the verified tree of delegated roles (`RoleTree`).
 //! - `targetlist.rs`: a role's target list as `add` rewrites it.
 //! - `addcache.rs`: what the last add published, by file identity.
 //! - `content/`: a content directory walked (`walk.rs`), and its files copied into `REPO/targets`
@@ -47,6 +48,7 @@ mod housekeeping;
 mod init;
 pub mod keys;
 mod refresh;
+mod roletree;
 mod rotate;
 mod signing;
 mod state;

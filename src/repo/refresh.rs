@@ -70,7 +70,7 @@ pub fn refresh(opts: &RefreshOptions) -> Result<RefreshReport, RepoError> {
     }
     // Delegated roles with less than half their validity left are signed anew when KEYDIR holds
     // their keys; the others are named in a warning before they expire.
-    let tree = super::delegate::RoleTree::load(&state)?;
+    let tree = super::roletree::RoleTree::load(&state)?;
     let now = UtcTime::now();
     let valid_for = opts.expires.delegated();
     let half = now.plus(valid_for / 2);

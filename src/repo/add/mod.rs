@@ -21,9 +21,9 @@ use super::atomic::{syncfs, RepoLock};
 use super::bins::{self, BinsReport, Current, Sharding};
 use super::chain::{bump, publish_chain, RoleWrite, Versions};
 use super::content::{self, Known, Skipped};
-use super::delegate::{describe_patterns, RoleTree};
 use super::error::RepoError;
 use super::expiries::Expiries;
+use super::roletree::{describe_patterns, RoleTree};
 use super::signing::{set_field, Signers};
 use super::state::{create_dir, targets_dir, RepoState};
 use super::targetlist::{

@@ -37,10 +37,11 @@ use crate::schema::{Key, KeyType, Root, SigningKey};
 
 use super::atomic::{write_atomic, RepoLock};
 use super::chain::{bump, Versions};
-use super::delegate::{self, DelegateOptions, DelegatedPaths, RoleTree};
+use super::delegate::{self, DelegateOptions, DelegatedPaths};
 use super::error::{display_name, RepoError};
 use super::expiries::{expiry, Expiries};
 use super::keys;
+use super::roletree::RoleTree;
 use super::signing::{set_field, TOP_LEVEL_ROLES};
 use super::state::{create_dir, RepoState};
 use keyfiles::{available_keys, next_key_path, retire_files, role_keys};
