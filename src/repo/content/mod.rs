@@ -16,8 +16,8 @@
 //! - [`publish_file`] opens the file again beneath the root and copies it only if it
 //!   is still a regular file with the (device, inode) the walk recorded. A directory swapped for a
 //!   symlink, a file or directory moved in from elsewhere, a new mount point: the open fails or
-//!   lands on another inode, and `add` stops with [`RepoError::ContentChanged`] before anything
-//!   is signed.
+//!   lands on another inode, and `add` stops with
+//!   [`RepoError::ContentChanged`](super::RepoError::ContentChanged) before anything is signed.
 //!
 //! `walk.rs` holds the walk and the opens beneath the root; `copy.rs` copies and hashes a
 //! walked file into `REPO/targets` (or keeps what an earlier add copied).

@@ -98,7 +98,8 @@ pub fn sign_staged(repo: &Path, key_path: &Path, expect: &str) -> Result<StagedS
     staged_status(&path, &state.root.signed, &md)
 }
 
-/// Publish the staged root of `repo` once both thresholds are met (then as [`rotate`] does).
+/// Publish the staged root of `repo` once both thresholds are met (then as
+/// [`rotate`](super::rotate) does).
 pub fn publish_staged(
     repo: &Path,
     keydir: &Path,
