@@ -11,10 +11,12 @@
 //! backing file is checked chunk by chunk against the trusted tree before it is served
 //! (`verified.rs`), or reads are served from an immutable, verified object in the [`store`].
 //!
-//! - `filesystem.rs`: the `fuser::Filesystem` (inodes, lookup/readdir, open policy, reads).
+//! - `filesystem/`: the `fuser::Filesystem` (metadata in force, inodes, lookup/readdir, open
+//!   policy, reads, xattrs; one concept a file, `fuse.rs` dispatches).
 //! - `chunked.rs`: where a local mount's trusted chunk trees come from; what an open checks.
-//! - `verified.rs`: the checks, and `VerifiedBytes`, the only thing a read reply carries.
-//! - `store.rs`: the content-addressed object store (the local mount's private copies with
+//! - `verified.rs` (+ `verified/`): the checks, and `VerifiedBytes`, the only thing a read reply
+//!   carries.
+//! - `store/`: the content-addressed object store (the local mount's private copies with
 //!   `--private-copy`, or the remote mount's shared cache) and the copy-and-hash pipeline both
 //!   fill it with.
 //! - `download.rs`: the mirror loop of the remote mount (failover, progress, EIO vs EACCES).

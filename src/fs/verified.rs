@@ -1,12 +1,16 @@
 //! The proof that bytes may be served: [`VerifiedBytes`], and the only code that makes one.
 //!
-//! A read reply carries a [`VerifiedBytes`] and nothing else (`filesystem.rs` has no other path to
-//! `ReplyData::data`). Its field is private and this module has the only two producers:
-//! - [`read_chunks`]: bytes read from a backing file (which anybody may change at any time) into
-//!   a buffer the daemon owns, each whole chunk checked against a [`TrustedTree`] before the
-//!   buffer is handed out;
+//! A read reply carries a [`VerifiedBytes`] and nothing else (`filesystem/read.rs` has no other
+//! path to `ReplyData::data`). Its fields are private and this file has the only producers:
+//! - [`read_chunks`] (through `check_buffer`): bytes read from a backing file (which anybody may
+//!   change at any time) into a buffer the daemon owns, each whole chunk checked against a
+//!   [`TrustedTree`] before the buffer is handed out;
 //! - [`read_stored`]: bytes of a [`StoredObject`], a verified copy in the private object store
-//!   (checked whole before it got its name; nothing else writes there).
+//!   (checked whole before it got its name; nothing else writes there);
+//! - `check_block` (of [`verify_whole`]): a block of a whole-file pass, checked against the tree;
+//! - `CheckedChunks::serve`: chunks a lazy fetch received and checked against the tree whose root
+//!   they carry;
+//! - `VerifiedBytes::empty`: no bytes at all.
 //!
 //! A [`TrustedTree`] in turn is only made here: from an outboard that matches the signed chunk
 //! root ([`TrustedTree::from_outboard`]), from one pass over content whose signed root or signed
@@ -14,7 +18,7 @@
 //! private state dir ([`TrustedTree::from_saved`]). This is the `…Verified` marker pattern of
 //! rustls: the type system, not a convention, keeps an unchecked buffer away from the reply.
 //!
-//! This file holds [`VerifiedBytes`] and every function that makes one (`tests/mount.rs` counts
+//! This file holds [`VerifiedBytes`] and every function that makes one (`tests/it/mount.rs` counts
 //! them here, so it stays `fs/verified.rs` rather than `verified/mod.rs`); the submodules may read
 //! its fields but make none (a unit test checks): `tree.rs` is [`TrustedTree`], `checked.rs` the
 //! chunks a lazy fetch received ([`CheckedChunks`], whose `serve` is here), `whole.rs` the passes

@@ -77,7 +77,6 @@ pub fn run(args: Args) -> i32 {
     let mountpoint = std::fs::canonicalize(&args.mountpoint).unwrap_or(args.mountpoint.clone());
     // Root: /var/lib/trustfs/NAME; a normal user: $XDG_STATE_HOME/trustfs/NAME (else
     // ~/.local/state/trustfs/NAME).
-    // SAFETY: geteuid has no preconditions and cannot fail.
     let root = crate::sys::euid() == 0;
     let default_base = match root {
         true => Some(PathBuf::from("/var/lib/trustfs")),

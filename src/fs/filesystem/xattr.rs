@@ -44,7 +44,6 @@ impl Core {
         gen.index.role_at(pos).map(str::to_owned)
     }
 
-    /// Extended attributes of inode `ino`: (name, value) pairs.
     /// The status record as `who` may see it: root sees everything; anyone else (with
     /// `--allow-other`, any uid) not the last denial or fault, which name other users' paths,
     /// pids and uids.
@@ -58,6 +57,7 @@ impl Core {
         st
     }
 
+    /// Extended attributes of inode `ino`: (name, value) pairs.
     fn xattrs(&self, who: Caller, ino: u64, node: &Node) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
         if ino == ROOT {

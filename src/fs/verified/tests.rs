@@ -218,7 +218,7 @@ fn one_pass_trusts_a_tree_only_if_the_signed_root_or_hashes_match() {
     assert!(TrustedTree::from_outboard(&info(&d, false), &tree_of(&d).outboard()).is_err());
 }
 
-/// Only `verified.rs` makes a [`VerifiedBytes`] (`tests/mount.rs` counts the makers there): the
+/// Only `verified.rs` makes a [`VerifiedBytes`] (`tests/it/mount.rs` counts the makers there): the
 /// submodules can see its fields, but none of them builds one.
 #[test]
 fn no_submodule_makes_verified_bytes() {
