@@ -17,8 +17,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-use trustfs::fs::{spawn, MountOptions};
-use trustfs::verify::MultiHasher;
+use trustfs::hashing::MultiHasher;
+use trustfs::mount::{spawn, MountOptions};
 use trustfs::{IndexBuilder, TargetIndex, TargetInfo, TargetPath};
 
 fn sha256_info(path: &Path, outboards: Option<&Path>) -> TargetInfo {
@@ -141,7 +141,7 @@ fn main() {
             let mut o = MountOptions::new(mnt, backing, state);
             o.private_copy = flag("--private-copy");
             if flag("--lazy") {
-                o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+                o.verify = trustfs::mount::chunked::VerifyMode::Lazy;
             }
             o.outboards = outboards.map(Path::to_owned);
             o.passthrough = !args.iter().any(|a| a == "--no-passthrough");

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use trustfs::hashing::check_reader;
 use trustfs::schema::UtcTime;
 use trustfs::trust::{quote, Client, Fetcher, HttpFetcher, Limits, TrustError, TrustErrorKind};
-use trustfs::verify::check_reader;
 
 #[derive(Parser)]
 #[command(about = "TUF conformance suite client built on trustfs")]

@@ -240,7 +240,7 @@ for i, s in enumerate([
 ]):
     put("target_path", s, f"hand{i}")
 
-# --- status_record: hand-written (the fields of ops::status::MountStatus) --------------------
+# --- status_record: hand-written (the fields of telemetry::status::MountStatus) --------------------
 def status(**over):
     s = {
         "pid": 1, "mountpoint": "/mnt/trusted", "repository": "/srv/repo/metadata",

@@ -27,11 +27,11 @@ use std::sync::OnceLock;
 use serde_json::{json, Number, Value};
 use sha2::{Digest, Sha256, Sha512};
 use trustfs::index::{TargetIndex, TargetInfo, TargetPath, TargetPathError};
-use trustfs::ops::status::{self, MountStatus};
 use trustfs::schema::{
     self, DelegatedRole, Delegations, Key, Metadata, PublicKey, Root, Signed, SigningKey, Snapshot,
     Targets, Timestamp, UtcTime,
 };
+use trustfs::telemetry::status::{self, MountStatus};
 use trustfs::trust::{self, Client, FetchError, Fetcher, Limits, TrustSummary};
 
 /// A fuzz target: bytes in, milestones reached out.

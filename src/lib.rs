@@ -8,13 +8,14 @@
 //! - [`chunks`]: the chunk roots (`trustfs-chunks/1`) that let a reader verify any byte range.
 //! - [`log`]: the event log (one timestamped line per event on stderr).
 //! - [`index`]: what the verified metadata vouches for ([`TargetIndex`], [`TargetInfo`]).
-//! - [`verify`]: hashing content against [`TargetInfo`].
+//! - [`hashing`]: hashing content against [`TargetInfo`] (the sha256/sha512 hashes and the chunk
+//!   root a target lists).
 //! - [`trust`]: the client workflow (spec §5) that turns a pinned root and a metadata source into a
 //!   [`TargetIndex`], with rollback protection persisted across restarts; HTTP fetching.
 //! - [`source`]: where a mount's bytes come from (a backing directory, HTTP mirrors).
-//! - [`ops`]: what a mount reports about itself (counters, status record, status page, audit,
-//!   metrics); it never imports the filesystem.
-//! - [`fs`]: the read-only FUSE filesystem.
+//! - [`telemetry`]: what a mount reports about itself (counters, status record, status page,
+//!   audit, metrics); it never imports the filesystem.
+//! - [`mount`]: the read-only FUSE filesystem (`trustfs mount`'s daemon; not `std::fs`).
 //! - [`repo`]: the publisher side (keys, init, add, delegate, rotate).
 //! - [`cli`]: the `trustfs` command line, one file per subcommand; the only place exit codes live.
 
@@ -24,16 +25,16 @@
 
 pub mod chunks;
 pub mod cli;
-pub mod fs;
+pub mod hashing;
 pub mod index;
 pub mod log;
-pub mod ops;
+pub mod mount;
 pub mod repo;
 pub mod schema;
 pub mod source;
 pub mod sys;
+pub mod telemetry;
 pub mod trust;
-pub mod verify;
 
 pub use index::{
     Child, Hashes, IndexBuilder, TargetIndex, TargetInfo, TargetPath, TargetPathError,
@@ -43,8 +44,18 @@ pub use index::{
 mod layers {
     /// The layers of the crate docs, bottom first.
     const LAYERS: [&str; 12] = [
-        "sys", "schema", "chunks", "log", "index", "verify", "trust", "source", "ops", "fs",
-        "repo", "cli",
+        "sys",
+        "schema",
+        "chunks",
+        "log",
+        "index",
+        "hashing",
+        "trust",
+        "source",
+        "telemetry",
+        "mount",
+        "repo",
+        "cli",
     ];
 
     fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

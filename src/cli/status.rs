@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::ops::status::{in_words, seconds_until, trustfs_mounts, verdict, Verdict};
 use crate::schema::UtcTime;
+use crate::telemetry::status::{in_words, seconds_until, trustfs_mounts, verdict, Verdict};
 
 /// Show whether trustfs mounts are verified (✔) or not (✘).
 ///

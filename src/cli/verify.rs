@@ -13,10 +13,10 @@ use std::time::SystemTime;
 use clap::Parser;
 use serde::Serialize;
 
+use crate::hashing::check_reader;
 use crate::index::TargetIndex;
 use crate::source::EntryKind;
 use crate::trust::{self, MetadataSource, TrustOptions, TrustSummary};
-use crate::verify::check_reader;
 
 /// Check every file of CONTENT_DIR against signed TUF targets metadata.
 ///

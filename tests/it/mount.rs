@@ -220,12 +220,12 @@ impl Reads {
         }
     }
 
-    fn options(self, s: &Scratch) -> trustfs::fs::MountOptions {
+    fn options(self, s: &Scratch) -> trustfs::mount::MountOptions {
         let mut o = s.options();
         o.private_copy = matches!(self, Reads::CopyPassthrough | Reads::CopyUserspace);
         o.passthrough = self == Reads::CopyPassthrough;
         if self == Reads::Lazy {
-            o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+            o.verify = trustfs::mount::chunked::VerifyMode::Lazy;
         }
         o
     }
@@ -580,7 +580,7 @@ fn without_chunk_roots_one_pass_checks_the_hashes_and_the_tree_is_kept() {
 
     let lazy = |s: &Scratch| {
         let mut o = s.options();
-        o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+        o.verify = trustfs::mount::chunked::VerifyMode::Lazy;
         s.mount_with(o)
     };
     {
@@ -605,8 +605,8 @@ fn without_chunk_roots_one_pass_checks_the_hashes_and_the_tree_is_kept() {
     std::fs::remove_dir_all(&trees).unwrap();
     s.write("f", &bad);
     for verify in [
-        trustfs::fs::chunked::VerifyMode::Open,
-        trustfs::fs::chunked::VerifyMode::Lazy,
+        trustfs::mount::chunked::VerifyMode::Open,
+        trustfs::mount::chunked::VerifyMode::Lazy,
     ] {
         let mut o = s.options();
         o.verify = verify;
@@ -622,7 +622,7 @@ fn lazy_opens_read_nothing_but_the_outboard() {
     let data = pattern(8 << 20, 2);
     s.add_with_root("f", &data);
     let mut o = s.options();
-    o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+    o.verify = trustfs::mount::chunked::VerifyMode::Lazy;
     let m = s.mount_with(o);
     let f = File::open(s.at("f")).unwrap();
     assert_eq!(m.handle().hash_passes(), 0);
@@ -660,7 +660,7 @@ fn sources(dir: &std::path::Path) -> Vec<(String, String)> {
 
 /// Every byte of a read reply comes from a `VerifiedBytes`: the whole filesystem (`src/fs`, every
 /// file however it is split) has one call that puts data into a `ReplyData`, and it takes that
-/// type; only `src/fs/verified.rs` makes one.
+/// type; only `src/mount/verified.rs` makes one.
 #[test]
 fn the_read_reply_takes_only_verified_bytes() {
     let fs = sources(std::path::Path::new("src/fs"));
@@ -697,8 +697,8 @@ fn the_read_reply_takes_only_verified_bytes() {
         .filter(|(_, n)| *n > 0)
         .map(|(p, n)| {
             (
-                if p == "src/fs/verified.rs" {
-                    "src/fs/verified.rs"
+                if p == "src/mount/verified.rs" {
+                    "src/mount/verified.rs"
                 } else {
                     "elsewhere"
                 },
@@ -711,7 +711,7 @@ fn the_read_reply_takes_only_verified_bytes() {
     // module can make one (the fields are private).
     assert_eq!(
         makers,
-        [("src/fs/verified.rs", 5)],
+        [("src/mount/verified.rs", 5)],
         "a new way to make VerifiedBytes needs review"
     );
 }
@@ -732,7 +732,7 @@ fn lazy_above_a_size_checks_small_files_whole_and_large_ones_when_read() {
     s.write("small", &bad_small);
     s.write("big", &bad_big);
     let mut o = s.options();
-    o.verify = trustfs::fs::chunked::VerifyMode::LazyAbove(1 << 20);
+    o.verify = trustfs::mount::chunked::VerifyMode::LazyAbove(1 << 20);
     let m = s.mount_with(o);
     assert_eq!(errno(&File::open(s.at("small")).unwrap_err()), EACCES);
     let f = File::open(s.at("big")).unwrap();
@@ -788,7 +788,7 @@ fn a_rooted_target_without_its_outboard_is_computed_once_and_its_tree_kept() {
     std::fs::remove_dir_all(s.root.join("chunks")).unwrap();
     let lazy = |s: &Scratch| {
         let mut o = s.options();
-        o.verify = trustfs::fs::chunked::VerifyMode::Lazy;
+        o.verify = trustfs::mount::chunked::VerifyMode::Lazy;
         s.mount_with(o)
     };
     {

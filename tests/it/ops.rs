@@ -732,7 +732,7 @@ fn status_page_in_a_real_browser_is_green_for_a_healthy_mount_and_escapes_hostil
     assert!(!public.to_string().contains("pwned"));
     let private = w.runtime.join(format!(
         "{}.private.json",
-        trustfs::ops::status::instance_name(&w.mnt)
+        trustfs::telemetry::status::instance_name(&w.mnt)
     ));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -53,8 +53,8 @@ fn arbitrary_installation_content_not_matching_metadata_is_refused() {
     repo.publish();
     let mut c = client(&repo, None);
     let found = c.find_target("app.bin").unwrap().unwrap();
-    assert!(trustfs::verify::check_reader(&b"evil build"[..], &found.info).is_err());
-    assert!(trustfs::verify::check_reader(&b"good build"[..], &found.info).is_ok());
+    assert!(trustfs::hashing::check_reader(&b"evil build"[..], &found.info).is_err());
+    assert!(trustfs::hashing::check_reader(&b"good build"[..], &found.info).is_ok());
     // And a target no role lists cannot be installed at all.
     assert!(c.find_target("backdoor.bin").unwrap().is_none());
 }

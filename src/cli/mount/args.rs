@@ -79,7 +79,7 @@ pub struct Args {
     /// directory's other small files (up to 256 KiB each, 8192 files and 64 MiB queued, a
     /// quarter of --cache-max-size) after the first open in it that is not cached. Each is
     /// verified like an open's download; a failure is logged, never an open's answer. 0: off.
-    #[arg(long, value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PREFETCH_THREADS,
+    #[arg(long, value_name = "N", default_value_t = crate::mount::prefetch::DEFAULT_PREFETCH_THREADS,
           requires = "metadata_url")]
     pub prefetch: usize,
     /// Deadline of each phase of every HTTP request (metadata and targets, every mirror):
@@ -147,7 +147,7 @@ pub struct Args {
     /// of SIZE and more, open for smaller ones.
     #[arg(long, value_name = "MODE", default_value = "open", value_parser = parse_verify,
           conflicts_with = "private_copy")]
-    pub verify: crate::fs::chunked::VerifyMode,
+    pub verify: crate::mount::chunked::VerifyMode,
     /// Local: serve reads from a private verified copy of each file (made and hashed at its first
     /// open, in --state-dir) instead of checking reads against the backing file. Open files then
     /// keep reading their verified content when the backing file changes (instead of EIO), at
@@ -200,12 +200,12 @@ pub struct Args {
 }
 
 /// Parse `open`, `lazy` or `lazy-above=SIZE`.
-pub(super) fn parse_verify(s: &str) -> Result<crate::fs::chunked::VerifyMode, String> {
+pub(super) fn parse_verify(s: &str) -> Result<crate::mount::chunked::VerifyMode, String> {
     match s {
-        "open" => Ok(crate::fs::chunked::VerifyMode::Open),
-        "lazy" => Ok(crate::fs::chunked::VerifyMode::Lazy),
+        "open" => Ok(crate::mount::chunked::VerifyMode::Open),
+        "lazy" => Ok(crate::mount::chunked::VerifyMode::Lazy),
         other => match other.strip_prefix("lazy-above=") {
-            Some(size) => parse_size(size).map(crate::fs::chunked::VerifyMode::LazyAbove),
+            Some(size) => parse_size(size).map(crate::mount::chunked::VerifyMode::LazyAbove),
             None => Err(format!("{other:?}: give open, lazy or lazy-above=SIZE")),
         },
     }

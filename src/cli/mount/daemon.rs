@@ -12,17 +12,17 @@ use super::system::{
     block_signals, create_private_dir, has_cap_sys_admin, release_free_memory, wait_signal,
 };
 use super::Args;
-use crate::fs::chunked::VerifyMode;
-use crate::fs::{self, MountOptions, RemoteOptions, Unregistered};
 use crate::log_event;
-use crate::ops;
-use crate::ops::audit::AuditLog;
+use crate::mount::chunked::VerifyMode;
+use crate::mount::{self, MountOptions, RemoteOptions, Unregistered};
+use crate::telemetry;
+use crate::telemetry::audit::AuditLog;
 use crate::trust::{self, MetadataSource, TrustOptions};
 
-/// The default state directory's name for `mountpoint`: [`crate::ops::status::instance_name`]
+/// The default state directory's name for `mountpoint`: [`crate::telemetry::status::instance_name`]
 /// (`systemd-escape --path`, injective, so two mounts never share a state directory).
 pub fn state_name(mountpoint: &Path) -> String {
-    crate::ops::status::instance_name(mountpoint)
+    crate::telemetry::status::instance_name(mountpoint)
 }
 
 pub fn run(args: Args) -> i32 {
@@ -37,7 +37,7 @@ pub fn run(args: Args) -> i32 {
     }
     // Room for many readers: the soft descriptor limit up to the hard one (the daemon bounds
     // its own use; see docs/operations.md).
-    match fs::limits::raise_open_files_limit() {
+    match mount::limits::raise_open_files_limit() {
         Ok((before, after)) if after > before => {
             log_event!("open file limit raised from {before} to {after}")
         }
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> i32 {
     }
     // A mountpoint left behind by a daemon that was killed answers stat with ENOTCONN; detach
     // it so a restart (e.g. systemd after kill -9) can mount again.
-    match fs::detach_dead_mount(&args.mountpoint) {
+    match mount::detach_dead_mount(&args.mountpoint) {
         Ok(true) => log_event!(
             "{} was a dead FUSE mount (transport endpoint not connected; its daemon is gone); detached it (MNT_DETACH)",
             args.mountpoint.display()
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> i32 {
     let root = crate::sys::euid() == 0;
     let default_base = match root {
         true => Some(PathBuf::from("/var/lib/trustfs")),
-        false => ops::status::user_state_base(),
+        false => telemetry::status::user_state_base(),
     };
     let Some(state_dir) = args
         .state_dir
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> i32 {
         super::report_error("mount", &format!("state dir {}: {e}", state_dir.display()));
         return super::EXIT_CONTENT;
     }
-    if let Err(e) = ops::status::check_runtime_dir() {
+    if let Err(e) = telemetry::status::check_runtime_dir() {
         super::report_error("mount", &e.to_string());
         return super::EXIT_CONTENT;
     }
@@ -182,7 +182,7 @@ pub fn run(args: Args) -> i32 {
                 cache_max: args.cache_max_size.unwrap_or(u64::MAX),
                 consistent_snapshot: trusted.summary.consistent_snapshot,
                 http: trust_options.http.clone(),
-                prefetch: crate::fs::prefetch::PrefetchOptions {
+                prefetch: crate::mount::prefetch::PrefetchOptions {
                     threads: args.prefetch,
                     ..Default::default()
                 },
@@ -269,7 +269,7 @@ pub fn run(args: Args) -> i32 {
     let targets = trusted.index.len();
     let summary = trusted.summary.clone();
     release_free_memory();
-    let handle = match fs::spawn(options, trusted.index) {
+    let handle = match mount::spawn(options, trusted.index) {
         Ok(h) => h,
         Err(e) => {
             super::report_error("mount", &format!("{}: {e}", mountpoint.display()));
@@ -299,11 +299,11 @@ pub fn run(args: Args) -> i32 {
     live.write_status();
     if let Some(listener) = metrics {
         let l = live.clone();
-        let endpoints = ops::http::Endpoints {
+        let endpoints = telemetry::http::Endpoints {
             status: Arc::new(move || l.status()),
             mountpoint: mountpoint.clone(),
         };
-        match ops::http::serve_on(listener, endpoints) {
+        match telemetry::http::serve_on(listener, endpoints) {
             Ok(bound) => log_event!(
                 "status page on http://{bound}/ (also /status.json, /badge.svg, /metrics)"
             ),
@@ -313,7 +313,7 @@ pub fn run(args: Args) -> i32 {
     if let Some(interval) = args.refresh_interval {
         let stale_after = args
             .stale_after
-            .unwrap_or_else(|| fs::freshness::default_stale_after(interval));
+            .unwrap_or_else(|| mount::freshness::default_stale_after(interval));
         live.set_refresh(interval, stale_after);
         let refresher = Refresher {
             live: live.clone(),
@@ -353,7 +353,7 @@ pub fn run(args: Args) -> i32 {
             Some(_) => {}
             None => announced_expiry = false,
         }
-        if last_write.elapsed() >= Duration::from_secs(ops::status::WRITE_INTERVAL_SECS) {
+        if last_write.elapsed() >= Duration::from_secs(telemetry::status::WRITE_INTERVAL_SECS) {
             live.write_status();
             last_write = Instant::now();
         }
@@ -377,7 +377,7 @@ pub fn run(args: Args) -> i32 {
             // Unmounted by someone else (umount, fusermount -u): a clean end. Still mounted but
             // without its daemon's session: a failure, detached so a restart can mount again,
             // and exit 1 so a supervisor (Restart=on-failure) restarts us.
-            return match fs::detach_dead_mount(&mountpoint) {
+            return match mount::detach_dead_mount(&mountpoint) {
                 Ok(false) => {
                     log_event!("{} was unmounted externally; exiting", mountpoint.display());
                     super::EXIT_OK

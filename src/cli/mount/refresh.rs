@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::system::release_free_memory;
-use crate::fs::LiveMount;
 use crate::log_event;
-use crate::ops::audit::AuditLog;
+use crate::mount::LiveMount;
+use crate::telemetry::audit::AuditLog;
 use crate::trust::{self, TrustErrorKind, TrustOptions};
 
 /// The live-update loop: every interval, run the client workflow again (same source, same state

@@ -6,7 +6,7 @@ use super::args::parse_verify;
 
 #[test]
 fn verify_modes_parse() {
-    use crate::fs::chunked::VerifyMode;
+    use crate::mount::chunked::VerifyMode;
     assert_eq!(parse_verify("open"), Ok(VerifyMode::Open));
     assert_eq!(parse_verify("lazy"), Ok(VerifyMode::Lazy));
     assert_eq!(

@@ -8,9 +8,9 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::chunks::{ChunkHasher, ChunkTree};
+use crate::hashing::MultiHasher;
 use crate::index::Hashes;
 use crate::source::{ficlone, fstat, FileKey};
-use crate::verify::MultiHasher;
 
 use super::super::atomic::TempFile;
 use super::super::error::RepoError;

@@ -386,7 +386,7 @@ impl World {
     }
 
     fn status_record_of(&self, mnt: &Path) -> Option<serde_json::Value> {
-        let rec = trustfs::ops::status::instance_name(mnt);
+        let rec = trustfs::telemetry::status::instance_name(mnt);
         let bytes = std::fs::read(self.runtime.join(format!("{rec}.json"))).ok()?;
         serde_json::from_slice(&bytes).ok()
     }

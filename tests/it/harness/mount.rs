@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256, Sha512};
-use trustfs::fs::{MountHandle, MountOptions, Unregistered};
+use trustfs::mount::{MountHandle, MountOptions, Unregistered};
 use trustfs::{Hashes, IndexBuilder, TargetIndex, TargetInfo, TargetPath};
 
 /// Fail (never skip) when the machine cannot run FUSE mounts.
@@ -120,7 +120,7 @@ impl Scratch {
     }
 
     pub fn mount_with(&self, options: MountOptions) -> Mounted {
-        let handle = trustfs::fs::spawn(options, self.index()).expect("mount failed");
+        let handle = trustfs::mount::spawn(options, self.index()).expect("mount failed");
         Mounted {
             handle: Some(handle),
             mnt: self.mnt.clone(),
