@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use support::tufrepo::{Bins, Deleg, TestRepo};
-use support::{show, trustfs, TempDir};
+use support::{show, TempDir};
 use trustfs::schema::{SigningKey, UtcTime};
 use trustfs::trust::{Client, DirFetcher, FetchError, Fetcher, Limits, TrustErrorKind};
 
@@ -18,16 +18,7 @@ const EXIT_OK: i32 = 0;
 const EXIT_METADATA: i32 = 2;
 
 fn client_with(repo: &TestRepo, state: Option<&Path>, limits: Limits) -> Client {
-    let root = std::fs::read(repo.root_path()).unwrap();
-    Client::new(
-        &root,
-        "1.root.json",
-        Box::new(DirFetcher::new(repo.metadata_dir())),
-        state,
-        UtcTime::now(),
-        limits,
-    )
-    .unwrap()
+    repo.client(state, limits).unwrap()
 }
 
 fn client(repo: &TestRepo) -> Client {
@@ -58,14 +49,7 @@ fn bins_mut(repo: &mut TestRepo) -> &mut Bins {
 
 /// `trustfs verify` of the repository's content, with its output.
 fn verify(repo: &TestRepo) -> std::process::Output {
-    trustfs(&[
-        "verify",
-        "--root",
-        repo.root_path().to_str().unwrap(),
-        "--metadata",
-        repo.metadata_dir().to_str().unwrap(),
-        repo.content_dir().to_str().unwrap(),
-    ])
+    repo.trustfs_verify(&[])
 }
 
 #[track_caller]
@@ -125,19 +109,13 @@ fn one_lookup_fetches_only_the_one_bin_it_needs() {
     let (mut repo, names) = binned_repo(tmp.path(), 8, 20);
     repo.publish();
     let asked = Arc::new(Mutex::new(Vec::new()));
-    let root = std::fs::read(repo.root_path()).unwrap();
-    let mut c = Client::new(
-        &root,
-        "1.root.json",
-        Box::new(Recording {
-            inner: DirFetcher::new(repo.metadata_dir()),
-            asked: asked.clone(),
-        }),
-        None,
-        UtcTime::now(),
-        Limits::default(),
-    )
-    .unwrap();
+    let recording = Recording {
+        inner: DirFetcher::new(repo.metadata_dir()),
+        asked: asked.clone(),
+    };
+    let mut c = repo
+        .client_over(Box::new(recording), None, Limits::default())
+        .unwrap();
     let found = c.find_target(&names[7]).unwrap().unwrap();
     let bin = bins(&repo).bin_of(&names[7]);
     assert_eq!(found.role, bin);

@@ -7,8 +7,7 @@ use crate::harness as support;
 use serde_json::{json, Value};
 use support::tufrepo::{Deleg, TestRepo};
 use support::TempDir;
-use trustfs::schema::UtcTime;
-use trustfs::trust::{Client, DirFetcher, Limits};
+use trustfs::trust::Limits;
 
 /// xorshift64*: small, deterministic, good enough to pick mutations.
 struct Rng(u64);
@@ -27,16 +26,8 @@ impl Rng {
 /// Run the whole client workflow (pinned root, refresh, the delegated target): whether it
 /// accepted the repository (every step succeeded and the target was found). Panics fail the test.
 fn run_client(repo: &TestRepo) -> bool {
-    let root = std::fs::read(repo.root_path()).unwrap();
     let result = std::panic::catch_unwind(|| {
-        let Ok(mut c) = Client::new(
-            &root,
-            "1.root.json",
-            Box::new(DirFetcher::new(repo.metadata_dir())),
-            None,
-            UtcTime::now(),
-            Limits::default(),
-        ) else {
+        let Ok(mut c) = repo.client(None, Limits::default()) else {
             return false;
         };
         c.refresh().is_ok()
@@ -171,15 +162,6 @@ fn mutated_metadata_never_panics_the_client() {
         repo.write(files[i], &originals[i]);
     }
     // And the untouched repository still verifies after all that.
-    let root = std::fs::read(repo.root_path()).unwrap();
-    let mut c = Client::new(
-        &root,
-        "1.root.json",
-        Box::new(DirFetcher::new(repo.metadata_dir())),
-        None,
-        UtcTime::now(),
-        Limits::default(),
-    )
-    .unwrap();
+    let mut c = repo.client(None, Limits::default()).unwrap();
     assert!(c.find_target("sub/a.txt").unwrap().is_some());
 }

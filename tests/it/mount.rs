@@ -658,12 +658,12 @@ fn sources(dir: &std::path::Path) -> Vec<(String, String)> {
     out
 }
 
-/// Every byte of a read reply comes from a `VerifiedBytes`: the whole filesystem (`src/fs`, every
+/// Every byte of a read reply comes from a `VerifiedBytes`: the whole filesystem (`src/mount`, every
 /// file however it is split) has one call that puts data into a `ReplyData`, and it takes that
 /// type; only `src/mount/verified.rs` makes one.
 #[test]
 fn the_read_reply_takes_only_verified_bytes() {
-    let fs = sources(std::path::Path::new("src/fs"));
+    let fs = sources(std::path::Path::new("src/mount"));
     assert!(
         fs.len() > 10,
         "{:?}",

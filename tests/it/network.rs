@@ -54,6 +54,17 @@ struct Pki {
 }
 
 impl Pki {
+    /// nginx over TLS serving `repo` with this PKI's server certificate, `server_extra` added to
+    /// its `server` block.
+    fn nginx(&self, repo: &Path, server_extra: &str) -> Nginx {
+        Nginx::start_tls(
+            repo,
+            &self.dir.join("server.pem"),
+            &self.dir.join("server.key"),
+            server_extra,
+        )
+    }
+
     fn new(dir: &Path) -> Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).unwrap();
@@ -205,12 +216,7 @@ fn assert_refused(w: &World, args: &[String], code: i32, wants: &[&str]) -> Stri
 fn private_ca_refused_without_it_served_with_ca_cert_and_from_a_system_style_trust_dir() {
     let w = world("net-ca");
     let pki = Pki::new(&w.dir);
-    let server = Nginx::start_tls(
-        &w.repo,
-        &pki.dir.join("server.pem"),
-        &pki.dir.join("server.key"),
-        "",
-    );
+    let server = pki.nginx(&w.repo, "");
     let host = format!("127.0.0.1:{}", server.port);
     // Unknown CA: refused, naming the host and the reason.
     let log = assert_refused(
@@ -307,12 +313,7 @@ fn bearer_token_from_an_auth_file_401_without_served_with_rotated_and_never_logg
     let pki = Pki::new(&w.dir);
     let require =
         |token: &str| format!("if ($http_authorization != \"Bearer {token}\") {{ return 401; }}");
-    let mut server = Nginx::start_tls(
-        &w.repo,
-        &pki.dir.join("server.pem"),
-        &pki.dir.join("server.key"),
-        &require(SECRET_TOKEN),
-    );
+    let mut server = pki.nginx(&w.repo, &require(SECRET_TOKEN));
     let ca = pki.path("ca.pem");
     assert_refused(
         &w,
@@ -506,10 +507,8 @@ fn basic_auth_from_netrc_401_without_and_never_logged() {
 fn mirror_requiring_a_client_certificate_refuses_without_and_serves_with_it() {
     let w = world("net-mtls");
     let pki = Pki::new(&w.dir);
-    let server = Nginx::start_tls(
+    let server = pki.nginx(
         &w.repo,
-        &pki.dir.join("server.pem"),
-        &pki.dir.join("server.key"),
         &format!(
             "ssl_client_certificate {};\n    ssl_verify_client on;",
             pki.path("ca.pem")
@@ -635,12 +634,7 @@ fn tunnel(
 fn https_proxy_with_credentials_no_proxy_honoured_and_a_refusing_proxy_is_a_clear_error() {
     let w = world("net-proxy");
     let pki = Pki::new(&w.dir);
-    let server = Nginx::start_tls(
-        &w.repo,
-        &pki.dir.join("server.pem"),
-        &pki.dir.join("server.key"),
-        "",
-    );
+    let server = pki.nginx(&w.repo, "");
     let ca = pki.path("ca.pem");
     let target = format!("127.0.0.1:{}", server.port);
     let proxy = ConnectProxy::start(false);
@@ -752,12 +746,7 @@ fn https_proxy_with_credentials_no_proxy_honoured_and_a_refusing_proxy_is_a_clea
 fn a_running_mount_keeps_serving_what_it_verified_when_its_network_turns_hostile() {
     let w = world("net-running");
     let pki = Pki::new(&w.dir);
-    let mut server = Nginx::start_tls(
-        &w.repo,
-        &pki.dir.join("server.pem"),
-        &pki.dir.join("server.key"),
-        "",
-    );
+    let mut server = pki.nginx(&w.repo, "");
     let ca = pki.path("ca.pem");
     let d = w
         .mount_with(&remote_args(&w, &server, &["--ca-cert", &ca]))

@@ -14,30 +14,13 @@ use trustfs::schema::{Metadata, SigningKey, UtcTime};
 use trustfs::trust::{Client, DirFetcher, HttpFetcher, Limits, TrustErrorKind};
 
 fn client(repo: &TestRepo, state: Option<&std::path::Path>) -> Client {
-    let root = std::fs::read(repo.root_path()).unwrap();
-    Client::new(
-        &root,
-        "1.root.json",
-        Box::new(DirFetcher::new(repo.metadata_dir())),
-        state,
-        UtcTime::now(),
-        Limits::default(),
-    )
-    .unwrap()
+    repo.client(state, Limits::default()).unwrap()
 }
 
 fn http_client(server: &HttpServer, repo: &TestRepo, state: Option<&std::path::Path>) -> Client {
-    let root = std::fs::read(repo.root_path()).unwrap();
     let fetcher = HttpFetcher::new(&server.url("")).unwrap();
-    Client::new(
-        &root,
-        "1.root.json",
-        Box::new(fetcher),
-        state,
-        UtcTime::now(),
-        Limits::default(),
-    )
-    .unwrap()
+    repo.client_over(Box::new(fetcher), state, Limits::default())
+        .unwrap()
 }
 
 fn found_role(c: &mut Client, path: &str) -> Option<String> {

@@ -18,23 +18,15 @@ fn repo_with_files(tmp: &TempDir) -> TestRepo {
 }
 
 fn verify(repo: &TestRepo, extra: &[&str]) -> (i32, Value, String) {
-    let root = repo.root_path();
-    let md = repo.metadata_dir();
-    let content = repo.content_dir();
-    let mut args = vec![
-        "verify",
-        "--json",
-        "--root",
-        root.to_str().unwrap(),
-        "--metadata",
-        md.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    args.push(content.to_str().unwrap());
-    let out = trustfs(&args);
+    let out = repo.trustfs_verify(&[&["--json"], extra].concat());
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
     (out.status.code().unwrap_or(-1), v, show(&out))
+}
+
+/// The root version a load with `state` ends at.
+fn root_version(repo: &TestRepo, state: &TempDir) -> u64 {
+    load(repo, Some(state.path())).unwrap().summary.root_version
 }
 
 fn load(
@@ -68,14 +60,7 @@ fn intact_repository_verifies() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(v["ok"], true);
     assert_eq!(v["counts"]["ok"], 2);
-    let human = trustfs(&[
-        "verify",
-        "--root",
-        repo.root_path().to_str().unwrap(),
-        "--metadata",
-        repo.metadata_dir().to_str().unwrap(),
-        repo.content_dir().to_str().unwrap(),
-    ]);
+    let human = repo.trustfs_verify(&[]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.lines()
@@ -549,10 +534,7 @@ fn state_dir_of_another_repository_cannot_replace_the_pinned_root() {
     let mut a = repo_with_files(&a_dir);
     a.root_version = 2;
     a.write_root(&["root"]);
-    assert_eq!(
-        load(&a, Some(state.path())).unwrap().summary.root_version,
-        2
-    );
+    assert_eq!(root_version(&a, &state), 2);
     let b = repo_with_files(&b_dir);
     // Pinned to B's root, reading A's metadata: A's root v2 in the state dir must not be used.
     let out = trustfs(&[
@@ -579,31 +561,13 @@ fn persisted_root_rotation_is_reverified_from_the_pin() {
     let mut repo = repo_with_files(&tmp);
     repo.root_version = 2;
     repo.write_root(&["root"]);
-    assert_eq!(
-        load(&repo, Some(state.path()))
-            .unwrap()
-            .summary
-            .root_version,
-        2
-    );
+    assert_eq!(root_version(&repo, &state), 2);
     // The repository no longer serves 2.root.json: the chain comes from the state's history.
     std::fs::remove_file(repo.metadata_dir().join("2.root.json")).unwrap();
-    assert_eq!(
-        load(&repo, Some(state.path()))
-            .unwrap()
-            .summary
-            .root_version,
-        2
-    );
+    assert_eq!(root_version(&repo, &state), 2);
     // With the history gone, the stored root v2 cannot be chained to the pin and is not used.
     std::fs::remove_dir_all(state.path().join("root-history")).unwrap();
-    assert_eq!(
-        load(&repo, Some(state.path()))
-            .unwrap()
-            .summary
-            .root_version,
-        1
-    );
+    assert_eq!(root_version(&repo, &state), 1);
 }
 
 #[test]

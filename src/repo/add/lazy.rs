@@ -3,11 +3,11 @@
 
 use std::fs;
 
-use super::super::addcache::{self, AddCache};
-use super::super::bins;
-use super::super::content;
-use super::super::state::RepoState;
 use super::AddOptions;
+use crate::repo::addcache::{self, AddCache};
+use crate::repo::bins;
+use crate::repo::content;
+use crate::repo::state::RepoState;
 
 /// The cache's [`addcache::BinsStamp`] if it says the bins are as the last `add` wrote them:
 /// the snapshot is the one it wrote, every bin file is the file it left, no bin nears expiry,

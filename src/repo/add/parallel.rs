@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::super::addcache::AddCache;
-use super::super::content::{self, Outcome};
-use super::super::error::RepoError;
+use crate::repo::addcache::AddCache;
+use crate::repo::content::{self, Outcome};
+use crate::repo::error::RepoError;
 
 /// Drop `value` on a thread of its own (here if none can be started).
 pub(super) fn free_later<T: Send + 'static>(value: T) {

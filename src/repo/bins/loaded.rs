@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::schema::{SuccinctRoles, UtcTime};
 
-use super::super::error::{display_name, RepoError};
-use super::super::state::RepoState;
 use super::layout::MAX_BIT_LENGTH;
+use crate::repo::error::{display_name, RepoError};
+use crate::repo::state::RepoState;
 
 /// One bin as the repository holds it now, verified.
 pub(crate) struct LoadedBin {

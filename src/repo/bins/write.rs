@@ -9,15 +9,15 @@ use serde_json::{json, Value};
 
 use crate::schema::UtcTime;
 
-use super::super::chain::{fresh_role_value, publish_chain, RoleWrite, Versions};
-use super::super::error::RepoError;
-use super::super::expiries::Expiries;
-use super::super::keys;
-use super::super::signing::{find_role_keys, keyfile, set_field, Signers};
-use super::super::state::RepoState;
-use super::super::targetlist::{materialize, NewList};
 use super::layout::{bit_length_for, keeps, Sharding, NAME_PREFIX};
 use super::loaded::{Current, LoadedBins};
+use crate::repo::chain::{fresh_role_value, publish_chain, RoleWrite, Versions};
+use crate::repo::error::RepoError;
+use crate::repo::expiries::Expiries;
+use crate::repo::keys;
+use crate::repo::signing::{find_role_keys, keyfile, set_field, Signers};
+use crate::repo::state::RepoState;
+use crate::repo::targetlist::{materialize, NewList};
 
 /// What `add` did with hash bins.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use crate::hashing::MultiHasher;
 use crate::index::Hashes;
 use crate::source::{ficlone, fstat, FileKey};
 
-use super::super::atomic::TempFile;
-use super::super::error::RepoError;
 use super::walk::{ContentFile, ContentRoot};
+use crate::repo::atomic::TempFile;
+use crate::repo::error::RepoError;
 
 /// What [`publish_file`] copied.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use super::super::error::RepoError;
 use super::*;
+use crate::repo::error::RepoError;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trustfs-content-{name}-{}", std::process::id()));

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use crate::index::TargetPath;
 use crate::source::{fstat, list_dir, openat2, statat, EntryKind, FileKey, Stat};
 
-use super::super::error::RepoError;
+use crate::repo::error::RepoError;
 
 /// How every path below CONTENT_DIR is resolved: beneath the descriptor it is relative to, no
 /// symlink in any component, no magic link, no mount point crossed.

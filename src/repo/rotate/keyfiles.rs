@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::schema::{Key, Root, SigningKey};
 
-use super::super::error::RepoError;
-use super::super::keys;
-use super::super::signing::{find_role_keys, keyfile, warn_unencrypted_root};
-use super::super::state::create_dir;
+use crate::repo::error::RepoError;
+use crate::repo::keys;
+use crate::repo::signing::{find_role_keys, keyfile, warn_unencrypted_root};
+use crate::repo::state::create_dir;
 
 /// The keys root lists for `role`.
 pub(super) fn role_keys(root: &Root, role: &str) -> Vec<Key> {

@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use crate::schema::{Key, Metadata, Root, Signature, SigningKey};
 
-use super::super::atomic::write_atomic;
-use super::super::chain::{publish_chain, RoleWrite, Versions};
-use super::super::error::RepoError;
-use super::super::expiries::Expiries;
-use super::super::signing::{Signers, TOP_LEVEL_ROLES};
-use super::super::state::RepoState;
 use super::keyfiles::{retire_files, role_ids, role_keys};
+use crate::repo::atomic::write_atomic;
+use crate::repo::chain::{publish_chain, RoleWrite, Versions};
+use crate::repo::error::RepoError;
+use crate::repo::expiries::Expiries;
+use crate::repo::signing::{Signers, TOP_LEVEL_ROLES};
+use crate::repo::state::RepoState;
 
 /// Write root `md` (its thresholds checked), then targets (if its keys changed), snapshot and
 /// timestamp signed by the keys it lists; move key files it no longer lists to KEYDIR/retired.

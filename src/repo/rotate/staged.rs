@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use crate::schema::{verify_threshold, Key, Metadata, Root, Signature};
 
-use super::super::atomic::{write_atomic, RepoLock};
-use super::super::chain::Versions;
-use super::super::error::{display_name, RepoError};
-use super::super::expiries::Expiries;
-use super::super::keys;
-use super::super::state::RepoState;
 use super::newroot::{body_digest, check_new_root, describe_changes, publish_root};
+use crate::repo::atomic::{write_atomic, RepoLock};
+use crate::repo::chain::Versions;
+use crate::repo::error::{display_name, RepoError};
+use crate::repo::expiries::Expiries;
+use crate::repo::keys;
+use crate::repo::state::RepoState;
 
 /// Where the signatures of a staged root stand.
 #[derive(Clone, Debug)]

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::schema::{Key, Metadata, Root, Signature, Signed};
 
-use super::super::error::RepoError;
-use super::super::state::RepoState;
+use crate::repo::error::RepoError;
+use crate::repo::state::RepoState;
 
 /// One top-level role as published: version, expiry, threshold, key ids, and which of them
 /// signed the current file.

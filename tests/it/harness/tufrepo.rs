@@ -191,6 +191,43 @@ impl TestRepo {
         self.dir.join("metadata/1.root.json")
     }
 
+    /// `trustfs verify` of this repository's content against its metadata, `extra` options added.
+    pub fn trustfs_verify(&self, extra: &[&str]) -> std::process::Output {
+        let (root, md, content) = (self.root_path(), self.metadata_dir(), self.content_dir());
+        let mut args = vec![
+            "verify",
+            "--root",
+            root.to_str().unwrap(),
+            "--metadata",
+            md.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(content.to_str().unwrap());
+        super::trustfs(&args)
+    }
+
+    /// trustfs's client pinned to this repository's `1.root.json`, the rest of the metadata from
+    /// `fetcher`, rollback records in `state`, now.
+    pub fn client_over(
+        &self,
+        fetcher: Box<dyn trustfs::trust::Fetcher>,
+        state: Option<&Path>,
+        limits: trustfs::trust::Limits,
+    ) -> Result<trustfs::trust::Client, trustfs::trust::TrustError> {
+        let root = std::fs::read(self.root_path()).unwrap();
+        trustfs::trust::Client::new(&root, "1.root.json", fetcher, state, UtcTime::now(), limits)
+    }
+
+    /// [`Self::client_over`] the metadata directory.
+    pub fn client(
+        &self,
+        state: Option<&Path>,
+        limits: trustfs::trust::Limits,
+    ) -> Result<trustfs::trust::Client, trustfs::trust::TrustError> {
+        let fetcher = trustfs::trust::DirFetcher::new(self.metadata_dir());
+        self.client_over(Box::new(fetcher), state, limits)
+    }
+
     fn expiry(&self, role: &str) -> UtcTime {
         self.expires
             .get(role)
