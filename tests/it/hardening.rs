@@ -346,8 +346,7 @@ fn finding4_a_reader_holding_a_thousand_files_open_does_not_run_the_daemon_out_o
         "{t}"
     );
     drop(held);
-    let log = d.stop();
-    assert_no_denial(&log);
+    assert_no_denial(&d.stop());
 }
 
 #[test]
@@ -1239,8 +1238,7 @@ fn review_a_dripping_download_holds_no_fuse_worker_and_its_waiters_share_its_fai
         || format!("{} faults\n{}", faults(), d.log()),
         || faults() >= 24,
     );
-    let log = d.stop();
-    assert_no_denial(&log);
+    assert_no_denial(&d.stop());
 }
 
 #[test]
@@ -1453,6 +1451,13 @@ fn bytes_sent(server: &Nginx) -> u64 {
 }
 
 /// `w` mounted from `server` (metadata and targets), with `extra` options.
+/// [`big_world`] and nginx serving its repository.
+fn big_world_served(tag: &str) -> (World, Vec<u8>, Nginx) {
+    let (w, data) = big_world(tag);
+    let server = Nginx::start(&w.repo);
+    (w, data, server)
+}
+
 fn big_world(tag: &str) -> (World, Vec<u8>) {
     let data = pattern(64 << 20, 11);
     let w = World::new(tag, &[("big.bin", &data)], &[]);
@@ -1463,8 +1468,7 @@ fn big_world(tag: &str) -> (World, Vec<u8>) {
 /// not the file; the bytes are the signed ones; nothing is kept as a whole object.
 #[test]
 fn lazy_fetch_transfers_only_what_is_read() {
-    let (w, data) = big_world("lazyread");
-    let server = Nginx::start(&w.repo);
+    let (w, data, server) = big_world_served("lazyread");
     let d = w.mount_nginx(&server, &["--lazy-fetch"]).unwrap();
     let before = bytes_sent(&server);
     let f = File::open(w.at("big.bin")).unwrap();
@@ -1708,16 +1712,14 @@ fn lazy_fetch_hands_a_range_over_to_the_next_mirror_at_a_wrong_chunk() {
         .sum();
     // The window is 40..44 MiB; the wrong chunk starts at 42.5 MiB.
     assert_eq!(sent, 3 << 19, "{:?}", server.access_log());
-    let log = d.stop();
-    assert_no_denial(&log);
+    assert_no_denial(&d.stop());
 }
 
 /// A first mirror that ignores ranges (answers 200 with the whole file) is skipped for the next
 /// one, which serves the range.
 #[test]
 fn lazy_fetch_skips_a_mirror_that_ignores_ranges() {
-    let (w, data) = big_world("lazynorange");
-    let server = Nginx::start(&w.repo);
+    let (w, data, server) = big_world_served("lazynorange");
     let plain = HttpServer::serve(w.repo.clone());
     let d = w
         .mount_remote(
@@ -1739,8 +1741,7 @@ fn lazy_fetch_skips_a_mirror_that_ignores_ranges() {
 /// again), the rest is fetched, and the whole file reads back identical.
 #[test]
 fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
-    let (w, data) = big_world("lazyresume");
-    let server = Nginx::start(&w.repo);
+    let (w, data, server) = big_world_served("lazyresume");
     let args = ["--lazy-fetch"];
     let d = w.mount_nginx(&server, &args).unwrap();
     let f = File::open(w.at("big.bin")).unwrap();
@@ -1775,8 +1776,7 @@ fn lazy_fetch_resumes_after_kill9_and_serves_identical_bytes() {
 /// again and serves the signed bytes, never the zeros of a hole.
 #[test]
 fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
-    let (w, data) = big_world("lazycut");
-    let server = Nginx::start(&w.repo);
+    let (w, data, server) = big_world_served("lazycut");
     let d = w.mount_nginx(&server, &["--lazy-fetch"]).unwrap();
     // O_DIRECT: every read reaches the daemon (no page cache in between).
     let f = std::fs::OpenOptions::new()
@@ -1810,8 +1810,7 @@ fn lazy_fetch_never_serves_a_partial_file_changed_under_it() {
     f.read_exact_at(&mut buf, 0).unwrap();
     assert!(buf[..] == data[..1 << 20], "bytes of a removed file served");
     drop(f);
-    let log = d.stop();
-    assert_no_denial(&log);
+    assert_no_denial(&d.stop());
 }
 
 /// Partial files are bounded by `--cache-max-size`: a closed file's partial file is evicted when
@@ -1869,8 +1868,7 @@ fn lazy_fetch_partial_files_are_bounded_by_the_cache_size() {
 /// same time, each range asked once.
 #[test]
 fn lazy_fetch_readers_behind_a_stalled_mirror_share_its_failure() {
-    let (w, _data) = big_world("lazystall");
-    let server = Nginx::start(&w.repo);
+    let (w, _data, server) = big_world_served("lazystall");
     let hostile = HttpServer::serve(w.repo.clone());
     let target = std::fs::read_dir(w.repo.join("targets"))
         .unwrap()

@@ -5,11 +5,12 @@
 //! /dev/fuse; fails, never skips. Every wait is a bounded wait for a condition.
 
 use crate::harness::cli;
+use crate::harness::nginx::free_port;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -179,13 +180,6 @@ fn audit_log_has_one_json_line_per_denial_and_metadata_change() {
         assert_eq!(line["metadata"]["targets"], 2);
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 fn http_get(port: u16, path: &str) -> (String, String) {
