@@ -8,8 +8,8 @@
 //!   failure is `EIO`, a verification failure `EACCES`. Everything below about reads applies.
 //! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other
 //!   entry is shown as a regular file 0444 (plus the backing file's execute bits), so an open of a
-//!   symlink, FIFO, socket or device reaches `TrustFs::open` (`open.rs`) and is refused with a reason, never
-//!   followed. Registered files report their signed length.
+//!   symlink, FIFO, socket or device reaches `TrustFs::open` (`open.rs`) and is refused with a
+//!   reason, never followed. Registered files report their signed length.
 //! - Open: unregistered → `EACCES` (or hidden with [`Unregistered::Hide`]); metadata expired →
 //!   `EACCES`; registered → the backing file is opened beneath the root, and a verification record
 //!   keyed by its `(dev, ino, size, mtime, ctime)` is looked up; on a miss it is copied into the

@@ -43,7 +43,8 @@ impl TrustedTree {
         self.tree.outboard()
     }
 
-    /// Whether `data` is chunk `index` of the file (a check only: it makes no [`VerifiedBytes`](super::VerifiedBytes)).
+    /// Whether `data` is chunk `index` of the file (a check only: it makes no
+    /// [`VerifiedBytes`](super::VerifiedBytes)).
     pub fn chunk_matches(&self, index: u64, data: &[u8]) -> bool {
         usize::try_from(index).is_ok_and(|i| self.tree.chunk_matches(i, data))
     }
