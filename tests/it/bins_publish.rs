@@ -30,12 +30,12 @@ use crate::harness::{os, read_json};
 /// `n` small files `d<i % 7>/f<i>.txt` under `dir` (replacing what was there).
 fn content(dir: &Path, n: usize) -> Vec<String> {
     let _ = fs::remove_dir_all(dir);
-    (0..n)
-        .map(|i| {
-            let name = format!("d{}/f{i}.txt", i % 7);
+    crate::harness::numbered_files(n, 7, ".txt")
+        .into_iter()
+        .map(|(name, data)| {
             let p = dir.join(&name);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(&p, format!("file {i}\n")).unwrap();
+            fs::write(&p, data).unwrap();
             name
         })
         .collect()
@@ -651,19 +651,8 @@ fn xattr(path: &Path, name: &str) -> Result<String, i32> {
 fn a_live_mount_follows_the_repository_into_bins() {
     // A mount that trusted the single targets file switches to the sharded layout on its next
     // refresh, serves every file from its bin, and keeps following one-bin updates.
-    let files: Vec<(String, Vec<u8>)> = (0..20)
-        .map(|i| {
-            (
-                format!("d{}/f{i}.txt", i % 3),
-                format!("file {i}\n").into_bytes(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_slice()))
-        .collect();
-    let w = cli::World::new("bins-live", &refs, &[]);
+    let files = crate::harness::numbered_files(20, 3, ".txt");
+    let w = cli::World::new_owned("bins-live", &files, &[]);
     let d = w.mount_local(&["--refresh-interval", "1s"]);
     assert_eq!(
         xattr(&w.at("d0/f0.txt"), "user.trustfs.role").unwrap(),

@@ -176,9 +176,19 @@ fn initial_files() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn world(tag: &str, expires: &[&str]) -> World {
-    let files = initial_files();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
-    World::new(tag, &refs, expires)
+    World::new_owned(tag, &initial_files(), expires)
+}
+
+/// The local mount with a 1 s refresh interval and the world's audit log, plus `extra`.
+fn mount_refreshing(w: &World, extra: &[&str]) -> cli::Daemon {
+    let mut args = extra.to_vec();
+    args.extend([
+        "--refresh-interval",
+        "1s",
+        "--audit-log",
+        w.audit.to_str().unwrap(),
+    ]);
+    w.mount_local(&args)
 }
 
 #[test]
@@ -186,13 +196,7 @@ fn local_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep_
     let w = world("local", &[]);
     // Open fds keep their bytes across changes of the backing file only with private copies
     // (chunk-verified reads answer EIO then: `…_in_chunk_mode_old_fds_never_get_new_bytes`).
-    let d = w.mount_local(&[
-        "--private-copy",
-        "--refresh-interval",
-        "1s",
-        "--audit-log",
-        w.audit.to_str().unwrap(),
-    ]);
+    let d = mount_refreshing(&w, &["--private-copy"]);
     check_publish_while_mounted(&w, &d, true, || w.publish());
     let log = d.stop();
     assert!(log.contains("3 added") || log.contains("1 added"), "{log}");
@@ -381,12 +385,7 @@ fn remote_publish_while_mounted_adds_removes_and_changes_files_and_open_fds_keep
 #[test]
 fn bad_signature_and_rolled_back_timestamp_keep_the_last_good_metadata() {
     let w = world("bad", &[]);
-    let d = w.mount_local(&[
-        "--refresh-interval",
-        "1s",
-        "--audit-log",
-        w.audit.to_str().unwrap(),
-    ]);
+    let d = mount_refreshing(&w, &[]);
     let log = || d.log();
     let old_timestamp = std::fs::read(w.metadata().join("timestamp.json")).unwrap();
 
@@ -436,12 +435,7 @@ fn bad_signature_and_rolled_back_timestamp_keep_the_last_good_metadata() {
 fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
     // The repository is never re-signed: every refresh after expiry fails.
     let w = world("expiry", &["timestamp=12s"]);
-    let d = w.mount_local(&[
-        "--refresh-interval",
-        "1s",
-        "--audit-log",
-        w.audit.to_str().unwrap(),
-    ]);
+    let d = mount_refreshing(&w, &[]);
     // Possibly already expired on a slow machine; the rule below holds either way.
     let _ = std::fs::read(w.at("keep.txt"));
     wait_for(

@@ -932,16 +932,8 @@ fn metadata_gets(server: &Nginx, from: usize) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one() {
-    let files: Vec<(String, Vec<u8>)> = (0..64)
-        .map(|i| {
-            (
-                format!("d{}/f{i}", i % 4),
-                format!("file {i}\n").into_bytes(),
-            )
-        })
-        .collect();
-    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
-    let w = World::new_owned("bins", &refs, &[]);
+    let files = crate::harness::numbered_files(64, 4, "");
+    let w = World::new_owned("bins", &files, &[]);
     // Sixteen small hash bins instead of one targets file.
     run_ok(
         Command::new(BIN)

@@ -101,3 +101,13 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
+
+/// `n` small files `d<i % dirs>/f<i><suffix>`, each holding `file <i>\n`.
+pub fn numbered_files(n: usize, dirs: usize, suffix: &str) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let name = format!("d{}/f{i}{suffix}", i % dirs);
+            (name, format!("file {i}\n").into_bytes())
+        })
+        .collect()
+}
