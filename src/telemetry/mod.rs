@@ -2,6 +2,7 @@
 //!
 //! - [`status`]: the status record a running mount publishes in the runtime directory, which
 //!   `trustfs status` reads (the little green check mark).
+//! - [`mountinfo`]: which trustfs mounts the kernel lists (`/proc/self/mountinfo`).
 //! - [`audit`]: one JSON object a line for every denial and every metadata change.
 //! - [`http`]: the small HTTP server on `--metrics-addr`: [`metrics`] (Prometheus text format on
 //!   `/metrics`) and [`page`] (the status page on `/`, `/status.json`, `/badge.svg`).
@@ -10,6 +11,7 @@
 pub mod audit;
 pub mod http;
 pub mod metrics;
+pub mod mountinfo;
 pub mod page;
 pub mod status;
 

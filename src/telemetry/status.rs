@@ -17,6 +17,10 @@ use crate::schema::UtcTime;
 use crate::trust::TrustSummary;
 
 /// Seconds between status writes; a record older than [`STALE_AFTER`] means a stuck daemon.
+pub use super::mountinfo::{
+    parse_mountinfo, top_mount, trustfs_mounts, unescape_mountinfo, TopMount,
+};
+
 pub const WRITE_INTERVAL_SECS: u64 = 1;
 pub const STALE_AFTER: i64 = 60;
 
@@ -319,56 +323,6 @@ pub fn remove(mountpoint: &Path) {
     let _ = std::fs::remove_file(private_path(mountpoint));
 }
 
-/// Mountpoints of trustfs mounts in `/proc/self/mountinfo`: type `fuse` with source `trustfs`
-/// (how the daemon mounts through mount(2)), or type `fuse.trustfs`.
-pub fn trustfs_mounts() -> Vec<PathBuf> {
-    // Bytes, not a String: a mount elsewhere on the host whose path is not UTF-8 (the kernel
-    // writes it raw) must not hide every trustfs mount.
-    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    parse_mountinfo(&String::from_utf8_lossy(&info))
-}
-
-/// The trustfs mountpoints listed in `text`, in the format of `/proc/self/mountinfo`.
-pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut fields = right.split(' ');
-            let (fstype, source) = (fields.next()?, fields.next()?);
-            if !(fstype == "fuse.trustfs" || (fstype == "fuse" && source == "trustfs")) {
-                return None;
-            }
-            left.split(' ')
-                .nth(4)
-                .map(|m| PathBuf::from(unescape_mountinfo(m)))
-        })
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        // `\ooo` up to `\377` (one byte); anything else is kept as it is.
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && (b'0'..=b'3').contains(&b[i + 1])
-            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The verdict on one mount.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
@@ -495,41 +449,6 @@ pub fn verdict(mountpoint: &Path, now: UtcTime) -> Verdict {
         v.problems.insert(0, p);
     }
     v
-}
-
-/// What is mounted on top at a path.
-#[derive(Debug, PartialEq, Eq)]
-pub enum TopMount {
-    Trustfs,
-    /// Another filesystem (its type) covers a trustfs mount there.
-    Other(String),
-}
-
-/// The topmost mount at `mountpoint` in `mountinfo` (the format of `/proc/self/mountinfo`,
-/// where later lines are mounted on top of earlier ones), if a trustfs mount is among those
-/// there; `None` when none is.
-pub fn top_mount(mountinfo: &str, mountpoint: &Path) -> Option<TopMount> {
-    let want = mountpoint.to_string_lossy();
-    let mut trustfs_seen = false;
-    let mut top = None;
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if left.split(' ').nth(4).map(unescape_mountinfo).as_deref() != Some(&*want) {
-            continue;
-        }
-        let mut fields = right.split(' ');
-        let (fstype, source) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        let is_trustfs = fstype == "fuse.trustfs" || (fstype == "fuse" && source == "trustfs");
-        trustfs_seen |= is_trustfs;
-        top = Some(if is_trustfs {
-            TopMount::Trustfs
-        } else {
-            TopMount::Other(fstype.to_owned())
-        });
-    }
-    top.filter(|_| trustfs_seen)
 }
 
 /// A duration in seconds from now in words: `in 3d`, `in 5h`, `in 12m`, `now`, `40s ago`.
