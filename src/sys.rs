@@ -130,9 +130,7 @@ pub fn fstatat_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::sta
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(ret)?;
     Ok(st)
 }
 
@@ -143,11 +141,7 @@ pub fn ficlone(dst: &std::fs::File, src: &std::fs::File) -> io::Result<()> {
     // SAFETY: FICLONE takes the source descriptor as its integer argument; both descriptors are
     // live for the duration of the call and no memory is passed.
     let ret = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(ret).map(|_| ())
 }
 
 /// `fstat(2)` on a descriptor (works on `O_PATH` descriptors too).
@@ -156,9 +150,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is a live descriptor for the call and `st` a valid, writable `stat`.
     let ret = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(ret)?;
     Ok(st)
 }
 
@@ -178,9 +170,7 @@ pub fn statx_nofollow(dir: BorrowedFd<'_>, name: &str) -> io::Result<libc::statx
             &mut stx,
         )
     };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(ret)?;
     Ok(stx)
 }
 
@@ -225,6 +215,8 @@ pub fn renameat(dir: &File, from: &str, to: &str) -> io::Result<()> {
     cvt(unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) }).map(|_| ())
 }
 
+/// A system call's `int` result: negative (-1) is the call's errno as an error; the calls wrapped
+/// here return 0 (or a descriptor) on success.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -242,11 +234,8 @@ pub fn euid() -> u32 {
 /// `syncfs(2)` of the filesystem holding `dir`.
 pub fn syncfs(dir: &File) -> io::Result<()> {
     // SAFETY: syncfs takes a live descriptor and no memory.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(unsafe { libc::syncfs(dir.as_raw_fd()) })?;
+    Ok(())
 }
 
 /// `fallocate(FALLOC_FL_KEEP_SIZE)`: reserve blocks for `len` bytes of `file` from offset 0
@@ -255,11 +244,7 @@ pub fn fallocate_keep_size(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: fallocate on a live descriptor with in-range offsets; no memory is passed.
     let ret = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(ret).map(|_| ())
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -273,33 +258,24 @@ pub fn statfs(path: &Path) -> io::Result<libc::statfs> {
     // SAFETY: statfs is plain data; the kernel fills it (or not, on error; it is not read then).
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `buf` a writable statfs for the call.
-    if unsafe { libc::statfs(c.as_ptr(), &mut buf) } == 0 {
-        Ok(buf)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(unsafe { libc::statfs(c.as_ptr(), &mut buf) })?;
+    Ok(buf)
 }
 
 /// `umount2(2)`.
 pub fn umount2(path: &Path, flags: i32) -> io::Result<()> {
     let c = c_path(path)?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(unsafe { libc::umount2(c.as_ptr(), flags) })?;
+    Ok(())
 }
 
 /// `mkfifo(3)`.
 pub fn mkfifo(path: &Path, mode: libc::mode_t) -> io::Result<()> {
     let c = c_path(path)?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::mkfifo(c.as_ptr(), mode) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode) })?;
+    Ok(())
 }
 
 /// `getrlimit(RLIMIT_NOFILE)`.
@@ -309,18 +285,14 @@ pub fn open_files_limit() -> io::Result<libc::rlimit> {
         rlim_max: 0,
     };
     // SAFETY: `l` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) })?;
     Ok(l)
 }
 
 /// `setrlimit(RLIMIT_NOFILE)`.
 pub fn set_open_files_limit(l: &libc::rlimit) -> io::Result<()> {
     // SAFETY: `l` is a valid, initialised rlimit for the duration of the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, l) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, l) })?;
     Ok(())
 }
 
@@ -515,9 +487,7 @@ pub fn read_line_without_echo(tty: &File, question: &str) -> io::Result<String> 
     // SAFETY: plain data filled by tcgetattr.
     let mut old: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and a writable termios.
-    if unsafe { libc::tcgetattr(fd, &mut old) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { libc::tcgetattr(fd, &mut old) })?;
     let mut quiet = old;
     quiet.c_lflag &= !libc::ECHO;
     quiet.c_lflag |= libc::ECHONL;
