@@ -11,7 +11,6 @@ use crate::harness::python as python_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,8 +18,6 @@ use serde_json::json;
 use python_support::Run;
 use trustfs::repo::{self, AddOptions, AddReport, Expiries, RepoError, Sharding};
 use trustfs::schema::{Metadata, Signature, SuccinctRoles, Targets};
-
-use crate::harness::BIN;
 
 use crate::harness::publish::Repo;
 use crate::harness::python::run_trustfs as trustfs;
@@ -491,19 +488,7 @@ fn path_delegations_and_bins_exclude_each_other() {
     let dir = s.join("content");
     content(&dir, 12);
     r.add(&dir, &[]).expect_code(0, "repo add");
-    let delegate = |r: &Repo| {
-        trustfs([
-            "repo",
-            "delegate",
-            os(&r.dir),
-            "--keys",
-            os(&r.keys),
-            "--role",
-            "team",
-            "--path",
-            "team/*",
-        ])
-    };
+    let delegate = |r: &Repo| r.delegate("team", &["--path", "team/*"]);
     delegate(&r).expect_code(0, "repo delegate");
     let out = r.add(&dir, &["--bins", "4"]);
     out.expect_code(1, "--bins on a targets role with path delegations");
@@ -560,17 +545,7 @@ fn refresh_role_targets_resigns_every_bin() {
     let dir = s.join("content");
     content(&dir, 20);
     r.add(&dir, &["--bins", "4"]).expect_code(0, "repo add");
-    let refresh = |r: &Repo| {
-        trustfs([
-            "repo",
-            "refresh",
-            os(&r.dir),
-            "--keys",
-            os(&r.keys),
-            "--role",
-            "targets",
-        ])
-    };
+    let refresh = |r: &Repo| r.command("refresh", &["--role", "targets"]);
     refresh(&r).expect_code(0, "repo refresh --role targets");
     for b in r.succinct().bin_names() {
         assert_eq!(r.version_of(&b), 2, "{b}");
@@ -660,15 +635,7 @@ fn a_live_mount_follows_the_repository_into_bins() {
     );
     let updates = || d.log().matches("metadata updated").count();
 
-    cli::run_ok(
-        Command::new(BIN)
-            .args(["repo", "add"])
-            .arg(&w.repo)
-            .arg(&w.content)
-            .arg("--keys")
-            .arg(&w.keys)
-            .args(["--bins", "8"]),
-    );
+    w.publish_args(&["--bins", "8"]);
     cli::wait_for("the switch to hash bins", || d.log(), || updates() >= 1);
     let r = Repo {
         dir: w.repo.clone(),

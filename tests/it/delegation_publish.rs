@@ -47,22 +47,7 @@ fn snapshot_tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-impl Repo {
-    /// `trustfs repo delegate REPO --keys KEYDIR --role ROLE EXTRA...`
-    fn delegate(&self, role: &str, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "repo",
-            "delegate",
-            os(&self.dir),
-            "--keys",
-            os(&self.keys),
-            "--role",
-            role,
-        ];
-        args.extend_from_slice(extra);
-        trustfs(args)
-    }
-}
+impl Repo {}
 
 /// Assert a `verify --json` run verified exactly `ok` files and nothing failed.
 #[track_caller]

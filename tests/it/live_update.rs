@@ -179,6 +179,20 @@ fn world(tag: &str, expires: &[&str]) -> World {
     World::new_owned(tag, &initial_files(), expires)
 }
 
+/// Wait (bounded) until opening `keep.txt` is refused (`EACCES`): the metadata expired.
+fn wait_until_refused_after_expiry(w: &World, d: &cli::Daemon) {
+    wait_for(
+        "opens to be refused after expiry",
+        || d.log(),
+        || {
+            std::fs::read(w.at("keep.txt"))
+                .err()
+                .and_then(|e| e.raw_os_error())
+                == Some(libc::EACCES)
+        },
+    );
+}
+
 /// The local mount with a 1 s refresh interval and the world's audit log, plus `extra`.
 fn mount_refreshing(w: &World, extra: &[&str]) -> cli::Daemon {
     let mut args = extra.to_vec();
@@ -438,16 +452,7 @@ fn expired_metadata_fails_closed_naming_the_role_when_no_refresh_succeeds() {
     let d = mount_refreshing(&w, &[]);
     // Possibly already expired on a slow machine; the rule below holds either way.
     let _ = std::fs::read(w.at("keep.txt"));
-    wait_for(
-        "opens to be refused after expiry",
-        || d.log(),
-        || {
-            std::fs::read(w.at("keep.txt"))
-                .err()
-                .and_then(|e| e.raw_os_error())
-                == Some(libc::EACCES)
-        },
-    );
+    wait_until_refused_after_expiry(&w, &d);
     assert_eq!(errno_of(std::fs::read(w.at("big.bin"))), libc::EACCES);
     wait_for(
         "the expiry to be announced",
@@ -478,27 +483,10 @@ fn expired_metadata_recovers_when_fresh_metadata_is_published() {
         .as_str()
         .unwrap()
         .to_owned();
-    wait_for(
-        "opens to be refused after expiry",
-        || d.log(),
-        || {
-            std::fs::read(w.at("keep.txt"))
-                .err()
-                .and_then(|e| e.raw_os_error())
-                == Some(libc::EACCES)
-        },
-    );
+    wait_until_refused_after_expiry(&w, &d);
     w.write("later.txt", b"later");
     // Longer-lived this time, so the check below cannot race a second expiry.
-    cli::run_ok(
-        std::process::Command::new(cli::BIN)
-            .args(["repo", "add"])
-            .arg(&w.repo)
-            .arg(&w.content)
-            .arg("--keys")
-            .arg(&w.keys)
-            .args(["--expires", "timestamp=1h"]),
-    );
+    w.publish_expiring(&["timestamp=1h"]);
     wait_for(
         "the re-signed metadata",
         || d.log(),

@@ -53,6 +53,15 @@ struct Pki {
     dir: PathBuf,
 }
 
+/// `openssl req` options for a new, unencrypted P-256 key.
+const NEW_P256_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 impl Pki {
     /// nginx over TLS serving `repo` with this PKI's server certificate, `server_extra` added to
     /// its `server` block.
@@ -65,32 +74,31 @@ impl Pki {
         )
     }
 
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate, in `<dir>/pki`.
     fn new(dir: &Path) -> Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         openssl(
             &dir,
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=trustfs test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
+                &["req", "-x509"][..],
+                &NEW_P256_KEY,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=trustfs test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
         );
         for (name, cn, ext) in [
             (
@@ -105,23 +113,17 @@ impl Pki {
                 format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
             )
             .unwrap();
-            openssl(
-                &dir,
-                &[
-                    "req",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.csr"),
-                    "-subj",
-                    &format!("/CN={cn}"),
-                ],
+            let (key, csr, subj) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("/CN={cn}"),
             );
+            let args = [
+                &["req"][..],
+                &NEW_P256_KEY,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ];
+            openssl(&dir, &args.concat());
             openssl(
                 &dir,
                 &[
@@ -199,6 +201,11 @@ fn assert_serves(w: &World) {
 
 /// `trustfs mount` with `args` must exit before mounting, with `code`, and its stderr must say
 /// each of `wants`.
+/// [`assert_refused`] of a remote mount of `server` trusting the CA `ca` (exit 2).
+fn assert_refused_with_ca(w: &World, server: &Nginx, ca: &str, wants: &[&str]) -> String {
+    assert_refused(w, &remote_args(w, server, &["--ca-cert", ca]), 2, wants)
+}
+
 fn assert_refused(w: &World, args: &[String], code: i32, wants: &[&str]) -> String {
     match w.mount_with(args) {
         Ok(d) => panic!("mounted, but should not have: {}", d.log()),
@@ -315,10 +322,10 @@ fn bearer_token_from_an_auth_file_401_without_served_with_rotated_and_never_logg
         |token: &str| format!("if ($http_authorization != \"Bearer {token}\") {{ return 401; }}");
     let mut server = pki.nginx(&w.repo, &require(SECRET_TOKEN));
     let ca = pki.path("ca.pem");
-    assert_refused(
+    assert_refused_with_ca(
         &w,
-        &remote_args(&w, &server, &["--ca-cert", &ca]),
-        2,
+        &server,
+        &ca,
         &["HTTP status 401 (the mirror wants credentials: give --auth-file or --netrc)"],
     );
 
@@ -515,12 +522,7 @@ fn mirror_requiring_a_client_certificate_refuses_without_and_serves_with_it() {
         ),
     );
     let ca = pki.path("ca.pem");
-    assert_refused(
-        &w,
-        &remote_args(&w, &server, &["--ca-cert", &ca]),
-        2,
-        &["--client-cert and --client-key"],
-    );
+    assert_refused_with_ca(&w, &server, &ca, &["--client-cert and --client-key"]);
     // A key others can read is refused.
     let open_key = w.dir.join("open.key");
     std::fs::copy(pki.dir.join("client.key"), &open_key).unwrap();

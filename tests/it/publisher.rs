@@ -20,14 +20,12 @@ use trustfs::schema::{
     verify_threshold, Key, Metadata, Root, Signature, Signed, Snapshot, Targets, Timestamp, UtcTime,
 };
 
-use crate::harness::BIN;
+use crate::harness::publish::Repo;
+use crate::harness::{TempDir, BIN};
 
 /// A fresh scratch directory per test (no tempfile crate in the dependency list).
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("trustfs-publisher-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> TempDir {
+    TempDir::new(&format!("publisher-{name}"))
 }
 
 fn trustfs(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
@@ -78,26 +76,7 @@ fn verify_role<T: Signed>(root: &Metadata<Root>, role: &str, md: &Metadata<T>) {
         .unwrap_or_else(|e| panic!("{role}: {e}"));
 }
 
-struct Repo {
-    dir: PathBuf,
-    keys: PathBuf,
-}
-
 impl Repo {
-    fn init(base: &Path) -> Repo {
-        let r = Repo {
-            dir: base.join("repo"),
-            keys: base.join("keys"),
-        };
-        repo::init(&InitOptions {
-            repo: r.dir.clone(),
-            keydir: r.keys.clone(),
-            expires: Expiries::default(),
-        })
-        .unwrap();
-        r
-    }
-
     fn meta(&self, name: &str) -> PathBuf {
         self.dir.join("metadata").join(name)
     }
@@ -106,11 +85,11 @@ impl Repo {
         load(&self.meta("1.root.json"))
     }
 
-    fn add(&self, content: &Path, sha512: bool) -> Result<repo::AddReport, RepoError> {
-        self.add_with(content, sha512, false)
+    fn add_hashes(&self, content: &Path, sha512: bool) -> Result<repo::AddReport, RepoError> {
+        self.add_hashes_with(content, sha512, false)
     }
 
-    fn add_with(
+    fn add_hashes_with(
         &self,
         content: &Path,
         sha512: bool,
@@ -424,7 +403,7 @@ fn add_with_sha512_lists_and_publishes_both_hashes() {
     let r = Repo::init(&base);
     let content = base.join("content");
     write(&content.join("d/f"), b"data");
-    r.add(&content, true).unwrap();
+    r.add_hashes(&content, true).unwrap();
     let (_, _, targets) = r.current();
     let t = &targets.signed.targets["d/f"];
     let sha512 = hex::encode(Sha512::digest(b"data"));
@@ -436,7 +415,7 @@ fn add_with_sha512_lists_and_publishes_both_hashes() {
     );
     // A later add without --sha512 keeps listing sha512 for that file (and its copy).
     write(&content.join("d/g"), b"new");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     let (_, _, targets) = r.current();
     assert!(targets.signed.targets["d/f"].hashes.contains_key("sha512"));
     assert!(!targets.signed.targets["d/g"].hashes.contains_key("sha512"));
@@ -450,11 +429,11 @@ fn add_again_removes_vanished_files_and_keeps_unchanged_ones() {
     write(&content.join("keep"), b"same");
     write(&content.join("change"), b"v1");
     write(&content.join("gone"), b"bye");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     fs::remove_file(content.join("gone")).unwrap();
     write(&content.join("change"), b"v2");
     write(&content.join("new"), b"hi");
-    let report = r.add(&content, false).unwrap();
+    let report = r.add_hashes(&content, false).unwrap();
     assert_eq!(report.added, ["new"]);
     assert_eq!(report.changed, ["change"]);
     assert_eq!(report.unchanged, ["keep"]);
@@ -469,7 +448,7 @@ fn add_again_removes_vanished_files_and_keeps_unchanged_ones() {
     );
     // Re-adding with no change still publishes new versions (documented in --help and
     // docs/publishing.md), with the same target list.
-    let report = r.add(&content, false).unwrap();
+    let report = r.add_hashes(&content, false).unwrap();
     assert_eq!(report.unchanged.len(), 3);
     assert_eq!(r.versions(), (4, 4, 4));
     let (_, _, again) = r.current();
@@ -502,7 +481,7 @@ fn add_keeps_custom_unknown_fields_and_delegations() {
     let content = base.join("content");
     write(&content.join("same"), b"same");
     write(&content.join("edited"), b"v1");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     // Another tool adds custom metadata, an unknown field and a delegation to targets v2 (the
     // snapshot lists targets by version only, so rewriting 2.targets.json in place is valid).
     let path = r.meta("2.targets.json");
@@ -522,7 +501,7 @@ fn add_keeps_custom_unknown_fields_and_delegations() {
     r.current(); // still verifies
 
     write(&content.join("edited"), b"v2");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     let (_, snap, targets) = r.current();
     let after = &targets.signed_value;
     assert_eq!(after["targets"]["same"], v["targets"]["same"]);
@@ -583,17 +562,8 @@ fn repository_inside_content_dir_is_not_published() {
     let base = scratch("nested");
     let content = base.join("content");
     write(&content.join("f"), b"f");
-    let r = Repo {
-        dir: content.join("repo"),
-        keys: base.join("keys"),
-    };
-    repo::init(&InitOptions {
-        repo: r.dir.clone(),
-        keydir: r.keys.clone(),
-        expires: Expiries::default(),
-    })
-    .unwrap();
-    let report = r.add(&content, false).unwrap();
+    let r = Repo::create(content.join("repo"), base.join("keys"));
+    let report = r.add_hashes(&content, false).unwrap();
     assert_eq!(report.added, ["f"]);
 }
 
@@ -614,7 +584,7 @@ fn wrong_key_in_keydir_is_refused() {
     );
     assert_eq!(fs::read(r.meta("timestamp.json")).unwrap(), before);
     assert!(matches!(
-        r.add(&content, false),
+        r.add_hashes(&content, false),
         Err(RepoError::WrongKey { role, .. }) if role == "targets"
     ));
     // A wrong timestamp key stops refresh too.
@@ -654,7 +624,13 @@ fn tampered_or_malformed_metadata_exits_2() {
 #[test]
 fn not_a_repository_is_an_operational_error() {
     let base = scratch("norepo");
-    let o = trustfs(&[&"repo", &"refresh", &base, &"--keys", &base.join("keys")]);
+    let o = trustfs(&[
+        &"repo",
+        &"refresh",
+        &base.path(),
+        &"--keys",
+        &base.join("keys"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a repository"), "{}", stderr(&o));
 }
@@ -946,7 +922,7 @@ fn refresh_role_targets_also_resigns_targets() {
     let r = Repo::init(&base);
     let content = base.join("content");
     write(&content.join("f"), b"f");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     let (_, _, before) = r.current();
     let report = repo::refresh(&RefreshOptions {
         repo: r.dir.clone(),
@@ -1031,7 +1007,7 @@ fn python_tuf_ngclient_reads_the_repository() {
     let content = base.join("content");
     write(&content.join("a.txt"), b"alpha");
     write(&content.join("sub/b.txt"), b"beta");
-    r.add(&content, true).unwrap();
+    r.add_hashes(&content, true).unwrap();
     repo::refresh(&RefreshOptions {
         repo: r.dir.clone(),
         keydir: r.keys.clone(),
@@ -1085,19 +1061,19 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
     }
     // Files changed within two seconds of being read are read again next time (racy clean):
     // first an add right away, which must remember nothing.
-    let first = r.add(&content, false).unwrap();
+    let first = r.add_hashes(&content, false).unwrap();
     assert_eq!(first.added.len(), 20);
     assert_eq!(first.not_reread, 0);
-    let again = r.add(&content, false).unwrap();
+    let again = r.add_hashes(&content, false).unwrap();
     assert_eq!(again.not_reread, 0, "files changed 0 s ago were remembered");
     std::thread::sleep(Duration::from_millis(2100));
-    let settled = r.add(&content, false).unwrap();
+    let settled = r.add_hashes(&content, false).unwrap();
     assert_eq!(settled.unchanged.len(), 20);
     assert_eq!(
         settled.not_reread, 0,
         "this add is the first to see settled files"
     );
-    let cached = r.add(&content, false).unwrap();
+    let cached = r.add_hashes(&content, false).unwrap();
     assert_eq!(cached.unchanged.len(), 20);
     assert_eq!(cached.not_reread, 20, "unchanged files were read again");
 
@@ -1110,7 +1086,7 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
         .as_secs() as i64;
     fs::write(&f3, "FILE 3\n").unwrap();
     set_mtime(&f3, secs);
-    let after_edit = r.add(&content, false).unwrap();
+    let after_edit = r.add_hashes(&content, false).unwrap();
     assert_eq!(after_edit.changed, vec!["d/f3".to_string()]);
     assert_eq!(after_edit.not_reread, 19);
     assert_eq!(
@@ -1122,7 +1098,7 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
     let f5_sha = listed_sha256(&r, "d/f5");
     let copy = r.dir.join("targets/d").join(format!("{f5_sha}.f5"));
     fs::remove_file(&copy).unwrap();
-    let repaired = r.add(&content, false).unwrap();
+    let repaired = r.add_hashes(&content, false).unwrap();
     assert!(copy.is_file(), "the missing copy was not made again");
     assert_eq!(fs::read(&copy).unwrap(), b"file 5\n");
     assert!(repaired.not_reread <= 19, "{}", repaired.not_reread);
@@ -1131,7 +1107,7 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
     let f7 = content.join("d/f7");
     fs::write(content.join("d/.f7.new"), "seven\n").unwrap();
     fs::rename(content.join("d/.f7.new"), &f7).unwrap();
-    let replaced = r.add(&content, false).unwrap();
+    let replaced = r.add_hashes(&content, false).unwrap();
     assert_eq!(replaced.changed, vec!["d/f7".to_string()]);
     assert_eq!(
         listed_sha256(&r, "d/f7"),
@@ -1139,9 +1115,9 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
     );
 
     // --reread reads everything; asking for sha512 reads every file that lacks one.
-    let reread = r.add_with(&content, false, true).unwrap();
+    let reread = r.add_hashes_with(&content, false, true).unwrap();
     assert_eq!(reread.not_reread, 0);
-    let with_sha512 = r.add(&content, true).unwrap();
+    let with_sha512 = r.add_hashes(&content, true).unwrap();
     assert_eq!(
         with_sha512.not_reread, 0,
         "files without sha512 were not read"
@@ -1155,7 +1131,7 @@ fn add_reads_only_files_that_changed_since_the_last_add() {
 
     // A malformed cache is ignored: everything is read, nothing fails.
     fs::write(r.dir.join(".trustfs-add-cache"), b"{not json").unwrap();
-    let garbage = r.add(&content, false).unwrap();
+    let garbage = r.add_hashes(&content, false).unwrap();
     assert_eq!(garbage.not_reread, 0);
     assert!(garbage.warnings.is_empty(), "{:?}", garbage.warnings);
     let _ = fs::remove_dir_all(&base);
@@ -1255,7 +1231,7 @@ fn add_lists_chunk_roots_and_publishes_outboards_that_verify() {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
     write(&content.join("dir/big.bin"), &big);
     write(&content.join("small.txt"), b"small\n");
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     let (_, _, targets) = r.current();
     for (name, data) in [("dir/big.bin", &big[..]), ("small.txt", b"small\n")] {
         let entry = &targets.signed_value["targets"][name];
@@ -1284,9 +1260,9 @@ fn add_lists_chunk_roots_and_publishes_outboards_that_verify() {
     // New content, then prune: the old outboard goes with the old content.
     let old_sha = hex::encode(Sha256::digest(&big));
     write(&content.join("dir/big.bin"), b"replaced\n");
-    r.add(&content, false).unwrap();
-    r.add(&content, false).unwrap();
-    r.add(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
+    r.add_hashes(&content, false).unwrap();
     repo::prune(&repo::PruneOptions {
         repo: r.dir.clone(),
         keep: 0,

@@ -935,15 +935,7 @@ fn hash_bins_come_once_a_restart_fetches_none_and_a_refresh_only_the_changed_one
     let files = crate::harness::numbered_files(64, 4, "");
     let w = World::new_owned("bins", &files, &[]);
     // Sixteen small hash bins instead of one targets file.
-    run_ok(
-        Command::new(BIN)
-            .args(["repo", "add"])
-            .arg(&w.repo)
-            .arg(&w.content)
-            .arg("--keys")
-            .arg(&w.keys)
-            .args(["--bins", "16"]),
-    );
+    w.publish_args(&["--bins", "16"]);
     let server = Nginx::start(&w.repo);
 
     // First mount, empty state dir: every bin exactly once (fetched in parallel), verified.

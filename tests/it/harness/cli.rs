@@ -134,6 +134,12 @@ impl World {
 
     /// [`Self::publish`] with these `--expires` instead of the world's (none: the defaults).
     pub fn publish_expiring(&self, expires: &[&str]) {
+        let args: Vec<&str> = expires.iter().flat_map(|e| ["--expires", e]).collect();
+        self.publish_args(&args);
+    }
+
+    /// `trustfs repo add` of the content directory with `args` (and not the world's expiries).
+    pub fn publish_args(&self, args: &[&str]) {
         run_ok(
             Command::new(BIN)
                 .args(["repo", "add"])
@@ -141,7 +147,7 @@ impl World {
                 .arg(&self.content)
                 .arg("--keys")
                 .arg(&self.keys)
-                .args(expires.iter().flat_map(|e| ["--expires", e])),
+                .args(args),
         );
     }
 

@@ -9,7 +9,7 @@ use trustfs::schema::{Metadata, Targets};
 use trustfs::repo::{self, Expiries, InitOptions};
 
 use super::python::{run_trustfs as trustfs, Run};
-use super::{os, read_json, TempDir};
+use super::{os, read_json};
 
 /// `<dir>/repo` and its keys in `<dir>/keys`.
 pub struct Repo {
@@ -18,11 +18,15 @@ pub struct Repo {
 }
 
 impl Repo {
-    pub fn init(s: &TempDir) -> Repo {
-        let r = Repo {
-            dir: s.join("repo"),
-            keys: s.join("keys"),
-        };
+    /// `<dir>/repo` with its keys in `<dir>/keys`.
+    pub fn init(dir: impl AsRef<Path>) -> Repo {
+        let dir = dir.as_ref();
+        Repo::create(dir.join("repo"), dir.join("keys"))
+    }
+
+    /// A repository at `dir` with its keys in `keys`.
+    pub fn create(dir: PathBuf, keys: PathBuf) -> Repo {
+        let r = Repo { dir, keys };
         repo::init(&InitOptions {
             repo: r.dir.clone(),
             keydir: r.keys.clone(),
@@ -34,6 +38,18 @@ impl Repo {
 
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("metadata")
+    }
+
+    /// `trustfs repo SUB REPO --keys KEYDIR EXTRA...`
+    pub fn command(&self, sub: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["repo", sub, os(&self.dir), "--keys", os(&self.keys)];
+        args.extend_from_slice(extra);
+        trustfs(args)
+    }
+
+    /// `trustfs repo delegate REPO --keys KEYDIR --role ROLE EXTRA...`
+    pub fn delegate(&self, role: &str, extra: &[&str]) -> Run {
+        self.command("delegate", &[&["--role", role], extra].concat())
     }
 
     /// `trustfs repo add REPO CONTENT --keys KEYDIR EXTRA...`
