@@ -2,7 +2,7 @@
 //! a backing directory with a hand-built index through the same library entry point as
 //! `trustfs mount`.
 //!
-//! - `hash FILE`: single-core throughput of `verify::MultiHasher` (sha256) over FILE, read in
+//! - `hash FILE`: single-core throughput of `hashing::MultiHasher` (sha256) over FILE, read in
 //!   1 MiB chunks; prints seconds.
 //! - `mount BACKING MNT STATE [--no-passthrough] [--threads N] [--private-copy] [--lazy]
 //!   [--chunk-roots DIR]`: register every regular file under BACKING with its sha256 (and, with

@@ -17,7 +17,8 @@
 //!   audit, metrics); it never imports the filesystem.
 //! - [`mount`]: the read-only FUSE filesystem (`trustfs mount`'s daemon; not `std::fs`).
 //! - [`repo`]: the publisher side (keys, init, add, delegate, rotate).
-//! - [`cli`]: the `trustfs` command line, one file per subcommand; the only place exit codes live.
+//! - [`cli`]: the `trustfs` command line, one module per subcommand; the only place exit codes
+//!   live.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` lives in `sys` alone (it allows it for itself).

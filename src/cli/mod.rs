@@ -1,5 +1,6 @@
-//! The `trustfs` command line. Each subcommand lives in its own file with an `Args` struct whose
-//! doc comments are the `--help` text, and a `run()` returning the process exit code.
+//! The `trustfs` command line. Each subcommand lives in its own module (`mount/` and `repo/` are
+//! directories; `completions.rs` has `completions` and `man`) with an `Args` struct whose doc
+//! comments are the `--help` text, and a `run()` returning the process exit code.
 //!
 //! Exit codes: 0 success; 1 content failed verification (or the command failed for an operational
 //! reason); 2 the metadata cannot be trusted or is malformed; 64 the command line is wrong.

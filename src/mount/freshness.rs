@@ -1,7 +1,8 @@
 //! How fresh the metadata in force is: when it was last confirmed (mount start or a successful
 //! refresh), and how many refreshes failed since.
 //!
-//! With `--refresh-interval`, metadata that has not been confirmed for [`Freshness::stale_after`]
+//! With `--refresh-interval`, metadata that has not been confirmed for the staleness bound
+//! (`--stale-after`, default [`default_stale_after`]: three refresh intervals, at least a minute)
 //! is *stale*: the mount keeps serving what it trusts until that expires (TUF's freeze
 //! protection is the expiry), but `trustfs status` shows ✘ with the reason and `trustfs_up`
 //! drops to 0, so a dead repository, a broken network or a refresh thread that stopped cannot

@@ -12,9 +12,9 @@
 //! daemon. The read open uses `O_NONBLOCK` as a second line of defence and must land on the same
 //! `(dev, ino)` as the `O_PATH` probe, or the file is refused as "replaced while opening".
 //!
-//! [`openat2`], [`fstat`] and [`list_dir`] are also the descriptor-relative primitives of the rest
-//! of the crate (the object store, the publisher's walk of CONTENT_DIR). The `unsafe` of this
-//! module is in those three, each with its `// SAFETY:` note.
+//! [`openat2`], [`list_dir`] (re-exported from `sys`) and [`fstat`] are also the
+//! descriptor-relative primitives of the rest of the crate (the object store, the publisher's walk
+//! of CONTENT_DIR). This module has no `unsafe`: the system calls themselves are wrapped in `sys`.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;

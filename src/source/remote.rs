@@ -4,8 +4,8 @@
 //! for one target under the name the repository stores it at ([`request_name`]: the
 //! consistent-snapshot name `dir/<sha256>.<basename>` when the root says so, else the plain path)
 //! and refuses early when the server announces a `Content-Length` other than the signed length.
-//! The verified cache (`fs::store`) reads at most the signed length plus one byte from the stream
-//! and hashes while it writes; the fetch loop in `fs::download` decides what a failure means.
+//! The verified cache (`mount::store`) reads at most the signed length plus one byte from the stream
+//! and hashes while it writes; the fetch loop in `mount::download` decides what a failure means.
 
 use std::fmt;
 use std::io::Read;

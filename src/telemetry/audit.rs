@@ -2,7 +2,8 @@
 //! a file (`--audit-log FILE`) that standard log tools (jq, journald imports, SIEM shippers) read.
 //!
 //! Each line is written with one `write(2)` on an `O_APPEND` file, so concurrent writers never
-//! interleave and a rotated-away file is simply reopened by the next writer's logrotate `copytruncate`.
+//! interleave; the file is opened once, so rotate it with logrotate's `copytruncate` (with
+//! `O_APPEND` the next line lands at the start of the truncated file).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -130,7 +130,7 @@ pub struct Counters {
     /// faults; kept as its own counter for the `fetch_failures` field and metric).
     pub fetch_failures: AtomicU64,
     /// Remote mount: small files of a directory downloaded and verified in the background
-    /// (`fs::prefetch`), and their bytes.
+    /// (`mount::prefetch`), and their bytes.
     pub prefetch_fetches: AtomicU64,
     pub prefetch_bytes: AtomicU64,
     /// Remote mount: background downloads that failed (never an open's answer).

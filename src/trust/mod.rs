@@ -23,7 +23,7 @@
 //! Three error types speak of fetching, one a layer: [`FetchError`] (one request of one
 //! [`Fetcher`] failed; in the client workflow it becomes a [`TrustError`] of kind
 //! [`TrustErrorKind::Fetch`]), and in the layers above `source::remote::MirrorError` (one target
-//! from one mirror) and `fs::lazyremote::LazyError` (a lazy range read). `fetch/mod.rs` says what
+//! from one mirror) and `mount::lazyremote::LazyError` (a lazy range read). `fetch/mod.rs` says what
 //! each is for.
 
 mod client;

@@ -11,7 +11,7 @@
 //!   repository from one targets file into bins.
 //!
 //! The Python side is `tests/interop/*.py` in the venv that `bash .ci/run` creates from
-//! `tests/interop/requirements.txt` (see `common/python.rs` for how it is found). Without it these
+//! `tests/interop/requirements.txt` (see `harness/python.rs` for how it is found). Without it these
 //! tests fail with instructions rather than skip.
 
 use crate::harness::http::HttpServer;

@@ -1,7 +1,8 @@
 //! trustfs's integration tests: one test binary, one module per threat or area, over one shared
 //! harness (`harness/`: temp dirs, the `trustfs` binary as an operator runs it, a mount daemon with
-//! its log, hand-built FUSE mounts, one HTTP server that can turn hostile, nginx, the pinned
-//! python-tuf venv, a TUF repository builder).
+//! its log, hand-built FUSE mounts, a one-file FUSE disk that fails or changes under the reader,
+//! one HTTP server that can turn hostile, nginx, the pinned python-tuf venv, a library-made
+//! repository, a TUF repository builder).
 //!
 //! Run all with `cargo test --release`; one area with `cargo test --release -- <module>::`
 //! (e.g. `-- hardening::`). What each module covers: `tests/README.md`. FUSE tests need root and

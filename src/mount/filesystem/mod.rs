@@ -3,17 +3,20 @@
 //!
 //! - Remote mount ([`Content::Remote`]): the tree is derived from the target paths (directories
 //!   0555, files 0444 with their signed length) and shown in full before any content is fetched.
-//!   The first open of a file downloads it into the shared cache through `download.rs` (one download
+//!   The first open of a file downloads it into the shared cache through `mount/download.rs` (one download
 //!   per object, however many openers wait on it); later opens use the cached object. A fetch
 //!   failure is `EIO`, a verification failure `EACCES`. Everything below about reads applies.
 //! - Namespace of a local mount: the backing tree as it is. Directories are 0555; every other
 //!   entry is shown as a regular file 0444 (plus the backing file's execute bits), so an open of a
-//!   symlink, FIFO, socket or device reaches `TrustFs::open` (`open.rs`) and is refused with a
+//!   symlink, FIFO, socket or device reaches `open` (`fuse.rs` → `TrustFs::answer_open` in `open.rs`) and is refused with a
 //!   reason, never followed. Registered files report their signed length.
 //! - Open: unregistered → `EACCES` (or hidden with [`Unregistered::Hide`]); metadata expired →
-//!   `EACCES`; registered → the backing file is opened beneath the root, and a verification record
-//!   keyed by its `(dev, ino, size, mtime, ctime)` is looked up; on a miss it is copied into the
-//!   object store and hashed. Reads are served from the verified object (passthrough or userspace).
+//!   `EACCES`; registered → the backing file is opened beneath the root; by default each read is
+//!   checked chunk by chunk against the file's trusted tree (`mount/chunked.rs`,
+//!   `mount/verified.rs`; `--verify open` also checks the whole file at its first open). With
+//!   `--private-copy`, a verification record keyed by its `(dev, ino, size, mtime, ctime)` is
+//!   looked up, on a miss the file is copied into the object store and hashed, and reads are
+//!   served from the verified object (passthrough or userspace).
 //! - Every mutating operation → `EROFS`.
 //!
 //! Live updates: the metadata in force is a [`MetadataInForce`] (the sorted index, from which
@@ -158,7 +161,7 @@ pub(super) struct MountState {
     throttle: Throttle,
     /// Threads that finish opens needing a verification or download (off the FUSE workers).
     openers: Openers,
-    /// Remote mount: background downloads of a directory's small files (`prefetch.rs`).
+    /// Remote mount: background downloads of a directory's small files (`mount/prefetch.rs`).
     prefetch: Arc<Prefetcher>,
     /// Serializes metadata switches (the generation swap itself is one write-lock step).
     switching: Mutex<()>,

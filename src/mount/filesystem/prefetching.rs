@@ -1,5 +1,5 @@
 //! A remote mount's prefetching: the first open that misses the cache in a directory queues the
-//! directory's other small files (the queue and its rules: `prefetch.rs`).
+//! directory's other small files (the queue and its rules: `mount/prefetch.rs`).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::mount::download::{fetch_into_cache, FetchFailure};
 use crate::mount::prefetch::{Item as PrefetchItem, Outcome as PrefetchOutcome};
 use crate::mount::store::object_name;
 
-/// Remote mount: prefetching a directory's small files (the queue and its rules: `prefetch.rs`).
+/// Remote mount: prefetching a directory's small files (the queue and its rules: `mount/prefetch.rs`).
 impl MountState {
     /// The first open in `path`'s directory (this metadata generation) missed the cache: queue
     /// the directory's other files, those after `path` in name order first.

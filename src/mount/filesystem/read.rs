@@ -214,7 +214,7 @@ impl MountState {
     }
 }
 
-/// The only way bytes reach a read reply: a [`VerifiedBytes`], which only `verified.rs` makes.
+/// The only way bytes reach a read reply: a [`VerifiedBytes`], which only `mount/verified.rs` makes.
 fn reply_verified(reply: ReplyData, counters: &Counters, bytes: &VerifiedBytes) {
     let data = bytes.as_slice();
     counters

@@ -119,7 +119,7 @@ impl MountState {
     }
 }
 
-/// The tail of a log line written after `n` repeats were left out (see `throttle.rs`).
+/// The tail of a log line written after `n` repeats were left out (see `mount/throttle.rs`).
 fn repeats(n: u64) -> String {
     if n == 0 {
         String::new()

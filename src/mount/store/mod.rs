@@ -1,6 +1,6 @@
 //! The private object store: immutable, verified copies of backing files that reads are served
 //! from with `--private-copy` and on remote mounts (a local mount's default checks each read chunk
-//! by chunk instead: `chunked.rs`).
+//! by chunk instead: `mount/chunked.rs`).
 //!
 //! Why a copy: a backing file can be written, truncated or replaced at any time after it was
 //! verified, and the one rule says those new bytes must never reach a reader. A verified copy in a
@@ -20,7 +20,7 @@
 //! copy-and-hash pipeline), kept across restarts, and shareable by several daemons. What changes
 //! in that mode:
 //! - a verified object is renamed into place at once and made durable in batches (`syncfs` at
-//!   most every second, see `durability.rs`): a `kill -9` loses nothing, and after a system
+//!   most every second, see `mount/durability.rs`): a `kill -9` loses nothing, and after a system
 //!   crash the first daemon removes the objects of the last unsynced moments before serving;
 //! - each writer creates its temporary as `new.<pid>.<unique>`, takes `flock(LOCK_SH)` and only
 //!   then renames it `tmp.<pid>.<unique>`, and holds that lock until the object is published and
@@ -172,7 +172,7 @@ pub struct ObjectStore {
     inner: Mutex<Inner>,
     tmp_counter: AtomicU64,
     counters: Arc<Counters>,
-    /// Shared cache: syncs stored objects in batches and records it (see `durability.rs`).
+    /// Shared cache: syncs stored objects in batches and records it (see `mount/durability.rs`).
     syncer: Option<Arc<Syncer>>,
 }
 

@@ -150,7 +150,7 @@ impl ObjectStore {
             return Err(StoreError::Io(e));
         }
         // Durable with the next batch (within a second); a system crash before that is handled
-        // by the first daemon after the reboot (`durability.rs`).
+        // by the first daemon after the reboot (`mount/durability.rs`).
         if let Some(s) = &self.syncer {
             s.dirty(name);
         }

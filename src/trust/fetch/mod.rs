@@ -13,8 +13,8 @@
 //!   as an unreachable repository.
 //! - `source::remote::MirrorError` (layer `source`): one target from one mirror: unavailable, not
 //!   found, out of descriptors, or a length other than the signed one announced; the fetch loop of
-//!   `fs::download` chooses the next mirror by it.
-//! - `fs::lazyremote::LazyError` (layer `fs`): a lazy range read: bytes refused, no mirror could
+//!   `mount::download` chooses the next mirror by it.
+//! - `mount::lazyremote::LazyError` (layer `mount`): a lazy range read: bytes refused, no mirror could
 //!   deliver, or the cache's partial file failed.
 //!
 //! The last two are built from a [`FetchError`].
